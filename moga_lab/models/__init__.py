@@ -1,0 +1,6 @@
+"""MogaNet models; importing this registers ``moganet_*`` with timm."""
+from .moganet import MogaNet, MOGANET_ARCHS, GATE_ACTIVATIONS, resolve_variant
+from .checkpoint import load_checkpoint, read_state_dict, CheckpointMismatchError
+
+__all__ = ['MogaNet', 'MOGANET_ARCHS', 'GATE_ACTIVATIONS', 'resolve_variant', 'load_checkpoint',
+           'read_state_dict', 'CheckpointMismatchError']

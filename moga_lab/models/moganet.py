@@ -1,0 +1,671 @@
+""" MogaNet: Multi-order Gated Aggregation Network
+
+Paper: `MogaNet: Multi-order Gated Aggregation Network` - https://arxiv.org/abs/2211.03295 (ICLR 2024)
+
+A re-implementation that computes the same function as the authors' reference code and uses the same
+parameter names, so the published checkpoints load with ``load_state_dict`` unchanged. Differences from
+the reference are additions only:
+
+* every component the paper ablates is a constructor option (gating branch and its activation,
+  multi-order dilations and channel split, feature decomposition (FD), channel aggregation (CA));
+* a small-image stem (``stem_stride`` 1 or 2 instead of 4) for 28-32 px inputs;
+* timm's model contract (``forward_features`` returns the un-pooled map, ``forward_head``,
+  ``forward_intermediates`` for ``features_only=True``, ``reset_classifier``).
+
+``attn_force_fp32=True`` reproduces the reference exactly: that path applies the gating activation a
+second time, ``proj_2(act(act(g)) * act(act(v)))``. The authors' XT/T checkpoints trained with the flag
+depend on it. The reference only leaves *CUDA* autocast inside that region; here autocast is left on
+whatever device the tensor lives, so under CPU bf16 autocast the gating product really is float32.
+"""
+from functools import partial
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, trunc_normal_
+from timm.models import build_model_with_cfg, register_model, generate_default_cfgs
+from timm.models._features import feature_take_indices
+
+__all__ = ['MogaNet', 'MOGANET_ARCHS', 'GATE_ACTIVATIONS', 'resolve_variant']
+
+# activations the paper's gating ablation compares (Table / Fig. "gating"); names are lower case
+GATE_ACTIVATIONS = {
+    'silu': nn.SiLU,
+    'sigmoid': nn.Sigmoid,
+    'gelu': nn.GELU,
+    'identity': nn.Identity,
+}
+STEM_STRIDES = (1, 2, 4)
+
+
+def _check_image_input(x: torch.Tensor, in_chans: int) -> None:
+    """Clear error for a wrong input rank or channel count (a leaf for torch.fx, skipped when compiling)."""
+    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return
+    if x.ndim != 4:
+        raise ValueError(f'MogaNet expects images of shape [B, {in_chans}, H, W]; got a tensor of shape {tuple(x.shape)}')
+    if x.shape[1] != in_chans:
+        raise ValueError(f'MogaNet was built for in_chans={in_chans}; the input has {x.shape[1]} channels '
+                         f'(shape {tuple(x.shape)})')
+
+
+torch.fx.wrap('_check_image_input')
+
+
+def _act(name: str, what: str) -> nn.Module:
+    key = str(name).lower()
+    if key not in GATE_ACTIVATIONS:
+        raise ValueError(f'{what}={name!r} is not supported; accepted: {sorted(GATE_ACTIVATIONS)}')
+    return GATE_ACTIVATIONS[key]()
+
+
+class ElementScale(nn.Module):
+    """Learnable per-channel scale, ``x * scale`` with ``scale`` of shape [1, C, 1, 1]."""
+
+    def __init__(self, embed_dims: int, init_value: float = 0., requires_grad: bool = True):
+        super().__init__()
+        self.scale = nn.Parameter(init_value * torch.ones((1, embed_dims, 1, 1)), requires_grad=requires_grad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class ChannelAggregationFFN(nn.Module):
+    """FFN with channel aggregation (CA).
+
+    [B, C, H, W] -> fc1 -> DW 3x3 -> act -> CA -> fc2 -> [B, C, H, W], hidden width ``feedforward_channels``.
+    CA re-weights the hidden features against their projection to one channel:
+    ``x + sigma * (x - act(decompose(x)))``. ``channel_aggregation=False`` gives the plain DW-conv FFN
+    of the paper's ablation (no ``decompose`` / ``sigma`` parameters).
+    """
+
+    def __init__(
+            self,
+            embed_dims: int,
+            feedforward_channels: int,
+            kernel_size: int = 3,
+            act_layer: Callable[[], nn.Module] = nn.GELU,
+            ffn_drop: float = 0.,
+            channel_aggregation: bool = True,
+    ):
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.feedforward_channels = feedforward_channels
+        self.fc1 = nn.Conv2d(embed_dims, feedforward_channels, kernel_size=1)
+        self.dwconv = nn.Conv2d(
+            feedforward_channels, feedforward_channels, kernel_size=kernel_size,
+            padding=kernel_size // 2, groups=feedforward_channels)
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(feedforward_channels, embed_dims, kernel_size=1)
+        self.drop = nn.Dropout(ffn_drop)
+        self.channel_aggregation = channel_aggregation
+        if channel_aggregation:
+            self.decompose = nn.Conv2d(feedforward_channels, 1, kernel_size=1)  # C -> 1
+            self.sigma = ElementScale(feedforward_channels, init_value=1e-5)
+            self.decompose_act = act_layer()
+
+    def feat_decompose(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C', H, W]; decompose(x): [B, 1, H, W]
+        return x + self.sigma(x - self.decompose_act(self.decompose(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.act(self.dwconv(self.fc1(x))))
+        if self.channel_aggregation:
+            x = self.feat_decompose(x)
+        return self.drop(self.fc2(x))
+
+
+def _split_channels(embed_dims: int, channel_split: Sequence[int]) -> Tuple[int, int, int]:
+    """Channels of the three orders, as the reference computes them (the remainder goes to order 0)."""
+    total = sum(channel_split)
+    c1 = int(channel_split[1] / total * embed_dims)
+    c2 = int(channel_split[2] / total * embed_dims)
+    return embed_dims - c1 - c2, c1, c2
+
+
+class MultiOrderDWConv(nn.Module):
+    """Multi-order depth-wise convolutions: [B, C, H, W] -> [B, C, H, W].
+
+    DW 5x5 (dilation d0) on all channels, then DW 5x5 (d1) on the middle split and DW 7x7 (d2) on the last
+    split; the three orders are concatenated and mixed by a point-wise conv. Channel split 1:3:4 by default.
+    A split of 0 removes that branch (ablation 1:0:0 = a single order).
+    """
+
+    def __init__(
+            self,
+            embed_dims: int,
+            dw_dilation: Sequence[int] = (1, 2, 3),
+            channel_split: Sequence[int] = (1, 3, 4),
+    ):
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.embed_dims_0, self.embed_dims_1, self.embed_dims_2 = _split_channels(embed_dims, channel_split)
+        self.DW_conv0 = nn.Conv2d(
+            embed_dims, embed_dims, kernel_size=5, padding=2 * dw_dilation[0],
+            groups=embed_dims, dilation=dw_dilation[0])
+        self.DW_conv1 = nn.Conv2d(
+            self.embed_dims_1, self.embed_dims_1, kernel_size=5, padding=2 * dw_dilation[1],
+            groups=self.embed_dims_1, dilation=dw_dilation[1]) if self.embed_dims_1 else None
+        self.DW_conv2 = nn.Conv2d(
+            self.embed_dims_2, self.embed_dims_2, kernel_size=7, padding=3 * dw_dilation[2],
+            groups=self.embed_dims_2, dilation=dw_dilation[2]) if self.embed_dims_2 else None
+        self.PW_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_0 = self.DW_conv0(x)
+        parts = [x_0[:, :self.embed_dims_0]]
+        if self.DW_conv1 is not None:
+            parts.append(self.DW_conv1(x_0[:, self.embed_dims_0:self.embed_dims_0 + self.embed_dims_1]))
+        if self.DW_conv2 is not None:
+            parts.append(self.DW_conv2(x_0[:, self.embed_dims - self.embed_dims_2:]))
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return self.PW_conv(x)
+
+
+class MultiOrderGatedAggregation(nn.Module):
+    """Spatial aggregation block (Moga): [B, C, H, W] -> [B, C, H, W].
+
+    ``proj_1`` -> feature decomposition (FD: ``x + sigma * (x - GAP(x))``) -> act, then
+    ``proj_2(act(gate(x)) * act(value(x)))`` + shortcut, with ``value`` the multi-order DW convs.
+    ``gating=False`` drops the gate branch: ``proj_2(act(value(x)))``.
+    ``feat_decompose=False`` drops FD: ``act(proj_1(x))``.
+    """
+
+    def __init__(
+            self,
+            embed_dims: int,
+            attn_dw_dilation: Sequence[int] = (1, 2, 3),
+            attn_channel_split: Sequence[int] = (1, 3, 4),
+            attn_act_type: str = 'silu',
+            attn_force_fp32: bool = False,
+            gating: bool = True,
+            feat_decompose: bool = True,
+    ):
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.attn_force_fp32 = attn_force_fp32
+        self.gating = gating
+        self.use_feat_decompose = feat_decompose
+        self.proj_1 = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
+        self.gate = nn.Conv2d(embed_dims, embed_dims, kernel_size=1) if gating else None
+        self.value = MultiOrderDWConv(embed_dims, dw_dilation=attn_dw_dilation, channel_split=attn_channel_split)
+        self.proj_2 = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
+        self.act_value = _act(attn_act_type, 'gate_act')
+        self.act_gate = _act(attn_act_type, 'gate_act')
+        if feat_decompose:
+            self.sigma = ElementScale(embed_dims, init_value=1e-5)
+
+    def feat_decompose(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj_1(x)
+        if self.use_feat_decompose:
+            x_d = x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+            x = x + self.sigma(x - x_d)
+        return self.act_value(x)
+
+    def forward_gating(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # the reference's force-fp32 path: note the second activation (see module docstring)
+        with torch.autocast(device_type=g.device.type, enabled=False):
+            gv = self.act_gate(g.float()) * self.act_gate(v.float())
+            return F.conv2d(gv, self.proj_2.weight.float(), self.proj_2.bias.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.feat_decompose(x)
+        v = self.value(x)
+        if not self.gating:
+            return self.proj_2(self.act_gate(v)) + shortcut
+        g = self.gate(x)
+        if self.attn_force_fp32:
+            x = self.forward_gating(self.act_gate(g), self.act_gate(v))
+        else:
+            x = self.proj_2(self.act_gate(g) * self.act_gate(v))
+        return x + shortcut
+
+
+class MogaBlock(nn.Module):
+    """One MogaNet block: [B, C, H, W] -> [B, C, H, W].
+
+    ``x + ls1 * Moga(BN(x))`` then ``x + ls2 * CAFFN(BN(x))``, each residual branch with drop path.
+    """
+
+    def __init__(
+            self,
+            embed_dims: int,
+            ffn_ratio: float = 4.,
+            drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            act_layer: Callable[[], nn.Module] = nn.GELU,
+            init_value: float = 1e-5,
+            attn_dw_dilation: Sequence[int] = (1, 2, 3),
+            attn_channel_split: Sequence[int] = (1, 3, 4),
+            attn_act_type: str = 'silu',
+            attn_force_fp32: bool = False,
+            gating: bool = True,
+            feat_decompose: bool = True,
+            channel_aggregation: bool = True,
+    ):
+        super().__init__()
+        self.out_channels = embed_dims
+        self.norm1 = nn.BatchNorm2d(embed_dims, eps=1e-5)
+        self.attn = MultiOrderGatedAggregation(
+            embed_dims,
+            attn_dw_dilation=attn_dw_dilation,
+            attn_channel_split=attn_channel_split,
+            attn_act_type=attn_act_type,
+            attn_force_fp32=attn_force_fp32,
+            gating=gating,
+            feat_decompose=feat_decompose,
+        )
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(embed_dims, eps=1e-5)
+        self.mlp = ChannelAggregationFFN(
+            embed_dims=embed_dims,
+            feedforward_channels=int(embed_dims * ffn_ratio),
+            act_layer=act_layer,
+            ffn_drop=drop_rate,
+            channel_aggregation=channel_aggregation,
+        )
+        self.layer_scale_1 = nn.Parameter(init_value * torch.ones((1, embed_dims, 1, 1)))
+        self.layer_scale_2 = nn.Parameter(init_value * torch.ones((1, embed_dims, 1, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.layer_scale_1 * self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.layer_scale_2 * self.mlp(self.norm2(x)))
+        return x
+
+
+class ConvPatchEmbed(nn.Module):
+    """Down-sampling between stages: 3x3 conv (stride 2) + BN. [B, Cin, H, W] -> [B, C, H/2, W/2]."""
+
+    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.projection = nn.Conv2d(
+            in_channels, embed_dims, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2)
+        self.norm = nn.BatchNorm2d(embed_dims, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.projection(x))
+
+
+class StackConvPatchEmbed(nn.Module):
+    """Stem: two 3x3 conv + BN (GELU between). [B, Cin, H, W] -> [B, C, H/s, W/s], s = ``stride``.
+
+    ``stride`` 4 is the reference (both convs stride 2); 2 makes the second conv stride 1; 1 is the
+    authors' CIFAR variant (both stride 1). Parameters and their names do not depend on the stride.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            embed_dims: int,
+            kernel_size: int = 3,
+            stride: int = 4,
+            act_layer: Callable[[], nn.Module] = nn.GELU,
+    ):
+        super().__init__()
+        s1, s2 = {4: (2, 2), 2: (2, 1), 1: (1, 1)}[stride]
+        self.projection = nn.Sequential(
+            nn.Conv2d(in_channels, embed_dims // 2, kernel_size=kernel_size, stride=s1, padding=kernel_size // 2),
+            nn.BatchNorm2d(embed_dims // 2, eps=1e-5),
+            act_layer(),
+            nn.Conv2d(embed_dims // 2, embed_dims, kernel_size=kernel_size, stride=s2, padding=kernel_size // 2),
+            nn.BatchNorm2d(embed_dims, eps=1e-5),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(x)
+
+
+MOGANET_ARCHS = {
+    'xtiny': dict(embed_dims=(32, 64, 96, 192), depths=(3, 3, 10, 2), ffn_ratios=(8, 8, 4, 4)),
+    'tiny': dict(embed_dims=(32, 64, 128, 256), depths=(3, 3, 12, 2), ffn_ratios=(8, 8, 4, 4)),
+    'small': dict(embed_dims=(64, 128, 320, 512), depths=(2, 3, 12, 2), ffn_ratios=(8, 8, 4, 4)),
+    'base': dict(embed_dims=(64, 160, 320, 512), depths=(4, 6, 22, 3), ffn_ratios=(8, 8, 4, 4)),
+    'large': dict(embed_dims=(64, 160, 320, 640), depths=(4, 6, 44, 4), ffn_ratios=(8, 8, 4, 4)),
+    'xlarge': dict(embed_dims=(96, 192, 480, 960), depths=(6, 6, 44, 4), ffn_ratios=(8, 8, 4, 4)),
+}
+VARIANT_ALIASES = {
+    'xt': 'xtiny', 'x-tiny': 'xtiny', 't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'xl': 'xlarge',
+    'x-large': 'xlarge',
+}
+
+
+def resolve_variant(name: str) -> str:
+    """'xt' / 'moganet_xt' / 'XTiny' -> 'xtiny'; ValueError naming the accepted variants otherwise."""
+    key = str(name).lower()
+    if key.startswith('moganet_'):
+        key = key[len('moganet_'):]
+    key = VARIANT_ALIASES.get(key, key)
+    if key not in MOGANET_ARCHS:
+        accepted = list(MOGANET_ARCHS) + sorted(VARIANT_ALIASES)
+        raise ValueError(f'unknown MogaNet variant {name!r}; accepted: {", ".join(accepted)}')
+    return key
+
+
+def _check_triple(value, name: str, minimum: int) -> Tuple[int, int, int]:
+    try:
+        triple = tuple(int(v) for v in value)
+        ok = len(triple) == 3 and all(int(v) == v for v in value) and min(triple) >= minimum
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f'{name}={value!r} is not valid; accepted: three integers >= {minimum}, e.g. (1, 2, 3)')
+    return triple
+
+
+class MogaNet(nn.Module):
+    """MogaNet image classifier.
+
+    Input [B, in_chans, H, W] -> logits [B, num_classes]. Four stages with down-sampling 4 (stem; see
+    ``stem_stride``), 2, 2, 2; each stage ends with a BatchNorm (``norm1`` .. ``norm4``) whose output
+    feeds the next stage. ``forward_features`` returns the ``norm4`` map [B, C4, H/32, W/32] (stem
+    stride 4); ``forward_head`` averages it and applies ``head``.
+
+    Args:
+        arch: variant name ('xtiny', 'tiny', ... or an alias) or a dict with embed_dims, depths, ffn_ratios.
+        in_chans: input channels.
+        num_classes: classifier size; 0 gives a headless backbone (``forward`` returns pooled features).
+        global_pool: 'avg' or '' (no pooling; ``forward_head`` then returns the map).
+        drop_rate: dropout inside the FFNs (as the reference's ``drop_rate``).
+        head_drop_rate: dropout before the classifier (timm's ``drop_rate`` meaning; reference: none).
+        drop_path_rate: stochastic depth, linearly increasing over all blocks.
+        init_value: initial layer scale.
+        stem_stride: 4 (reference), 2 or 1 (small images; same parameters).
+        gating: keep the gating branch (paper default True).
+        gate_act: activation of the gating and value branches: 'silu' (default), 'sigmoid', 'gelu', 'identity'.
+        dilations: dilations of the three multi-order DW convs, default (1, 2, 3).
+        channel_split: relative channels of the three orders, default (1, 3, 4).
+        feat_decompose: FD in the spatial block (default True).
+        channel_aggregation: CA in the FFN (default True; False = plain DW-conv FFN).
+        attn_force_fp32: the reference's flag (gating product in float32, activation applied twice).
+        attn_final_dilation: False uses dilations (1, 2, 1) in the last stage, as the reference option.
+    """
+
+    def __init__(
+            self,
+            arch: Union[str, dict] = 'tiny',
+            in_chans: int = 3,
+            num_classes: int = 1000,
+            global_pool: str = 'avg',
+            drop_rate: float = 0.,
+            head_drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            init_value: float = 1e-5,
+            head_init_scale: float = 1.,
+            stem_stride: int = 4,
+            gating: bool = True,
+            gate_act: str = 'silu',
+            dilations: Sequence[int] = (1, 2, 3),
+            channel_split: Sequence[int] = (1, 3, 4),
+            feat_decompose: bool = True,
+            channel_aggregation: bool = True,
+            attn_force_fp32: bool = False,
+            attn_final_dilation: bool = True,
+            **kwargs,
+    ):
+        super().__init__()
+        if kwargs:
+            raise TypeError(f'MogaNet got unexpected arguments: {sorted(kwargs)}')
+        if isinstance(arch, str):
+            self.arch = resolve_variant(arch)
+            settings = MOGANET_ARCHS[self.arch]
+        else:
+            needed = {'embed_dims', 'depths', 'ffn_ratios'}
+            if not isinstance(arch, dict) or set(arch) != needed:
+                raise ValueError(f'a custom arch must be a dict with exactly the keys {sorted(needed)}; got {arch!r}')
+            self.arch, settings = 'custom', arch
+        if stem_stride not in STEM_STRIDES:
+            raise ValueError(f'stem_stride={stem_stride!r} is not supported; accepted: {STEM_STRIDES}')
+        if global_pool not in ('avg', ''):
+            raise ValueError(f"global_pool={global_pool!r} is not supported; accepted: 'avg', ''")
+        if int(in_chans) < 1:
+            raise ValueError(f'in_chans={in_chans!r} must be a positive integer')
+        _act(gate_act, 'gate_act')  # validate early
+        dilations = _check_triple(dilations, 'dilations', 1)
+        channel_split = _check_triple(channel_split, 'channel_split', 0)
+        if sum(channel_split) == 0:
+            raise ValueError(f'channel_split={channel_split!r} is not valid; accepted: three non-negative '
+                             f'integers with a positive sum, e.g. (1, 3, 4)')
+        self.embed_dims = list(settings['embed_dims'])
+        self.depths = list(settings['depths'])
+        self.ffn_ratios = list(settings['ffn_ratios'])
+        self.num_stages = len(self.depths)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.head_drop_rate = head_drop_rate
+        self.stem_stride = stem_stride
+        self.attn_force_fp32 = attn_force_fp32
+        self.num_features = self.head_hidden_size = self.embed_dims[-1]
+        self.grad_checkpointing = False
+        # the switches, kept for configs and reports
+        self.ablation = dict(gating=gating, gate_act=str(gate_act).lower(), dilations=dilations,
+                             channel_split=channel_split, feat_decompose=feat_decompose,
+                             channel_aggregation=channel_aggregation)
+
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(self.depths))]
+        cur = 0
+        self.feature_info = []
+        reduction = stem_stride
+        for i, depth in enumerate(self.depths):
+            if i == 0:
+                patch_embed = StackConvPatchEmbed(in_chans, self.embed_dims[0], stride=stem_stride)
+            else:
+                patch_embed = ConvPatchEmbed(self.embed_dims[i - 1], self.embed_dims[i])
+                reduction *= 2
+            stage_dilations = dilations
+            if i == self.num_stages - 1 and not attn_final_dilation:
+                stage_dilations = (1, 2, 1)
+            blocks = nn.ModuleList([
+                MogaBlock(
+                    self.embed_dims[i],
+                    ffn_ratio=self.ffn_ratios[i],
+                    drop_rate=drop_rate,
+                    drop_path_rate=dpr[cur + j],
+                    init_value=init_value,
+                    attn_dw_dilation=stage_dilations,
+                    attn_channel_split=channel_split,
+                    attn_act_type=gate_act,
+                    attn_force_fp32=attn_force_fp32,
+                    gating=gating,
+                    feat_decompose=feat_decompose,
+                    channel_aggregation=channel_aggregation,
+                ) for j in range(depth)
+            ])
+            cur += depth
+            self.add_module(f'patch_embed{i + 1}', patch_embed)
+            self.add_module(f'blocks{i + 1}', blocks)
+            self.add_module(f'norm{i + 1}', nn.BatchNorm2d(self.embed_dims[i], eps=1e-5))
+            self.feature_info.append(dict(num_chs=self.embed_dims[i], reduction=reduction, module=f'norm{i + 1}'))
+
+        self.head_drop = nn.Dropout(head_drop_rate)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+        if isinstance(self.head, nn.Linear):
+            self.head.weight.data.mul_(head_init_scale)
+            self.head.bias.data.mul_(head_init_scale)
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        # the reference's init: trunc-normal classifier, fan-out normal convs, unit BN
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            m.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                m.bias.data.zero_()
+
+    # ---- timm contract ---------------------------------------------------------------------------
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False):
+        return dict(
+            stem=r'^patch_embed1',
+            blocks=[(r'^patch_embed(\d+)', None), (r'^blocks(\d+)\.(\d+)', None), (r'^norm(\d+)', (99999,))]
+            if not coarse else [(r'^(?:patch_embed|blocks|norm)(\d+)', None)],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True):
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        if global_pool is not None:
+            if global_pool not in ('avg', ''):
+                raise ValueError(f"global_pool={global_pool!r} is not supported; accepted: 'avg', ''")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        x = getattr(self, f'patch_embed{i + 1}')(x)
+        for block in getattr(self, f'blocks{i + 1}'):
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return getattr(self, f'norm{i + 1}')(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, in_chans, H, W] -> [B, C4, H/(8*stem_stride), W/(8*stem_stride)] (after ``norm4``)."""
+        _check_image_input(x, self.in_chans)
+        for i in range(self.num_stages):
+            x = self._stage(i, x)
+        return x
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ):
+        """Stage outputs (after each stage's norm, as the reference's ``fork_feat`` mode).
+
+        ``indices``: last n stages if int, all if None, else the listed stage indices (0-3). ``norm`` is
+        accepted for timm's API; the stage norms are part of the network and always applied.
+        """
+        if output_fmt != 'NCHW':
+            raise ValueError(f"output_fmt={output_fmt!r} is not supported; accepted: 'NCHW'")
+        _check_image_input(x, self.in_chans)
+        take_indices, max_index = feature_take_indices(self.num_stages, indices)
+        intermediates = []
+        last = max_index if stop_early or intermediates_only else self.num_stages - 1
+        for i in range(last + 1):
+            x = self._stage(i, x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop stages after the last wanted one (and the classifier) for feature extraction."""
+        take_indices, max_index = feature_take_indices(self.num_stages, indices)
+        for i in range(max_index + 1, self.num_stages):
+            for name in (f'patch_embed{i + 1}', f'blocks{i + 1}', f'norm{i + 1}'):
+                delattr(self, name)
+        self.num_stages = max_index + 1
+        self.feature_info = self.feature_info[:max_index + 1]
+        if prune_head:
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """[B, C4, h, w] -> [B, num_classes] (or the pooled [B, C4] with ``pre_logits``)."""
+        if self.global_pool == 'avg':
+            x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---- configs and factories ------------------------------------------------------------------------
+
+def _cfg(**kwargs):
+    return {
+        'url': '',
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 0.9, 'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'patch_embed1.projection.0', 'classifier': 'head',
+        'license': 'apache-2.0', 'paper_ids': 'arXiv:2211.03295',
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'moganet_xtiny.in1k': _cfg(),
+    'moganet_tiny.in1k': _cfg(),
+    'moganet_tiny.in1k_256': _cfg(input_size=(3, 256, 256), pool_size=(8, 8)),
+    'moganet_small.in1k': _cfg(),
+    'moganet_base.in1k': _cfg(),
+    'moganet_large.in1k': _cfg(),
+    'moganet_xlarge.in1k': _cfg(),
+})
+
+
+def _create_moganet(variant: str, pretrained: bool = False, **kwargs) -> MogaNet:
+    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    return build_model_with_cfg(
+        MogaNet, variant, pretrained,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs,
+    )
+
+
+@register_model
+def moganet_xtiny(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_xtiny', pretrained, **dict(arch='xtiny', **kwargs))
+
+
+@register_model
+def moganet_tiny(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_tiny', pretrained, **dict(arch='tiny', **kwargs))
+
+
+@register_model
+def moganet_small(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_small', pretrained, **dict(arch='small', **kwargs))
+
+
+@register_model
+def moganet_base(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_base', pretrained, **dict(arch='base', **kwargs))
+
+
+@register_model
+def moganet_large(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_large', pretrained, **dict(arch='large', **kwargs))
+
+
+@register_model
+def moganet_xlarge(pretrained: bool = False, **kwargs) -> MogaNet:
+    return _create_moganet('moganet_xlarge', pretrained, **dict(arch='xlarge', **kwargs))
