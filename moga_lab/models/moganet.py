@@ -509,7 +509,8 @@ class MogaNet(nn.Module):
     # ---- timm contract ---------------------------------------------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self):
-        return set()
+        # layer scales and element scales are 4-D [1, C, 1, 1], so timm's "ndim <= 1" rule misses them
+        return {n for n, _ in self.named_parameters() if 'layer_scale' in n or n.endswith('sigma.scale')}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False):

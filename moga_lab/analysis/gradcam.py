@@ -1,0 +1,135 @@
+"""Grad-CAM (Selvaraju et al. 2017) through captum's LayerGradCam, for MogaNet, timm ConvNeXt and Swin.
+
+Default layers (overridable with ``layer=``): MogaNet ``norm4`` (as the authors' ``cam_image.py``), ConvNeXt
+``stages[-1]``, Swin ``layers[-1]`` -- whose output is NHWC, so it is read through a permute to NCHW (captum
+assumes channels in dim 1; without it the maps are silently wrong).
+"""
+import contextlib
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ['grad_cam', 'default_layer', 'plot_gradcam_grid']
+
+
+class _ToNCHW(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
+
+
+class _ToNHWC(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)
+
+
+def _family(model: nn.Module) -> str:
+    name = type(model).__name__
+    if name == 'MogaNet':
+        return 'moganet'
+    if name == 'ConvNeXt':
+        return 'convnext'
+    if name in ('SwinTransformer', 'SwinTransformerV2'):
+        return 'swin'
+    return 'other'
+
+
+def default_layer(model: nn.Module) -> nn.Module:
+    family = _family(model)
+    if family == 'moganet':
+        return getattr(model, f'norm{model.num_stages}')
+    if family == 'convnext':
+        return model.stages[-1]
+    if family == 'swin':
+        return model.layers[-1]
+    raise ValueError(f'grad_cam has no default layer for {type(model).__name__}; pass layer=<the module whose output '
+                     f'is the feature map [B, C, h, w] to explain>, e.g. the last convolutional stage')
+
+
+@contextlib.contextmanager
+def _nchw_view(model: nn.Module, layer: nn.Module):
+    """For Swin: temporarily follow ``layer`` by NHWC->NCHW->NHWC and yield the NCHW module to hook."""
+    if _family(model) != 'swin' or layer is not model.layers[-1]:
+        yield layer
+        return
+    to_nchw = _ToNCHW()
+    original = model.layers[-1]
+    model.layers[-1] = nn.Sequential(original, to_nchw, _ToNHWC())
+    try:
+        yield to_nchw
+    finally:
+        model.layers[-1] = original
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
+             layer: Optional[nn.Module] = None) -> torch.Tensor:
+    """Grad-CAM maps [B, H, W] in [0, 1] at input resolution.
+
+    images: normalised [B, C, H, W]; targets: class per image (None = the top-1 prediction). ReLU on the
+    attribution, upsampled bilinearly with captum, then divided by each map's maximum (an all-zero map, where
+    no location supports the class, stays zero).
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    if images.ndim != 4:
+        raise ValueError(f'images must be [B, C, H, W]; got shape {tuple(images.shape)}')
+    was_training = model.training
+    model.eval()
+    try:
+        if targets is None:
+            with torch.no_grad():
+                targets = model(images).argmax(1)
+        targets = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
+        if len(targets) != len(images):
+            raise ValueError(f'{len(targets)} targets for {len(images)} images')
+        layer = layer if layer is not None else default_layer(model)
+        with _nchw_view(model, layer) as hooked, torch.enable_grad():
+            attr = LayerGradCam(model, hooked).attribute(images, target=targets, relu_attributions=True)
+        if attr.ndim != 4 or attr.shape[0] != len(images):
+            raise ValueError(f'the chosen layer gives attributions of shape {tuple(attr.shape)}; it must output a '
+                             f'feature map [B, C, h, w]')
+        maps = LayerAttribution.interpolate(attr, tuple(images.shape[-2:]), interpolate_mode='bilinear')[:, 0]
+        maps = maps.clamp_min(0)  # bilinear interpolation of a ReLU map stays >= 0 up to rounding
+        peak = maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+        return (maps / peak).detach()
+    finally:
+        model.train(was_training)
+
+
+def plot_gradcam_grid(images: torch.Tensor, maps: Sequence[torch.Tensor], model_names: Sequence[str],
+                      labels: torch.Tensor, predictions: Sequence[torch.Tensor], class_names: Sequence[str],
+                      mean: Sequence[float], std: Sequence[float], path: str, alpha: float = 0.5) -> None:
+    """Rows = images; columns = the input and one Grad-CAM overlay per model, titled with the predicted
+    class (green when right, red when wrong). Saved as PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from .plots import save_figure
+
+    mean_t = torch.tensor(mean).view(-1, 1, 1)
+    std_t = torch.tensor(std).view(-1, 1, 1)
+    rows, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.6, 1.9 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        img = (images[r].cpu() * std_t + mean_t).clamp(0, 1)
+        img = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+        cmap = 'gray' if img.ndim == 2 else None
+        ax = axes[r, 0]
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(f'true: {class_names[int(labels[r])]}', fontsize=8)
+        for c, (name, m, pred) in enumerate(zip(model_names, maps, predictions), start=1):
+            ax = axes[r, c]
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+            im = ax.imshow(m[r].cpu(), cmap='jet', alpha=alpha, vmin=0, vmax=1)
+            p = int(pred[r])
+            ax.set_title(f'pred: {class_names[p]}', fontsize=8, color='green' if p == int(labels[r]) else 'red')
+            if r == 0:
+                ax.annotate(name, (0.5, 1.32), xycoords='axes fraction', ha='center', fontsize=9, weight='bold')
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].annotate('input', (0.5, 1.32), xycoords='axes fraction', ha='center', fontsize=9, weight='bold')
+    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label='Grad-CAM (normalised)')
+    save_figure(fig, path)
+    plt.close(fig)

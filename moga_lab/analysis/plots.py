@@ -1,0 +1,63 @@
+"""Figures (PNG, written atomically): interaction-strength curves with confidence bands."""
+import os
+from typing import Optional
+
+import pandas as pd
+
+__all__ = ['plot_interaction_curves', 'plot_interaction_evolution', 'save_figure']
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 130) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp.png'
+    fig.savefig(tmp, dpi=dpi, bbox_inches='tight')
+    os.replace(tmp, path)
+
+
+def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str] = None,
+                            middle_band=(0.2, 0.6)) -> None:
+    """One line per model: normalised strength J(m)/mean J against the order ratio m/n, 95 % bootstrap band."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if middle_band:
+        ax.axvspan(*middle_band, color='0.92', zorder=0, label=f'middle orders ({middle_band[0]:g}n-{middle_band[1]:g}n)')
+    for model, sub in curve.groupby('model', sort=False):
+        sub = sub.sort_values('ratio')
+        line, = ax.plot(sub.ratio, sub.J_norm, marker='o', ms=4, lw=1.8, label=f'{model} ({int(sub.num_images.iloc[0])} img)')
+        ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color=line.get_color(), alpha=0.2, lw=0)
+    ax.axhline(1.0, color='0.5', lw=0.8, ls=':')
+    ax.set_xlabel('interaction order  m / n')
+    ax.set_ylabel('relative interaction strength  J(m) / mean J')
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title or 'Multi-order interaction strength (Deng et al. 2022)', fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_interaction_evolution(frame: pd.DataFrame, path: str, title: Optional[str] = None) -> None:
+    """Curves logged during training (columns epoch, ratio, J_norm): one line per epoch, light to dark."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    epochs = sorted(frame.epoch.unique())
+    cmap = plt.get_cmap('viridis')
+    for k, epoch in enumerate(epochs):
+        sub = frame[frame.epoch == epoch].sort_values('ratio')
+        ax.plot(sub.ratio, sub.J_norm, marker='o', ms=3, color=cmap(k / max(1, len(epochs) - 1)), label=f'epoch {epoch}')
+    ax.set_xlabel('interaction order  m / n')
+    ax.set_ylabel('relative interaction strength')
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, ncol=2)
+    ax.set_title(title or 'Interaction strength during training', fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)

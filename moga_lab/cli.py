@@ -1,0 +1,40 @@
+"""Shared command-line plumbing: one-line errors with exit status 2, value parsers."""
+import argparse
+import sys
+from typing import Callable, Sequence, Tuple
+
+__all__ = ['Parser', 'int_triple', 'choice', 'fail']
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+def fail(prog: str, message: str, status: int = 2):
+    sys.stderr.write(f'{prog}: error: {message}\n')
+    raise SystemExit(status)
+
+
+def int_triple(text: str) -> Tuple[int, int, int]:
+    """'1,2,3' or '1:3:4' -> (1, 2, 3)."""
+    parts = text.replace(':', ',').split(',')
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not three integers (accepted: e.g. 1,2,3 or 1:3:4)')
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f'{text!r} is not three integers (accepted: e.g. 1,2,3 or 1:3:4)')
+    return values
+
+
+def choice(accepted: Sequence[str], normalise: Callable[[str], str] = str.lower):
+    """A type= that names the accepted values in its error."""
+    def parse(text: str) -> str:
+        value = normalise(text)
+        if value not in accepted:
+            raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: {", ".join(accepted)}')
+        return value
+    return parse

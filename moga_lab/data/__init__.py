@@ -1,0 +1,27 @@
+"""LightningDataModules: Fashion-MNIST (default), CIFAR-10/100, ImageFolder trees, synthetic."""
+from .base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
+from .cifar import CIFARDataModule
+from .fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FashionMNISTDataModule
+from .imagefolder import CorruptImageError, ImageFolderDataModule
+from .synthetic import SyntheticDataModule
+
+DATASETS = ('fashion-mnist', 'cifar10', 'cifar100', 'imagefolder', 'synthetic')
+
+
+def create_datamodule(name: str, **kwargs) -> ClassificationDataModule:
+    """Build a DataModule by name; ValueError naming the accepted names otherwise."""
+    key = str(name).lower().replace('_', '-')
+    if key in ('fashion-mnist', 'fashionmnist', 'fmnist'):
+        return FashionMNISTDataModule(**kwargs)
+    if key in ('cifar10', 'cifar-10', 'cifar100', 'cifar-100'):
+        return CIFARDataModule(num_classes=100 if '100' in key else 10, **kwargs)
+    if key == 'imagefolder':
+        return ImageFolderDataModule(**kwargs)
+    if key == 'synthetic':
+        return SyntheticDataModule(**kwargs)
+    raise ValueError(f'unknown dataset {name!r}; accepted: {", ".join(DATASETS)}')
+
+
+__all__ = ['ClassificationDataModule', 'DataError', 'DatasetInfo', 'TensorImageDataset', 'CIFARDataModule',
+           'FashionMNISTDataModule', 'ImageFolderDataModule', 'SyntheticDataModule', 'CorruptImageError',
+           'create_datamodule', 'DATASETS', 'DEFAULT_FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES']

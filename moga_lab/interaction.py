@@ -1,0 +1,171 @@
+"""``python -m moga_lab.interaction --checkpoint A.ckpt [--checkpoint B.ckpt ...] --num-images N --out DIR``
+
+Multi-order interaction strength curves (Deng et al. 2022) of several trained models on the same test images,
+pairs and contexts. Writes ``DIR/interaction.csv`` (tidy: one row per model, image and order; also
+``.parquet`` when pyarrow is installed), ``DIR/curve.csv`` (the normalised curve with 95 % bootstrap
+intervals over images) and ``DIR/interaction_curves.png``.
+
+Rows are appended per image, atomically; a killed run started again with the same arguments continues where
+it stopped. ``--devices N`` spreads the images over N processes (Lightning Fabric, DDP); each writes its own
+part file, and rank 0 merges them once at the end.
+"""
+import glob
+import os
+import sys
+from typing import List, Optional
+
+from .cli import Parser, choice, fail
+
+PART_GLOB = 'parts/rank*.csv'
+
+
+def build_parser() -> Parser:
+    from .analysis.games import ORDER_RATIOS, VALUES
+    from .data import DATASETS
+    p = Parser(prog='python -m moga_lab.interaction', description=__doc__,
+               formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
+    p.add_argument('--checkpoint', action='append', required=True, help='a fit checkpoint; repeat for several models')
+    p.add_argument('--label', action='append', help='a name per checkpoint for tables and legends')
+    p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data")
+    p.add_argument('--data-dir')
+    p.add_argument('--num-images', type=int, default=8)
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--grid', type=int, help='patch grid g (n = g*g players); default 7 for 28 px, 8 for 32 px, 14 above')
+    p.add_argument('--pairs', type=int, help='pairs per image (default 20 small images / 50 ImageNet)')
+    p.add_argument('--contexts', type=int, help='contexts per pair and order (default 24 / 50)')
+    p.add_argument('--ratios', type=lambda s: tuple(float(r) for r in s.split(',')), default=ORDER_RATIOS,
+                   help='order ratios m/(n-2), comma-separated (default the authors\' 13)')
+    p.add_argument('--value', type=choice(VALUES), default='log-odds', help='v(S) (default log-odds of the true class)')
+    p.add_argument('--batch-size', type=int, default=256, help='masked images per forward pass')
+    p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes')
+    p.add_argument('--seed', type=int, default=0, help='selects images, pairs and contexts')
+    p.add_argument('--devices', type=int, default=1, help='processes to spread the images over (DDP on CPU: gloo)')
+    p.add_argument('--no-progress', action='store_true')
+    return p
+
+
+def _settings(args, image_size: int):
+    from .analysis.games import default_settings
+    s = default_settings(image_size)
+    s.grid = args.grid or s.grid
+    s.num_pairs = args.pairs or s.num_pairs
+    s.num_contexts = args.contexts or s.num_contexts
+    s.ratios = tuple(args.ratios)
+    s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size, args.bf16, args.seed
+    bad = [r for r in s.ratios if not 0 <= r <= 1]
+    if bad:
+        raise ValueError(f'--ratios {bad} out of range; accepted: numbers in [0, 1]')
+    for name, v in (('--grid', s.grid), ('--pairs', s.num_pairs), ('--contexts', s.num_contexts),
+                    ('--batch-size', s.batch_size)):
+        if v < 1:
+            raise ValueError(f'{name}={v} must be >= 1')
+    return s
+
+
+def _read_parts(out: str):
+    import pandas as pd
+    frames = []
+    for path in sorted(glob.glob(os.path.join(out, PART_GLOB))):
+        try:
+            frames.append(pd.read_csv(path))
+        except (pd.errors.EmptyDataError, OSError):
+            continue
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Optional[str]:
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from .analysis.games import interaction_strength, middle_order_share, strength_curve
+    from .analysis.plots import plot_interaction_curves
+    from .training import load_classifier, load_eval_images
+    from .training.report import atomic_write_csv
+
+    labels = args.label or []
+    if labels and len(labels) != len(args.checkpoint):
+        raise ValueError(f'{len(labels)} --label for {len(args.checkpoint)} --checkpoint; give one per checkpoint')
+    models = [load_classifier(p, labels[k] if labels else None) for k, p in enumerate(args.checkpoint)]
+    names = [m.name for m in models]
+    if len(set(names)) < len(names):  # two runs of one architecture: tell them apart by file
+        for m, p in zip(models, args.checkpoint):
+            m.name = f'{m.name} ({os.path.basename(os.path.dirname(os.path.abspath(p)))})'
+    ref = models[0]
+    for m in models[1:]:
+        if (m.in_chans, m.image_size, m.num_classes, m.mean, m.std) != (ref.in_chans, ref.image_size, ref.num_classes,
+                                                                        ref.mean, ref.std):
+            raise ValueError(f'{m.name} was trained on other inputs than {ref.name} (channels, size, classes or '
+                             f'normalisation differ): curves must be computed on the same images')
+    images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
+    settings = _settings(args, images.shape[-1])
+    torch.set_grad_enabled(False)
+    for m in models:
+        m.model.to(device=device, memory_format=torch.channels_last)
+
+    os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
+    part_path = os.path.join(args.out, 'parts', f'rank{rank}.csv')
+    done = _read_parts(args.out)
+    done_keys = set(zip(done.model, done.image_id)) if done is not None else set()
+    mine = pd.read_csv(part_path) if os.path.isfile(part_path) else None
+    todo = [(k, i) for k, i in enumerate(ids) if k % world == rank]
+    work = [(k, i, m) for k, i in todo for m in models if (m.name, i) not in done_keys]
+    if rank == 0 and done_keys:
+        print(f'resuming: {len(done_keys)} (model, image) results already in {args.out}', file=sys.stderr)
+    bar = tqdm(total=len(work), desc=f'interaction (rank {rank})' if world > 1 else 'interaction',
+               unit='model-image', disable=args.no_progress)
+    for k, image_id, m in work:
+        df = interaction_strength(m.model, images[k:k + 1], targets[k:k + 1], settings, model_name=m.name,
+                                  image_ids=[image_id])
+        mine = df if mine is None else pd.concat([mine, df], ignore_index=True)
+        atomic_write_csv(part_path, mine)  # the whole part so far, replaced atomically: nothing half-written
+        bar.update(1)
+    bar.close()
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    frame = _read_parts(args.out)
+    frame = frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(ids)]
+    frame = frame.drop_duplicates(['model', 'image_id', 'ratio'], keep='last').sort_values(['model', 'image_id', 'ratio'])
+    atomic_write_csv(os.path.join(args.out, 'interaction.csv'), frame)
+    try:
+        frame.to_parquet(os.path.join(args.out, 'interaction.parquet'), index=False)
+    except ImportError:
+        pass
+    curve = strength_curve(frame)
+    atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
+    png = os.path.join(args.out, 'interaction_curves.png')
+    n = int(frame.n_players.iloc[0])
+    plot_interaction_curves(curve, png, title=f'Multi-order interaction strength: {info.name}, {len(ids)} test images, '
+                                              f'{settings.grid}x{settings.grid} patches')
+    shares = middle_order_share(curve)
+    for name in [m.name for m in models]:
+        print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}): {100 * shares[name]:.1f} %')
+    print(f'wrote {args.out}/interaction.csv, curve.csv, interaction_curves.png')
+    return png
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .data import DataError
+    try:
+        if args.num_images < 1:
+            raise ValueError(f'--num-images={args.num_images} must be >= 1')
+        if args.devices < 1:
+            raise ValueError(f'--devices={args.devices} must be >= 1')
+        if args.devices == 1:
+            run(args)
+        else:
+            import lightning as L
+            fabric = L.Fabric(accelerator='auto', devices=args.devices, strategy='ddp')
+            fabric.launch()
+            run(args, fabric.global_rank, fabric.world_size, barrier=fabric.barrier, device=fabric.device)
+    except (ValueError, FileNotFoundError, DataError) as error:
+        fail(parser.prog, str(error))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

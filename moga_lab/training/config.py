@@ -1,0 +1,189 @@
+"""A run's configuration in one typed place: dataclasses, presets, YAML in and out.
+
+The CLI only parses flags into a :class:`RunConfig`; the LightningModule, DataModule and Trainer are built
+from it. Everything here is plain types, so it round-trips through YAML and Lightning's ``weights_only``
+checkpoint loading.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from ..models import resolve_variant
+
+__all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConfig', 'paper_recipe',
+           'small_data_recipe', 'load_yaml', 'ConfigError']
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    name: str = 'moganet_small'          # moganet_<variant> or a timm ConvNeXt / Swin name
+    drop_path_rate: float = 0.1
+    stem_stride: Optional[int] = None    # MogaNet only; None = 4 for >64 px inputs, 2 for small images
+    # MogaNet ablation switches (paper defaults)
+    gating: bool = True
+    gate_act: str = 'silu'
+    dilations: Tuple[int, int, int] = (1, 2, 3)
+    channel_split: Tuple[int, int, int] = (1, 3, 4)
+    feat_decompose: bool = True
+    channel_aggregation: bool = True
+    attn_force_fp32: bool = False
+    extra: Dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model as-is
+
+
+@dataclass
+class DataConfig:
+    name: str = 'fashion-mnist'
+    data_dir: Optional[str] = None
+    batch_size: int = 64
+    num_workers: int = 0
+    val_size: Optional[int] = None       # None = the dataset default (5000 of the 60k for Fashion-MNIST)
+    image_size: Optional[int] = None     # None = the dataset's native size
+    augment: bool = True
+    reprob: float = 0.0                  # random erasing
+    download: bool = False               # CIFAR only, opt-in
+    auto_augment: Optional[str] = None   # ImageFolder only: timm RandAugment string, e.g. rand-m9-mstd0.5-inc1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.2
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema_decay: Optional[float] = None    # None = no EMA
+    grad_clip: Optional[float] = 5.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 1
+    limit_train_batches: Optional[float] = None  # fraction (<=1) or number of batches per epoch
+    devices: Any = 1
+    strategy: str = 'auto'
+    accelerator: str = 'auto'
+    precision: str = '32-true'
+    seed: int = 0
+    run_dir: str = 'runs/latest'
+    checkpoint_every_n_steps: int = 100
+    log_every_n_steps: int = 20
+    progress_bar: bool = True
+    val_check_interval: Optional[float] = None  # fraction of an epoch between validations (None = once per epoch)
+    interaction_every: Optional[int] = None  # compute the interaction curve every k epochs (InteractionCurveCallback)
+    interaction_images: int = 4
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        def plain(v):
+            if isinstance(v, tuple):
+                return list(v)
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'RunConfig':
+        d = d or {}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f'unknown config sections {sorted(unknown)}; accepted: model, data, optim, trainer')
+        parts = {}
+        for f in dataclasses.fields(cls):
+            sub_cls = {'model': ModelConfig, 'data': DataConfig, 'optim': OptimConfig, 'trainer': TrainerConfig}[f.name]
+            parts[f.name] = _build(sub_cls, d.get(f.name) or {}, f.name)
+        return cls(**parts)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _build(sub_cls, values: Dict[str, Any], section: str):
+    names = {f.name: f for f in dataclasses.fields(sub_cls)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ConfigError(f'unknown keys in config section {section!r}: {sorted(unknown)}; accepted: {sorted(names)}')
+    values = dict(values)
+    for key in ('dilations', 'channel_split'):
+        if key in values and values[key] is not None:
+            values[key] = tuple(values[key])
+    return sub_cls(**values)
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f'config file {path!r} does not exist') from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f'config file {path!r} is not valid YAML: {error}') from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f'config file {path!r} must hold a mapping with sections model/data/optim/trainer')
+    return data or {}
+
+
+# ---- presets --------------------------------------------------------------------------------------
+# The paper's ImageNet-1k recipe (Appendix, Table A1), for users with GPUs.
+_PAPER = {
+    #          wd     drop_path  randaug  mixup  cutmix  ema
+    'xtiny': (0.03, 0.05, 'rand-m7-mstd0.5-inc1', 0.1, 1.0, None),
+    'tiny': (0.04, 0.1, 'rand-m7-mstd0.5-inc1', 0.1, 1.0, None),
+    'small': (0.05, 0.1, 'rand-m9-mstd0.5-inc1', 0.8, 1.0, 0.9999),
+    'base': (0.05, 0.2, 'rand-m9-mstd0.5-inc1', 0.8, 1.0, 0.9999),
+    'large': (0.05, 0.3, 'rand-m9-mstd0.5-inc1', 0.8, 1.0, 0.9999),
+    'xlarge': (0.05, 0.4, 'rand-m9-mstd0.5-inc1', 0.8, 1.0, 0.9999),
+}
+
+
+def paper_recipe(variant: str, data_dir: Optional[str] = None, global_batch: int = 1024) -> RunConfig:
+    """ImageNet recipe: AdamW lr 1e-3 at batch 1024 (scaled linearly), 300 epochs cosine, 5 warmup, label
+    smoothing 0.1, random erasing 0.25, 224 px train / crop 0.9 bicubic test."""
+    v = resolve_variant(variant)
+    wd, dpr, aa, mixup, cutmix, ema = _PAPER[v]
+    cfg = RunConfig()
+    cfg.model = ModelConfig(name=f'moganet_{v}', drop_path_rate=dpr, stem_stride=4)
+    cfg.data = DataConfig(name='imagefolder', data_dir=data_dir, batch_size=128, num_workers=8, image_size=224,
+                          reprob=0.25)
+    cfg.model.extra = {}
+    cfg.optim = OptimConfig(lr=1e-3 * global_batch / 1024, weight_decay=wd, warmup_epochs=5, min_lr=1e-5,
+                            label_smoothing=0.1, mixup=mixup, cutmix=cutmix, ema_decay=ema, grad_clip=None)
+    cfg.trainer = TrainerConfig(epochs=300, checkpoint_every_n_steps=1000)
+    cfg.data.auto_augment = aa
+    return cfg
+
+
+# Small-data defaults (Fashion-MNIST on a 2-core CPU): one epoch, batch 64, lr 1e-3 scaled for the batch
+# (AdamW is not sensitive to that at this size), light weight decay, no Mixup (it slows convergence within
+# a one-epoch budget). drop path is that of the paper per variant.
+_DROP_PATH = dict(xtiny=0.05, tiny=0.1, small=0.1, base=0.2, large=0.3, xlarge=0.4)
+
+
+def small_data_recipe(variant: str) -> RunConfig:
+    v = resolve_variant(variant)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(name=f'moganet_{v}', drop_path_rate=_DROP_PATH[v])
+    cfg.optim = OptimConfig(lr=2e-3, weight_decay=0.05, warmup_epochs=0.1)
+    # The budget of `python -m moga_lab.fit --variant small` on 2 CPU cores is 15 minutes: small trains at
+    # ~35 images/s with the stride-2 small-image stem, so its default is one epoch over a third of the 55k
+    # training images (~12 min here); the lighter variants get a full epoch.
+    budget = dict(xtiny=1.0, tiny=1.0, small=0.33, base=0.2, large=0.1, xlarge=0.05)[v]
+    # validated at mid-epoch and at the end, so the learning curve shows two points of the one epoch
+    cfg.trainer = TrainerConfig(epochs=1, limit_train_batches=budget, val_check_interval=0.5)
+    return cfg

@@ -1,0 +1,147 @@
+"""One training run: DataModule + ImageClassifier + Trainer from a RunConfig, artefacts in ``run_dir``.
+
+``run_dir`` ends up holding ``config.yaml`` (the resolved config), ``last.ckpt`` (written every
+``checkpoint_every_n_steps`` steps and at each epoch end, atomically by Lightning), ``best.ckpt`` (best
+``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml`` (test top-1/top-5).
+"""
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from ..data import create_datamodule
+from .config import RunConfig
+from .module import ImageClassifier
+from .report import atomic_write_text, merge_metrics, plot_learning_curve
+
+__all__ = ['fit', 'prepare', 'build_datamodule', 'FitResult']
+
+
+@dataclass
+class FitResult:
+    run_dir: str
+    test: Dict[str, float]
+    global_step: int
+    seconds: float
+    train_images_per_second: float
+
+
+def build_datamodule(cfg: RunConfig):
+    d = cfg.data
+    kwargs: Dict[str, Any] = dict(data_dir=d.data_dir, batch_size=d.batch_size, num_workers=d.num_workers,
+                                  augment=d.augment, reprob=d.reprob)
+    if d.val_size is not None:
+        kwargs['val_size'] = d.val_size
+    if d.image_size:
+        kwargs['image_size'] = d.image_size
+    name = d.name.lower()
+    if name.startswith('cifar'):
+        kwargs['download'] = d.download
+    if name == 'imagefolder' and d.auto_augment is not None:
+        kwargs['auto_augment'] = d.auto_augment
+    return create_datamodule(d.name, **kwargs)
+
+
+class _ThroughputClock(L.Callback):
+    """Training images per second, excluding validation (measured on rank 0)."""
+
+    def __init__(self):
+        self.images = 0
+        self.seconds = 0.0
+        self._start = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.images += len(batch[0]) * trainer.world_size
+            self._start = None
+
+
+def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
+    t = cfg.trainer
+    kwargs = dict(
+        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        precision=t.precision, default_root_dir=run_dir, callbacks=callbacks,
+        logger=CSVLogger(save_dir=run_dir, name='logs'), log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=cfg.optim.grad_clip, enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        deterministic=False, num_sanity_val_steps=0,
+    )
+    if t.limit_train_batches is not None:
+        kwargs['limit_train_batches'] = t.limit_train_batches
+    if t.val_check_interval is not None:
+        kwargs['val_check_interval'] = t.val_check_interval
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def prepare(cfg: RunConfig):
+    """DataModule (data read, so missing data fails here) and the LightningModule (bad model options fail here)."""
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    dm.setup('fit')
+    info = dm.info
+    module = ImageClassifier(cfg.to_dict(), num_classes=info.num_classes, in_chans=info.in_chans,
+                             image_size=dm.image_size, class_names=list(info.class_names), mean=list(info.mean),
+                             std=list(info.std))
+    return dm, module
+
+
+def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) -> FitResult:
+    """Train, evaluate the best checkpoint on the test set, write the run's artefacts."""
+    run_dir = os.path.abspath(cfg.trainer.run_dir)
+    last = os.path.join(run_dir, 'last.ckpt')
+    if resume and not os.path.isfile(last):
+        raise FileNotFoundError(f'--resume: no checkpoint to resume from at {last}')
+    os.makedirs(run_dir, exist_ok=True)
+    dm, module = prepared or prepare(cfg)
+    if int(os.environ.get('LOCAL_RANK', 0)) == 0:
+        atomic_write_text(os.path.join(run_dir, 'config.yaml'), cfg.to_yaml())
+    best = ModelCheckpoint(dirpath=run_dir, filename='best', monitor='val/acc1', mode='max', save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                               save_top_k=0, save_last=True)
+    clock = _ThroughputClock()
+    callbacks = [best, periodic, clock]
+    if cfg.trainer.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if cfg.trainer.interaction_every:
+        from .callbacks import InteractionCurveCallback
+        n = min(cfg.trainer.interaction_images, len(dm.val_set))
+        images, labels = zip(*(dm.val_set[k] for k in range(n)))
+        callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
+                                                  every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
+    trainer = _trainer(cfg, run_dir, callbacks)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
+        warnings.filterwarnings('ignore', message='.*Checkpoint directory .* exists and is not empty.*')
+        warnings.filterwarnings('ignore', message='.*treespec, LeafSpec.*')
+        trainer.fit(module, datamodule=dm, ckpt_path=last if resume else None)
+        # last.ckpt at the very end too (the periodic callback only fires every n steps)
+        trainer.save_checkpoint(last)
+        results: Dict[str, float] = {}
+        if test:
+            ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
+            out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            results = {k: float(v) for k, v in (out[0] if out else {}).items()}
+    seconds = time.perf_counter() - start
+    ips = clock.images / clock.seconds if clock.seconds else 0.0
+    if trainer.is_global_zero:
+        metrics = merge_metrics(run_dir)
+        if metrics is not None:
+            plot_learning_curve(metrics, os.path.join(run_dir, 'learning_curve.png'),
+                                title=f'{cfg.model.name} on {cfg.data.name}')
+        summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
+                       train_images_per_second=round(ips, 1), wall_seconds=round(seconds, 1), **results)
+        atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
+    return FitResult(run_dir, results, int(trainer.global_step), seconds, ips)

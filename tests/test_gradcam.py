@@ -1,0 +1,96 @@
+"""Grad-CAM: shapes and ranges for the three families, a region sanity check, a weight-randomisation check."""
+import pytest
+import torch
+import torch.nn as nn
+
+from moga_lab.analysis.gradcam import default_layer, grad_cam
+from moga_lab.training import ModelConfig, build_model
+
+
+@pytest.mark.parametrize('name', ['moganet_xtiny', 'convnext_atto', 'swin_femto'])
+def test_maps_shape_and_range(name):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name), num_classes=10, in_chans=1, image_size=28).eval()
+    images = torch.randn(3, 1, 28, 28)
+    maps = grad_cam(model, images)
+    assert maps.shape == (3, 28, 28)
+    assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert not model.training
+    # targets given explicitly: the map changes with the class explained
+    other = grad_cam(model, images, targets=torch.tensor([1, 2, 3]))
+    assert other.shape == (3, 28, 28)
+
+
+def test_swin_layer_is_read_as_nchw():
+    """The hooked Swin output must be [B, C, h, w]: the maps vary over both spatial axes like the input does."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name='swin_femto'), num_classes=4, in_chans=1, image_size=28).eval()
+    seen = {}
+    layer = default_layer(model)
+    from moga_lab.analysis import gradcam as gc
+    with gc._nchw_view(model, layer) as hooked:
+        handle = hooked.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))
+        model(torch.randn(2, 1, 28, 28))
+        handle.remove()
+    assert seen['shape'][1] == model.num_features  # channels in dim 1
+    assert type(model.layers[-1]).__name__ != 'Sequential'  # the model is restored afterwards
+
+
+def test_unknown_model_asks_for_a_layer():
+    with pytest.raises(ValueError, match='no default layer for Sequential; pass layer='):
+        grad_cam(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()), torch.randn(1, 1, 8, 8))
+
+
+class RegionOnly(nn.Module):
+    """Only the top-left 8x8 region of a 32x32 image can influence the output."""
+
+    def __init__(self):
+        super().__init__()
+        mask = torch.zeros(1, 1, 32, 32)
+        mask[..., :8, :8] = 1
+        self.register_buffer('mask', mask)
+        self.features = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.features(x * self.mask))
+        return self.head(a.mean((2, 3)))
+
+
+def test_map_concentrates_on_the_only_region_that_matters():
+    torch.manual_seed(0)
+    model = RegionOnly()
+    maps = grad_cam(model, torch.rand(4, 1, 32, 32), layer=model.features)
+    inside = maps[:, :9, :9].sum((1, 2))  # the region plus the conv's one-pixel border
+    total = maps.sum((1, 2))
+    assert (total > 0).all()
+    assert (inside / total).min() > 0.9
+
+
+def test_maps_of_a_trained_model_differ_from_randomised_weights():
+    """Adebayo et al. (2018): a saliency method must depend on the learned weights."""
+    from moga_lab.data import SyntheticDataModule
+    torch.manual_seed(0)
+    dm = SyntheticDataModule(num_classes=4, image_size=28, train_size=512, batch_size=32, noise=0.3)
+    dm.setup()
+    model = build_model(ModelConfig(name='moganet_xtiny', drop_path_rate=0.0), 4, 1, 28)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(2):
+        for x, y in dm.train_dataloader():
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    x, y = next(iter(dm.test_dataloader()))
+    x, y = x[:16], y[:16]
+    model.eval()
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() > 0.5  # it learned something
+    trained = grad_cam(model, x, y)
+    random = build_model(ModelConfig(name='moganet_xtiny'), 4, 1, 28).eval()  # fresh random weights
+    randomised = grad_cam(random, x, y)
+    a = trained.flatten(1) - trained.flatten(1).mean(1, keepdim=True)
+    b = randomised.flatten(1) - randomised.flatten(1).mean(1, keepdim=True)
+    corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+    assert corr.mean() < 0.5, corr

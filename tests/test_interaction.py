@@ -1,0 +1,296 @@
+"""Multi-order interactions against closed forms; exact vs Monte-Carlo; the image game on real models."""
+import math
+
+import pytest
+import torch
+
+from moga_lab.analysis.games import (ImageGame, InteractionSettings, interaction_strength, logits_to_value,
+                                     middle_order_share, sample_pairs, strength_curve)
+from moga_lab.analysis.interaction import (EXACT_MAX_PLAYERS, exact_multi_order_interaction,
+                                           multi_order_interaction, order_grid, sample_contexts)
+
+
+def and_game(K):
+    """v(S) = 1 if K is inside S else 0."""
+    K = torch.tensor(sorted(K))
+    return lambda masks: masks[:, K].all(1).double()
+
+
+@pytest.mark.parametrize('n,K', [(8, (1, 3, 6)), (10, (0, 2)), (9, (2, 4, 5, 7))])
+def test_exact_matches_closed_form_for_and_game(n, K):
+    k = len(K)
+    pairs = torch.tensor([[K[0], K[1]], [K[0], next(p for p in range(n) if p not in K)]])
+    orders = list(range(n - 1))
+    I = exact_multi_order_interaction(and_game(K), n, pairs, orders)
+    for o, m in enumerate(orders):
+        expected = math.comb(n - k, m - k + 2) / math.comb(n - 2, m) if m >= k - 2 else 0.0
+        assert I[o, 0].item() == pytest.approx(expected, abs=1e-12)
+        assert I[o, 1].item() == pytest.approx(0.0, abs=1e-12)  # a player outside K never interacts
+
+
+def test_additive_game_has_no_interaction():
+    w = torch.randn(9, dtype=torch.float64)
+    game = lambda masks: masks.double() @ w  # noqa: E731
+    pairs = torch.tensor([[0, 1], [2, 8], [5, 3]])
+    I = exact_multi_order_interaction(game, 9, pairs, range(8))
+    assert I.abs().max() < 1e-12
+    mc, se = multi_order_interaction(game, 9, pairs, [0, 3, 7], num_contexts=10)
+    assert mc.abs().max() < 1e-12
+
+
+def test_pairwise_game_gives_the_pair_weight_at_every_order():
+    n = 7
+    w = torch.randn(n, n, dtype=torch.float64).triu(1)
+    game = lambda masks: torch.einsum('bi,ij,bj->b', masks.double(), w, masks.double())  # noqa: E731
+    pairs = torch.tensor([[0, 4], [2, 5]])
+    I = exact_multi_order_interaction(game, n, pairs, range(n - 1))
+    for p, (i, j) in enumerate(pairs.tolist()):
+        torch.testing.assert_close(I[:, p], torch.full((n - 1,), (w[i, j] + w[j, i]).item(), dtype=torch.float64))
+
+
+def test_monte_carlo_agrees_with_exact_within_standard_error():
+    torch.manual_seed(0)
+    n = 10
+    # a game with interactions of every order: a small random MLP over the mask
+    net = torch.nn.Sequential(torch.nn.Linear(n, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    game = lambda masks: net(masks.double()).squeeze(-1).detach()  # noqa: E731
+    pairs = torch.tensor([[0, 1], [3, 7], [2, 9]])
+    orders = [0, 2, 4, 6, 8]
+    exact = exact_multi_order_interaction(game, n, pairs, orders)
+    mc, se = multi_order_interaction(game, n, pairs, orders, num_contexts=400,
+                                     generator=torch.Generator().manual_seed(1))
+    inner = (slice(1, 4), slice(None))  # orders 0 and n-2 have a single context: MC is exact there
+    z = ((mc - exact) / se)[inner]
+    assert z.abs().max() < 4.5, z
+    assert (z.abs() < 2).float().mean() > 0.75  # ~95 % of |z| < 2 for a calibrated SE
+    torch.testing.assert_close(mc[0], exact[0])
+    torch.testing.assert_close(mc[-1], exact[-1])
+
+
+def test_contexts_have_the_right_size_and_exclude_the_pair():
+    pairs = torch.tensor([[0, 5], [3, 4]])
+    ctx = sample_contexts(12, pairs, [0, 3, 10], 20, generator=torch.Generator().manual_seed(0))
+    assert ctx.shape == (3, 2, 20, 12)
+    assert (ctx.sum(-1) == torch.tensor([0, 3, 10]).view(3, 1, 1)).all()
+    for p, (i, j) in enumerate(pairs.tolist()):
+        assert not ctx[:, p, :, i].any() and not ctx[:, p, :, j].any()
+
+
+def test_shared_coalitions_are_evaluated_once():
+    calls = []
+
+    def game(masks):
+        calls.append(len(masks))
+        return masks.double().sum(1)
+
+    pairs = torch.tensor([[0, 1], [0, 2], [3, 4]])
+    multi_order_interaction(game, 6, pairs, [0], num_contexts=5)
+    # order 0: S is empty for every context; distinct coalitions: {} + {0} {1} {2} {3} {4} + 3 pairs = 9
+    assert sum(calls) == 9
+
+
+def test_bad_inputs_are_clear():
+    g = and_game((0, 1))
+    with pytest.raises(ValueError, match=f'above the limit of {EXACT_MAX_PLAYERS}'):
+        exact_multi_order_interaction(g, 30, torch.tensor([[0, 1]]), [0])
+    with pytest.raises(ValueError, match=r'orders \[9\] are out of range; accepted: 0 <= m <= n_players - 2 = 6'):
+        multi_order_interaction(g, 8, torch.tensor([[0, 1]]), [9], 4)
+    with pytest.raises(ValueError, match='two different players'):
+        multi_order_interaction(g, 8, torch.tensor([[1, 1]]), [0], 4)
+
+
+def test_order_grid_matches_the_authors():
+    assert order_grid(196, [0, .05, .1, .5, .95, 1]) == [0, 9, 19, 97, 184, 194]
+
+
+def test_pairs_are_neighbours_within_chebyshev_two():
+    pairs = sample_pairs(7, 500, radius=2, generator=torch.Generator().manual_seed(0))
+    r, c = pairs // 7, pairs % 7
+    cheb = torch.maximum((r[:, 0] - r[:, 1]).abs(), (c[:, 0] - c[:, 1]).abs())
+    assert ((cheb >= 1) & (cheb <= 2)).all()
+    assert len(set(pairs[:, 0].tolist())) > 40  # i covers the grid
+
+
+def test_log_odds_value():
+    logits = torch.tensor([[2.0, 0.5, -1.0]])
+    p = logits.softmax(-1)[0, 0]
+    assert logits_to_value(logits, 0).item() == pytest.approx(math.log(p / (1 - p)), rel=1e-6)
+    assert logits_to_value(logits, 0, 'logit').item() == 2.0
+    assert logits_to_value(logits, 0, 'log-p').item() == pytest.approx(math.log(p), rel=1e-6)
+
+
+class OnlyTopLeft(torch.nn.Module):
+    """Logit of class 0 = product of the means of two top-left patches (an AND of two players)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        a = x[:, 0, 0:4, 0:4].mean((1, 2))
+        b = x[:, 0, 0:4, 4:8].mean((1, 2))
+        return torch.stack([10 * a * b, torch.zeros_like(a)], 1)
+
+
+def test_image_game_masks_patches_with_the_baseline():
+    image = torch.ones(1, 8, 8)
+    game = ImageGame(OnlyTopLeft(), image, 0, grid=2, baseline=0.0, value='logit')
+    masks = torch.tensor([[True, True, False, False], [True, False, True, True], [False, False, False, False]])
+    x = game.inputs(masks)
+    assert x[0, 0, :4, :].eq(1).all() and x[0, 0, 4:, :].eq(0).all()
+    # a 2x2 grid of 4x4 patches: players 0 and 1 are the two top patches the model multiplies
+    torch.testing.assert_close(game(masks), torch.tensor([10.0, 0.0, 0.0]))
+    I = exact_multi_order_interaction(game, 4, torch.tensor([[0, 1], [0, 2]]), [0, 1, 2])
+    torch.testing.assert_close(I[:, 0], torch.full((3,), 10.0, dtype=torch.float64))
+    torch.testing.assert_close(I[:, 1], torch.zeros(3, dtype=torch.float64))
+
+
+def test_interaction_strength_table_and_curve_on_moganet():
+    from moga_lab.models import MogaNet
+    torch.manual_seed(0)
+    model = MogaNet('xtiny', num_classes=10, in_chans=1, stem_stride=2).eval()
+    images, labels = torch.randn(2, 1, 28, 28), torch.tensor([3, 7])
+    settings = InteractionSettings(grid=7, num_pairs=3, num_contexts=4, ratios=(0.0, 0.5, 1.0), batch_size=128)
+    df = interaction_strength(model, images, labels, settings, model_name='xt')
+    assert list(df.columns[:6]) == ['model', 'image_id', 'label', 'order', 'ratio', 'J']
+    assert len(df) == 2 * 3 and set(df.order) == {0, 23, 47}
+    assert (df.J >= 0).all() and (df.J_se >= 0).all()
+    again = interaction_strength(model, images, labels, settings, model_name='xt')
+    torch.testing.assert_close(torch.tensor(df.J.values), torch.tensor(again.J.values))  # same draws
+    curve = strength_curve(df, num_bootstrap=50)
+    assert curve.J_norm.mean() == pytest.approx(1.0)
+    assert (curve.ci_low <= curve.J_norm + 1e-9).all() and (curve.J_norm <= curve.ci_high + 1e-9).all()
+    share = middle_order_share(curve)
+    assert 0 < share['xt'] < 1
+
+
+# ---- the command-line tool and the training callback ------------------------------------------------
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def two_checkpoints(tmp_path_factory):
+    """A MogaNet and a ConvNeXt trained for a few steps on the synthetic set (16 px, 4 classes)."""
+    from moga_lab import fit as fit_cli
+    root = tmp_path_factory.mktemp('ckpts')
+    os.environ.pop('MOGA_LAB_RUN_DIR', None)
+    paths = []
+    for model in ('moganet_xtiny', 'convnext_atto'):
+        args = ['--model', model, '--data', 'synthetic', '--batch-size', '16', '--epochs', '1',
+                '--limit-train-batches', '4', '--no-progress', '--run-dir', str(root / model)]
+        assert fit_cli.main(args) == 0
+        os.environ.pop('MOGA_LAB_RUN_DIR', None)
+        paths.append(str(root / model / 'best.ckpt'))
+    return paths
+
+
+def _cli(args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-m', 'moga_lab.interaction', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+SMALL = ['--pairs', '3', '--contexts', '3', '--ratios', '0,0.3,0.6,1', '--grid', '4', '--no-progress']
+
+
+def test_interaction_tool_two_models_same_draws_and_resume(two_checkpoints, tmp_path):
+    from moga_lab import interaction as tool
+    out = tmp_path / 'out'
+    args = ['--checkpoint', two_checkpoints[0], '--checkpoint', two_checkpoints[1], '--num-images', '3',
+            '--out', str(out)] + SMALL
+    assert tool.main(args) == 0
+    frame = pd.read_csv(out / 'interaction.csv')
+    assert set(frame.model) == {'moganet_xtiny', 'convnext_atto'}
+    assert len(frame) == 2 * 3 * 4
+    # the same images for both models
+    assert set(frame[frame.model == 'moganet_xtiny'].image_id) == set(frame[frame.model == 'convnext_atto'].image_id)
+    assert (out / 'interaction.parquet').is_file() and (out / 'curve.csv').is_file()
+    assert (out / 'interaction_curves.png').stat().st_size > 10_000
+    # resume: drop one image's rows from the part file, run again -> only that one is recomputed, same numbers
+    part = out / 'parts' / 'rank0.csv'
+    full = pd.read_csv(part)
+    first = full.image_id.iloc[0]
+    full[full.image_id != first].to_csv(part, index=False)
+    assert tool.main(args) == 0
+    again = pd.read_csv(out / 'interaction.csv')
+    merged = frame.merge(again, on=['model', 'image_id', 'ratio'], suffixes=('', '_again'))
+    assert len(merged) == len(frame)
+    assert (merged.J - merged.J_again).abs().max() < 1e-6
+
+
+def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path):
+    out = tmp_path / 'killed'
+    args = ['--checkpoint', two_checkpoints[0], '--num-images', '6', '--out', str(out)] + SMALL
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, '-m', 'moga_lab.interaction', *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = out / 'parts' / 'rank0.csv'
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not part.is_file():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = pd.read_csv(part) if part.is_file() else pd.DataFrame(columns=['image_id'])
+    assert before.image_id.nunique() < 6  # killed before the end; every row written is whole
+    done = _cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    frame = pd.read_csv(out / 'interaction.csv')
+    assert frame.image_id.nunique() == 6 and len(frame) == 6 * 4
+
+
+def test_interaction_tool_spreads_images_over_ddp_ranks(two_checkpoints, tmp_path):
+    out = tmp_path / 'ddp'
+    args = ['--checkpoint', two_checkpoints[0], '--num-images', '4', '--out', str(out), '--devices', '2'] + SMALL
+    done = _cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parts = sorted(p.name for p in (out / 'parts').iterdir())
+    assert parts == ['rank0.csv', 'rank1.csv']
+    frame = pd.read_csv(out / 'interaction.csv')
+    assert frame.image_id.nunique() == 4
+    # the same numbers as one process
+    single = tmp_path / 'single'
+    from moga_lab import interaction as tool
+    assert tool.main(['--checkpoint', two_checkpoints[0], '--num-images', '4', '--out', str(single)] + SMALL) == 0
+    one = pd.read_csv(single / 'interaction.csv').sort_values(['image_id', 'ratio']).J.to_numpy()
+    assert abs(frame.sort_values(['image_id', 'ratio']).J.to_numpy() - one).max() < 1e-5
+
+
+@pytest.mark.parametrize('args,needle', [
+    (['--num-images', '0'], '--num-images=0 must be >= 1'),
+    (['--value', 'prob'], "'prob' is not accepted; accepted: log-odds, logit, log-p"),
+    (['--ratios', '0,1.5'], '--ratios [1.5] out of range'),
+])
+def test_interaction_tool_errors(two_checkpoints, tmp_path, capsys, args, needle):
+    from moga_lab import interaction as tool
+    with pytest.raises(SystemExit) as info:
+        tool.main(['--checkpoint', two_checkpoints[0], '--out', str(tmp_path)] + args)
+    assert info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_clear(tmp_path, capsys):
+    from moga_lab import interaction as tool
+    with pytest.raises(SystemExit):
+        tool.main(['--checkpoint', str(tmp_path / 'no.ckpt'), '--out', str(tmp_path)])
+    assert "checkpoint '" in capsys.readouterr().err
+
+
+def test_callback_logs_the_curve_during_training(tmp_path):
+    from moga_lab import fit as fit_cli
+    os.environ.pop('MOGA_LAB_RUN_DIR', None)
+    args = ['--variant', 'xt', '--data', 'synthetic', '--batch-size', '16', '--epochs', '2', '--limit-train-batches',
+            '2', '--no-progress', '--interaction-every', '1', '--interaction-images', '2', '--run-dir', str(tmp_path)]
+    assert fit_cli.main(args) == 0
+    frame = pd.read_csv(tmp_path / 'interaction_by_epoch.csv')
+    assert sorted(frame.epoch.unique()) == [0, 1] and len(frame) == 2 * 13
+    metrics = pd.read_csv(tmp_path / 'metrics.csv')
+    assert metrics['interaction/middle_share'].notna().sum() == 2
+    assert (tmp_path / 'interaction_by_epoch.png').is_file()

@@ -1,0 +1,265 @@
+"""Training: the LightningModule's recipe pieces, the fit/validate front doors, resume after SIGKILL, DDP."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from moga_lab import fit as fit_cli
+from moga_lab import validate as validate_cli
+from moga_lab.data import SyntheticDataModule
+from moga_lab.training import ImageClassifier, NonFiniteLossError, RunConfig, paper_recipe, small_data_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+# a small, learnable problem: 4 classes of 16x16 grey patterns, 256 training images
+SYN = ['--variant', 'xtiny', '--data', 'synthetic', '--batch-size', '16', '--no-progress']
+
+
+def _run_cli(args, cwd, timeout=300, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
+    env.pop('MOGA_LAB_RUN_DIR', None)
+    return subprocess.run([sys.executable, '-m', *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _module(**optim):
+    cfg = small_data_recipe('xtiny')
+    for k, v in optim.items():
+        setattr(cfg.optim, k, v)
+    return ImageClassifier(cfg.to_dict(), num_classes=4, in_chans=1, image_size=16)
+
+
+def test_fit_end_to_end_writes_the_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    assert fit_cli.main(SYN + ['--epochs', '3', '--lr', '3e-3']) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / 'runs' / 'moganet_xtiny-synthetic'
+    assert 'test top-1' in out and str(run) in out
+    for name in ('last.ckpt', 'best.ckpt', 'config.yaml', 'metrics.csv', 'learning_curve.png', 'results.yaml'):
+        assert (run / name).is_file(), name
+    cfg = RunConfig.from_dict(yaml.safe_load((run / 'config.yaml').read_text()))
+    assert cfg.model.name == 'moganet_xtiny' and cfg.trainer.epochs == 3 and cfg.optim.lr == 3e-3
+    metrics = pd.read_csv(run / 'metrics.csv')
+    assert metrics['val/acc1'].dropna().size == 6  # twice per epoch (the small-data preset)
+    results = yaml.safe_load((run / 'results.yaml').read_text())
+    assert results['global_step'] == 3 * (224 // 16)
+    assert results['test/acc1'] > 0.5  # chance is 0.25
+    assert (run / 'learning_curve.png').stat().st_size > 20_000
+    # a second run does not overwrite the first
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    assert fit_cli.main(SYN + ['--epochs', '1', '--limit-train-batches', '2']) == 0
+    assert (tmp_path / 'runs' / 'moganet_xtiny-synthetic-2' / 'last.ckpt').is_file()
+
+
+@pytest.mark.parametrize('model', ['convnext_atto', 'swin_femto'])
+def test_baselines_train_through_the_same_module(tmp_path, monkeypatch, model):
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    args = ['--model', model, '--data', 'synthetic', '--batch-size', '8', '--epochs', '1', '--limit-train-batches',
+            '3', '--no-progress', '--run-dir', str(tmp_path / model)]
+    assert fit_cli.main(args) == 0
+    assert (tmp_path / model / 'best.ckpt').is_file()
+
+
+def test_optimizer_excludes_norms_biases_and_scales_from_weight_decay():
+    module = _module(weight_decay=0.05)
+    module.trainer = type('T', (), {'estimated_stepping_batches': 100, 'max_epochs': 2})()
+    opt = module.configure_optimizers()['optimizer']
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g['weight_decay'] > 0 for p in g['params']}
+    assert decayed and all(n.endswith('weight') for n in decayed)
+    assert not any('layer_scale' in n or 'sigma' in n or 'norm' in n or n.endswith('bias') for n in decayed)
+    assert 'blocks1.0.attn.proj_1.weight' in decayed
+    assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_schedule_is_linear_warmup_then_cosine():
+    module = _module(lr=1e-3, warmup_epochs=1, warmup_lr=0.0, min_lr=0.0)
+    module.trainer = type('T', (), {'estimated_stepping_batches': 100, 'max_epochs': 4})()
+    conf = module.configure_optimizers()
+    opt, sched = conf['optimizer'], conf['lr_scheduler']['scheduler']
+    lrs = []
+    for step in (0, 10, 25, 50, 75, 100):
+        sched.step_update(num_updates=step)
+        lrs.append(opt.param_groups[0]['lr'])
+    assert lrs[0] == pytest.approx(0.0, abs=1e-9)
+    assert lrs[1] == pytest.approx(1e-3 * 10 / 25, rel=1e-6)       # linear warmup over 25 steps
+    # then timm's cosine over the whole run (DeiT/MogaNet convention: the warmup is not a prefix)
+    for step, lr in zip((25, 50, 75), lrs[2:5]):
+        assert lr == pytest.approx(0.5 * 1e-3 * (1 + math.cos(math.pi * step / 100)), rel=1e-6)
+    assert lrs[5] < 1e-9
+
+
+def test_mixup_cutmix_ema_and_clipping_run(tmp_path, monkeypatch):
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    args = SYN + ['--epochs', '1', '--limit-train-batches', '4', '--mixup', '0.8', '--cutmix', '1.0', '--ema', '0.9',
+                  '--grad-clip', '1.0', '--run-dir', str(tmp_path / 'r')]
+    assert fit_cli.main(args) == 0
+    metrics = pd.read_csv(tmp_path / 'r' / 'metrics.csv')
+    assert metrics['val_ema/acc1'].notna().any()
+    ckpt = torch.load(tmp_path / 'r' / 'last.ckpt', map_location='cpu', weights_only=True)
+    assert any(k.startswith('ema.module.') for k in ckpt['state_dict'])
+
+
+def test_nan_loss_is_a_clear_error():
+    import lightning as L
+    class Broken(torch.nn.Module):
+        def forward(self, logits, y):
+            return logits.sum() * float('nan')
+
+    module = _module()
+    module.train_criterion = Broken()
+    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(NonFiniteLossError, match=r'training loss is nan at step 0 .*lower --lr'):
+        trainer.fit(module, datamodule=SyntheticDataModule(batch_size=8))
+
+
+def test_paper_recipe_presets():
+    xt, s = paper_recipe('xt'), paper_recipe('small')
+    assert (xt.optim.weight_decay, xt.model.drop_path_rate, xt.optim.mixup, xt.optim.cutmix) == (0.03, 0.05, 0.1, 1.0)
+    assert (s.optim.weight_decay, s.optim.mixup, s.optim.ema_decay) == (0.05, 0.8, 0.9999)
+    assert paper_recipe('xl').model.drop_path_rate == 0.4 and paper_recipe('tiny').optim.weight_decay == 0.04
+    assert (xt.optim.lr, xt.trainer.epochs, xt.optim.warmup_epochs, xt.optim.label_smoothing, xt.data.reprob) == \
+        (1e-3, 300, 5, 0.1, 0.25)
+    assert xt.data.auto_augment.startswith('rand-m7') and s.data.auto_augment.startswith('rand-m9')
+
+
+@pytest.mark.parametrize('args,needle', [
+    (['--variant', 'huge'], "argument --variant: 'huge' is not accepted; accepted: xtiny, tiny"),
+    (['--precision', 'fp8'], "'fp8' is not accepted; accepted: 32-true"),
+    (['--dilations', '1,2'], "'1,2' is not three integers"),
+    (['--gate-act', 'tanh'], "'tanh' is not accepted; accepted: gelu, identity, sigmoid, silu"),
+    (['--model', 'resnet50'], "unknown model 'resnet50'; accepted: moganet_"),
+    (['--data-dir', '/nonexistent/fm'], '/nonexistent/fm does not exist: install'),
+    (['--strategy', 'magic'], "--strategy='magic' is not accepted; accepted: auto, ddp"),
+    (['--epochs', '0'], '--epochs=0 must be >= 1'),
+    (['--channel-split', '0:0:0'], 'channel_split=(0, 0, 0) is not valid'),
+    (['--config', '/nonexistent.yaml'], "config file '/nonexistent.yaml' does not exist"),
+])
+def test_fit_argument_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    with pytest.raises(SystemExit) as info:
+        fit_cli.main(args)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_fit_cli_subprocess_bad_variant(tmp_path):
+    proc = _run_cli(['moga_lab.fit', '--variant', 'huge'], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "'huge'" in proc.stderr
+
+
+def test_config_file_and_flags_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    path = tmp_path / 'c.yaml'
+    path.write_text(yaml.safe_dump({'model': {'gate_act': 'sigmoid', 'channel_split': [1, 1, 2]},
+                                    'optim': {'lr': 5e-4}, 'trainer': {'epochs': 7}}))
+    args = fit_cli.build_parser().parse_args(['--config', str(path), '--epochs', '2', '--variant', 'xt',
+                                              '--run-dir', str(tmp_path / 'r')])
+    cfg = fit_cli.resolve_config(args)
+    assert (cfg.model.gate_act, cfg.model.channel_split, cfg.optim.lr, cfg.trainer.epochs) == \
+        ('sigmoid', (1, 1, 2), 5e-4, 2)
+    path.write_text(yaml.safe_dump({'model': {'gate': 'x'}}))
+    with pytest.raises(ValueError, match=r"unknown keys in config section 'model': \['gate'\]"):
+        fit_cli.resolve_config(fit_cli.build_parser().parse_args(['--config', str(path)]))
+
+
+def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
+    run = tmp_path / 'run'
+    args = ['moga_lab.fit'] + SYN + ['--epochs', '3', '--checkpoint-every', '4', '--run-dir', str(run)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop('MOGA_LAB_RUN_DIR', None)
+    proc = subprocess.Popen([sys.executable, '-m', *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = run / 'last.ckpt'
+    deadline = time.time() + 240
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                step = torch.load(last, map_location='cpu', weights_only=True)['global_step']
+            except Exception:  # noqa: BLE001 - being written (it is replaced atomically, but be patient)
+                step = 0
+            if step >= 8:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, 'the run finished before it could be killed'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= step < 3 * 14
+    assert not (run / 'results.yaml').exists()
+    # the checkpoint on disk is complete and loadable after the kill
+    torch.load(last, map_location='cpu', weights_only=True)
+    done = _run_cli(['moga_lab.fit', '--resume', '--run-dir', str(run), '--no-progress'], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = yaml.safe_load((run / 'results.yaml').read_text())
+    assert results['global_step'] == 3 * (224 // 16)  # exactly as many optimizer steps as an uninterrupted run
+    metrics = pd.read_csv(run / 'metrics.csv')
+    assert metrics['val/acc1'].dropna().size >= 2 and sorted(metrics['segment'].unique()) == [0, 1]
+
+
+def test_resume_without_checkpoint_is_clear(tmp_path):
+    proc = _run_cli(['moga_lab.fit', '--resume', '--run-dir', str(tmp_path / 'none')], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and 'no run with config.yaml and last.ckpt found' in proc.stderr
+
+
+def test_ddp_on_cpu_matches_one_process(tmp_path):
+    """Two gloo processes (Lightning's `ddp`, which re-launches the command) vs one, at the same global batch
+    (--batch-size is per device, as in Lightning and timm): same steps, same accuracy within noise."""
+    common = ['--variant', 'xtiny', '--data', 'synthetic', '--no-progress', '--epochs', '4', '--lr', '3e-3',
+              '--seed', '1']
+    one = _run_cli(['moga_lab.fit'] + common + ['--batch-size', '16', '--run-dir', str(tmp_path / 'one')],
+                   cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _run_cli(['moga_lab.fit'] + common + ['--batch-size', '8', '--devices', '2', '--strategy', 'ddp',
+                                                '--accelerator', 'cpu', '--run-dir', str(tmp_path / 'two')],
+                   cwd=tmp_path, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    r1 = yaml.safe_load((tmp_path / 'one' / 'results.yaml').read_text())
+    r2 = yaml.safe_load((tmp_path / 'two' / 'results.yaml').read_text())
+    assert r2['global_step'] == r1['global_step']
+    # 32 validation images: one image is ~3 points; "within noise" = within 5 images
+    v1 = pd.read_csv(tmp_path / 'one' / 'metrics.csv')['val/acc1'].dropna().iloc[-1]
+    v2 = pd.read_csv(tmp_path / 'two' / 'metrics.csv')['val/acc1'].dropna().iloc[-1]
+    assert v1 > 0.6 and v2 > 0.6 and abs(v1 - v2) <= 5 / 32, (v1, v2)
+    # the DDP-synchronised metric equals a single-process evaluation of the same weights
+    val = _run_cli(['moga_lab.validate', '--checkpoint', str(tmp_path / 'two' / 'last.ckpt'), '--split', 'val'],
+                   cwd=tmp_path)
+    assert val.returncode == 0, val.stderr[-2000:]
+    assert f'top-1 {100 * v2:.2f} %' in val.stdout
+
+
+def test_validate_fit_checkpoint_and_reference_weights(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    from moga_lab.models import MogaNet
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    assert fit_cli.main(SYN + ['--epochs', '1', '--limit-train-batches', '2', '--run-dir', str(tmp_path / 'r')]) == 0
+    capsys.readouterr()
+    assert validate_cli.main(['--checkpoint', str(tmp_path / 'r' / 'best.ckpt')]) == 0
+    assert 'moganet_xtiny' in capsys.readouterr().out
+    # plain weights in the authors' wrapping, an ImageFolder of 3 classes at 64 px
+    torch.manual_seed(0)
+    model = MogaNet('xtiny', num_classes=3).eval()
+    torch.save({'state_dict': model.state_dict(), 'epoch': 300}, tmp_path / 'w.pth.tar')
+    for c in range(3):
+        (tmp_path / 'val' / f'c{c}').mkdir(parents=True)
+        for i in range(2):
+            Image.new('RGB', (80, 70), (80 * c, 40 * i, 100)).save(tmp_path / 'val' / f'c{c}' / f'{i}.png')
+    assert validate_cli.main(['--checkpoint', str(tmp_path / 'w.pth.tar'), '--variant', 'xt', '--data-dir',
+                              str(tmp_path), '--image-size', '64', '--num-workers', '0']) == 0
+    out = capsys.readouterr().out
+    assert 'moganet_xtiny' in out and '(6 images)' in out
+    with pytest.raises(SystemExit) as info:
+        validate_cli.main(['--checkpoint', str(tmp_path / 'w.pth.tar'), '--variant', 'tiny', '--data-dir',
+                           str(tmp_path), '--num-workers', '0'])
+    assert info.value.code == 2 and 'does not fit' in capsys.readouterr().err
