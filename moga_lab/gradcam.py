@@ -24,6 +24,8 @@ def build_parser() -> Parser:
     p.add_argument('--seed', type=int, default=0, help='selects the test images')
     p.add_argument('--target', type=choice(['predicted', 'true']), default='predicted',
                    help='explain the top-1 prediction (default) or the true class')
+    p.add_argument('--layer', help='module to explain, by name (e.g. norm3 for a finer MogaNet map on 28 px inputs, '
+                   'where norm4 is 2x2); default: norm4 / stages.3 / layers.3 by family')
     p.add_argument('--out', required=True)
     return p
 
@@ -48,7 +50,15 @@ def run(args) -> str:
     for m in models:
         with torch.no_grad():
             pred = m.model(images).argmax(1)
-        maps.append(grad_cam(m.model, images, targets if args.target == 'true' else pred))
+        layer = None
+        if args.layer:
+            try:
+                layer = m.model.get_submodule(args.layer)
+            except AttributeError:
+                names = [n for n, _ in m.model.named_children()]
+                raise ValueError(f'--layer {args.layer!r} is not a module of {m.name}; its top-level modules: '
+                                 f'{", ".join(names)}') from None
+        maps.append(grad_cam(m.model, images, targets if args.target == 'true' else pred, layer=layer))
         preds.append(pred)
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, 'gradcam_grid.png')

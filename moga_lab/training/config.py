@@ -68,6 +68,8 @@ class OptimConfig:
 class TrainerConfig:
     epochs: int = 1
     limit_train_batches: Optional[float] = None  # fraction (<=1) or number of batches per epoch
+    limit_val_batches: Optional[float] = None    # same, for validation (quick runs)
+    limit_test_batches: Optional[float] = None   # same, for the final test
     devices: Any = 1
     strategy: str = 'auto'
     accelerator: str = 'auto'

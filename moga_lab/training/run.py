@@ -78,6 +78,9 @@ def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
     )
     if t.limit_train_batches is not None:
         kwargs['limit_train_batches'] = t.limit_train_batches
+    for key in ('limit_val_batches', 'limit_test_batches'):
+        if getattr(t, key) is not None:
+            kwargs[key] = getattr(t, key)
     if t.val_check_interval is not None:
         kwargs['val_check_interval'] = t.val_check_interval
     kwargs.update(overrides)

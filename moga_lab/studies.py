@@ -1,0 +1,107 @@
+"""Building blocks of the study scripts (``experiments/ablate.py``, ``analysis/compare_models.py``): train a
+variant under a fixed budget (resumable), count parameters and MACs, interaction curves of several
+checkpoints on the same images, pairs and contexts."""
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+import torch
+import yaml
+
+from .analysis.games import InteractionSettings, ORDER_RATIOS, interaction_strength
+from .training import ModelConfig, build_model, fit, load_classifier, load_eval_images, small_data_recipe
+
+__all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'load_study_config']
+
+
+@dataclass
+class Budget:
+    model: str = 'moganet_xtiny'
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 2e-3
+    seeds: List[int] = field(default_factory=lambda: [0])
+    limit_train_batches: Optional[float] = None
+    limit_test_batches: Optional[float] = None
+    data_dir: Optional[str] = None
+
+
+def load_study_config(path: str) -> Dict[str, Any]:
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    unknown = set(cfg) - {'budget', 'interaction', 'rows', 'models'}
+    if unknown:
+        raise ValueError(f'{path}: unknown sections {sorted(unknown)}; accepted: budget, interaction, rows, models')
+    return cfg
+
+
+def train_variant(run_dir: str, budget: Budget, seed: int, model_name: Optional[str] = None,
+                  **switches) -> Dict[str, Any]:
+    """Train ``model_name`` (default the budget's) with MogaNet ``switches`` under ``budget``; returns the run's
+    results.yaml. Resumable: a finished run is read back, an interrupted one continues from last.ckpt."""
+    results = os.path.join(run_dir, 'results.yaml')
+    if os.path.isfile(results):
+        with open(results) as f:
+            return yaml.safe_load(f)
+    cfg = small_data_recipe('xtiny')
+    cfg.model.name = model_name or budget.model
+    cfg.model.drop_path_rate = 0.05
+    for key, value in switches.items():
+        if not hasattr(cfg.model, key):
+            raise ValueError(f'unknown model switch {key!r}; accepted: gating, gate_act, dilations, channel_split, '
+                             f'feat_decompose, channel_aggregation, stem_stride, drop_path_rate')
+        setattr(cfg.model, key, tuple(value) if isinstance(value, list) else value)
+    cfg.data.batch_size = budget.batch_size
+    cfg.data.data_dir = budget.data_dir
+    cfg.optim.lr = budget.lr
+    t = cfg.trainer
+    t.epochs, t.seed, t.run_dir = budget.epochs, seed, run_dir
+    t.limit_train_batches, t.limit_test_batches = budget.limit_train_batches, budget.limit_test_batches
+    t.val_check_interval = None
+    t.progress_bar = False
+    if budget.limit_train_batches is not None and budget.limit_train_batches > 1:
+        t.limit_val_batches = 2
+    fit(cfg, resume=os.path.isfile(os.path.join(run_dir, 'last.ckpt')))
+    with open(results) as f:
+        return yaml.safe_load(f)
+
+
+def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
+    """(parameters, MACs) at one image; MACs with fvcore, the paper's "FLOPs"."""
+    from fvcore.nn import FlopCountAnalysis
+    model = build_model(model_cfg, num_classes, in_chans, image_size).eval()
+    counter = FlopCountAnalysis(model, torch.zeros(1, in_chans, image_size, image_size))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    return sum(p.numel() for p in model.parameters()), int(counter.total())
+
+
+def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, grid: int, pairs: int, contexts: int,
+                               ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
+                               progress: bool = True) -> pd.DataFrame:
+    """Per-image strength rows for every checkpoint (name -> path) on the same test images, pairs and contexts.
+    With ``cache`` (a CSV path) finished (model, image) results are kept across runs."""
+    from tqdm.auto import tqdm
+    from .training.report import atomic_write_csv
+    done = pd.read_csv(cache) if cache and os.path.isfile(cache) else None
+    settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed)
+    first = load_classifier(next(iter(checkpoints.values())))
+    images, labels, ids, _ = load_eval_images(first, num_images, seed=seed)
+    frames = [done] if done is not None else []
+    bar = tqdm(total=len(checkpoints) * len(ids), desc='interaction', disable=not progress)
+    for name, path in checkpoints.items():
+        model = None
+        for k, image_id in enumerate(ids):
+            if done is not None and ((done.model == name) & (done.image_id == image_id)).any():
+                bar.update(1)
+                continue
+            model = model or load_classifier(path).model
+            frames.append(interaction_strength(model, images[k:k + 1], labels[k:k + 1], settings, model_name=name,
+                                               image_ids=[image_id]))
+            if cache:
+                atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
+            bar.update(1)
+    bar.close()
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[frame.model.isin(list(checkpoints)) & frame.image_id.isin(ids)]

@@ -1,0 +1,74 @@
+"""The study scripts end to end at their --quick settings (real Fashion-MNIST, a few steps per row)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not os.path.isdir(DEFAULT_FASHION_MNIST_DIR),
+                                reason='dataset-fashion-mnist not installed')
+
+
+def _run(script, args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop('MOGA_LAB_RUN_DIR', None)
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_ablate_quick_rows_resume(tmp_path):
+    out = tmp_path / 'abl'
+    args = ['--quick', '--rows', 'full', 'no_gating', 'plain', '--out', str(out)]
+    done = _run('experiments/ablate.py', args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out / 'ablation.csv')
+    assert list(table.row) == ['full', 'no_gating', 'plain']
+    assert table.params_M.iloc[0] > table.params_M.iloc[2]          # the plain block has fewer parameters
+    assert table.top1_spread.notna().all() and (table.seeds == 2).all()
+    assert table['middle_share_0.2-0.6n'].between(0, 1).all()
+    assert (out / 'ablation.md').read_text().count('\n|') >= 4
+    assert (out / 'ablation_curves.png').stat().st_size > 10_000
+    # a second run trains nothing again (every row's results.yaml is there) and gives the same table
+    again = _run('experiments/ablate.py', args, tmp_path)
+    assert again.returncode == 0 and '[ablate] full seed 0' in again.stdout
+    assert 'Epoch' not in again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'ablation.csv'), table)
+
+
+def test_ablate_unknown_row(tmp_path):
+    done = _run('experiments/ablate.py', ['--quick', '--rows', 'nope', '--out', str(tmp_path)], tmp_path)
+    assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
+
+
+def test_compare_models_quick(tmp_path):
+    out = tmp_path / 'cmp'
+    done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = pd.read_csv(out / 'accuracy.csv')
+    assert list(accuracy.model) == ['moganet_xtiny', 'convnext_atto', 'swin_femto']
+    for name in ('interaction_curves.png', 'gradcam_grid.png', 'report.md', 'curve.csv'):
+        assert (out / name).is_file(), name
+    assert '![Grad-CAM](gradcam_grid.png)' in (out / 'report.md').read_text()
+
+
+def test_gradcam_cli(tmp_path):
+    from moga_lab import fit as fit_cli
+    from moga_lab import gradcam as tool
+    import numpy as np
+    os.environ.pop('MOGA_LAB_RUN_DIR', None)
+    assert fit_cli.main(['--variant', 'xt', '--data', 'synthetic', '--image-size', '28', '--epochs', '1',
+                         '--limit-train-batches', '3', '--no-progress', '--run-dir', str(tmp_path / 'r')]) == 0
+    os.environ.pop('MOGA_LAB_RUN_DIR', None)
+    ckpt = str(tmp_path / 'r' / 'last.ckpt')
+    assert tool.main(['--checkpoint', ckpt, '--checkpoint', ckpt, '--label', 'a', '--label', 'b', '--num-images', '4',
+                      '--out', str(tmp_path / 'gc'), '--layer', 'norm3']) == 0
+    data = np.load(tmp_path / 'gc' / 'gradcam_maps.npz')
+    assert data['maps'].shape == (2, 4, 28, 28) and data['maps'].max() <= 1 + 1e-6
+    assert list(data['models']) == ['a', 'b'] and len(data['class_names']) == 4
+    with pytest.raises(SystemExit):
+        tool.main(['--checkpoint', ckpt, '--out', str(tmp_path / 'gc'), '--layer', 'norm9'])
