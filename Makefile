@@ -8,7 +8,6 @@ DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# torch/torchvision are pinned in setup.cfg; pip takes them from this machine's disk
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@

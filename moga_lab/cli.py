@@ -3,7 +3,7 @@ import argparse
 import sys
 from typing import Callable, Sequence, Tuple
 
-__all__ = ['Parser', 'int_triple', 'choice', 'fail']
+__all__ = ['Parser', 'int_triple', 'choice', 'fail', 'user_errors']
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,3 +38,10 @@ def choice(accepted: Sequence[str], normalise: Callable[[str], str] = str.lower)
             raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: {", ".join(accepted)}')
         return value
     return parse
+
+
+def user_errors() -> tuple:
+    """Exceptions that mean bad input (reported in one line, exit 2), not a bug (full traceback)."""
+    from .data import DataError
+    from .models import CheckpointMismatchError
+    return (ValueError, FileNotFoundError, DataError, CheckpointMismatchError)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail
+from .cli import Parser, choice, fail, user_errors
 
 
 def build_parser() -> Parser:
@@ -35,16 +35,10 @@ def run(args) -> str:
     import torch
 
     from .analysis.gradcam import grad_cam, plot_gradcam_grid
-    from .training import load_classifier, load_eval_images
+    from .training import load_classifiers, load_eval_images
 
-    labels = args.label or []
-    if labels and len(labels) != len(args.checkpoint):
-        raise ValueError(f'{len(labels)} --label for {len(args.checkpoint)} --checkpoint; give one per checkpoint')
-    models = [load_classifier(p, labels[k] if labels else None) for k, p in enumerate(args.checkpoint)]
+    models = load_classifiers(args.checkpoint, args.label)
     ref = models[0]
-    for m in models[1:]:
-        if (m.in_chans, m.image_size, m.mean, m.std) != (ref.in_chans, ref.image_size, ref.mean, ref.std):
-            raise ValueError(f'{m.name} was trained on other inputs than {ref.name}: a grid needs the same images')
     images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
     maps, preds = [], []
     for m in models:
@@ -80,12 +74,11 @@ def run(args) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .data import DataError
     try:
         if args.num_images < 1:
             raise ValueError(f'--num-images={args.num_images} must be >= 1')
         run(args)
-    except (ValueError, FileNotFoundError, DataError) as error:
+    except user_errors() as error:
         fail(parser.prog, str(error))
     return 0
 

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail
+from .cli import Parser, choice, fail, user_errors
 
 PART_GLOB = 'parts/rank*.csv'
 
@@ -80,23 +80,11 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 
     from .analysis.games import interaction_strength, middle_order_share, strength_curve
     from .analysis.plots import plot_interaction_curves
-    from .training import load_classifier, load_eval_images
+    from .training import load_classifiers, load_eval_images
     from .training.report import atomic_write_csv
 
-    labels = args.label or []
-    if labels and len(labels) != len(args.checkpoint):
-        raise ValueError(f'{len(labels)} --label for {len(args.checkpoint)} --checkpoint; give one per checkpoint')
-    models = [load_classifier(p, labels[k] if labels else None) for k, p in enumerate(args.checkpoint)]
-    names = [m.name for m in models]
-    if len(set(names)) < len(names):  # two runs of one architecture: tell them apart by file
-        for m, p in zip(models, args.checkpoint):
-            m.name = f'{m.name} ({os.path.basename(os.path.dirname(os.path.abspath(p)))})'
+    models = load_classifiers(args.checkpoint, args.label)
     ref = models[0]
-    for m in models[1:]:
-        if (m.in_chans, m.image_size, m.num_classes, m.mean, m.std) != (ref.in_chans, ref.image_size, ref.num_classes,
-                                                                        ref.mean, ref.std):
-            raise ValueError(f'{m.name} was trained on other inputs than {ref.name} (channels, size, classes or '
-                             f'normalisation differ): curves must be computed on the same images')
     images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
     settings = _settings(args, images.shape[-1])
     torch.set_grad_enabled(False)
@@ -149,7 +137,6 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .data import DataError
     try:
         if args.num_images < 1:
             raise ValueError(f'--num-images={args.num_images} must be >= 1')
@@ -162,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             fabric = L.Fabric(accelerator='auto', devices=args.devices, strategy='ddp')
             fabric.launch()
             run(args, fabric.global_rank, fabric.world_size, barrier=fabric.barrier, device=fabric.device)
-    except (ValueError, FileNotFoundError, DataError) as error:
+    except user_errors() as error:
         fail(parser.prog, str(error))
     return 0
 

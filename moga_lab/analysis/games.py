@@ -16,7 +16,6 @@ object, n = 49 keeps the orders 0.05 n .. 0.95 n distinct (2, 4, 9, ... 44), and
 coalitions (fewer after sharing) take about a minute per image for MogaNet-XT. The standard error reported
 with every number says whether that budget is enough for the comparison at hand.
 """
-import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 

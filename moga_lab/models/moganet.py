@@ -17,7 +17,6 @@ second time, ``proj_2(act(act(g)) * act(act(v)))``. The authors' XT/T checkpoint
 depend on it. The reference only leaves *CUDA* autocast inside that region; here autocast is left on
 whatever device the tensor lives, so under CPU bf16 autocast the gating product really is float32.
 """
-from functools import partial
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import math
@@ -606,6 +605,14 @@ class MogaNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def for_inference(self, channels_last: bool = True) -> 'MogaNet':
+        """An eval-only copy with BatchNorms, layer scales, FD and CA folded into convolutions (same function;
+        see :mod:`moga_lab.models.fuse`)."""
+        from .fuse import fuse_for_inference
+        return fuse_for_inference(self, channels_last=channels_last)
+
+    fuse = for_inference
 
 
 # ---- configs and factories ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Load a classifier trained by ``moga_lab.fit`` with what analysis needs to feed it images."""
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,7 +9,7 @@ import torch.nn as nn
 from .config import RunConfig
 from .module import ImageClassifier
 
-__all__ = ['TrainedClassifier', 'load_classifier', 'load_eval_images']
+__all__ = ['TrainedClassifier', 'load_classifier', 'load_classifiers', 'load_eval_images']
 
 
 @dataclass
@@ -44,6 +44,26 @@ def load_classifier(path: str, label: Optional[str] = None) -> TrainedClassifier
         model=model, name=label or cfg.model.name, config=cfg, num_classes=n, in_chans=int(hp.in_chans),
         image_size=int(hp.image_size), mean=tuple(hp.mean or ()), std=tuple(hp.std or ()),
         class_names=tuple(hp.class_names or [str(i) for i in range(n)]))
+
+
+def load_classifiers(paths: Sequence[str], labels: Optional[Sequence[str]] = None) -> List[TrainedClassifier]:
+    """Several fit checkpoints that must see the same images (same channels, size, classes, normalisation);
+    names come from ``labels`` or the model names (made unique with the run folder when two clash)."""
+    labels = list(labels or [])
+    if labels and len(labels) != len(paths):
+        raise ValueError(f'{len(labels)} --label for {len(paths)} --checkpoint; give one per checkpoint')
+    models = [load_classifier(p, labels[k] if labels else None) for k, p in enumerate(paths)]
+    names = [m.name for m in models]
+    if len(set(names)) < len(names):
+        for m, p in zip(models, paths):
+            m.name = f'{m.name} ({os.path.basename(os.path.dirname(os.path.abspath(p)))})'
+    ref = models[0]
+    for m in models[1:]:
+        if (m.in_chans, m.image_size, m.num_classes, m.mean, m.std) != (ref.in_chans, ref.image_size, ref.num_classes,
+                                                                        ref.mean, ref.std):
+            raise ValueError(f'{m.name} was trained on other inputs than {ref.name} (channels, size, classes or '
+                             f'normalisation differ): they cannot be compared on the same images')
+    return models
 
 
 def load_eval_images(trained: TrainedClassifier, num_images: int, data: Optional[str] = None,

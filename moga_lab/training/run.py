@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import lightning as L
 import torch

@@ -1,0 +1,56 @@
+"""The inference fusion computes the same function (1e-4 absolute, fp32) as the model and the reference."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from moga_lab.models import MogaNet
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'reference-moganet'
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason='shared/fixtures not beside the checkout')
+@pytest.mark.parametrize('name', ['xtiny_seed0_64px.pt', 'xtiny_seed1_64px_force_fp32.pt'])
+def test_fused_matches_reference_fixture(name):
+    fx = torch.load(FIXTURES / name, map_location='cpu', weights_only=False)
+    model = MogaNet('xtiny', num_classes=10, attn_force_fp32=fx['attn_force_fp32'])
+    model.load_state_dict(fx['state_dict'])
+    fused = model.eval().for_inference()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(fx['input']), fx['logits'], atol=1e-4, rtol=0)
+        feats = fused.forward_intermediates(fx['input'], intermediates_only=True)
+        for ours, ref in zip(feats, fx['features']):
+            torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('options', [dict(), dict(gating=False), dict(feat_decompose=False),
+                                     dict(channel_aggregation=False), dict(channel_split=(1, 0, 0)),
+                                     dict(gate_act='sigmoid'), dict(stem_stride=2)], ids=str)
+def test_fused_equals_unfused_with_every_branch_active(options):
+    torch.manual_seed(0)
+    model = MogaNet('xtiny', num_classes=10, **options).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():  # scales start at 1e-5: make every folded term matter
+            if 'layer_scale' in n or 'sigma' in n:
+                p.uniform_(-0.1, 0.1)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(2, 3, 64, 64)
+        ref = model(x)
+        fused = model.for_inference()
+        torch.testing.assert_close(fused(x), ref, atol=1e-4, rtol=0)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = fused(x)
+        assert (low.float() - ref).abs().max() < 5e-2 * ref.abs().max() + 1e-3
+    assert ref.abs().max() > 1e-2  # not a vacuous comparison
+
+
+def test_fused_model_refuses_training_and_keeps_the_original():
+    model = MogaNet('xtiny', num_classes=10).eval()
+    fused = model.fuse()
+    with pytest.raises(RuntimeError, match='for inference only'):
+        fused.train()
+    assert isinstance(model.blocks1[0], torch.nn.Module) and type(model.blocks1[0]).__name__ == 'MogaBlock'
+    assert type(fused.blocks1[0]).__name__ == 'FusedMogaBlock'
