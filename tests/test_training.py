@@ -263,3 +263,13 @@ def test_validate_fit_checkpoint_and_reference_weights(tmp_path, monkeypatch, ca
         validate_cli.main(['--checkpoint', str(tmp_path / 'w.pth.tar'), '--variant', 'tiny', '--data-dir',
                            str(tmp_path), '--num-workers', '0'])
     assert info.value.code == 2 and 'does not fit' in capsys.readouterr().err
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    assert fit_cli.main(SYN + ['--epochs', '1', '--limit-train-batches', '3', '--precision', 'bf16-mixed',
+                               '--run-dir', str(tmp_path / 'r')]) == 0
+    cfg = yaml.safe_load((tmp_path / 'r' / 'config.yaml').read_text())
+    assert cfg['trainer']['precision'] == 'bf16-mixed'
+    results = yaml.safe_load((tmp_path / 'r' / 'results.yaml').read_text())
+    assert results['global_step'] == 3 and 0 <= results['test/acc1'] <= 1
