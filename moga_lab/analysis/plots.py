@@ -38,7 +38,7 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # never over the curves
     ax.set_title(title or 'Multi-order interaction strength (Deng et al. 2022)', fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
