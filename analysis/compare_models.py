@@ -27,6 +27,19 @@ from moga_lab.training import ModelConfig, load_classifier, load_eval_images  # 
 from moga_lab.training.report import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
+def gradcam_layer(model, images):
+    """MogaNet's default Grad-CAM layer is norm4 (the authors' choice at 224 px); on 28 px inputs with the
+    stride-2 stem it is a 2x2 map, so take the deepest stage norm that is still at least 4x4, the resolution
+    of the baselines' last stages here. Other models: their default layer."""
+    if not hasattr(model, 'forward_intermediates') or not hasattr(model, 'norm1'):
+        return None, None, None
+    with torch.no_grad():
+        feats = model.forward_intermediates(images[:1], intermediates_only=True)
+    index = max([i for i, f in enumerate(feats) if min(f.shape[-2:]) >= 4], default=len(feats) - 1)
+    size = 'x'.join(str(n) for n in feats[index].shape[-2:])
+    return f'norm{index + 1}', getattr(model, f'norm{index + 1}'), size
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
@@ -70,12 +83,14 @@ def main(argv=None):
 
     trained = [load_classifier(checkpoints[m]) for m in args.models]
     images, labels, _, info = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
-    maps, preds = [], []
-    for t in trained:
+    maps, preds, layers = [], [], []
+    for name, t in zip(args.models, trained):
         with torch.no_grad():
             pred = t.model(images).argmax(1)
-        maps.append(grad_cam(t.model, images, pred))
+        layer_name, layer, size = gradcam_layer(t.model, images)
+        maps.append(grad_cam(t.model, images, pred, layer=layer))
         preds.append(pred)
+        layers.append(f'{name}: `{layer_name}` ({size} map)' if layer_name else f'{name}: its default layer')
     plot_gradcam_grid(images, maps, args.models, labels, preds, info.class_names, info.mean, info.std,
                       os.path.join(args.out, 'gradcam_grid.png'))
 
@@ -95,7 +110,9 @@ Swin patch 2 (see moga_lab/training/factory.py).
 
 ![interaction curves](interaction_curves.png)
 
-## Grad-CAM (MogaNet norm4, ConvNeXt stages[-1], Swin layers[-1])
+## Grad-CAM
+
+Layers: {'; '.join(layers)}.
 
 ![Grad-CAM](gradcam_grid.png)
 """

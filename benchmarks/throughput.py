@@ -2,13 +2,18 @@
 
     python benchmarks/throughput.py [--variants xtiny tiny small] [--batch-size 16] [--size 224] [--repeats 3]
 
-For each MogaNet variant: inference images/s of the plain faithful model (NCHW fp32, the reference's way),
-channels_last, the fused inference model (``model.for_inference()``) in fp32 and under bf16 autocast, and a
-training step (forward + backward + AdamW) NCHW vs channels_last. Baselines: timm ConvNeXt / Swin of similar
-MACs. Achieved GFLOP/s (2 x fvcore MACs x images/s) is shown as a fraction of a matrix-multiply peak measured
-in the same run (2048 x 2048, fp32 and bf16). Ratios are against the plain NCHW fp32 model of the same run.
+For each MogaNet variant: inference images/s of the reference computation (NCHW fp32, full dilated kernels:
+the reference implementation's sequence of ops), our eager model in channels_last (fp32, bf16 autocast), the
+fused inference model (``model.for_inference()``) eager and under ``torch.compile`` (inductor with weight
+freezing), fp32 and bf16; and a training step (forward + backward + AdamW), reference computation vs ours
+(channels_last, padding-only taps skipped). Baselines: timm ConvNeXt / Swin of similar MACs. Achieved GFLOP/s
+(2 x fvcore MACs x images/s; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
+in the same run (2048 x 2048, fp32 and bf16). Ratios are against the reference computation of the same run.
+Each rate is the median of ``--repeats`` timed batches after two warm-up batches.
 """
 import argparse
+import contextlib
+import statistics
 import time
 
 import pandas as pd
@@ -17,6 +22,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 import moga_lab  # noqa: F401
+from moga_lab.models import fuse as fuse_module, moganet as moganet_module
 
 BASELINES = {'xtiny': 'convnext_atto', 'tiny': 'convnext_femto', 'small': 'convnext_tiny'}
 SWIN = {'small': 'swin_tiny_patch4_window7_224'}
@@ -33,10 +39,32 @@ def matmul_peak(dtype, n=2048, repeats=10):
 
 def rate(fn, x, repeats):
     fn(x)
-    start = time.perf_counter()
+    fn(x)
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         fn(x)
-    return repeats * len(x) / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    return len(x) / statistics.median(times)
+
+
+@contextlib.contextmanager
+def full_dilated_kernels():
+    """The reference's computation: every tap of the dilated DW kernels, also those reading only padding."""
+    def full(conv, x):
+        return conv(x)
+    saved = moganet_module.same_dwconv
+    moganet_module.same_dwconv = fuse_module.same_dwconv = full
+    try:
+        yield
+    finally:
+        moganet_module.same_dwconv = fuse_module.same_dwconv = saved
+
+
+def compiled(model):
+    # what for_inference(compile=True) does: inductor with weight freezing (constant-folds the fused weights,
+    # lets oneDNN pre-pack them and fuse the activations into the convolutions)
+    return torch.compile(model, options={'freezing': True})
 
 
 def inference(model, bf16=False):
@@ -70,7 +98,8 @@ def main():
     p.add_argument('--variants', nargs='+', default=['xtiny', 'tiny', 'small'])
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--size', type=int, default=224)
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows (~1 min each)')
     p.add_argument('--no-train', action='store_true')
     args = p.parse_args()
     torch.manual_seed(0)
@@ -91,20 +120,28 @@ def main():
         name = f'moganet_{v}'
         model = timm.create_model(name).eval()
         mac = macs(model, args.size)
-        plain = rate(inference(model), x, args.repeats)
-        add(name, 'inference fp32 NCHW (faithful)', plain, mac)
+        with full_dilated_kernels():
+            plain = rate(inference(model), x, args.repeats)
+        add(name, 'inference fp32 NCHW, reference computation', plain, mac)
         cl = model.to(memory_format=torch.channels_last)
         add(name, 'inference fp32 channels_last', rate(inference(cl), xc, args.repeats), mac, plain)
         add(name, 'inference bf16 channels_last', rate(inference(cl, True), xc, args.repeats), mac, plain)
         fused = model.for_inference()
         add(name, 'inference fp32 fused (for_inference)', rate(inference(fused), xc, args.repeats), mac, plain)
         add(name, 'inference bf16 fused', rate(inference(fused, True), xc, args.repeats), mac, plain)
+        if not args.no_compile:
+            add(name, 'inference fp32 fused + torch.compile', rate(inference(compiled(fused)), xc, args.repeats),
+                mac, plain)
+            add(name, 'inference bf16 fused + torch.compile',
+                rate(inference(compiled(fused), True), xc, args.repeats), mac, plain)
         if not args.no_train:
+            torch.manual_seed(0)
             model = timm.create_model(name).train()
-            t_plain = rate(train_step(model), x, max(1, args.repeats - 1))
-            add(name, 'train step fp32 NCHW (faithful)', t_plain, 3 * mac)
+            with full_dilated_kernels():
+                t_plain = rate(train_step(model), x, max(1, args.repeats - 2))
+            add(name, 'train step fp32 NCHW, reference computation', t_plain, 3 * mac)
             model = model.to(memory_format=torch.channels_last)
-            add(name, 'train step fp32 channels_last', rate(train_step(model), xc, max(1, args.repeats - 1)),
+            add(name, 'train step fp32 channels_last', rate(train_step(model), xc, max(1, args.repeats - 2)),
                 3 * mac, t_plain)
         for base in (BASELINES.get(v), SWIN.get(v)):
             if base:

@@ -37,6 +37,10 @@ def main(argv=None):
     p.add_argument('--out', default='runs/ablation')
     p.add_argument('--rows', nargs='+', help='only these rows (names in the config)')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
+    p.add_argument('--no-report', action='store_true',
+                   help='train the rows and compute their interactions, but write no tables: to split the grid over '
+                        'processes with --rows (each with OMP_NUM_THREADS=cores/processes); a final run without '
+                        'it reads everything back and writes the tables and figure')
     args = p.parse_args(argv)
     cfg = load_study_config(os.path.join(HERE, 'configs', 'quick.yaml') if args.quick else args.config)
     budget = Budget(**cfg['budget'], data_dir=args.data_dir)
@@ -49,7 +53,10 @@ def main(argv=None):
             p.error(f'unknown rows {sorted(unknown)}; accepted: {", ".join(rows)}')
         rows = {k: rows[k] for k in args.rows}
 
-    table, checkpoints = [], {}
+    inter_kwargs = dict(num_images=inter.get('num_images', 4), grid=inter.get('grid', 7), pairs=inter.get('pairs', 12),
+                        contexts=inter.get('contexts', 12),
+                        ratios=inter.get('ratios', (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)))
+    table, frames = [], []
     for name, switches in rows.items():
         accs, speeds = [], []
         for seed in budget.seeds:
@@ -58,8 +65,13 @@ def main(argv=None):
             r = train_variant(run_dir, budget, seed, **switches)
             accs.append(100 * r['test/acc1'])
             speeds.append(r['train_images_per_second'])
-            if seed == budget.seeds[0]:
-                checkpoints[name] = os.path.join(run_dir, 'last.ckpt')
+        # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
+        # (they depend on the seed and the data only); cached per row, so rows can run in separate processes
+        first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'last.ckpt')
+        frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
+                                                 **inter_kwargs))
+        if args.no_report:
+            continue
         model_cfg = ModelConfig(name=budget.model, **{k: tuple(v) if isinstance(v, list) else v
                                                       for k, v in switches.items()})
         params, macs = count_params_macs(model_cfg)
@@ -67,12 +79,9 @@ def main(argv=None):
                           params_M=params / 1e6, MMACs=macs / 1e6, top1_mean=float(np.mean(accs)),
                           top1_spread=float(np.std(accs, ddof=1)) if len(accs) > 1 else float('nan'),
                           seeds=len(accs), train_images_per_s=float(np.mean(speeds))))
-
-    frame = interaction_of_checkpoints(checkpoints, num_images=inter.get('num_images', 4), grid=inter.get('grid', 7),
-                                       pairs=inter.get('pairs', 12), contexts=inter.get('contexts', 12),
-                                       ratios=inter.get('ratios', (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
-                                                                   0.9, 0.95, 1.0)),
-                                       cache=os.path.join(args.out, 'interaction.csv'))
+    if args.no_report:
+        return
+    frame = pd.concat(frames, ignore_index=True)
     curve = strength_curve(frame)
     shares = middle_order_share(curve, *band)
     result = pd.DataFrame(table)
@@ -85,7 +94,11 @@ def main(argv=None):
                                                                                         result.top1_spread)]
     shown = shown[['row', 'switches', 'params_M', 'MMACs', 'top-1 (%)', 'train_images_per_s',
                    f'middle_share_{band[0]:g}-{band[1]:g}n']]
-    md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.epochs} epoch(s), batch {budget.batch_size}, lr {budget.lr}, '
+    per_epoch = '' if budget.limit_train_batches is None else (
+        f' of {budget.limit_train_batches:g} of the training set' if budget.limit_train_batches <= 1
+        else f' of {budget.limit_train_batches:g} batches')
+    md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.epochs} epoch(s){per_epoch}, batch {budget.batch_size}, '
+          f'lr {budget.lr}, '
           f'seeds {budget.seeds}; top-1 = mean ± sample std over seeds; middle share = fraction of the normalised '
           f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images).\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')

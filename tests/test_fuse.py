@@ -1,4 +1,5 @@
 """The inference fusion computes the same function (1e-4 absolute, fp32) as the model and the reference."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,15 @@ def test_fused_model_refuses_training_and_keeps_the_original():
         fused.train()
     assert isinstance(model.blocks1[0], torch.nn.Module) and type(model.blocks1[0]).__name__ == 'MogaBlock'
     assert type(fused.blocks1[0]).__name__ == 'FusedMogaBlock'
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason='shared/fixtures not beside the checkout')
+@pytest.mark.skipif(shutil.which('g++') is None, reason='torch.compile (inductor) needs a C++ compiler')
+def test_compiled_inference_model_matches_reference_fixture():
+    """for_inference(compile=True): inductor with frozen weights computes the reference's logits (1e-4)."""
+    fx = torch.load(FIXTURES / 'xtiny_seed0_64px.pt', map_location='cpu', weights_only=False)
+    model = MogaNet('xtiny', num_classes=10)
+    model.load_state_dict(fx['state_dict'])
+    fast = model.eval().for_inference(compile=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(fx['input']), fx['logits'], atol=1e-4, rtol=0)

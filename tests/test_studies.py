@@ -23,9 +23,17 @@ def _run(script, args, cwd):
 
 def test_ablate_quick_rows_resume(tmp_path):
     out = tmp_path / 'abl'
+    # the grid split over two processes (--no-report), then one run that reads everything back
+    for part in (['full', 'no_gating'], ['plain']):
+        done = _run('experiments/ablate.py', ['--quick', '--no-report', '--out', str(out), '--rows', *part], tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (out / part[0] / 'interaction.csv').is_file() and not (out / 'ablation.csv').exists()
+    finished = [out / 'plain' / 'seed1' / 'results.yaml', out / 'full' / 'interaction.csv']
+    stamps = [f.stat().st_mtime_ns for f in finished]
     args = ['--quick', '--rows', 'full', 'no_gating', 'plain', '--out', str(out)]
     done = _run('experiments/ablate.py', args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert [f.stat().st_mtime_ns for f in finished] == stamps   # nothing trained or computed again
     table = pd.read_csv(out / 'ablation.csv')
     assert list(table.row) == ['full', 'no_gating', 'plain']
     assert table.params_M.iloc[0] > table.params_M.iloc[2]          # the plain block has fewer parameters
@@ -53,7 +61,9 @@ def test_compare_models_quick(tmp_path):
     assert list(accuracy.model) == ['moganet_xtiny', 'convnext_atto', 'swin_femto']
     for name in ('interaction_curves.png', 'gradcam_grid.png', 'report.md', 'curve.csv'):
         assert (out / name).is_file(), name
-    assert '![Grad-CAM](gradcam_grid.png)' in (out / 'report.md').read_text()
+    report = (out / 'report.md').read_text()
+    assert '![Grad-CAM](gradcam_grid.png)' in report
+    assert 'moganet_xtiny: `norm3` (4x4 map)' in report  # not the 2x2 norm4 on 28 px inputs
 
 
 def test_gradcam_cli(tmp_path):

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation
+from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv
 
 __all__ = ['fuse_for_inference', 'FusedMogaBlock']
 
@@ -113,7 +113,7 @@ class FusedMogaBlock(nn.Module):
             z = v
         x = torch.addcmul(F.conv2d(z.to(self.w_out.dtype) if self.force_fp32 else z, self.w_out, self.b_out),
                           x, self.s_res)
-        h = self.act(self.dwconv(F.conv2d(x, self.w_fc1, self.b_fc1)))
+        h = self.act(same_dwconv(self.dwconv, F.conv2d(x, self.w_fc1, self.b_fc1)))
         out = F.conv2d(h, self.w_fc2, self.b_fc2)
         if self.use_ca:
             out = out - self.u * self.decompose_act(self.decompose(h))
