@@ -44,6 +44,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
     p.add_argument('--epochs', type=int, default=2)
+    p.add_argument('--limit-train-batches', type=float, default=None,
+                   help='fraction of the training set per epoch (default: all of it)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/compare')
     p.add_argument('--num-images', type=int, default=8, help='images for the interaction curves')
@@ -55,7 +57,7 @@ def main(argv=None):
         budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir)
         inter = dict(num_images=2, grid=4, pairs=2, contexts=2, ratios=(0.0, 0.3, 0.6, 1.0))
     else:
-        budget = Budget(epochs=args.epochs, data_dir=args.data_dir)
+        budget = Budget(epochs=args.epochs, limit_train_batches=args.limit_train_batches, data_dir=args.data_dir)
         inter = dict(num_images=args.num_images, grid=7, pairs=12, contexts=12)
 
     rows, checkpoints = [], {}
@@ -94,9 +96,11 @@ def main(argv=None):
     plot_gradcam_grid(images, maps, args.models, labels, preds, info.class_names, info.mean, info.std,
                       os.path.join(args.out, 'gradcam_grid.png'))
 
+    limit = budget.limit_train_batches
+    fraction = '' if not limit else f' of {limit} batches' if limit > 1 else f' over {limit:g} of the training set'
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
-Same recipe and budget for every model: {budget.epochs} epoch(s), batch {budget.batch_size}, AdamW lr {budget.lr},
+Same recipe and budget for every model: {budget.epochs} epoch(s){fraction}, batch {budget.batch_size}, AdamW lr {budget.lr},
 cosine schedule, label smoothing 0.1, seed {args.seed}. Small-image stems: MogaNet stride 2, ConvNeXt patch 1,
 Swin patch 2 (see moga_lab/training/factory.py).
 
