@@ -82,6 +82,7 @@ def main(argv=None):
                             title='Interaction strength on Fashion-MNIST (same images, pairs and contexts)')
     shares = middle_order_share(curve)
     accuracy['middle_share_0.2-0.6n'] = accuracy.model.map(shares).round(3)
+    flat = next(iter(middle_order_share(curve.assign(J_norm=1.0)).values()))  # a curve with no preferred order
 
     trained = [load_classifier(checkpoints[m]) for m in args.models]
     images, labels, _, info = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
@@ -110,7 +111,7 @@ Swin patch 2 (see moga_lab/training/factory.py).
 
 `middle_share_0.2-0.6n`: fraction of the normalised multi-order interaction strength in orders 0.2n-0.6n
 ({frame.image_id.nunique()} test images, {inter['grid']}x{inter['grid']} patches, {inter['pairs']} pairs,
-{inter['contexts']} contexts per pair and order).
+{inter['contexts']} contexts per pair and order); a flat curve (no preferred order) gives {flat:.3f}.
 
 ![interaction curves](interaction_curves.png)
 

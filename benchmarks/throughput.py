@@ -8,12 +8,19 @@ fused inference model (``model.for_inference()``) eager and under ``torch.compil
 freezing), fp32 and bf16; and a training step (forward + backward + AdamW), reference computation vs ours
 (channels_last, padding-only taps skipped). Baselines: timm ConvNeXt / Swin of similar MACs. Achieved GFLOP/s
 (2 x fvcore MACs x images/s; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
-in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are against the reference computation of the same run.
+in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are against the reference computation measured in a fresh
+PyTorch process (glibc's allocator untouched); all other rows run in this process with
+``moga_lab.runtime.keep_freed_memory()`` (freed tensor buffers stay in the heap, as the CLIs do), and a row of
+the reference computation under it shows how much of a speed-up is the allocator and how much the code.
+Baselines run under it too.
 Each rate is the median of ``--repeats`` timed batches after two warm-up batches.
 """
 import argparse
 import contextlib
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -23,6 +30,7 @@ from fvcore.nn import FlopCountAnalysis
 
 import moga_lab  # noqa: F401
 from moga_lab.models import fuse as fuse_module, moganet as moganet_module
+from moga_lab.runtime import keep_freed_memory
 
 BASELINES = {'xtiny': 'convnext_atto', 'tiny': 'convnext_femto', 'small': 'convnext_tiny'}
 SWIN = {'small': 'swin_tiny_patch4_window7_224'}
@@ -93,6 +101,25 @@ def macs(model, size):
     return counter.total()
 
 
+def reference_measurement(name, batch_size, size, repeats, train):
+    """Images/s of the reference computation (NCHW fp32, every dilated tap) for inference and a training step."""
+    torch.manual_seed(0)
+    x = torch.randn(batch_size, 3, size, size)
+    model = timm.create_model(name).eval()
+    with full_dilated_kernels():
+        out = dict(inference=rate(inference(model), x, repeats))
+        if train:
+            out['train'] = rate(train_step(model.train()), x, max(1, repeats - 2))
+    return out
+
+
+def reference_in_fresh_process(name, args):
+    cmd = [sys.executable, __file__, '--reference-child', name, '--batch-size', str(args.batch_size),
+           '--size', str(args.size), '--repeats', str(args.repeats)] + (['--no-train'] if args.no_train else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--variants', nargs='+', default=['xtiny', 'tiny', 'small'])
@@ -101,7 +128,13 @@ def main():
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows (~1 min each)')
     p.add_argument('--no-train', action='store_true')
+    p.add_argument('--reference-child', metavar='MODEL', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.reference_child:  # the baseline measurement, run by the parent in a fresh process
+        print(json.dumps(reference_measurement(args.reference_child, args.batch_size, args.size, args.repeats,
+                                               not args.no_train)))
+        return
+    keep_freed_memory()
     torch.manual_seed(0)
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     print(f'matmul peak: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 ({torch.get_num_threads()} threads)')
@@ -121,9 +154,14 @@ def main():
         name = f'moganet_{v}'
         model = timm.create_model(name).eval()
         mac = macs(model, args.size)
+        # the baseline: the reference computation in a fresh, plain PyTorch process (glibc's allocator untouched;
+        # inside this process the heap already holds freed pages, which would flatter the reference)
+        ref = reference_in_fresh_process(name, args)
+        add(name, 'inference fp32 NCHW, reference computation (fresh process)', ref['inference'], mac)
+        plain = ref['inference']
         with full_dilated_kernels():
-            plain = rate(inference(model), x, args.repeats)
-        add(name, 'inference fp32 NCHW, reference computation', plain, mac)
+            add(name, 'inference fp32 NCHW, reference computation, keep_freed_memory',
+                rate(inference(model), x, args.repeats), mac, plain)
         cl = model.to(memory_format=torch.channels_last)
         add(name, 'inference fp32 channels_last', rate(inference(cl), xc, args.repeats), mac, plain)
         add(name, 'inference bf16 channels_last', rate(inference(cl, True), xc, args.repeats), mac, plain)
@@ -136,11 +174,13 @@ def main():
             add(name, 'inference bf16 fused + torch.compile',
                 rate(inference(compiled(fused), True), xc, args.repeats), mac, plain)
         if not args.no_train:
+            t_plain = ref['train']
+            add(name, 'train step fp32 NCHW, reference computation (fresh process)', t_plain, 3 * mac)
             torch.manual_seed(0)
             model = timm.create_model(name).train()
             with full_dilated_kernels():
-                t_plain = rate(train_step(model), x, max(1, args.repeats - 2))
-            add(name, 'train step fp32 NCHW, reference computation', t_plain, 3 * mac)
+                add(name, 'train step fp32 NCHW, reference computation, keep_freed_memory',
+                    rate(train_step(model), x, max(1, args.repeats - 2)), 3 * mac, t_plain)
             model = model.to(memory_format=torch.channels_last)
             add(name, 'train step fp32 channels_last', rate(train_step(model), xc, max(1, args.repeats - 2)),
                 3 * mac, t_plain)

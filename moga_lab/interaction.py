@@ -137,6 +137,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .runtime import keep_freed_memory
+    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/runtime.py)
     try:
         if args.num_images < 1:
             raise ValueError(f'--num-images={args.num_images} must be >= 1')

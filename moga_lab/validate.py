@@ -41,6 +41,8 @@ def _is_fit_checkpoint(obj) -> bool:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .runtime import keep_freed_memory
+    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/runtime.py)
     prog = parser.prog
     if not os.path.isfile(args.checkpoint):
         fail(prog, f'--checkpoint {args.checkpoint!r} does not exist (pass a local file; nothing is downloaded)')

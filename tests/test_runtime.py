@@ -1,0 +1,26 @@
+"""moga_lab.runtime: allocator settings change speed, never results."""
+import platform
+
+import pytest
+import timm
+import torch
+
+import moga_lab  # noqa: F401
+from moga_lab.runtime import keep_freed_memory
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='mallopt settings exist only in glibc')
+def test_allocator_settings_apply_and_keep_outputs_bitwise():
+    model = timm.create_model('moganet_xtiny', num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(x)
+        assert keep_freed_memory() is True
+        after = model(x)
+    assert torch.equal(before, after)  # same kernels on the same data: bitwise, not within a tolerance
+
+
+def test_other_c_libraries_are_left_alone(monkeypatch):
+    import moga_lab.runtime as runtime
+    monkeypatch.setattr(runtime.sys, 'platform', 'darwin')
+    assert keep_freed_memory() is False
