@@ -25,6 +25,7 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--drop-path', type=float, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)
@@ -32,7 +33,7 @@ def main(argv=None):
     for name in args.models:
         cfg = small_data_recipe('xtiny')
         cfg.model.name = name
-        cfg.model.drop_path_rate = 0.05
+        cfg.model.drop_path_rate = args.drop_path
         cfg.data.batch_size = args.batch_size
         cfg.data.data_dir = args.data_dir
         cfg.optim.lr = args.lr
