@@ -19,7 +19,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from moga_lab.analysis.games import middle_order_share, strength_curve  # noqa: E402
+from moga_lab.cli import positive_float  # noqa: E402
+from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
 from moga_lab.analysis.gradcam import grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, train_variant  # noqa: E402
@@ -44,7 +45,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
     p.add_argument('--epochs', type=int, default=2)
-    p.add_argument('--limit-train-batches', type=float, default=None,
+    p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/compare')
@@ -82,7 +83,7 @@ def main(argv=None):
                             title='Interaction strength on Fashion-MNIST (same images, pairs and contexts)')
     shares = middle_order_share(curve)
     accuracy['middle_share_0.2-0.6n'] = accuracy.model.map(shares).round(3)
-    flat = next(iter(middle_order_share(curve.assign(J_norm=1.0)).values()))  # a curve with no preferred order
+    flat = flat_middle_share(curve)
 
     trained = [load_classifier(checkpoints[m]) for m in args.models]
     images, labels, _, info = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
@@ -97,11 +98,9 @@ def main(argv=None):
     plot_gradcam_grid(images, maps, args.models, labels, preds, info.class_names, info.mean, info.std,
                       os.path.join(args.out, 'gradcam_grid.png'))
 
-    limit = budget.limit_train_batches
-    fraction = '' if not limit else f' of {limit} batches' if limit > 1 else f' over {limit:g} of the training set'
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
-Same recipe and budget for every model: {budget.epochs} epoch(s){fraction}, batch {budget.batch_size}, AdamW lr {budget.lr},
+Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW lr {budget.lr},
 cosine schedule, label smoothing 0.1, seed {args.seed}. Small-image stems: MogaNet stride 2, ConvNeXt patch 1,
 Swin patch 2 (see moga_lab/training/factory.py).
 

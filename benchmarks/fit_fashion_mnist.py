@@ -14,6 +14,7 @@ import sys
 import pandas as pd
 import yaml
 
+from moga_lab.cli import unit_fraction
 from moga_lab.training import fit, small_data_recipe
 from moga_lab.training.report import atomic_write_csv
 
@@ -25,7 +26,7 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--drop-path', type=float, default=0.05, help='stochastic depth rate for every model')
+    p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)

@@ -22,7 +22,7 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-from moga_lab.analysis.games import middle_order_share, strength_curve  # noqa: E402
+from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config, \
     train_variant  # noqa: E402
@@ -84,8 +84,7 @@ def main(argv=None):
     frame = pd.concat(frames, ignore_index=True)
     curve = strength_curve(frame)
     shares = middle_order_share(curve, *band)
-    # the share a flat curve (no preferred order) would get on the sampled orders: the reference to read shares against
-    flat = next(iter(middle_order_share(curve.assign(J_norm=1.0), *band).values()))
+    flat = flat_middle_share(curve, *band)
     result = pd.DataFrame(table)
     result[f'middle_share_{band[0]:g}-{band[1]:g}n'] = result.row.map(shares)
     os.makedirs(args.out, exist_ok=True)
@@ -96,10 +95,7 @@ def main(argv=None):
                                                                                         result.top1_spread)]
     shown = shown[['row', 'switches', 'params_M', 'MMACs', 'top-1 (%)', 'train_images_per_s',
                    f'middle_share_{band[0]:g}-{band[1]:g}n']]
-    per_epoch = '' if budget.limit_train_batches is None else (
-        f' of {budget.limit_train_batches:g} of the training set' if budget.limit_train_batches <= 1
-        else f' of {budget.limit_train_batches:g} batches')
-    md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.epochs} epoch(s){per_epoch}, batch {budget.batch_size}, '
+    md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.describe_epochs()}, batch {budget.batch_size}, '
           f'lr {budget.lr}, '
           f'seeds {budget.seeds}; top-1 = mean ± sample std over seeds; middle share = fraction of the normalised '
           f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images; a flat '

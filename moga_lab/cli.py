@@ -3,7 +3,7 @@ import argparse
 import sys
 from typing import Callable, Sequence, Tuple
 
-__all__ = ['Parser', 'int_triple', 'choice', 'fail', 'user_errors']
+__all__ = ['Parser', 'int_triple', 'choice', 'positive_float', 'unit_fraction', 'fail', 'user_errors']
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,6 +28,28 @@ def int_triple(text: str) -> Tuple[int, int, int]:
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f'{text!r} is not three integers (accepted: e.g. 1,2,3 or 1:3:4)')
     return values
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (a fraction of an epoch <= 1, or a number of batches > 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: a number > 0 (<= 1: a fraction, > 1: batches)')
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """A rate in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: a number in [0, 1)')
+    return value
 
 
 def choice(accepted: Sequence[str], normalise: Callable[[str], str] = str.lower):

@@ -26,6 +26,12 @@ class Budget:
     limit_test_batches: Optional[float] = None
     data_dir: Optional[str] = None
 
+    def describe_epochs(self) -> str:
+        """'1 epoch(s) of 0.25 of the training set' — the training budget as the reports state it."""
+        limit = self.limit_train_batches
+        part = '' if limit is None else (f' of {limit:g} of the training set' if limit <= 1 else f' of {limit:g} batches')
+        return f'{self.epochs} epoch(s){part}'
+
 
 def load_study_config(path: str) -> Dict[str, Any]:
     with open(path) as f:

@@ -294,3 +294,20 @@ def test_callback_logs_the_curve_during_training(tmp_path):
     metrics = pd.read_csv(tmp_path / 'metrics.csv')
     assert metrics['interaction/middle_share'].notna().sum() == 2
     assert (tmp_path / 'interaction_by_epoch.png').is_file()
+
+
+def test_flat_middle_share_counts_sampled_orders_in_band():
+    import pandas as pd
+    from moga_lab.analysis.games import flat_middle_share
+    ratios = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
+    curve = pd.DataFrame(dict(model='m', ratio=ratios, J_norm=range(1, 14)))
+    assert flat_middle_share(curve, 0.2, 0.6) == 5 / 13  # 0.2, 0.3, 0.4, 0.5, 0.6 of 13 sampled orders
+
+
+def test_cli_number_parsers_name_the_bad_value():
+    import argparse
+    from moga_lab.cli import positive_float, unit_fraction
+    assert positive_float('0.25') == 0.25 and unit_fraction('0') == 0.0
+    for parse, bad in ((positive_float, '0'), (positive_float, 'x'), (unit_fraction, '1'), (unit_fraction, '-0.1')):
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
+            parse(bad)

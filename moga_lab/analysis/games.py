@@ -194,3 +194,9 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
         band = sub[(sub.ratio >= low) & (sub.ratio <= high)]
         shares[model] = float(band.J_norm.sum() / sub.J_norm.sum())
     return shares
+
+
+def flat_middle_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> float:
+    """The middle share a flat curve (no preferred order) gets on the orders sampled in ``curve``: the value to
+    read :func:`middle_order_share` against (it depends on which orders were sampled, not only on the band)."""
+    return next(iter(middle_order_share(curve.assign(J_norm=1.0), low, high).values()))
