@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from moga_lab.cli import unit_fraction
+from moga_lab.runtime import keep_freed_memory
 from moga_lab.training import fit, small_data_recipe
 from moga_lab.training.report import atomic_write_csv
 
@@ -27,9 +28,13 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
+    p.add_argument('--stem-stride', type=int, choices=(1, 2, 4), default=None,
+                   help='MogaNet stem stride (default: 2 for 28 px; 4 is the reference stem)')
+    p.add_argument('--image-size', type=int, default=None, help='resize the 28 px images (bicubic) to this size')
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)
+    keep_freed_memory()  # speed only, as the fit CLI does (moga_lab/runtime.py)
     rows = []
     for name in args.models:
         cfg = small_data_recipe('xtiny')
@@ -37,6 +42,9 @@ def main(argv=None):
         cfg.model.drop_path_rate = args.drop_path
         cfg.data.batch_size = args.batch_size
         cfg.data.data_dir = args.data_dir
+        cfg.data.image_size = args.image_size
+        if name.startswith('moganet_'):
+            cfg.model.stem_stride = args.stem_stride
         cfg.optim.lr = args.lr
         cfg.trainer.epochs = args.epochs
         cfg.trainer.limit_train_batches = None
@@ -52,6 +60,8 @@ def main(argv=None):
         from moga_lab.training import ModelConfig, build_model
         params = sum(q.numel() for q in build_model(ModelConfig(name=name), 10, 1, 28).parameters())
         rows.append(dict(model=name, params_M=round(params / 1e6, 2), epochs=args.epochs,
+                         image_px=args.image_size or 28,
+                         stem_stride=(args.stem_stride or 2) if name.startswith('moganet_') else '',
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
                          train_images_per_s=r['train_images_per_second'], wall_min=round(r['wall_seconds'] / 60, 1)))
     table = pd.DataFrame(rows)

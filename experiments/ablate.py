@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
-from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
+from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config, \
     train_variant  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -102,8 +102,11 @@ def main(argv=None):
           f'curve gives {flat:.3f}); images/s as measured by each training process.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
-    plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'),
-                            title='MogaNet-XT ablations: multi-order interaction strength', middle_band=band)
+    title = 'MogaNet-XT ablations: multi-order interaction strength'
+    if curve.model.nunique() > 4:  # more overlapping bands than one axes can show: one panel per row
+        plot_interaction_panels(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
+    else:
+        plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
     print(md)
     print(f'wrote {args.out}/ablation.csv, ablation.md, ablation_curves.png')
 

@@ -311,3 +311,19 @@ def test_cli_number_parsers_name_the_bad_value():
     for parse, bad in ((positive_float, '0'), (positive_float, 'x'), (unit_fraction, '1'), (unit_fraction, '-0.1')):
         with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
             parse(bad)
+
+
+def test_interaction_panels_one_panel_per_model(tmp_path):
+    from PIL import Image
+    from moga_lab.analysis.plots import plot_interaction_panels
+    ratios = [0.0, 0.25, 0.5, 0.75, 1.0]
+    rows = [dict(model=f'm{k}', ratio=r, J_norm=1 + 0.1 * k * r, ci_low=0.9, ci_high=1.2 + 0.1 * k, num_images=2)
+            for k in range(5) for r in ratios]
+    curve = pd.DataFrame(rows)
+    plot_interaction_panels(curve, str(tmp_path / 'five.png'), reference='m2')
+    plot_interaction_panels(curve[curve.model != 'm4'], str(tmp_path / 'four.png'))
+    five, four = Image.open(tmp_path / 'five.png'), Image.open(tmp_path / 'four.png')
+    assert five.size[1] > 1.6 * four.size[1]  # 5 panels at 4 per row: a second row
+    assert abs(five.size[0] - four.size[0]) < 0.1 * four.size[0]
+    with pytest.raises(ValueError, match="'nope'.*accepted: m0, m1"):
+        plot_interaction_panels(curve, str(tmp_path / 'x.png'), reference='nope')

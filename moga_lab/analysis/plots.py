@@ -4,7 +4,7 @@ from typing import Optional
 
 import pandas as pd
 
-__all__ = ['plot_interaction_curves', 'plot_interaction_evolution', 'save_figure']
+__all__ = ['plot_interaction_curves', 'plot_interaction_panels', 'plot_interaction_evolution', 'save_figure']
 
 
 def _plt():
@@ -40,6 +40,52 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # never over the curves
     ax.set_title(title or 'Multi-order interaction strength (Deng et al. 2022)', fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[str] = None,
+                            title: Optional[str] = None, middle_band=(0.2, 0.6), ncols: int = 4) -> None:
+    """Small multiples: one panel per model (its curve and 95 % band), each over the ``reference`` model's curve in
+    grey (default: the first model). For ablation grids, where ten overlapping bands in one axes are unreadable.
+    All panels share both axes, so heights compare across panels."""
+    plt = _plt()
+    models = list(dict.fromkeys(curve.model))
+    reference = reference if reference is not None else models[0]
+    if reference not in models:
+        raise ValueError(f'reference model {reference!r} is not in the curve; accepted: {", ".join(models)}')
+    ref = curve[curve.model == reference].sort_values('ratio')
+    ncols = max(1, min(ncols, len(models)))
+    nrows = -(-len(models) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.2 * nrows + 0.5), sharex=True, sharey=True,
+                             squeeze=False)
+    top = max(float(curve.ci_high.max()), float(curve.J_norm.max())) * 1.05
+    for ax, model in zip(axes.flat, models):
+        sub = curve[curve.model == model].sort_values('ratio')
+        if middle_band:
+            ax.axvspan(*middle_band, color='0.93', zorder=0)
+        if model != reference:
+            ax.plot(ref.ratio, ref.J_norm, color='0.55', lw=1.2, ls='--', label=reference)
+        ax.plot(sub.ratio, sub.J_norm, color='C0', marker='o', ms=3, lw=1.6, label=model)
+        ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color='C0', alpha=0.2, lw=0)
+        ax.axhline(1.0, color='0.5', lw=0.6, ls=':')
+        ax.set_title(model, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, top)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(models):]:
+        ax.set_visible(False)
+    for col in range(ncols):  # x labels under the lowest panel of each column (the last row may be short)
+        lowest = axes[(len(models) - 1 - col) // ncols, col] if col < len(models) else None
+        if lowest is not None:
+            lowest.xaxis.set_tick_params(labelbottom=True)
+            lowest.set_xlabel('order  m / n', fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel('J(m) / mean J', fontsize=8)
+    band = f'; shaded: middle orders {middle_band[0]:g}n-{middle_band[1]:g}n' if middle_band else ''
+    fig.suptitle((title or 'Multi-order interaction strength (Deng et al. 2022)')
+                 + f'\ndashed grey: {reference}{band}; bands: 95 % bootstrap', fontsize=9)
+    fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
 
