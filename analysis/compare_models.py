@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.cli import positive_float  # noqa: E402
 from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
-from moga_lab.analysis.gradcam import grad_cam, plot_gradcam_grid  # noqa: E402
+from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, train_variant  # noqa: E402
 from moga_lab.training import ModelConfig, load_classifier, load_eval_images  # noqa: E402
@@ -29,16 +29,29 @@ from moga_lab.training.report import atomic_write_csv, atomic_write_text  # noqa
 
 
 def gradcam_layer(model, images):
-    """MogaNet's default Grad-CAM layer is norm4 (the authors' choice at 224 px); on 28 px inputs with the
-    stride-2 stem it is a 2x2 map, so take the deepest stage norm that is still at least 4x4, the resolution
-    of the baselines' last stages here. Other models: their default layer."""
-    if not hasattr(model, 'forward_intermediates') or not hasattr(model, 'norm1'):
-        return None, None, None
-    with torch.no_grad():
-        feats = model.forward_intermediates(images[:1], intermediates_only=True)
-    index = max([i for i, f in enumerate(feats) if min(f.shape[-2:]) >= 4], default=len(feats) - 1)
-    size = 'x'.join(str(n) for n in feats[index].shape[-2:])
-    return f'norm{index + 1}', getattr(model, f'norm{index + 1}'), size
+    """(name, module, map size) of the layer Grad-CAM explains. MogaNet's default is norm4 (the authors' choice at
+    224 px); on 28 px inputs with the stride-2 stem it is a 2x2 map, so take the deepest stage norm that is still
+    at least 4x4, the resolution of the baselines' last stages here. Other models: their default layer
+    (``moga_lab.analysis.gradcam.default_layer``), named by its path in the model."""
+    if hasattr(model, 'forward_intermediates') and hasattr(model, 'norm1'):
+        with torch.no_grad():
+            feats = model.forward_intermediates(images[:1], intermediates_only=True)
+        index = max([i for i, f in enumerate(feats) if min(f.shape[-2:]) >= 4], default=len(feats) - 1)
+        size = 'x'.join(str(n) for n in feats[index].shape[-2:])
+        return f'norm{index + 1}', getattr(model, f'norm{index + 1}'), size
+    layer = default_layer(model)
+    name = next(n for n, m in model.named_modules() if m is layer)
+    shapes = []
+    handle = layer.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
+    try:
+        with torch.no_grad():
+            model(images[:1])
+    finally:
+        handle.remove()
+    shape = shapes[0]
+    # timm Swin stages are NHWC, ConvNeXt stages NCHW
+    h, w = (shape[1], shape[2]) if type(model).__name__.startswith('SwinTransformer') else shape[-2:]
+    return name, layer, f'{h}x{w}'
 
 
 def main(argv=None):
@@ -94,7 +107,7 @@ def main(argv=None):
         layer_name, layer, size = gradcam_layer(t.model, images)
         maps.append(grad_cam(t.model, images, pred, layer=layer))
         preds.append(pred)
-        layers.append(f'{name}: `{layer_name}` ({size} map)' if layer_name else f'{name}: its default layer')
+        layers.append(f'{name}: `{layer_name}` ({size} map)')
     plot_gradcam_grid(images, maps, args.models, labels, preds, info.class_names, info.mean, info.std,
                       os.path.join(args.out, 'gradcam_grid.png'))
 

@@ -67,3 +67,34 @@ def test_compiled_inference_model_matches_reference_fixture():
     fast = model.eval().for_inference(compile=True)
     with torch.inference_mode():
         torch.testing.assert_close(fast(fx['input']), fx['logits'], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason='PyTorch built without oneDNN')
+@pytest.mark.parametrize('options', [dict(), dict(gating=False, channel_aggregation=False), dict(gate_act='gelu')],
+                         ids=str)
+def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
+    from moga_lab.models import fuse
+    torch.manual_seed(1)
+    model = MogaNet('xtiny', num_classes=10, **options).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if 'layer_scale' in n or 'sigma' in n:
+                p.uniform_(-0.1, 0.1)
+    fused, x = model.for_inference(), torch.randn(2, 3, 64, 64)
+    calls = []
+    real = fuse._conv_act
+    monkeypatch.setattr(fuse, '_conv_act', lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    with torch.no_grad():
+        fast = fused(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            fast16 = fused(x)
+        assert set(calls) == {torch.float32, torch.bfloat16}  # both precisions took the post-op path
+        monkeypatch.setattr(fuse, '_onednn_dtype', lambda x: None)
+        calls.clear()
+        plain = fused(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            plain16 = fused(x)
+        assert not calls
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
+    assert (fast16.float() - plain16.float()).abs().max() < 2e-2 * plain.abs().max()
+    assert plain.abs().max() > 1e-2

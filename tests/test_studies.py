@@ -1,5 +1,6 @@
 """The study scripts end to end at their --quick settings (real Fashion-MNIST, a few steps per row)."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,9 @@ def test_compare_models_quick(tmp_path):
     report = (out / 'report.md').read_text()
     assert '![Grad-CAM](gradcam_grid.png)' in report
     assert 'moganet_xtiny: `norm3` (4x4 map)' in report  # not the 2x2 norm4 on 28 px inputs
+    # the baselines' layers are named by their path in the model, with the map size (Swin stages are NHWC)
+    assert re.search(r'convnext_atto: `stages\.3` \(4x4 map\)', report), report
+    assert re.search(r'swin_femto: `layers\.3` \(\d+x\d+ map\)', report), report
 
 
 def test_gradcam_cli(tmp_path):

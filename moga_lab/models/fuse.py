@@ -14,6 +14,13 @@ the reference fixture):
   three passes over the 8C-wide hidden tensor replaced by one over the C-wide output); ``layer_scale_2``
   folded into ``fc2``.
 
+On CPU in float32 the fused block also hands activations and residual additions to oneDNN as post-ops of the
+convolution before them (``torch.ops.mkldnn._convolution_pointwise``): the depth-wise conv of the FFN with its
+GELU, the gate and value point-wise convs with their SiLU, ``proj_2`` and ``fc2`` with the residual sum. Each
+saves one write and one read of the tensor; over the 8C-wide FFN tensors that is most of the memory traffic
+left. Eager PyTorch has no other way to fuse them (inductor does it under ``torch.compile``, which did not
+beat this eager path on CPU: benchmarks/throughput.py). Elsewhere (GPU, autocast, compile) the plain ops run.
+
 The fused model runs channels_last; it cannot be trained (BatchNorm statistics are baked in).
 """
 import copy
@@ -22,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv
+from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_taps
 
 __all__ = ['fuse_for_inference', 'FusedMogaBlock']
 
@@ -43,6 +50,41 @@ def _fold_bn_after_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 def _w(conv: nn.Conv2d) -> torch.Tensor:
     return conv.weight.flatten(1)  # [out, in] for a 1x1 conv
+
+
+def _onednn_act(act: nn.Module):
+    """oneDNN's post-op name and algorithm for an activation module, or None when it has none."""
+    if isinstance(act, nn.GELU):
+        return 'gelu', act.approximate  # 'none' (erf) or 'tanh'
+    return {nn.SiLU: ('swish', None), nn.Sigmoid: ('sigmoid', None), nn.Identity: ('none', None)}.get(type(act))
+
+
+def _onednn_dtype(x: torch.Tensor):
+    """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
+    None where it does not apply (GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN)."""
+    if (x.device.type != 'cpu' or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling()
+            or torch.jit.is_scripting() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
+        return None
+    if torch.is_autocast_enabled('cpu'):
+        return torch.bfloat16 if torch.get_autocast_dtype('cpu') == torch.bfloat16 else None
+    return torch.float32 if x.dtype == torch.float32 else None
+
+
+def _conv_act(x, weight, bias, act, dtype, padding=(0, 0), dilation=(1, 1), groups=1):
+    """act(conv2d(x)) (stride 1) in one oneDNN primitive, computed in ``dtype`` (the activation is applied to the
+    float32 accumulator before any rounding to bfloat16)."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x.to(dtype).contiguous(memory_format=torch.channels_last), weight.to(dtype),
+        None if bias is None else bias.to(dtype), list(padding), [1, 1], list(dilation), groups, act[0], [], act[1])
+
+
+def _conv_add(x, other, weight, bias, dtype):
+    """other + conv2d(x) (1x1); one oneDNN primitive in float32. Under bfloat16 autocast the residual stream stays
+    float32 (as in the plain path), which the fused sum cannot mix with a bfloat16 convolution."""
+    if dtype != torch.float32:
+        return other + F.conv2d(x, weight, bias)
+    return torch.ops.mkldnn._convolution_pointwise.binary(x, other, weight, bias, [0, 0], [1, 1], [1, 1], 1, 'add',
+                                                          1.0, None, [], None)
 
 
 class FusedMogaBlock(nn.Module):
@@ -95,8 +137,34 @@ class FusedMogaBlock(nn.Module):
             else:
                 self.register_buffer('w_fc2', W2.view(C, -1, 1, 1).clone())
             self.register_buffer('b_fc2', (ls2.view(-1) * mlp.fc2.bias).clone())
+        self.gate_post_op = _onednn_act(self.act_gate)
+        self.ffn_post_op = _onednn_act(self.act)
+        self.onednn = self.gate_post_op is not None and self.ffn_post_op is not None and not self.force_fp32
+
+    def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
+        bfloat16 of autocast)."""
+        y = F.conv2d(x, self.w_in, self.b_in)
+        if self.use_fd:
+            y = y - F.linear(x.mean((2, 3)), self.w_mean).unsqueeze(-1).unsqueeze(-1)
+        y = self.act_value(y)
+        pw = self.value.PW_conv
+        z = _conv_act(self.value.multi_order(y), pw.weight, pw.bias, self.gate_post_op, dtype)
+        if self.gating:
+            z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype)
+        x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype)
+        h = F.conv2d(x, self.w_fc1, self.b_fc1)
+        weight, padding = same_dwconv_taps(self.dwconv, h)
+        h = _conv_act(h, weight, self.dwconv.bias, self.ffn_post_op, dtype, padding, self.dwconv.dilation,
+                      self.dwconv.groups)
+        if self.use_ca:
+            x = x - self.u * self.decompose_act(self.decompose(h))
+        return _conv_add(h, x, self.w_fc2, self.b_fc2, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = _onednn_dtype(x) if self.onednn else None
+        if dtype is not None:
+            return self.forward_onednn(x, dtype)
         y = F.conv2d(x, self.w_in, self.b_in)
         if self.use_fd:
             y = y - F.linear(x.mean((2, 3)), self.w_mean).unsqueeze(-1).unsqueeze(-1)

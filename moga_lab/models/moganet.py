@@ -56,6 +56,17 @@ def _check_image_input(x: torch.Tensor, in_chans: int) -> None:
 torch.fx.wrap('_check_image_input')
 
 
+def same_dwconv_taps(conv: nn.Conv2d, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """The kernel taps of a stride-1 'same' conv that can read ``x`` (see :func:`same_dwconv`) and their padding."""
+    kh, kw = conv.kernel_size
+    dh, dw = conv.dilation
+    h, w = x.shape[-2:]
+    rh, rw = min(kh // 2, (h - 1) // dh), min(kw // 2, (w - 1) // dw)
+    if rh == kh // 2 and rw == kw // 2:
+        return conv.weight, (dh * rh, dw * rw)
+    return conv.weight[:, :, kh // 2 - rh:kh // 2 + rh + 1, kw // 2 - rw:kw // 2 + rw + 1], (dh * rh, dw * rw)
+
+
 def same_dwconv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a stride-1, zero-padded 'same' conv, skipping kernel taps that only ever read padding.
 
@@ -65,14 +76,10 @@ def same_dwconv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     the equivalent cropped 5x5/d3). Dropping those taps gives the same output (their products are exact
     zeros) and the same gradients (the dropped weights get exact zero gradients either way).
     """
-    kh, kw = conv.kernel_size
-    dh, dw = conv.dilation
-    h, w = x.shape[-2:]
-    rh, rw = min(kh // 2, (h - 1) // dh), min(kw // 2, (w - 1) // dw)
-    if rh == kh // 2 and rw == kw // 2:
+    weight, padding = same_dwconv_taps(conv, x)
+    if weight is conv.weight:
         return conv(x)
-    weight = conv.weight[:, :, kh // 2 - rh:kh // 2 + rh + 1, kw // 2 - rw:kw // 2 + rw + 1]
-    return F.conv2d(x, weight, conv.bias, 1, (dh * rh, dw * rw), conv.dilation, conv.groups)
+    return F.conv2d(x, weight, conv.bias, 1, padding, conv.dilation, conv.groups)
 
 
 torch.fx.wrap('same_dwconv')
@@ -178,15 +185,18 @@ class MultiOrderDWConv(nn.Module):
             groups=self.embed_dims_2, dilation=dw_dilation[2]) if self.embed_dims_2 else None
         self.PW_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def multi_order(self, x: torch.Tensor) -> torch.Tensor:
+        """The three orders concatenated, before ``PW_conv``: [B, C, H, W] -> [B, C, H, W]."""
         x_0 = same_dwconv(self.DW_conv0, x)
         parts = [x_0[:, :self.embed_dims_0]]
         if self.DW_conv1 is not None:
             parts.append(same_dwconv(self.DW_conv1, x_0[:, self.embed_dims_0:self.embed_dims_0 + self.embed_dims_1]))
         if self.DW_conv2 is not None:
             parts.append(same_dwconv(self.DW_conv2, x_0[:, self.embed_dims - self.embed_dims_2:]))
-        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return self.PW_conv(x)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.PW_conv(self.multi_order(x))
 
 
 class MultiOrderGatedAggregation(nn.Module):
