@@ -166,7 +166,13 @@ def main():
         add(name, 'inference fp32 channels_last', rate(inference(cl), xc, args.repeats), mac, plain)
         add(name, 'inference bf16 channels_last', rate(inference(cl, True), xc, args.repeats), mac, plain)
         fused = model.for_inference()
+        with fuse_module.onednn_post_ops(False):
+            add(name, 'inference fp32 fused, plain ops (no oneDNN post-ops)', rate(inference(fused), xc, args.repeats),
+                mac, plain)
         add(name, 'inference fp32 fused (for_inference)', rate(inference(fused), xc, args.repeats), mac, plain)
+        with fuse_module.onednn_post_ops(False):
+            add(name, 'inference bf16 fused, plain ops (no oneDNN post-ops)',
+                rate(inference(fused, True), xc, args.repeats), mac, plain)
         add(name, 'inference bf16 fused', rate(inference(fused, True), xc, args.repeats), mac, plain)
         if not args.no_compile:
             add(name, 'inference fp32 fused + torch.compile', rate(inference(compiled(fused)), xc, args.repeats),

@@ -89,12 +89,13 @@ def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
         with torch.autocast('cpu', dtype=torch.bfloat16):
             fast16 = fused(x)
         assert set(calls) == {torch.float32, torch.bfloat16}  # both precisions took the post-op path
-        monkeypatch.setattr(fuse, '_onednn_dtype', lambda x: None)
         calls.clear()
-        plain = fused(x)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            plain16 = fused(x)
+        with fuse.onednn_post_ops(False):
+            plain = fused(x)
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                plain16 = fused(x)
         assert not calls
+        assert fuse._POST_OPS['enabled']  # restored
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
     assert (fast16.float() - plain16.float()).abs().max() < 2e-2 * plain.abs().max()
     assert plain.abs().max() > 1e-2

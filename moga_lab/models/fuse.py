@@ -23,6 +23,7 @@ beat this eager path on CPU: benchmarks/throughput.py). Elsewhere (GPU, autocast
 
 The fused model runs channels_last; it cannot be trained (BatchNorm statistics are baked in).
 """
+import contextlib
 import copy
 
 import torch
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_taps
 
-__all__ = ['fuse_for_inference', 'FusedMogaBlock']
+__all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops']
 
 
 def _bn_affine(bn: nn.BatchNorm2d):
@@ -59,10 +60,25 @@ def _onednn_act(act: nn.Module):
     return {nn.SiLU: ('swish', None), nn.Sigmoid: ('sigmoid', None), nn.Identity: ('none', None)}.get(type(act))
 
 
+_POST_OPS = {'enabled': True}
+
+
+@contextlib.contextmanager
+def onednn_post_ops(enabled: bool):
+    """Turn the oneDNN post-op path of fused blocks on or off inside the ``with`` (for benchmarks and debugging;
+    both paths compute the same function)."""
+    before = _POST_OPS['enabled']
+    _POST_OPS['enabled'] = bool(enabled)
+    try:
+        yield
+    finally:
+        _POST_OPS['enabled'] = before
+
+
 def _onednn_dtype(x: torch.Tensor):
     """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
     None where it does not apply (GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN)."""
-    if (x.device.type != 'cpu' or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling()
+    if (not _POST_OPS['enabled'] or x.device.type != 'cpu' or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling()
             or torch.jit.is_scripting() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
         return None
     if torch.is_autocast_enabled('cpu'):
