@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_taps
+from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_args
 
 __all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops']
 
@@ -170,7 +170,7 @@ class FusedMogaBlock(nn.Module):
             z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype)
         x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype)
         h = F.conv2d(x, self.w_fc1, self.b_fc1)
-        weight, padding = same_dwconv_taps(self.dwconv, h)
+        h, weight, padding = same_dwconv_args(self.dwconv, h)
         h = _conv_act(h, weight, self.dwconv.bias, self.ffn_post_op, dtype, padding, self.dwconv.dilation,
                       self.dwconv.groups)
         if self.use_ca:
