@@ -31,7 +31,7 @@ from moga_lab.training.report import atomic_write_csv, atomic_write_text  # noqa
 def gradcam_layer(model, images):
     """(name, module, map size) of the layer Grad-CAM explains. MogaNet's default is norm4 (the authors' choice at
     224 px); on 28 px inputs with the stride-2 stem it is a 2x2 map, so take the deepest stage norm that is still
-    at least 4x4, the resolution of the baselines' last stages here. Other models: their default layer
+    at least 4x4, comparable to the baselines' last stages here (ConvNeXt 3x3, Swin 2x2). Other models: their default layer
     (``moga_lab.analysis.gradcam.default_layer``), named by its path in the model."""
     if hasattr(model, 'forward_intermediates') and hasattr(model, 'norm1'):
         with torch.no_grad():

@@ -27,9 +27,9 @@ class Budget:
     data_dir: Optional[str] = None
 
     def describe_epochs(self) -> str:
-        """'1 epoch(s) of 0.25 of the training set' — the training budget as the reports state it."""
+        """'1 epoch(s) over 0.25 of the training set' — the training budget as the reports state it."""
         limit = self.limit_train_batches
-        part = '' if limit is None else (f' of {limit:g} of the training set' if limit <= 1 else f' of {limit:g} batches')
+        part = '' if limit is None else (f' over {limit:g} of the training set' if limit <= 1 else f' of {limit:g} batches')
         return f'{self.epochs} epoch(s){part}'
 
 

@@ -66,8 +66,9 @@ def test_compare_models_quick(tmp_path):
     assert '![Grad-CAM](gradcam_grid.png)' in report
     assert 'moganet_xtiny: `norm3` (4x4 map)' in report  # not the 2x2 norm4 on 28 px inputs
     # the baselines' layers are named by their path in the model, with the map size (Swin stages are NHWC)
-    assert re.search(r'convnext_atto: `stages\.3` \(4x4 map\)', report), report
-    assert re.search(r'swin_femto: `layers\.3` \(\d+x\d+ map\)', report), report
+    # 28 px: ConvNeXt (patch 1) 28 -> 14 -> 7 -> 3, Swin (patch 2) 14 -> 7 -> 4 -> 2 (NHWC, read as H x W)
+    assert re.search(r'convnext_atto: `stages\.3` \(3x3 map\)', report), report
+    assert re.search(r'swin_femto: `layers\.3` \(2x2 map\)', report), report
 
 
 def test_gradcam_cli(tmp_path):

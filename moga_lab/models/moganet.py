@@ -653,8 +653,8 @@ class MogaNet(nn.Module):
     def for_inference(self, channels_last: bool = True, compile: bool = False) -> nn.Module:
         """An eval-only copy with BatchNorms, layer scales, FD and CA folded into convolutions (same function;
         see :mod:`moga_lab.models.fuse`). ``compile=True`` wraps it in ``torch.compile`` (inductor with weight
-        freezing; needs a C++ compiler, compiles on the first call, ~1 min): the fastest CPU path measured in
-        ``benchmarks/throughput.py``."""
+        freezing; needs a C++ compiler, compiles on the first call, ~1 min). On CPU the eager fused model, with its
+        oneDNN post-ops, is as fast or faster (``benchmarks/throughput.py``); compile is for other devices."""
         from .fuse import fuse_for_inference
         fused = fuse_for_inference(self, channels_last=channels_last)
         if compile:
