@@ -77,9 +77,11 @@ def onednn_post_ops(enabled: bool):
 
 def _onednn_dtype(x: torch.Tensor):
     """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
-    None where it does not apply (GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN)."""
-    if (not _POST_OPS['enabled'] or x.device.type != 'cpu' or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling()
-            or torch.jit.is_scripting() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
+    None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN, and with
+    gradients enabled (the fused ops have no backward; Grad-CAM through a fused model takes the plain ops)."""
+    if (not _POST_OPS['enabled'] or x.device.type != 'cpu' or torch.is_grad_enabled()
+            or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling() or torch.jit.is_scripting()
+            or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
         return None
     if torch.is_autocast_enabled('cpu'):
         return torch.bfloat16 if torch.get_autocast_dtype('cpu') == torch.bfloat16 else None
