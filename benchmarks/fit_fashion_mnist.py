@@ -14,7 +14,7 @@ import sys
 import pandas as pd
 import yaml
 
-from moga_lab.cli import unit_fraction
+from moga_lab.cli import MIN_IMAGE_SIZE, int_at_least, unit_fraction
 from moga_lab.runtime import keep_freed_memory
 from moga_lab.training import fit, small_data_recipe
 from moga_lab.training.report import atomic_write_csv
@@ -30,7 +30,8 @@ def main(argv=None):
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--stem-stride', type=int, choices=(1, 2, 4), default=None,
                    help='MogaNet stem stride (default: 2 for 28 px; 4 is the reference stem)')
-    p.add_argument('--image-size', type=int, default=None, help='resize the 28 px images (bicubic) to this size')
+    p.add_argument('--image-size', type=int_at_least(MIN_IMAGE_SIZE), default=None,
+                   help='resize the 28 px images (bicubic) to this size')
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)

@@ -3,7 +3,11 @@ import argparse
 import sys
 from typing import Callable, Sequence, Tuple
 
-__all__ = ['Parser', 'int_triple', 'choice', 'positive_float', 'unit_fraction', 'fail', 'user_errors']
+# smallest --image-size accepted: four stages of down-sampling (stem stride 2 or 4, then 2, 2, 2) still leave a map
+MIN_IMAGE_SIZE = 16
+
+__all__ = ['MIN_IMAGE_SIZE', 'Parser', 'int_triple', 'choice', 'positive_float', 'unit_fraction', 'int_at_least', 'fail',
+           'user_errors']
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,26 +34,31 @@ def int_triple(text: str) -> Tuple[int, int, int]:
     return values
 
 
+def _number(text: str, kind, ok: Callable[[float], bool], accepted: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: {accepted}')
+    return value
+
+
 def positive_float(text: str) -> float:
     """A number > 0 (a fraction of an epoch <= 1, or a number of batches > 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float('nan')
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: a number > 0 (<= 1: a fraction, > 1: batches)')
-    return value
+    return _number(text, float, lambda v: v > 0, 'a number > 0 (<= 1: a fraction, > 1: batches)')
 
 
 def unit_fraction(text: str) -> float:
     """A rate in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float('nan')
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f'{text!r} is not accepted; accepted: a number in [0, 1)')
-    return value
+    return _number(text, float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
+
+
+def int_at_least(minimum: int):
+    """A type= for an integer >= ``minimum`` (e.g. an image size)."""
+    def parse(text: str) -> int:
+        return _number(text, int, lambda v: v >= minimum, f'an integer >= {minimum}')
+    return parse
 
 
 def choice(accepted: Sequence[str], normalise: Callable[[str], str] = str.lower):

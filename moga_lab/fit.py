@@ -10,7 +10,7 @@ import re
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail, int_triple
+from .cli import MIN_IMAGE_SIZE, Parser, choice, fail, int_at_least, int_triple
 
 PRECISIONS = ('32-true', '32', 'bf16-mixed', 'bf16-true', '16-mixed', '64-true')
 _RUN_DIR_ENV = 'MOGA_LAB_RUN_DIR'  # fixed by rank 0, inherited by DDP workers
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     g.add_argument('--data-dir', help='dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist)')
     g.add_argument('--download', action='store_true', help='CIFAR only: fetch the archive if it is missing')
     g.add_argument('--batch-size', type=int)
-    g.add_argument('--image-size', type=int)
+    g.add_argument('--image-size', type=int_at_least(MIN_IMAGE_SIZE))
     g.add_argument('--val-size', type=int, help='images held out of the training set for validation')
     g.add_argument('--num-workers', type=int)
     g = p.add_argument_group('optimisation')
@@ -203,6 +203,8 @@ def _validate(cfg):
     from lightning.pytorch.strategies import StrategyRegistry
     checks = [
         (cfg.trainer.epochs >= 1, f'--epochs={cfg.trainer.epochs} must be >= 1'),
+        (cfg.data.image_size is None or cfg.data.image_size >= MIN_IMAGE_SIZE,  # also from a --config YAML
+         f'--image-size={cfg.data.image_size} must be >= {MIN_IMAGE_SIZE}'),
         (cfg.data.batch_size >= 1, f'--batch-size={cfg.data.batch_size} must be >= 1'),
         (cfg.optim.lr > 0, f'--lr={cfg.optim.lr} must be > 0'),
         (0 <= cfg.optim.label_smoothing < 1, f'--label-smoothing={cfg.optim.label_smoothing} must be in [0, 1)'),

@@ -4,7 +4,7 @@ PyTorch's CPU allocator hands every tensor buffer to the C library's ``malloc``.
 mmap threshold (dynamic, at most 32 MB) with a fresh ``mmap`` and gives them back with ``munmap`` on free, so
 every forward pass over wide activations (MogaNet's 4x-expanded CA branch at 224 px is ~50 MB per tensor at
 batch 16) page-faults and zeroes its memory again. Keeping freed blocks in the heap removes that: MogaNet-T
-inference at 224 px doubles on the 2-core machine (benchmarks/throughput.py measures it in every run).
+inference at 224 px runs 1.6-2x faster on the 2-core machine (benchmarks/throughput.py measures it in every run).
 jemalloc/tcmalloc via LD_PRELOAD do the same, but need a library and an environment variable before start-up;
 ``mallopt`` works from inside the process, which is why this is done by hand. The cost: the heap keeps the peak
 working set resident instead of returning it between steps.

@@ -306,9 +306,10 @@ def test_flat_middle_share_counts_sampled_orders_in_band():
 
 def test_cli_number_parsers_name_the_bad_value():
     import argparse
-    from moga_lab.cli import positive_float, unit_fraction
-    assert positive_float('0.25') == 0.25 and unit_fraction('0') == 0.0
-    for parse, bad in ((positive_float, '0'), (positive_float, 'x'), (unit_fraction, '1'), (unit_fraction, '-0.1')):
+    from moga_lab.cli import int_at_least, positive_float, unit_fraction
+    assert positive_float('0.25') == 0.25 and unit_fraction('0') == 0.0 and int_at_least(16)('16') == 16
+    for parse, bad in ((positive_float, '0'), (positive_float, 'x'), (unit_fraction, '1'), (unit_fraction, '-0.1'),
+                       (int_at_least(16), '15'), (int_at_least(16), '20.5')):
         with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
             parse(bad)
 

@@ -140,6 +140,7 @@ def test_paper_recipe_presets():
     (['--data-dir', '/nonexistent/fm'], '/nonexistent/fm does not exist: install'),
     (['--strategy', 'magic'], "--strategy='magic' is not accepted; accepted: auto, ddp"),
     (['--epochs', '0'], '--epochs=0 must be >= 1'),
+    (['--image-size', '0'], "argument --image-size: '0' is not accepted; accepted: an integer >= 16"),
     (['--channel-split', '0:0:0'], 'channel_split=(0, 0, 0) is not valid'),
     (['--config', '/nonexistent.yaml'], "config file '/nonexistent.yaml' does not exist"),
 ])

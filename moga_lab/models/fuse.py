@@ -14,12 +14,14 @@ the reference fixture):
   three passes over the 8C-wide hidden tensor replaced by one over the C-wide output); ``layer_scale_2``
   folded into ``fc2``.
 
-On CPU in float32 the fused block also hands activations and residual additions to oneDNN as post-ops of the
-convolution before them (``torch.ops.mkldnn._convolution_pointwise``): the depth-wise conv of the FFN with its
-GELU, the gate and value point-wise convs with their SiLU, ``proj_2`` and ``fc2`` with the residual sum. Each
-saves one write and one read of the tensor; over the 8C-wide FFN tensors that is most of the memory traffic
-left. Eager PyTorch has no other way to fuse them (inductor does it under ``torch.compile``, which did not
-beat this eager path on CPU: benchmarks/throughput.py). Elsewhere (GPU, autocast, compile) the plain ops run.
+On CPU without autograd (float32, or bfloat16 under autocast) the fused block also hands activations and
+residual additions to oneDNN as post-ops of the convolution before them
+(``torch.ops.mkldnn._convolution_pointwise``): the depth-wise conv of the FFN with its GELU, the gate and value
+point-wise convs with their SiLU, ``proj_2`` and ``fc2`` with the residual sum (float32 only: under autocast the
+residual stream stays float32). Each saves one write and one read of the tensor; over the 8C-wide FFN tensors
+that is most of the memory traffic left. Eager PyTorch has no other way to fuse them (inductor does it under
+``torch.compile``, which did not beat this eager path on CPU: benchmarks/throughput.py). Elsewhere (GPU, float16,
+compile, gradients enabled) the plain ops run; ``onednn_post_ops(False)`` forces them.
 
 The fused model runs channels_last; it cannot be trained (BatchNorm statistics are baked in).
 """
@@ -159,13 +161,17 @@ class FusedMogaBlock(nn.Module):
         self.ffn_post_op = _onednn_act(self.act)
         self.onednn = self.gate_post_op is not None and self.ffn_post_op is not None and not self.force_fp32
 
-    def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """:meth:`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
-        bfloat16 of autocast)."""
+    def value_input(self, x: torch.Tensor) -> torch.Tensor:
+        """act_value(FD(proj_1(BN(x)))), folded: one 1x1 conv minus a per-image bias from GAP(x)."""
         y = F.conv2d(x, self.w_in, self.b_in)
         if self.use_fd:
             y = y - F.linear(x.mean((2, 3)), self.w_mean).unsqueeze(-1).unsqueeze(-1)
-        y = self.act_value(y)
+        return self.act_value(y)
+
+    def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
+        bfloat16 of autocast)."""
+        y = self.value_input(x)
         pw = self.value.PW_conv
         z = _conv_act(self.value.multi_order(y), pw.weight, pw.bias, self.gate_post_op, dtype)
         if self.gating:
@@ -183,10 +189,7 @@ class FusedMogaBlock(nn.Module):
         dtype = _onednn_dtype(x) if self.onednn else None
         if dtype is not None:
             return self.forward_onednn(x, dtype)
-        y = F.conv2d(x, self.w_in, self.b_in)
-        if self.use_fd:
-            y = y - F.linear(x.mean((2, 3)), self.w_mean).unsqueeze(-1).unsqueeze(-1)
-        y = self.act_value(y)
+        y = self.value_input(x)
         v = self.act_gate(self.value(y))
         if self.gating:
             g = self.act_gate(self.gate(y))
