@@ -8,6 +8,7 @@ import torch
 from moga_lab.models import MogaNet
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'reference-moganet'
+STAGE1 = Path(__file__).resolve().parent / 'data' / 'reference_xtiny_stage1.pt'  # vendored slice, any clone
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason='shared/fixtures not beside the checkout')
@@ -22,6 +23,17 @@ def test_fused_matches_reference_fixture(name):
         feats = fused.forward_intermediates(fx['input'], intermediates_only=True)
         for ours, ref in zip(feats, fx['features']):
             torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['xtiny_seed0_64px', 'xtiny_seed1_64px_force_fp32'])
+def test_fused_stage1_matches_vendored_reference_slice(name):
+    fx = torch.load(STAGE1, weights_only=True)[name]
+    model = MogaNet('xtiny', num_classes=10, attn_force_fp32=fx['attn_force_fp32'])
+    model.load_state_dict(fx['state_dict'], strict=False)  # stages 2-4 random (see test_models)
+    fused = model.eval().for_inference()
+    with torch.no_grad():
+        (feat,) = fused.forward_intermediates(fx['input'], indices=[0], intermediates_only=True)
+    torch.testing.assert_close(feat, fx['stage1_features'], atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize('options', [dict(), dict(gating=False), dict(feat_decompose=False),

@@ -3,6 +3,7 @@
 Tolerances: reference fixtures 1e-5 absolute (float32; the fixture README's bar), channels_last and torch.fx /
 torch.export 1e-5, bf16 autocast 5e-2 relative to the logit scale (bf16 has 8 mantissa bits).
 """
+import gzip
 import re
 from pathlib import Path
 
@@ -17,12 +18,15 @@ VARIANTS = ['xtiny', 'tiny', 'small', 'base', 'large', 'xlarge']
 REF_PARAMS = dict(xtiny=2_956_066, tiny=5_197_332, small=25_335_675, base=43_720_475, large=82_480_978,
                   xlarge=180_991_924)
 PAPER_GMACS = dict(xtiny=0.80, tiny=1.10, small=4.97, base=9.93, large=15.9, xlarge=34.5)
-OFFICIAL = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'official-state-dict'
 FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'reference-moganet'
+# Vendored (tests/data/make_reference_subset.py): the official key/shape listings and the reference's stem +
+# stage-1 slice of the XT fixtures, so these facts are checked on any clone, with or without ../shared.
+DATA = Path(__file__).resolve().parent / 'data'
 
 
 def _official(variant):
-    lines = (OFFICIAL / f'moganet_{variant}.txt').read_text().splitlines()
+    with gzip.open(DATA / 'official-state-dict' / f'moganet_{variant}.txt.gz', 'rt') as f:
+        lines = f.read().splitlines()
     out = {}
     for line in lines:
         if line.startswith('#') or not line.strip():
@@ -44,7 +48,6 @@ def test_parameter_counts_equal_reference(variant_model):
     assert n == REF_PARAMS[variant]
 
 
-@pytest.mark.skipif(not OFFICIAL.is_dir(), reason='shared/reference not beside the checkout')
 def test_state_dict_keys_and_shapes_equal_reference(variant_model):
     variant, model = variant_model
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -100,6 +103,35 @@ def test_reproduces_reference_numerics(name):
             torch.testing.assert_close(ours, ref, atol=2e-5, rtol=2e-5)
         model.train()
         torch.testing.assert_close(model(fx['input']), fx['train_logits'], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['xtiny_seed0_64px', 'xtiny_seed1_64px_force_fp32'])
+def test_stage1_reproduces_vendored_reference_slice(name):
+    """Stem, three blocks and norm1 under the reference's weights give the reference's stage-1 features.
+
+    Runs on every clone (the full-network fixtures above need ../shared). Stages 2-4 keep random weights: the
+    strict key check below proves only they are missing. 2e-5 as for the full fixtures' stage features.
+    """
+    fx = torch.load(DATA / 'reference_xtiny_stage1.pt', weights_only=True)[name]
+    model = MogaNet(fx['arch'], num_classes=10, attn_force_fp32=fx['attn_force_fp32']).eval()
+    result = model.load_state_dict(fx['state_dict'], strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(not k.startswith(('patch_embed1.', 'blocks1.', 'norm1.'))
+                                       for k in result.missing_keys)
+    with torch.no_grad():
+        (feat,) = model.forward_intermediates(fx['input'], indices=[0], intermediates_only=True)
+    assert feat.shape == (2, 32, 16, 16)
+    torch.testing.assert_close(feat, fx['stage1_features'], atol=2e-5, rtol=2e-5)
+
+
+def test_force_fp32_flag_changes_stage1():
+    """Without the flag the force_fp32 slice must *not* match (the flag applies the gating activation twice)."""
+    fx = torch.load(DATA / 'reference_xtiny_stage1.pt', weights_only=True)['xtiny_seed1_64px_force_fp32']
+    model = MogaNet('xtiny', num_classes=10, attn_force_fp32=False).eval()
+    model.load_state_dict(fx['state_dict'], strict=False)
+    with torch.no_grad():
+        (feat,) = model.forward_intermediates(fx['input'], indices=[0], intermediates_only=True)
+    assert (feat - fx['stage1_features']).abs().max() > 1e-3
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason='shared/fixtures not beside the checkout')
