@@ -15,6 +15,7 @@ experiments/configs/quick.yaml (minutes; used by the tests).
 import argparse
 import os
 import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,10 @@ def main(argv=None):
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
     title = 'MogaNet-XT ablations: multi-order interaction strength'
     if curve.model.nunique() > 4:  # more overlapping bands than one axes can show: one panel per row
-        plot_interaction_panels(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
+        labels = {name: f'{name}\n' + textwrap.fill(', '.join(f'{k}={v}' for k, v in sw.items()) or 'paper default', 34)
+                  for name, sw in rows.items()}
+        plot_interaction_panels(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band,
+                                labels=labels)
     else:
         plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
     print(md)

@@ -328,3 +328,18 @@ def test_interaction_panels_one_panel_per_model(tmp_path):
     assert abs(five.size[0] - four.size[0]) < 0.1 * four.size[0]
     with pytest.raises(ValueError, match="'nope'.*accepted: m0, m1"):
         plot_interaction_panels(curve, str(tmp_path / 'x.png'), reference='nope')
+
+
+def test_interaction_panels_take_readable_titles(tmp_path, monkeypatch):
+    from moga_lab.analysis import plots
+    seen = {}
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: seen.update(
+        titles=[ax.get_title() for ax in fig.axes if ax.get_visible()], suptitle=fig._suptitle.get_text()))
+    curve = pd.DataFrame([dict(model=m, ratio=r, J_norm=1.0, ci_low=0.9, ci_high=1.1) for m in ('full', 'no_ca')
+                          for r in (0.0, 0.5, 1.0)])
+    plots.plot_interaction_panels(curve, str(tmp_path / 'p.png'),
+                                  labels={'full': 'full\npaper default', 'no_ca': 'no_ca\nchannel_aggregation=False'})
+    assert seen['titles'] == ['full\npaper default', 'no_ca\nchannel_aggregation=False']
+    assert 'dashed grey: full;' in seen['suptitle']  # first line of the reference's label only
+    plots.plot_interaction_panels(curve, str(tmp_path / 'p.png'), labels={'no_ca': 'CA off'})
+    assert seen['titles'] == ['full', 'CA off']  # unlabelled models keep their names

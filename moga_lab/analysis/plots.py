@@ -1,6 +1,6 @@
 """Figures (PNG, written atomically): interaction-strength curves with confidence bands."""
 import os
-from typing import Optional
+from typing import Mapping, Optional
 
 import pandas as pd
 
@@ -45,12 +45,15 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
 
 
 def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[str] = None,
-                            title: Optional[str] = None, middle_band=(0.2, 0.6), ncols: int = 4) -> None:
+                            title: Optional[str] = None, middle_band=(0.2, 0.6), ncols: int = 4,
+                            labels: Optional[Mapping[str, str]] = None) -> None:
     """Small multiples: one panel per model (its curve and 95 % band), each over the ``reference`` model's curve in
     grey (default: the first model). For ablation grids, where ten overlapping bands in one axes are unreadable.
-    All panels share both axes, so heights compare across panels."""
+    All panels share both axes, so heights compare across panels. ``labels`` maps a model name to its panel title
+    (may hold a line break; default: the name)."""
     plt = _plt()
     models = list(dict.fromkeys(curve.model))
+    labels = {m: (labels or {}).get(m, m) for m in models}
     reference = reference if reference is not None else models[0]
     if reference not in models:
         raise ValueError(f'reference model {reference!r} is not in the curve; accepted: {", ".join(models)}')
@@ -69,7 +72,7 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
         ax.plot(sub.ratio, sub.J_norm, color='C0', marker='o', ms=3, lw=1.6, label=model)
         ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color='C0', alpha=0.2, lw=0)
         ax.axhline(1.0, color='0.5', lw=0.6, ls=':')
-        ax.set_title(model, fontsize=9)
+        ax.set_title(labels[model], fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, top)
         ax.grid(alpha=0.3)
@@ -84,7 +87,7 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
         ax.set_ylabel('J(m) / mean J', fontsize=8)
     band = f'; shaded: middle orders {middle_band[0]:g}n-{middle_band[1]:g}n' if middle_band else ''
     fig.suptitle((title or 'Multi-order interaction strength (Deng et al. 2022)')
-                 + f'\ndashed grey: {reference}{band}; bands: 95 % bootstrap', fontsize=9)
+                 + f'\ndashed grey: {labels[reference].splitlines()[0]}{band}; bands: 95 % bootstrap', fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
