@@ -72,6 +72,7 @@ def full_dilated_kernels():
 def compiled(model):
     # what for_inference(compile=True) does: inductor with weight freezing (constant-folds the fused weights,
     # lets oneDNN pre-pack them and fuse the activations into the convolutions)
+    torch._dynamo.reset()  # a fresh cache per row: rows of earlier models must not count toward the recompile limit
     return torch.compile(model, options={'freezing': True})
 
 

@@ -115,3 +115,15 @@ def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
     assert (fast16.float() - plain16.float()).abs().max() < 2e-2 * plain.abs().max()
     assert plain.abs().max() > 1e-2
+
+
+def test_fused_model_compiles_without_graph_breaks():
+    """Under torch.compile the fused blocks take the plain ops; any graph break would split the model into one
+    frame per block and exhaust dynamo's recompile limit when several models are compiled in one process."""
+    fused = MogaNet('xtiny', num_classes=10).eval().for_inference()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(fused)(x)
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1

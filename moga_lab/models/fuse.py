@@ -81,9 +81,11 @@ def _onednn_dtype(x: torch.Tensor):
     """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
     None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN, and with
     gradients enabled (the fused ops have no backward; Grad-CAM through a fused model takes the plain ops)."""
+    # is_compiling() first: dynamo cannot trace mkldnn.is_available() and would break the graph at every block
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return None
     if (not _POST_OPS['enabled'] or x.device.type != 'cpu' or torch.is_grad_enabled()
-            or not torch.backends.mkldnn.is_available() or torch.compiler.is_compiling() or torch.jit.is_scripting()
-            or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
+            or not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
         return None
     if torch.is_autocast_enabled('cpu'):
         return torch.bfloat16 if torch.get_autocast_dtype('cpu') == torch.bfloat16 else None
