@@ -152,6 +152,7 @@ class FusedMogaBlock(nn.Module):
             self.act = mlp.act
             ls2 = block.layer_scale_2.view(-1, 1)
             W2 = _w(mlp.fc2) * ls2                                    # [C, Ch]
+            self.register_buffer('b_fc2', (ls2.view(-1) * mlp.fc2.bias).clone())
             self.use_ca = mlp.channel_aggregation
             if self.use_ca:
                 sig = mlp.sigma.scale.view(1, -1)                     # [1, Ch]
@@ -162,10 +163,9 @@ class FusedMogaBlock(nn.Module):
                 # post-op path: decompose (Ch -> 1) as one more output row of fc2, so the 8C-wide hidden tensor is
                 # read once instead of twice
                 self.register_buffer('w_fc2_dec', torch.cat([self.w_fc2, self.decompose.weight], 0).clone())
-                self.register_buffer('b_fc2_dec', torch.cat([ls2.view(-1) * mlp.fc2.bias, self.decompose.bias]).clone())
+                self.register_buffer('b_fc2_dec', torch.cat([self.b_fc2, self.decompose.bias]).clone())
             else:
                 self.register_buffer('w_fc2', W2.view(C, -1, 1, 1).clone())
-            self.register_buffer('b_fc2', (ls2.view(-1) * mlp.fc2.bias).clone())
         self.gate_post_op = _onednn_act(self.act_gate)
         self.ffn_post_op = _onednn_act(self.act)
         self.onednn = self.gate_post_op is not None and self.ffn_post_op is not None and not self.force_fp32
