@@ -11,16 +11,15 @@ the reference fixture):
   shortcut becomes one ``x * s + proj_2(...)`` (addcmul);
 * channel block: ``norm2`` folded into ``fc1``; channel aggregation ``h + sigma (h - act(decompose(h)))``
   followed by ``fc2`` becomes ``fc2'(h) - u * act(decompose(h))`` with ``u = ls2 W2 sigma`` (a rank-one term:
-  three passes over the 8C-wide hidden tensor replaced by one over the C-wide output); ``layer_scale_2``
-  folded into ``fc2``.
+  three passes over the 8C-wide hidden tensor replaced by one over the C-wide output), and ``decompose``
+  itself becomes one more output row of ``fc2`` (the hidden tensor is read by one conv, not two: T 1.05x fp32,
+  S 1.03x); ``layer_scale_2`` folded into ``fc2``.
 
 On CPU without autograd (float32, or bfloat16 under autocast) the fused block also hands activations and
 residual additions to oneDNN as post-ops of the convolution before them
 (``torch.ops.mkldnn._convolution_pointwise``): the depth-wise conv of the FFN with its GELU, the gate and value
 point-wise convs with their SiLU, ``proj_2`` (and ``fc2`` without CA) with the residual sum (float32 only: under
-autocast the residual stream stays float32); with CA the 1-channel ``decompose`` conv becomes one more output row
-of ``fc2``, so the hidden tensor is read once, not twice (T 1.05x fp32, S 1.03x). Each post-op saves one write
-and one read of the tensor; over the 8C-wide FFN tensors
+autocast the residual stream stays float32). Each post-op saves one write and one read of the tensor; over the 8C-wide FFN tensors
 that is most of the memory traffic left. Eager PyTorch has no other way to fuse them (inductor does it under
 ``torch.compile``, 1.05-1.2x faster than this eager path on a 2-core AMD EPYC, after ~1 min of compiling per
 shape: benchmarks/throughput.py). Elsewhere (GPU, float16, compile, gradients enabled) the plain ops run;
@@ -152,20 +151,19 @@ class FusedMogaBlock(nn.Module):
             self.act = mlp.act
             ls2 = block.layer_scale_2.view(-1, 1)
             W2 = _w(mlp.fc2) * ls2                                    # [C, Ch]
-            self.register_buffer('b_fc2', (ls2.view(-1) * mlp.fc2.bias).clone())
+            b_fc2 = ls2.view(-1) * mlp.fc2.bias
             self.use_ca = mlp.channel_aggregation
             if self.use_ca:
                 sig = mlp.sigma.scale.view(1, -1)                     # [1, Ch]
-                self.decompose = copy.deepcopy(mlp.decompose)
                 self.decompose_act = mlp.decompose_act
-                self.register_buffer('w_fc2', (W2 * (1 + sig)).view(C, -1, 1, 1).clone())
+                # decompose (Ch -> 1) is one more output row of fc2: [C + 1, Ch], so the 8C-wide hidden tensor is
+                # read once (by one conv) instead of twice
+                self.register_buffer('w_fc2', torch.cat([(W2 * (1 + sig)).view(C, -1, 1, 1), mlp.decompose.weight]))
+                self.register_buffer('b_fc2', torch.cat([b_fc2, mlp.decompose.bias]))
                 self.register_buffer('u', (W2 @ sig.view(-1)).view(1, C, 1, 1).clone())
-                # post-op path: decompose (Ch -> 1) as one more output row of fc2, so the 8C-wide hidden tensor is
-                # read once instead of twice
-                self.register_buffer('w_fc2_dec', torch.cat([self.w_fc2, self.decompose.weight], 0).clone())
-                self.register_buffer('b_fc2_dec', torch.cat([self.b_fc2, self.decompose.bias]).clone())
             else:
                 self.register_buffer('w_fc2', W2.view(C, -1, 1, 1).clone())
+                self.register_buffer('b_fc2', b_fc2.clone())
         self.gate_post_op = _onednn_act(self.act_gate)
         self.ffn_post_op = _onednn_act(self.act)
         self.onednn = self.gate_post_op is not None and self.ffn_post_op is not None and not self.force_fp32
@@ -176,6 +174,11 @@ class FusedMogaBlock(nn.Module):
         if self.use_fd:
             y = y - F.linear(x.mean((2, 3)), self.w_mean).unsqueeze(-1).unsqueeze(-1)
         return self.act_value(y)
+
+    def ca_residual(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x + fc2'(h) - u * act(decompose(h)) from ``t`` = [fc2'(h), decompose(h)]: [B, C + 1, H, W]."""
+        C = x.shape[1]
+        return torch.addcmul(x + t[:, :C], self.u, self.decompose_act(t[:, C:]), value=-1)
 
     def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """:meth:`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
@@ -191,9 +194,7 @@ class FusedMogaBlock(nn.Module):
         h = _conv_act(h, weight, self.dwconv.bias, self.ffn_post_op, dtype, padding, self.dwconv.dilation,
                       self.dwconv.groups)
         if self.use_ca:
-            t = F.conv2d(h, self.w_fc2_dec, self.b_fc2_dec)  # [B, C + 1, H, W]: fc2'(h) and decompose(h)
-            C = x.shape[1]
-            return torch.addcmul(x + t[:, :C], self.u, self.decompose_act(t[:, C:]), value=-1)
+            return self.ca_residual(x, F.conv2d(h, self.w_fc2, self.b_fc2))
         return _conv_add(h, x, self.w_fc2, self.b_fc2, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,9 +216,7 @@ class FusedMogaBlock(nn.Module):
                           x, self.s_res)
         h = self.act(same_dwconv(self.dwconv, F.conv2d(x, self.w_fc1, self.b_fc1)))
         out = F.conv2d(h, self.w_fc2, self.b_fc2)
-        if self.use_ca:
-            out = out - self.u * self.decompose_act(self.decompose(h))
-        return x + out
+        return self.ca_residual(x, out) if self.use_ca else x + out
 
 
 class _EvalOnly:

@@ -25,6 +25,9 @@ def main():
     p.add_argument('--fixtures', type=Path, default=root / 'fixtures' / 'reference-moganet')
     p.add_argument('--official', type=Path, default=root / 'reference' / 'official-state-dict')
     args = p.parse_args()
+    for folder, what in ((args.fixtures, '--fixtures'), (args.official, '--official')):
+        if not folder.is_dir():
+            p.error(f'{what} {folder} is not a directory; give the shared reference folder it names')
     out = {}
     for name in ('xtiny_seed0_64px', 'xtiny_seed1_64px_force_fp32'):
         fx = torch.load(args.fixtures / f'{name}.pt', map_location='cpu', weights_only=False)
