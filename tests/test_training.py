@@ -51,6 +51,7 @@ def test_fit_end_to_end_writes_the_run_directory(tmp_path, monkeypatch, capsys):
     assert metrics['val/acc1'].dropna().size == 6  # twice per epoch (the small-data preset)
     results = yaml.safe_load((run / 'results.yaml').read_text())
     assert results['global_step'] == 3 * (224 // 16)
+    assert results['segments'] == 1 and results['wall_seconds'] == results['last_segment_wall_seconds'] > 0
     assert results['test/acc1'] > 0.5  # chance is 0.25
     assert (run / 'learning_curve.png').stat().st_size > 20_000
     # a second run does not overwrite the first
@@ -205,6 +206,8 @@ def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = yaml.safe_load((run / 'results.yaml').read_text())
     assert results['global_step'] == 3 * (224 // 16)  # exactly as many optimizer steps as an uninterrupted run
+    # the wall time covers both segments (the first counted up to its last checkpoint), not only the resumed one
+    assert results['segments'] == 2 and results['wall_seconds'] > results['last_segment_wall_seconds'] > 0
     metrics = pd.read_csv(run / 'metrics.csv')
     assert metrics['val/acc1'].dropna().size >= 2 and sorted(metrics['segment'].unique()) == [0, 1]
 

@@ -2,7 +2,8 @@
 
 ``run_dir`` ends up holding ``config.yaml`` (the resolved config), ``last.ckpt`` (written every
 ``checkpoint_every_n_steps`` steps and at each epoch end, atomically by Lightning), ``best.ckpt`` (best
-``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml`` (test top-1/top-5).
+``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml`` (test top-1/top-5, and the run's
+wall time and training images/s summed over its resumed segments).
 """
 import os
 import time
@@ -29,8 +30,8 @@ class FitResult:
     run_dir: str
     test: Dict[str, float]
     global_step: int
-    seconds: float
-    train_images_per_second: float
+    seconds: float                   # wall time of the whole run, all resumed segments included
+    train_images_per_second: float   # over all segments
 
 
 def build_datamodule(cfg: RunConfig):
@@ -50,12 +51,23 @@ def build_datamodule(cfg: RunConfig):
 
 
 class _ThroughputClock(L.Callback):
-    """Training images per second, excluding validation (measured on rank 0)."""
+    """Training images per second, excluding validation (measured on rank 0), and the wall time of the run.
+
+    Stateful: its totals are saved in every checkpoint, so a resumed run reports the images, training seconds
+    and wall time of all its segments (each earlier segment counted up to its last checkpoint, the work after
+    that was redone), not only those of the last one.
+    """
 
     def __init__(self):
         self.images = 0
         self.seconds = 0.0
+        self.prior_wall_seconds = 0.0  # earlier segments, from the checkpoint resumed
+        self.segments = 1
         self._start = None
+        self._fit_start = time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module):
+        self._fit_start = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._start = time.perf_counter()
@@ -65,6 +77,19 @@ class _ThroughputClock(L.Callback):
             self.seconds += time.perf_counter() - self._start
             self.images += len(batch[0]) * trainer.world_size
             self._start = None
+
+    def wall_seconds(self) -> float:
+        return self.prior_wall_seconds + time.perf_counter() - self._fit_start
+
+    def state_dict(self) -> Dict[str, Any]:
+        return dict(images=self.images, seconds=self.seconds, wall_seconds=self.wall_seconds(),
+                    segments=self.segments)
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.images = int(state.get('images', 0))
+        self.seconds = float(state.get('seconds', 0.0))
+        self.prior_wall_seconds = float(state.get('wall_seconds', 0.0))
+        self.segments = int(state.get('segments', 0)) + 1
 
 
 def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
@@ -132,19 +157,23 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) 
         trainer.fit(module, datamodule=dm, ckpt_path=last if resume else None)
         # last.ckpt at the very end too (the periodic callback only fires every n steps)
         trainer.save_checkpoint(last)
+        # read the clock now: trainer.test(ckpt_path=...) restores callback states too, from best.ckpt
+        prior_wall, segments = clock.prior_wall_seconds, clock.segments
+        ips = clock.images / clock.seconds if clock.seconds else 0.0
         results: Dict[str, float] = {}
         if test:
             ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
             out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
     seconds = time.perf_counter() - start
-    ips = clock.images / clock.seconds if clock.seconds else 0.0
+    total_seconds = prior_wall + seconds
     if trainer.is_global_zero:
         metrics = merge_metrics(run_dir)
         if metrics is not None:
             plot_learning_curve(metrics, os.path.join(run_dir, 'learning_curve.png'),
                                 title=f'{cfg.model.name} on {cfg.data.name}')
         summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
-                       train_images_per_second=round(ips, 1), wall_seconds=round(seconds, 1), **results)
+                       train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
+                       segments=segments, last_segment_wall_seconds=round(seconds, 1), **results)
         atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
-    return FitResult(run_dir, results, int(trainer.global_step), seconds, ips)
+    return FitResult(run_dir, results, int(trainer.global_step), total_seconds, ips)
