@@ -76,9 +76,12 @@ def plot_learning_curve(metrics: pd.DataFrame, path: str, title: str = '') -> No
         if key in metrics:
             d = metrics.dropna(subset=[key])
             ax.plot(d['step'], 100 * d[key], marker='o', label=label)
-            for s, v in zip(d['step'], d[key]):
-                ax.annotate(f'{100 * v:.1f}', (s, 100 * v), textcoords='offset points', xytext=(0, 6),
-                            ha='center', fontsize=8)
+            # every value while they fit; on longer runs (labels would collide) the first, the best and the last
+            keep = set(range(len(d))) if len(d) <= 10 else {0, int(d[key].to_numpy().argmax()), len(d) - 1}
+            for k, (s, v) in enumerate(zip(d['step'], d[key])):
+                if k in keep:
+                    ax.annotate(f'{100 * v:.1f}', (s, 100 * v), textcoords='offset points', xytext=(0, 6),
+                                ha='center', fontsize=8)
     ax.set(xlabel='optimizer step', ylabel='accuracy (%)', title='validation top-1')
     ax.legend(frameon=False)
     ax = axes[2]

@@ -2,8 +2,8 @@
 
 ``run_dir`` ends up holding ``config.yaml`` (the resolved config), ``last.ckpt`` (written every
 ``checkpoint_every_n_steps`` steps and at each epoch end, atomically by Lightning), ``best.ckpt`` (best
-``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml`` (test top-1/top-5, and the run's
-wall time and training images/s summed over its resumed segments).
+``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml`` (test top-1/top-5; wall time of the
+training loop over all resumed segments plus the test; training images/s of the last segment).
 """
 import os
 import time
@@ -14,7 +14,7 @@ from typing import Any, Dict
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from ..data import create_datamodule
@@ -30,8 +30,8 @@ class FitResult:
     run_dir: str
     test: Dict[str, float]
     global_step: int
-    seconds: float                   # wall time of the whole run, all resumed segments included
-    train_images_per_second: float   # over all segments
+    seconds: float                   # training loop of all resumed segments (Lightning's Timer) + the test
+    train_images_per_second: float   # this segment's
 
 
 def build_datamodule(cfg: RunConfig):
@@ -51,23 +51,12 @@ def build_datamodule(cfg: RunConfig):
 
 
 class _ThroughputClock(L.Callback):
-    """Training images per second, excluding validation (measured on rank 0), and the wall time of the run.
-
-    Stateful: its totals are saved in every checkpoint, so a resumed run reports the images, training seconds
-    and wall time of all its segments (each earlier segment counted up to its last checkpoint, the work after
-    that was redone), not only those of the last one.
-    """
+    """Training images per second, excluding validation (measured on rank 0)."""
 
     def __init__(self):
         self.images = 0
         self.seconds = 0.0
-        self.prior_wall_seconds = 0.0  # earlier segments, from the checkpoint resumed
-        self.segments = 1
         self._start = None
-        self._fit_start = time.perf_counter()
-
-    def on_fit_start(self, trainer, pl_module):
-        self._fit_start = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._start = time.perf_counter()
@@ -77,19 +66,6 @@ class _ThroughputClock(L.Callback):
             self.seconds += time.perf_counter() - self._start
             self.images += len(batch[0]) * trainer.world_size
             self._start = None
-
-    def wall_seconds(self) -> float:
-        return self.prior_wall_seconds + time.perf_counter() - self._fit_start
-
-    def state_dict(self) -> Dict[str, Any]:
-        return dict(images=self.images, seconds=self.seconds, wall_seconds=self.wall_seconds(),
-                    segments=self.segments)
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.images = int(state.get('images', 0))
-        self.seconds = float(state.get('seconds', 0.0))
-        self.prior_wall_seconds = float(state.get('wall_seconds', 0.0))
-        self.segments = int(state.get('segments', 0)) + 1
 
 
 def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
@@ -139,7 +115,8 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) 
     periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
                                save_top_k=0, save_last=True)
     clock = _ThroughputClock()
-    callbacks = [best, periodic, clock]
+    timer = Timer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
+    callbacks = [best, periodic, clock, timer]
     if cfg.trainer.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if cfg.trainer.interaction_every:
@@ -157,21 +134,22 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) 
         trainer.fit(module, datamodule=dm, ckpt_path=last if resume else None)
         # last.ckpt at the very end too (the periodic callback only fires every n steps)
         trainer.save_checkpoint(last)
-        # read the clock now: trainer.test(ckpt_path=...) restores callback states too, from best.ckpt
-        prior_wall, segments = clock.prior_wall_seconds, clock.segments
-        ips = clock.images / clock.seconds if clock.seconds else 0.0
+        # read now: trainer.test(ckpt_path=...) restores the Timer's state too, from best.ckpt
+        train_seconds = timer.time_elapsed('train')
         results: Dict[str, float] = {}
         if test:
             ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
             out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
     seconds = time.perf_counter() - start
-    total_seconds = prior_wall + seconds
+    total_seconds = train_seconds + timer.time_elapsed('test')
+    ips = clock.images / clock.seconds if clock.seconds else 0.0
     if trainer.is_global_zero:
         metrics = merge_metrics(run_dir)
         if metrics is not None:
             plot_learning_curve(metrics, os.path.join(run_dir, 'learning_curve.png'),
                                 title=f'{cfg.model.name} on {cfg.data.name}')
+        segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
         summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
                        train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
                        segments=segments, last_segment_wall_seconds=round(seconds, 1), **results)
