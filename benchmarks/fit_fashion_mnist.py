@@ -3,7 +3,8 @@
     python benchmarks/fit_fashion_mnist.py [--epochs 5] [--models moganet_xtiny convnext_atto swin_femto]
 
 Each model trains with the same recipe (AdamW, cosine with warmup, label smoothing 0.1, crop+flip, batch 64,
-the epochs given), is tested on the 10k test images, and the table of test top-1/top-5, training images/s
+the epochs given; 5000 of the 60k training images held out for validation unless ``--val-size`` says otherwise),
+is tested on the 10k test images, and the table of test top-1/top-5, training images/s
 and wall time is printed (Markdown) and written to ``<out>/fit_fashion_mnist.csv``. Runs resume: a model
 whose run directory already holds results.yaml is not trained again, one with last.ckpt continues.
 """
@@ -32,6 +33,8 @@ def main(argv=None):
                    help='MogaNet stem stride (default: 2 for 28 px; 4 is the reference stem)')
     p.add_argument('--image-size', type=int_at_least(MIN_IMAGE_SIZE), default=None,
                    help='resize the 28 px images (bicubic) to this size')
+    p.add_argument('--val-size', type=int_at_least(1), default=None,
+                   help='training images held out for validation / best-checkpoint choice (default: 5000 of the 60k)')
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)
@@ -44,6 +47,7 @@ def main(argv=None):
         cfg.data.batch_size = args.batch_size
         cfg.data.data_dir = args.data_dir
         cfg.data.image_size = args.image_size
+        cfg.data.val_size = args.val_size
         if name.startswith('moganet_'):
             cfg.model.stem_stride = args.stem_stride
         cfg.optim.lr = args.lr
@@ -61,7 +65,7 @@ def main(argv=None):
         from moga_lab.training import ModelConfig, build_model
         params = sum(q.numel() for q in build_model(ModelConfig(name=name), 10, 1, 28).parameters())
         rows.append(dict(model=name, params_M=round(params / 1e6, 2), epochs=args.epochs,
-                         image_px=args.image_size or 28,
+                         image_px=args.image_size or 28, val_images=args.val_size or 5000,
                          stem_stride=(args.stem_stride or 2) if name.startswith('moganet_') else '',
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
                          train_images_per_s=r['train_images_per_second'], wall_min=round(r['wall_seconds'] / 60, 1)))
