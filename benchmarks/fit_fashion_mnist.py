@@ -17,7 +17,9 @@ import yaml
 
 from moga_lab.cli import MIN_IMAGE_SIZE, int_at_least, unit_fraction
 from moga_lab.runtime import keep_freed_memory
-from moga_lab.training import fit, small_data_recipe
+from moga_lab.data import DataError
+from moga_lab.training import fit, prepare, small_data_recipe
+from moga_lab.training.config import ConfigError
 from moga_lab.training.report import atomic_write_csv
 
 
@@ -59,13 +61,17 @@ def main(argv=None):
         run_dir = os.path.join(args.out, name)
         cfg.trainer.run_dir = run_dir
         results = os.path.join(run_dir, 'results.yaml')
+        try:  # reads the data and builds the network, as the fit CLI does: bad input fails here, in one line
+            prepared = prepare(cfg)
+        except (ValueError, ConfigError, DataError) as error:
+            p.error(str(error))
         if not os.path.isfile(results):
-            fit(cfg, resume=os.path.isfile(os.path.join(run_dir, 'last.ckpt')))
+            fit(cfg, resume=os.path.isfile(os.path.join(run_dir, 'last.ckpt')), prepared=prepared)
         r = yaml.safe_load(open(results))
         from moga_lab.training import ModelConfig, build_model
         params = sum(q.numel() for q in build_model(ModelConfig(name=name), 10, 1, 28).parameters())
         rows.append(dict(model=name, params_M=round(params / 1e6, 2), epochs=args.epochs,
-                         image_px=args.image_size or 28, val_images=args.val_size or 5000,
+                         image_px=args.image_size or 28, val_images=len(prepared[0].val_set),
                          stem_stride=(args.stem_stride or 2) if name.startswith('moganet_') else '',
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
                          train_images_per_s=r['train_images_per_second'], wall_min=round(r['wall_seconds'] / 60, 1)))

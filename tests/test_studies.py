@@ -87,3 +87,12 @@ def test_gradcam_cli(tmp_path):
     assert list(data['models']) == ['a', 'b'] and len(data['class_names']) == 4
     with pytest.raises(SystemExit):
         tool.main(['--checkpoint', ckpt, '--out', str(tmp_path / 'gc'), '--layer', 'norm9'])
+
+
+def test_fit_benchmark_rejects_a_bad_val_size_before_writing_anything(tmp_path):
+    out = tmp_path / 'bench'
+    done = _run('benchmarks/fit_fashion_mnist.py', ['--models', 'moganet_xtiny', '--val-size', '70000',
+                                                    '--out', str(out)], tmp_path)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr
+    assert 'val_size=70000 must be in [0, 60000)' in done.stderr.strip().splitlines()[-1]
+    assert not out.exists()

@@ -298,3 +298,21 @@ def test_learning_curve_labels_stay_readable_on_long_runs(tmp_path, monkeypatch,
     plot_learning_curve(frame, str(tmp_path / 'c.png'))
     assert len(seen) == labels and '99.0' in seen and f'{100 * acc[-1]:.1f}' in seen
     assert (tmp_path / 'c.png').stat().st_size > 10_000
+
+
+def test_learning_curve_best_and_last_labels_do_not_overlap(tmp_path, monkeypatch):
+    import matplotlib.axes
+    from moga_lab.training.report import plot_learning_curve
+    offsets = {}
+    original = matplotlib.axes.Axes.annotate
+
+    def annotate(self, text, *args, **kwargs):
+        offsets[text] = kwargs['xytext']
+        return original(self, text, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.axes.Axes, 'annotate', annotate)
+    acc = [0.8 + 0.01 * k for k in range(12)]
+    acc[-2], acc[-1] = 0.932, 0.931  # the best right before the last: labels one above, one below
+    frame = pd.DataFrame({'step': range(12), 'epoch': range(12), 'val/acc1': acc,
+                          'train/loss_step': [1.0] * 12, 'lr': [1e-3] * 12})
+    plot_learning_curve(frame, str(tmp_path / 'c.png'))
+    assert offsets['93.2'][1] > 0 > offsets['93.1'][1] and offsets['80.0'][1] > 0

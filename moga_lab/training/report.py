@@ -77,11 +77,15 @@ def plot_learning_curve(metrics: pd.DataFrame, path: str, title: str = '') -> No
             d = metrics.dropna(subset=[key])
             ax.plot(d['step'], 100 * d[key], marker='o', label=label)
             # every value while they fit; on longer runs (labels would collide) the first, the best and the last
-            keep = set(range(len(d))) if len(d) <= 10 else {0, int(d[key].to_numpy().argmax()), len(d) - 1}
+            best, last = int(d[key].to_numpy().argmax()), len(d) - 1
+            keep = set(range(len(d))) if len(d) <= 10 else {0, best, last}
             for k, (s, v) in enumerate(zip(d['step'], d[key])):
                 if k in keep:
-                    ax.annotate(f'{100 * v:.1f}', (s, 100 * v), textcoords='offset points', xytext=(0, 6),
-                                ha='center', fontsize=8)
+                    # best and last side by side on a long run: the last one's label goes below its point
+                    below = len(d) > 10 and k == last and best == last - 1
+                    ax.annotate(f'{100 * v:.1f}', (s, 100 * v), textcoords='offset points',
+                                xytext=(0, -13 if below else 6), ha='center', fontsize=8)
+    ax.margins(y=0.08)  # head-room for the labels of the top points
     ax.set(xlabel='optimizer step', ylabel='accuracy (%)', title='validation top-1')
     ax.legend(frameon=False)
     ax = axes[2]
