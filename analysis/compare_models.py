@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.cli import positive_float  # noqa: E402
-from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
+from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
+                                     middle_order_share, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, train_variant  # noqa: E402
@@ -66,13 +67,19 @@ def main(argv=None):
     p.add_argument('--gradcam-images', type=int, default=6)
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
     p.add_argument('--data-dir', default=None)
+    p.add_argument('--target-ci', type=positive_float, default=None,
+                   help='interaction precision mode: contexts until every order\'s 95 %% interval is within this '
+                        'fraction of its value (default: the fixed 12 contexts)')
+    p.add_argument('--statistic', choices=STATISTICS, default='debiased',
+                   help='curve statistic: debiased (root-mean-square of I, noise removed; default) or naive '
+                        '(the authors\' mean |I|)')
     args = p.parse_args(argv)
     if args.quick:
         budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir)
         inter = dict(num_images=2, grid=4, pairs=2, contexts=2, ratios=(0.0, 0.3, 0.6, 1.0))
     else:
         budget = Budget(epochs=args.epochs, limit_train_batches=args.limit_train_batches, data_dir=args.data_dir)
-        inter = dict(num_images=args.num_images, grid=7, pairs=12, contexts=12)
+        inter = dict(num_images=args.num_images, grid=7, pairs=12, contexts=12, target_ci=args.target_ci)
 
     rows, checkpoints = [], {}
     for name in args.models:
@@ -90,10 +97,10 @@ def main(argv=None):
 
     frame = interaction_of_checkpoints(checkpoints, cache=os.path.join(args.out, 'interaction.csv'), seed=args.seed,
                                        **inter)
-    curve = strength_curve(frame)
+    curve = strength_curve(frame, args.statistic)
     atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
     plot_interaction_curves(curve, os.path.join(args.out, 'interaction_curves.png'),
-                            title='Interaction strength on Fashion-MNIST (same images, pairs and contexts)')
+                            title=f'Interaction strength ({args.statistic}) on Fashion-MNIST (same images and pairs)')
     shares = middle_order_share(curve)
     accuracy['middle_share_0.2-0.6n'] = accuracy.model.map(shares).round(3)
     flat = flat_middle_share(curve)
@@ -123,7 +130,8 @@ Swin patch 2 (see moga_lab/training/factory.py).
 
 `middle_share_0.2-0.6n`: fraction of the normalised multi-order interaction strength in orders 0.2n-0.6n
 ({frame.image_id.nunique()} test images, {inter['grid']}x{inter['grid']} patches, {inter['pairs']} pairs,
-{inter['contexts']} contexts per pair and order); a flat curve (no preferred order) gives {flat:.3f}.
+{describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order)
+gives {flat:.3f}.
 
 ![interaction curves](interaction_curves.png)
 

@@ -23,7 +23,8 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-from moga_lab.analysis.games import flat_middle_share, middle_order_share, strength_curve  # noqa: E402
+from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
+                                     middle_order_share, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config, \
     train_variant  # noqa: E402
@@ -56,7 +57,8 @@ def main(argv=None):
 
     inter_kwargs = dict(num_images=inter.get('num_images', 4), grid=inter.get('grid', 7), pairs=inter.get('pairs', 12),
                         contexts=inter.get('contexts', 12),
-                        ratios=inter.get('ratios', (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)))
+                        ratios=inter.get('ratios', (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)),
+                        target_ci=inter.get('target_ci'), max_forwards=inter.get('max_forwards'))
     table, frames = [], []
     for name, switches in rows.items():
         accs, speeds = [], []
@@ -99,7 +101,8 @@ def main(argv=None):
     md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.describe_epochs()}, batch {budget.batch_size}, '
           f'lr {budget.lr}, '
           f'seeds {budget.seeds}; top-1 = mean ± sample std over seeds; middle share = fraction of the normalised '
-          f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images; a flat '
+          f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images, '
+          f'{describe_contexts(frame)}; strength: {STATISTIC_TEXT["debiased"]}; a flat '
           f'curve gives {flat:.3f}); images/s as measured by each training process.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)

@@ -2,8 +2,10 @@
 
 Multi-order interaction strength curves (Deng et al. 2022) of several trained models on the same test images,
 pairs and contexts. Writes ``DIR/interaction.csv`` (tidy: one row per model, image and order; also
-``.parquet`` when pyarrow is installed), ``DIR/curve.csv`` (the normalised curve with 95 % bootstrap
-intervals over images) and ``DIR/interaction_curves.png``.
+``.parquet`` when pyarrow is installed; both the authors' naive J and the debiased strength with their noise floor
+and intervals), ``DIR/curve.csv`` (the normalised curve of ``--statistic`` with 95 % bootstrap intervals over
+images) and ``DIR/interaction_curves.png``. ``--target-ci 0.05`` replaces the fixed context budget by a precision
+target (see moga_lab.analysis.strength).
 
 Rows are appended per image, atomically; a killed run started again with the same arguments continues where
 it stopped. ``--devices N`` spreads the images over N processes (Lightning Fabric, DDP); each writes its own
@@ -20,7 +22,7 @@ PART_GLOB = 'parts/rank*.csv'
 
 
 def build_parser() -> Parser:
-    from .analysis.games import ORDER_RATIOS, VALUES
+    from .analysis.games import ORDER_RATIOS, STATISTICS, VALUES
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.interaction', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
@@ -37,7 +39,20 @@ def build_parser() -> Parser:
                    help='order ratios m/(n-2), comma-separated (default the authors\' 13)')
     p.add_argument('--value', type=choice(VALUES), default='log-odds', help='v(S) (default log-odds of the true class)')
     p.add_argument('--batch-size', type=int, default=256, help='masked images per forward pass')
+    p.add_argument('--target-ci', type=float, metavar='REL',
+                   help="precision mode: add contexts until every order's 95 %% interval of the debiased strength is "
+                        'within REL of its value (e.g. 0.05); default: the fixed --contexts budget')
+    p.add_argument('--target-over', type=choice(('image', 'images')), default='image',
+                   help='--target-ci per image (default) or for the curve over the --num-images images (each image '
+                        'then needs sqrt(N) x less precision; the precision reached is printed)')
+    p.add_argument('--max-forwards', type=int,
+                   help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
+    p.add_argument('--statistic', type=choice(STATISTICS), default='debiased',
+                   help="curve, plot and shares: debiased (root-mean-square of I, noise removed; default) or naive "
+                        "(the authors' mean |I|, drawn with its noise floor)")
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes')
+    p.add_argument('--no-fuse', action='store_true', help="evaluate MogaNet as is, not through for_inference()")
+    p.add_argument('--compile', action='store_true', help='torch.compile the evaluated model (compiles once per run)')
     p.add_argument('--seed', type=int, default=0, help='selects images, pairs and contexts')
     p.add_argument('--devices', type=int, default=1, help='processes to spread the images over (DDP on CPU: gloo)')
     p.add_argument('--no-progress', action='store_true')
@@ -52,6 +67,11 @@ def _settings(args, image_size: int):
     s.num_contexts = args.contexts or s.num_contexts
     s.ratios = tuple(args.ratios)
     s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size, args.bf16, args.seed
+    s.target_ci, s.max_forwards, s.fuse, s.compile = args.target_ci, args.max_forwards, not args.no_fuse, args.compile
+    if s.target_ci is not None and not 0 < s.target_ci <= 1:
+        raise ValueError(f'--target-ci={s.target_ci} is out of range; accepted: a fraction in (0, 1], e.g. 0.05')
+    if s.max_forwards is not None and s.max_forwards < 4:
+        raise ValueError(f'--max-forwards={s.max_forwards} must be >= 4 (one context costs up to 4 forward passes)')
     bad = [r for r in s.ratios if not 0 <= r <= 1]
     if bad:
         raise ValueError(f'--ratios {bad} out of range; accepted: numbers in [0, 1]')
@@ -67,9 +87,11 @@ def _read_parts(out: str):
     frames = []
     for path in sorted(glob.glob(os.path.join(out, PART_GLOB))):
         try:
-            frames.append(pd.read_csv(path))
+            frame = pd.read_csv(path)
         except (pd.errors.EmptyDataError, OSError):
             continue
+        if 'I2' in frame.columns:  # parts from before the debiased statistic are recomputed
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -78,7 +100,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     import torch
     from tqdm.auto import tqdm
 
-    from .analysis.games import interaction_strength, middle_order_share, strength_curve
+    from .analysis.games import (describe_contexts, evaluation_model, image_set_precision, interaction_strength,
+                                 middle_order_share, per_image_target, strength_curve)
     from .analysis.plots import plot_interaction_curves
     from .training import load_classifiers, load_eval_images
     from .training.report import atomic_write_csv
@@ -87,6 +110,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     ref = models[0]
     images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
     settings = _settings(args, images.shape[-1])
+    if settings.target_ci is not None and args.target_over == 'images':
+        settings.target_ci = per_image_target(settings.target_ci, len(ids))
     torch.set_grad_enabled(False)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
@@ -102,8 +127,10 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
         print(f'resuming: {len(done_keys)} (model, image) results already in {args.out}', file=sys.stderr)
     bar = tqdm(total=len(work), desc=f'interaction (rank {rank})' if world > 1 else 'interaction',
                unit='model-image', disable=args.no_progress)
+    runners = {}  # fused (and compiled) once per model, not per image
     for k, image_id, m in work:
-        df = interaction_strength(m.model, images[k:k + 1], targets[k:k + 1], settings, model_name=m.name,
+        runner = runners.setdefault(m.name, evaluation_model(m.model, settings))
+        df = interaction_strength(runner, images[k:k + 1], targets[k:k + 1], settings, model_name=m.name,
                                   image_ids=[image_id])
         mine = df if mine is None else pd.concat([mine, df], ignore_index=True)
         atomic_write_csv(part_path, mine)  # the whole part so far, replaced atomically: nothing half-written
@@ -121,12 +148,17 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
         frame.to_parquet(os.path.join(args.out, 'interaction.parquet'), index=False)
     except ImportError:
         pass
-    curve = strength_curve(frame)
+    curve = strength_curve(frame, args.statistic)
     atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
     png = os.path.join(args.out, 'interaction_curves.png')
     n = int(frame.n_players.iloc[0])
-    plot_interaction_curves(curve, png, title=f'Multi-order interaction strength: {info.name}, {len(ids)} test images, '
-                                              f'{settings.grid}x{settings.grid} patches')
+    plot_interaction_curves(curve, png, title=f'Multi-order interaction strength ({args.statistic}): {info.name}, '
+                                              f'{len(ids)} test images, {settings.grid}x{settings.grid} patches')
+    print(f'budget: {describe_contexts(frame)}')
+    reached = image_set_precision(frame).groupby('model', sort=False).half_width_rel.max()
+    for name, rel in reached.items():
+        print(f'{name}: Monte-Carlo precision of the curve over {len(ids)} images: 95 % half-width at most '
+              f'{100 * rel:.1f} % of the value (given the images and pairs)')
     shares = middle_order_share(curve)
     for name in [m.name for m in models]:
         print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}): {100 * shares[name]:.1f} %')

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .analysis.games import InteractionSettings, ORDER_RATIOS, interaction_strength
+from .analysis.games import InteractionSettings, ORDER_RATIOS, evaluation_model, interaction_strength
 from .training import ModelConfig, build_model, fit, load_classifier, load_eval_images, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'load_study_config']
@@ -85,13 +85,19 @@ def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: i
 
 def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, grid: int, pairs: int, contexts: int,
                                ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
-                               progress: bool = True) -> pd.DataFrame:
-    """Per-image strength rows for every checkpoint (name -> path) on the same test images, pairs and contexts.
-    With ``cache`` (a CSV path) finished (model, image) results are kept across runs."""
+                               progress: bool = True, target_ci: Optional[float] = None,
+                               max_forwards: Optional[int] = None) -> pd.DataFrame:
+    """Per-image strength rows for every checkpoint (name -> path) on the same test images and pairs (and, in the
+    fixed-budget mode, contexts; with ``target_ci`` each model gets the contexts its precision needs, see
+    :class:`~moga_lab.analysis.games.InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
+    results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed."""
     from tqdm.auto import tqdm
     from .training.report import atomic_write_csv
     done = pd.read_csv(cache) if cache and os.path.isfile(cache) else None
-    settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed)
+    if done is not None and 'I2' not in done.columns:
+        done = None  # written before the debiased statistic existed
+    settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
+                                   target_ci=target_ci, max_forwards=max_forwards)
     first = load_classifier(next(iter(checkpoints.values())))
     images, labels, ids, _ = load_eval_images(first, num_images, seed=seed)
     frames = [done] if done is not None else []
@@ -102,7 +108,7 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
             if done is not None and ((done.model == name) & (done.image_id == image_id)).any():
                 bar.update(1)
                 continue
-            model = model or load_classifier(path).model
+            model = model or evaluation_model(load_classifier(path).model, settings)  # fused once per model
             frames.append(interaction_strength(model, images[k:k + 1], labels[k:k + 1], settings, model_name=name,
                                                image_ids=[image_id]))
             if cache:

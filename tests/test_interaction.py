@@ -264,7 +264,31 @@ def test_interaction_tool_spreads_images_over_ddp_ranks(two_checkpoints, tmp_pat
     assert abs(frame.sort_values(['image_id', 'ratio']).J.to_numpy() - one).max() < 1e-5
 
 
+def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoints, tmp_path, capsys):
+    from moga_lab import interaction as tool
+    out = tmp_path / 'precise'
+    (out / 'parts').mkdir(parents=True)
+    # a part file from before the debiased statistic (no I2 column): recomputed, not mixed in
+    pd.DataFrame(dict(model=['moganet_xtiny'], image_id=[0], ratio=[0.0], J=[1.0])).to_csv(out / 'parts' / 'rank0.csv',
+                                                                                          index=False)
+    args = ['--checkpoint', two_checkpoints[0], '--num-images', '2', '--out', str(out), '--target-ci', '0.5',
+            '--max-forwards', '300', '--statistic', 'naive', '--target-over', 'images'] + SMALL
+    assert tool.main(args) == 0
+    printed = capsys.readouterr().out
+    # over 2 images, each image is held to 0.5 * sqrt(2)
+    assert "budget: contexts until every order's 95 % interval is within 70.7107 % of its value" in printed
+    assert 'moganet_xtiny: Monte-Carlo precision of the curve over 2 images: 95 % half-width at most' in printed
+    frame = pd.read_csv(out / 'interaction.csv')
+    assert frame.image_id.nunique() == 2 and frame.I2.notna().all()
+    assert (frame.forwards <= 300).all() and (frame.target_ci - 0.5 * 2 ** 0.5).abs().max() < 1e-9
+    curve = pd.read_csv(out / 'curve.csv')
+    assert (curve.statistic == 'naive').all() and curve.noise_floor_norm.notna().all()
+
+
 @pytest.mark.parametrize('args,needle', [
+    (['--target-ci', '0'], '--target-ci=0.0 is out of range; accepted: a fraction in (0, 1]'),
+    (['--max-forwards', '2'], '--max-forwards=2 must be >= 4'),
+    (['--statistic', 'median'], "'median' is not accepted; accepted: debiased, naive"),
     (['--num-images', '0'], '--num-images=0 must be >= 1'),
     (['--value', 'prob'], "'prob' is not accepted; accepted: log-odds, logit, log-p"),
     (['--ratios', '0,1.5'], '--ratios [1.5] out of range'),

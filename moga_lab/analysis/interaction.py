@@ -9,12 +9,12 @@ For players N = {0..n-1}, a value function v over subsets, a pair (i, j) and a c
 This file knows nothing about images: ``value_fn`` maps a bool tensor [B, n] (True = player present) to a
 float tensor [B]. See :mod:`moga_lab.analysis.games` for the image game and the strength curve.
 """
-import math
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ['exact_multi_order_interaction', 'multi_order_interaction', 'evaluate_unique', 'EXACT_MAX_PLAYERS',
+__all__ = ['exact_multi_order_interaction', 'multi_order_interaction', 'evaluate_unique', 'evaluate_rows',
+           'EXACT_MAX_PLAYERS',
            'order_grid', 'sample_contexts']
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
@@ -45,9 +45,15 @@ def evaluate_unique(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 51
                     progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """v for every row of ``masks`` [M, n], evaluating each distinct mask once, in batches. Returns [M]."""
     unique, inverse = torch.unique(masks, dim=0, return_inverse=True)
-    values = torch.empty(len(unique), dtype=torch.float64)
-    for start in range(0, len(unique), batch_size):
-        chunk = unique[start:start + batch_size]
+    return evaluate_rows(value_fn, unique, batch_size, progress)[inverse]
+
+
+def evaluate_rows(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 512,
+                  progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """v for every row of ``masks`` [M, n], in batches, as float64 on the CPU. Returns [M]."""
+    values = torch.empty(len(masks), dtype=torch.float64)
+    for start in range(0, len(masks), batch_size):
+        chunk = masks[start:start + batch_size]
         out = value_fn(chunk)
         if out.shape != (len(chunk),):
             raise ValueError(f'value_fn must map [B, n] masks to [B] values; got shape {tuple(out.shape)} '
@@ -55,7 +61,7 @@ def evaluate_unique(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 51
         values[start:start + len(chunk)] = out.detach().to('cpu', torch.float64)
         if progress is not None:
             progress(len(chunk))
-    return values[inverse]
+    return values
 
 
 def _with_pairs(contexts: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -123,15 +129,12 @@ def multi_order_interaction(value_fn: ValueFn, n_players: int, pairs: torch.Tens
     v(N) are shared by every pair, v({i}) by the pairs of player i, ...). Pass ``contexts`` (from
     :func:`sample_contexts`) to reuse the same draws for several models.
     """
+    from .strength import estimate_strength  # the one sampling engine; strength.py builds on this file
     pairs, orders = _check(n_players, pairs, orders)
     if contexts is None:
         if num_contexts < 1:
             raise ValueError(f'num_contexts={num_contexts} must be >= 1')
         contexts = sample_contexts(n_players, pairs, orders, num_contexts, generator)
-    O, P, K, _ = contexts.shape
-    coalitions = _with_pairs(contexts, pairs[None, :, None, :].expand(O, P, K, 2))  # [O, P, K, 4, n]
-    v = evaluate_unique(value_fn, coalitions.reshape(-1, n_players), batch_size, progress).view(O, P, K, 4)
-    dv = (v * _SIGNS).sum(-1)                                          # [O, P, K]
-    mean = dv.mean(-1)
-    se = dv.std(-1, unbiased=True) / math.sqrt(K) if K > 1 else torch.full_like(mean, float('nan'))
-    return mean, se
+    est = estimate_strength(value_fn, n_players, pairs, orders, contexts=contexts, batch_size=batch_size,
+                            progress=progress)
+    return est.mean, (est.var / est.count).sqrt()  # NaN at K = 1, as a standard error from one sample is

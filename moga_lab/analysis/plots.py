@@ -21,9 +21,25 @@ def save_figure(fig, path: str, dpi: int = 130) -> None:
     os.replace(tmp, path)
 
 
+def _ylabel(curve: pd.DataFrame) -> str:
+    statistics = set(curve.statistic) if 'statistic' in curve else {'debiased'}
+    if statistics == {'naive'}:
+        return 'relative strength  mean|I(m)| / its mean over m  (naive)'
+    if statistics == {'debiased'}:
+        return 'relative strength  RMS I(m) / its mean over m  (debiased)'
+    return 'relative strength  J(m) / its mean over m'
+
+
+def _noise_floor(ax, sub: pd.DataFrame, color) -> None:
+    """The naive curve's noise floor (how much of it Monte-Carlo noise alone would give), dashed."""
+    if 'noise_floor_norm' in sub and sub.noise_floor_norm.notna().any():
+        ax.plot(sub.ratio, sub.noise_floor_norm, color=color, lw=1.0, ls='--', alpha=0.8)
+
+
 def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str] = None,
                             middle_band=(0.2, 0.6)) -> None:
-    """One line per model: normalised strength J(m)/mean J against the order ratio m/n, 95 % bootstrap band."""
+    """One line per model: normalised strength J(m)/mean J against the order ratio m/n, 95 % bootstrap band; for the
+    naive statistic also its noise floor (dashed), the part of the curve Monte-Carlo noise alone would give."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if middle_band:
@@ -32,9 +48,10 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
         sub = sub.sort_values('ratio')
         line, = ax.plot(sub.ratio, sub.J_norm, marker='o', ms=4, lw=1.8, label=f'{model} ({int(sub.num_images.iloc[0])} img)')
         ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color=line.get_color(), alpha=0.2, lw=0)
+        _noise_floor(ax, sub, line.get_color())
     ax.axhline(1.0, color='0.5', lw=0.8, ls=':')
     ax.set_xlabel('interaction order  m / n')
-    ax.set_ylabel('relative interaction strength  J(m) / mean J')
+    ax.set_ylabel(_ylabel(curve))
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -71,6 +88,7 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
             ax.plot(ref.ratio, ref.J_norm, color='0.55', lw=1.2, ls='--', label=reference)
         ax.plot(sub.ratio, sub.J_norm, color='C0', marker='o', ms=3, lw=1.6, label=model)
         ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color='C0', alpha=0.2, lw=0)
+        _noise_floor(ax, sub, 'C0')
         ax.axhline(1.0, color='0.5', lw=0.6, ls=':')
         ax.set_title(labels[model], fontsize=8)
         ax.set_xlim(0, 1)
@@ -86,8 +104,10 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
     for ax in axes[:, 0]:
         ax.set_ylabel('J(m) / mean J', fontsize=8)
     band = f'; shaded: middle orders {middle_band[0]:g}n-{middle_band[1]:g}n' if middle_band else ''
-    fig.suptitle((title or 'Multi-order interaction strength (Deng et al. 2022)')
-                 + f'\ndashed grey: {labels[reference].splitlines()[0]}{band}; bands: 95 % bootstrap', fontsize=9)
+    statistic = '/'.join(sorted(set(curve.statistic))) if 'statistic' in curve else 'debiased'
+    floor = '; dashed blue: noise floor' if curve.get('noise_floor_norm', pd.Series(dtype=float)).notna().any() else ''
+    fig.suptitle((title or 'Multi-order interaction strength (Deng et al. 2022)') + f' [{statistic}]'
+                 + f'\ndashed grey: {labels[reference].splitlines()[0]}{band}; bands: 95 % bootstrap{floor}', fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
@@ -103,7 +123,7 @@ def plot_interaction_evolution(frame: pd.DataFrame, path: str, title: Optional[s
         sub = frame[frame.epoch == epoch].sort_values('ratio')
         ax.plot(sub.ratio, sub.J_norm, marker='o', ms=3, color=cmap(k / max(1, len(epochs) - 1)), label=f'epoch {epoch}')
     ax.set_xlabel('interaction order  m / n')
-    ax.set_ylabel('relative interaction strength')
+    ax.set_ylabel(_ylabel(frame))
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8, ncol=2)
