@@ -121,6 +121,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     done = _read_parts(args.out)
     done_keys = set(zip(done.model, done.image_id)) if done is not None else set()
     mine = pd.read_csv(part_path) if os.path.isfile(part_path) else None
+    if mine is not None and 'I2' not in mine.columns:
+        mine = None  # a part from before the debiased statistic: recomputed (see _read_parts)
     todo = [(k, i) for k, i in enumerate(ids) if k % world == rank]
     work = [(k, i, m) for k, i in todo for m in models if (m.name, i) not in done_keys]
     if rank == 0 and done_keys:
