@@ -59,6 +59,9 @@ def main(argv=None):
                         contexts=inter.get('contexts', 12),
                         ratios=inter.get('ratios', (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)),
                         target_ci=inter.get('target_ci'), max_forwards=inter.get('max_forwards'))
+    if inter_kwargs['target_ci'] is not None and not 0 < float(inter_kwargs['target_ci']) <= 1:
+        p.error(f"interaction.target_ci={inter_kwargs['target_ci']} in the config is out of range; accepted: a "
+                'fraction in (0, 1], e.g. 0.05')
     table, frames = [], []
     for name, switches in rows.items():
         accs, speeds = [], []
