@@ -1,13 +1,22 @@
-"""MogaNet vs ConvNeXt vs Swin of similar size, trained with the same budget on Fashion-MNIST.
+"""MogaNet vs ConvNeXt vs Swin: interaction curves, Grad-CAM and top-1 of several models on the same images.
+
+Trained here, with the same budget on Fashion-MNIST::
 
     python analysis/compare_models.py [--models moganet_xtiny convnext_atto swin_femto] [--epochs 2]
                                       [--out runs/compare] [--quick]
 
-Trains each model (resumable; a run directory that already holds results.yaml is reused, so the runs of
-benchmarks/fit_fashion_mnist.py can be pointed at with --out), then writes to ``<out>``:
+Released ImageNet weights at 224 px (the paper's setting), nothing trained::
+
+    python analysis/compare_models.py --model moganet_small --weights moganet_small_sz224_8xbs128_ep300.pth.tar \
+        --model convnext_small --weights convnext_small.pth --model swin_small_patch4_window7_224 --weights swin_s.pth \
+        --data-dir IMAGENET --num-images 50 --one-per-class --target-ci 0.05 --out runs/compare_in1k
+
+(``--checkpoint FILE`` instead of ``--model/--weights`` compares fit checkpoints without training.) Training is
+resumable (a run directory that already holds results.yaml is reused, so the runs of benchmarks/fit_fashion_mnist.py
+can be pointed at with --out); the interaction table is cached per (model, image). Writes to ``<out>``:
 ``accuracy.csv``, interaction curves with 95 % bootstrap bands on the same images / pairs / contexts
-(``interaction.csv``, ``curve.csv``, ``interaction_curves.png``), a Grad-CAM grid (``gradcam_grid.png``) and
-``report.md`` tying them together.
+(``interaction.csv``, ``curve.csv``, ``interaction_curves.png``), a Grad-CAM grid (``gradcam_grid.png``),
+``images.csv`` and ``report.md`` tying them together.
 """
 import argparse
 import os
@@ -19,14 +28,18 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from moga_lab.cli import positive_float  # noqa: E402
+from moga_lab.cli import add_model_arguments, fail, model_sources, positive_float, user_errors  # noqa: E402
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
-                                     middle_order_share, strength_curve)
+                                     default_settings, middle_share_interval, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
-from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, train_variant  # noqa: E402
-from moga_lab.training import ModelConfig, load_classifier, load_eval_images  # noqa: E402
-from moga_lab.training.report import atomic_write_csv, atomic_write_text  # noqa: E402
+from moga_lab.interaction import write_image_list  # noqa: E402
+from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
+from moga_lab.studies import (Budget, count_params_macs, interaction_of_checkpoints, interaction_of_models,  # noqa: E402
+                              train_variant)
+from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
+from moga_lab.training import ModelConfig  # noqa: E402
+from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
 def gradcam_layer(model, images):
@@ -55,9 +68,11 @@ def gradcam_layer(model, images):
     return name, layer, f'{h}x{w}'
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
+    p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'],
+                   help='models to train and compare (when no --checkpoint / --weights is given)')
+    add_model_arguments(p)
     p.add_argument('--epochs', type=int, default=2)
     p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
@@ -66,14 +81,165 @@ def main(argv=None):
     p.add_argument('--num-images', type=int, default=8, help='images for the interaction curves')
     p.add_argument('--gradcam-images', type=int, default=6)
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
-    p.add_argument('--data-dir', default=None)
+    p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder, or the ImageFolder for --weights')
     p.add_argument('--target-ci', type=positive_float, default=None,
                    help='interaction precision mode: contexts until every order\'s 95 %% interval is within this '
-                        'fraction of its value (default: the fixed 12 contexts)')
+                        'fraction of its value (default: the fixed budget)')
+    p.add_argument('--max-forwards', type=int, default=None,
+                   help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
+    p.add_argument('--grid', type=int, help='patch grid (default 7 at 28 px, 14 at 224 px)')
+    p.add_argument('--pairs', type=int, help='pairs per image (default 12 trained here, 50 for --weights)')
+    p.add_argument('--contexts', type=int, help='contexts per pair and order (default 12 trained here, 50 for --weights)')
+    p.add_argument('--ratios', type=lambda v: tuple(float(r) for r in v.split(',')), default=None,
+                   help="order ratios m/(n-2), comma-separated (default the authors' 13)")
+    p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes (2x faster on '
+                   'AVX-512-bf16 / AMX CPUs; see the README)')
     p.add_argument('--statistic', choices=STATISTICS, default='debiased',
                    help='curve statistic: debiased (root-mean-square of I, noise removed; default) or naive '
                         '(the authors\' mean |I|)')
-    args = p.parse_args(argv)
+    add_tracking_arguments(p, 'compare')
+    return p, p.parse_args(argv)
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    try:
+        args.store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
+    except TrackingError as error:
+        fail(os.path.basename(__file__), str(error))
+    if args.sources:
+        try:
+            return compare_named(args)
+        except user_errors() as error:
+            fail(os.path.basename(__file__), str(error))
+    return train_and_compare(args)
+
+
+def record(args, accuracy, frame, params):
+    """Each compared model an MLflow run of the study store: the budget as parameters, its row of accuracy.csv as
+    metrics, the study's report, tables and figures as artifacts of every run."""
+    if args.store is None:
+        return
+    files = [os.path.join(args.out, n) for n in ('report.md', 'accuracy.csv', 'curve.csv', 'interaction_curves.png',
+                                                 'gradcam_grid.png', 'images.csv')]
+    for row in accuracy.to_dict('records'):
+        metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        low, high = (float(x) for x in row['middle_share_95ci'].split('-'))
+        metrics.update(middle_share_ci_low=low, middle_share_ci_high=high)
+        model_params = {**params, 'model': row['model'], 'weights': row.get('weights', '')}
+        safe_record(args.store, f'{os.path.abspath(args.out)}:{row["model"]}', model_params, metrics, artifacts=files,
+                    name=row['model'], tags=dict(study='compare'))
+    print(f'recorded {len(accuracy)} models in {args.store.uri} (experiment {args.store.experiment!r})')
+
+
+def compare_named(args):
+    """The paper's comparison on models the user named (released weights or fit checkpoints): nothing trained."""
+    import time
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    data = None if models[0].is_fit_checkpoint else 'imagefolder'
+    count = max(args.num_images, args.gradcam_images)
+    ev = load_eval_images(models, count, data, args.data_dir, args.seed, per_class=args.one_per_class,
+                          transform=args.eval_transform)
+    n_inter = args.num_images
+    settings = default_settings(ev.images.shape[-1])
+    for key, value in (('grid', args.grid), ('num_pairs', args.pairs), ('num_contexts', args.contexts),
+                       ('ratios', args.ratios), ('target_ci', args.target_ci), ('max_forwards', args.max_forwards)):
+        if value is not None:
+            setattr(settings, key, value)
+    settings.bf16, settings.seed = args.bf16, args.seed
+    if args.quick:  # a smoke test of the whole pipeline, not a measurement
+        settings.grid, settings.num_pairs, settings.num_contexts, settings.ratios = 4, 2, 2, (0.0, 0.3, 0.6, 1.0)
+    os.makedirs(args.out, exist_ok=True)
+    write_image_list(os.path.join(args.out, 'images.csv'), ev.ids, ev.labels, ev.info, ev.paths)
+    rows = []
+    for m in models:
+        with torch.no_grad():
+            pred = torch.cat([m.model(ev.images[k:k + 16]) for k in range(0, len(ev.ids), 16)]).argmax(1)
+        rows.append(dict(model=m.name, weights=m.source, params_M=round(sum(p.numel() for p in m.model.parameters()) / 1e6, 2),
+                         top1_on_images=round(100 * float((pred == ev.labels).float().mean()), 1),
+                         images=len(ev.ids)))
+    accuracy = pd.DataFrame(rows)
+    start = time.perf_counter()
+    frame = interaction_of_models(models, ev.images[:n_inter], ev.labels[:n_inter], ev.ids[:n_inter], settings,
+                                  cache=os.path.join(args.out, 'interaction.csv'))
+    wall = time.perf_counter() - start
+    title = f'{ev.info.name}, {n_inter} images at {ev.images.shape[-1]} px'
+    caption = (f'{frame.image_id.nunique()} images, {settings.grid}x{settings.grid} patches, {settings.num_pairs} pairs, '
+               f'{describe_contexts(frame)}')
+    curve, shares, flat = _curves(args, frame, accuracy, title)
+    gradcam_images = ev.images[:args.gradcam_images]
+    layers = _gradcam(args.out, models, gradcam_images, ev.labels[:args.gradcam_images], ev.info)
+    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
+    report = f"""# {' vs '.join(m.name for m in models)} on {ev.info.name}
+
+Weights: {'; '.join(f'{m.name}: {m.source}' for m in models)}.
+Images: {len(ev.ids)} drawn with seed {args.seed}{' (one per class)' if args.one_per_class else ''} from {args.data_dir}
+(list in `images.csv`); every model sees the same pixels: {ev.info.transform}.
+
+## Top-1 on these images and interactions
+
+{accuracy.to_markdown(index=False)}
+
+`middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction strength
+in orders 0.2n-0.6n ({caption}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order) gives
+{flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min for the models and images not cached.
+
+![interaction curves ({caption})](interaction_curves.png)
+
+## Grad-CAM
+
+Layers: {'; '.join(layers)}. Explained class: the top-1 prediction.
+
+![Grad-CAM](gradcam_grid.png)
+"""
+    atomic_write_text(os.path.join(args.out, 'report.md'), report)
+    print(accuracy.to_markdown(index=False))
+    print(f'wrote {args.out}/report.md')
+    record(args, accuracy, frame, dict(images=len(ev.ids), data_dir=args.data_dir, transform=ev.info.transform,
+                                       interaction=caption, statistic=args.statistic, seed=args.seed,
+                                       interaction_wall_min=round(wall / 60, 2)))
+
+
+def _curves(args, frame, accuracy, title):
+    """curve.csv, interaction_curves.png and the middle shares (with intervals) added to ``accuracy``."""
+    curve = strength_curve(frame, args.statistic)
+    atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
+    plot_interaction_curves(curve, os.path.join(args.out, 'interaction_curves.png'),
+                            title=f'Interaction strength ({args.statistic}): {title} (same images and pairs)')
+    shares = middle_share_interval(frame, args.statistic)
+    by_model = shares.set_index('model')
+    accuracy['middle_share'] = accuracy.model.map(by_model.share).round(3)
+    accuracy['middle_share_95ci'] = accuracy.model.map(
+        lambda m: f'{by_model.ci_low[m]:.3f}-{by_model.ci_high[m]:.3f}')
+    return curve, shares, flat_middle_share(curve)
+
+
+def _separation(shares) -> str:
+    """Which pairs of models' middle-share intervals do not overlap, in words."""
+    rows = list(shares.itertuples())
+    apart = [f'{a.model} vs {b.model}' for i, a in enumerate(rows) for b in rows[i + 1:]
+             if a.ci_high < b.ci_low or b.ci_high < a.ci_low]
+    if not apart:
+        return 'No two models\' intervals separate: the data do not decide an ordering of the middle shares.'
+    return 'Intervals separate for: ' + ', '.join(apart) + '.'
+
+
+def _gradcam(out, models, images, labels, info):
+    maps, preds, layers = [], [], []
+    for m in models:
+        with torch.no_grad():
+            pred = m.model(images).argmax(1)
+        layer_name, layer, size = gradcam_layer(m.model, images)
+        maps.append(grad_cam(m.model, images, pred, layer=layer))
+        preds.append(pred)
+        layers.append(f'{m.name}: `{layer_name}` ({size} map)')
+    plot_gradcam_grid(images, maps, [m.name for m in models], labels, preds, info.class_names, info.mean, info.std,
+                      os.path.join(out, 'gradcam_grid.png'))
+    return layers
+
+
+def train_and_compare(args):
+    """Train each model with the same budget on Fashion-MNIST, then compare them."""
     if args.quick:
         budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir)
         inter = dict(num_images=2, grid=4, pairs=2, contexts=2, ratios=(0.0, 0.3, 0.6, 1.0))
@@ -97,26 +263,12 @@ def main(argv=None):
 
     frame = interaction_of_checkpoints(checkpoints, cache=os.path.join(args.out, 'interaction.csv'), seed=args.seed,
                                        **inter)
-    curve = strength_curve(frame, args.statistic)
-    atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
-    plot_interaction_curves(curve, os.path.join(args.out, 'interaction_curves.png'),
-                            title=f'Interaction strength ({args.statistic}) on Fashion-MNIST (same images and pairs)')
-    shares = middle_order_share(curve)
-    accuracy['middle_share_0.2-0.6n'] = accuracy.model.map(shares).round(3)
-    flat = flat_middle_share(curve)
+    curve, shares, flat = _curves(args, frame, accuracy, 'Fashion-MNIST')
+    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
-    trained = [load_classifier(checkpoints[m]) for m in args.models]
-    images, labels, _, info = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
-    maps, preds, layers = [], [], []
-    for name, t in zip(args.models, trained):
-        with torch.no_grad():
-            pred = t.model(images).argmax(1)
-        layer_name, layer, size = gradcam_layer(t.model, images)
-        maps.append(grad_cam(t.model, images, pred, layer=layer))
-        preds.append(pred)
-        layers.append(f'{name}: `{layer_name}` ({size} map)')
-    plot_gradcam_grid(images, maps, args.models, labels, preds, info.class_names, info.mean, info.std,
-                      os.path.join(args.out, 'gradcam_grid.png'))
+    trained = [load_classifier(checkpoints[m], m) for m in args.models]
+    images, labels, _, info, _ = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
+    layers = _gradcam(args.out, trained, images, labels, info)
 
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
@@ -128,10 +280,10 @@ Swin patch 2 (see moga_lab/training/factory.py).
 
 {accuracy.to_markdown(index=False)}
 
-`middle_share_0.2-0.6n`: fraction of the normalised multi-order interaction strength in orders 0.2n-0.6n
-({frame.image_id.nunique()} test images, {inter['grid']}x{inter['grid']} patches, {inter['pairs']} pairs,
-{describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order)
-gives {flat:.3f}.
+`middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction
+strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {inter['grid']}x{inter['grid']} patches,
+{inter['pairs']} pairs, {describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no
+preferred order) gives {flat:.3f}. {_separation(shares)}
 
 ![interaction curves](interaction_curves.png)
 
@@ -144,6 +296,8 @@ Layers: {'; '.join(layers)}.
     atomic_write_text(os.path.join(args.out, 'report.md'), report)
     print(accuracy.to_markdown(index=False))
     print(f'wrote {args.out}/report.md')
+    record(args, accuracy, frame, dict(budget=budget.describe_epochs(), batch_size=budget.batch_size, lr=budget.lr,
+                                       seed=args.seed, interaction=describe_contexts(frame), statistic=args.statistic))
 
 
 if __name__ == '__main__':

@@ -20,8 +20,8 @@ from moga_lab.analysis.games import (InteractionSettings, default_settings, eval
                                      interaction_strength, middle_order_share, strength_curve)
 from moga_lab.analysis.plots import save_figure  # noqa: E402
 from moga_lab.cli import int_at_least  # noqa: E402
-from moga_lab.training import load_classifier, load_eval_images  # noqa: E402
-from moga_lab.training.report import atomic_write_csv  # noqa: E402
+from moga_lab.loaders import load_classifier, load_eval_images  # noqa: E402
+from moga_lab.atomic import atomic_write_csv  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     if not os.path.isfile(args.checkpoint):
         p.error(f'--checkpoint {args.checkpoint!r} does not exist')
     trained = load_classifier(args.checkpoint)
-    images, labels, ids, info = load_eval_images(trained, args.num_images, seed=0)
+    images, labels, ids, info, _ = load_eval_images(trained, args.num_images, seed=0)
     base = default_settings(images.shape[-1])
     base.num_pairs = args.pairs
     runner = evaluation_model(trained.model, base)

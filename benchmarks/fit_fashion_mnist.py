@@ -20,7 +20,7 @@ from moga_lab.runtime import keep_freed_memory
 from moga_lab.data import DataError
 from moga_lab.training import fit, prepare, small_data_recipe
 from moga_lab.training.config import ConfigError
-from moga_lab.training.report import atomic_write_csv
+from moga_lab.atomic import atomic_write_csv
 
 
 def main(argv=None):

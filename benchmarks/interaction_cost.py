@@ -26,16 +26,16 @@ from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, evaluation_model, I
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.runtime import keep_freed_memory
-from moga_lab.training.report import atomic_write_csv
+from moga_lab.atomic import atomic_write_csv
 
 STATS = ('J', 'J_se', 'noise_floor', 'I2', 'I2_se', 'J_debiased', 'J_debiased_low', 'J_debiased_high', 'contexts')
 
 
 def model_and_images(args):
     if args.checkpoint:
-        from moga_lab.training import load_classifier, load_eval_images
+        from moga_lab.loaders import load_classifier, load_eval_images
         trained = load_classifier(args.checkpoint)
-        images, labels, ids, info = load_eval_images(trained, args.num_images, seed=args.seed)
+        images, labels, ids, info, _ = load_eval_images(trained, args.num_images, seed=args.seed)
         return trained.model.eval(), images, labels, ids, f'{trained.name} ({args.checkpoint})'
     # MogaNet at ImageNet size with random weights (no ImageNet weights are needed for a cost measurement):
     # Fashion-MNIST test images resized to --image-size, grey copied to 3 channels; label = the model's own top class

@@ -88,7 +88,8 @@ def main(argv=None):
     p.add_argument('--models', nargs='+', default=['moganet_tiny', 'convnext_tiny', 'swin_tiny_patch4_window7_224'])
     p.add_argument('--image-size', type=int, default=224)
     p.add_argument('--grid', type=int, default=14)
-    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--batch-size', type=int, nargs='+', default=[64],
+                   help='masked images per forward pass; several values: one row each, measured side by side')
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--compile', action='store_true', help='also torch.compile rows')
     p.add_argument('--precision-forwards', type=int, default=32_500,
@@ -98,6 +99,7 @@ def main(argv=None):
     p.add_argument('--checkpoint', help='a fit checkpoint for the bf16 section (a trained model on one of its test '
                                         'images); default: random weights, whose log-odds barely move')
     p.add_argument('--bf16-only', action='store_true', help='skip the speed rows')
+    p.add_argument('--fused-only', action='store_true', help='skip the unfused MogaNet rows')
     args = p.parse_args(argv)
     keep_freed_memory()
     torch.set_grad_enabled(False)
@@ -111,7 +113,7 @@ def main(argv=None):
     rows = []
     for name in ([] if args.bf16_only else args.models):
         model = build(name, size)
-        paths = [('unfused', dict(fuse=False))] if name.startswith('moganet') else []
+        paths = [('unfused', dict(fuse=False))] if name.startswith('moganet') and not args.fused_only else []
         paths += [('fused' if name.startswith('moganet') else 'timm', dict(fuse=True))]
         for label, kw in paths:
             for compile_ in ([False, True] if args.compile else [False]):
@@ -119,13 +121,13 @@ def main(argv=None):
                     continue
                 runner = evaluation_model(model, InteractionSettings(compile=compile_, **kw))
                 runner.to(memory_format=torch.channels_last)
-                for bf16 in (False, True):
+                for bf16, batch in [(b, k) for b in (False, True) for k in args.batch_size]:
                     if compile_:
                         torch._dynamo.reset()
-                    game = ImageGame(runner, image, 0, args.grid, bf16=bf16, pad_to=args.batch_size if compile_ else None)
-                    r = masked_rate(game, n, args.batch_size, args.repeats)
+                    game = ImageGame(runner, image, 0, args.grid, bf16=bf16, pad_to=batch if compile_ else None)
+                    r = masked_rate(game, n, batch, args.repeats)
                     rows.append(dict(model=name, path=label + (' + compile' if compile_ else ''),
-                                     dtype='bf16' if bf16 else 'fp32', masked_per_s=round(r, 1),
+                                     dtype='bf16' if bf16 else 'fp32', batch=batch, masked_per_s=round(r, 1),
                                      authors_min_per_image=round(authors / r / 60, 1),
                                      precision_min_per_image=round(args.precision_forwards / r / 60, 1)))
                     print(rows[-1], flush=True)
@@ -135,16 +137,16 @@ def main(argv=None):
     moga = [m for m in args.models if m.startswith('moganet')]
     if (moga or args.checkpoint) and args.bf16_pairs:
         if args.checkpoint:
-            from moga_lab.training import load_classifier, load_eval_images
+            from moga_lab.loaders import load_classifier, load_eval_images
             trained = load_classifier(args.checkpoint)
-            images, _, ids, _ = load_eval_images(trained, 1, seed=0)
+            images, _, ids, _, _ = load_eval_images(trained, 1, seed=0)
             model, image, what = trained.model.eval(), images[0], f'{trained.name} ({args.checkpoint}), test image {ids[0]}'
         else:
             model, what = build(moga[0], size), f'{moga[0]}, random weights'
         fused = evaluation_model(model, InteractionSettings())
         print(f'\nbf16 vs fp32 through the fused model: {what}; same {args.bf16_pairs} pairs x {args.bf16_contexts} '
               'contexts:')
-        effect = bf16_effect(fused, image, args.grid, args.bf16_pairs, args.bf16_contexts, args.batch_size)
+        effect = bf16_effect(fused, image, args.grid, args.bf16_pairs, args.bf16_contexts, args.batch_size[0])
         print(effect.to_markdown(index=False, floatfmt='.4f'))
 
 

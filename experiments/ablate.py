@@ -8,9 +8,12 @@ Columns: parameters, MACs (fvcore, 28 px), test top-1 (mean and spread over seed
 the share of interaction strength in the middle orders (0.2n-0.6n by default) from the interaction tool on
 the seed-0 checkpoint, all rows on the same images, pairs and contexts.
 
-Writes ``<out>/ablation.csv``, ``<out>/ablation.md`` and ``<out>/ablation_curves.png``. Every (row, seed)
-trains in its own run directory: a stopped run resumes where it stopped. ``--quick`` uses
-experiments/configs/quick.yaml (minutes; used by the tests).
+Writes ``<out>/ablation.csv``, ``<out>/ablation.md`` and ``<out>/ablation_curves.png``, and records every row
+(seeds as child runs) in the MLflow study store (``runs/mlflow.db`` unless ``--tracking-uri``; see
+moga_lab/tracking.py). Every (row, seed) trains in its own run directory: a stopped run resumes where it stopped.
+``--executor local --concurrency 2`` runs the (row, seed) jobs as separate processes (one thread each on 2 cores),
+``--executor slurm`` submits them as a job array (moga_lab/jobs.py); the report is written from whatever finished
+and names what is missing. ``--quick`` uses experiments/configs/quick.yaml (minutes; used by the tests).
 """
 import argparse
 import os
@@ -19,6 +22,7 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
@@ -26,10 +30,11 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
                                      middle_order_share, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
-from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config, \
-    train_variant  # noqa: E402
+from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
+from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config  # noqa: E402
+from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
-from moga_lab.training.report import atomic_write_csv, atomic_write_text  # noqa: E402
+from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
 def main(argv=None):
@@ -40,11 +45,29 @@ def main(argv=None):
     p.add_argument('--rows', nargs='+', help='only these rows (names in the config)')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
     p.add_argument('--no-report', action='store_true',
-                   help='train the rows and compute their interactions, but write no tables: to split the grid over '
-                        'processes with --rows (each with OMP_NUM_THREADS=cores/processes); a final run without '
-                        'it reads everything back and writes the tables and figure')
+                   help='train the rows and compute their interactions, but write no tables (a later run without it '
+                        'reads everything back and writes the tables and figure)')
+    g = p.add_argument_group('jobs (moga_lab/jobs.py, submitit)')
+    g.add_argument('--executor', choices=EXECUTORS, default='inline',
+                   help='inline: one row after another in this process (default); local: each (row, seed) its own '
+                        'process on this machine; slurm: a job array')
+    g.add_argument('--concurrency', type=int, default=1, help='local: jobs at once (2 on 2 cores, one thread each)')
+    g.add_argument('--threads', type=int, help='local: threads per job (default cores / concurrency)')
+    g.add_argument('--partition', help='slurm partition')
+    g.add_argument('--time', type=int, default=120, help='slurm/local: time limit per job, minutes')
+    g.add_argument('--gpus', type=int, default=0, help='slurm: GPUs per job')
+    g.add_argument('--array-parallelism', type=int, default=16, help='slurm: array jobs at once')
+    add_tracking_arguments(p, 'ablation')
     args = p.parse_args(argv)
-    cfg = load_study_config(os.path.join(HERE, 'configs', 'quick.yaml') if args.quick else args.config)
+    options = JobOptions(args.executor, args.concurrency, args.threads, args.partition, args.time, args.gpus,
+                         array_parallelism=args.array_parallelism)
+    try:
+        options.check()  # a scheduler or store that is not there: one line before any work
+        store = None if args.no_report else open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
+    except (ValueError, TrackingError) as error:
+        p.exit(2, f'{p.prog}: error: {error}\n')
+    args.config = os.path.join(HERE, 'configs', 'quick.yaml') if args.quick else args.config
+    cfg = load_study_config(args.config)
     budget = Budget(**cfg['budget'], data_dir=args.data_dir)
     inter = dict(cfg.get('interaction') or {})
     band = tuple(inter.pop('middle_band', (0.2, 0.6)))
@@ -62,18 +85,31 @@ def main(argv=None):
     if inter_kwargs['target_ci'] is not None and not 0 < float(inter_kwargs['target_ci']) <= 1:
         p.error(f"interaction.target_ci={inter_kwargs['target_ci']} in the config is out of range; accepted: a "
                 'fraction in (0, 1], e.g. 0.05')
-    table, frames = [], []
+    budget_dict = {k: v for k, v in budget.__dict__.items()}
+    jobs = [TrainJob(os.path.join(args.out, name, f'seed{seed}'), budget_dict, seed, switches)
+            for name, switches in rows.items() for seed in budget.seeds]
+    failed = run_jobs(jobs, options, os.path.join(args.out, 'jobs'))
+    if options.executor == 'slurm' and any(not os.path.isfile(os.path.join(j.run_dir, 'results.yaml')) for j in jobs):
+        return  # submitted; run again once the array is done
+    table, frames, missing, per_seed = [], [], [], {}
     for name, switches in rows.items():
-        accs, speeds = [], []
+        accs, speeds, walls = [], [], []
         for seed in budget.seeds:
-            run_dir = os.path.join(args.out, name, f'seed{seed}')
-            print(f'[ablate] {name} seed {seed}', flush=True)
-            r = train_variant(run_dir, budget, seed, **switches)
+            results = os.path.join(args.out, name, f'seed{seed}', 'results.yaml')
+            if not os.path.isfile(results):
+                missing.append(f'{name}/seed{seed}')
+                continue
+            with open(results) as f:
+                r = yaml.safe_load(f)
             accs.append(100 * r['test/acc1'])
             speeds.append(r['train_images_per_second'])
-        # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
-        # (they depend on the seed and the data only); cached per row, so rows can run in separate processes
+            walls.append(r.get('wall_seconds', float('nan')))
+            per_seed[(name, seed)] = r
         first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'last.ckpt')
+        if not accs or not os.path.isfile(os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'results.yaml')):
+            continue
+        # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
+        # (they depend on the seed and the data only); cached per row
         frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
                                                  **inter_kwargs))
         if args.no_report:
@@ -84,8 +120,13 @@ def main(argv=None):
         table.append(dict(row=name, switches=', '.join(f'{k}={v}' for k, v in switches.items()) or '(paper default)',
                           params_M=params / 1e6, MMACs=macs / 1e6, top1_mean=float(np.mean(accs)),
                           top1_spread=float(np.std(accs, ddof=1)) if len(accs) > 1 else float('nan'),
-                          seeds=len(accs), train_images_per_s=float(np.mean(speeds))))
-    if args.no_report:
+                          seeds=len(accs), train_images_per_s=float(np.mean(speeds)),
+                          wall_min=float(np.sum(walls)) / 60))
+    if missing:
+        print(f'[ablate] not finished (left out of the tables; run the command again to resume them): '
+              f'{", ".join(missing)}' + (f'; failed jobs: {", ".join(failed)} (logs in {args.out}/jobs)' if failed else ''),
+              file=sys.stderr)
+    if args.no_report or not table:
         return
     frame = pd.concat(frames, ignore_index=True)
     curve = strength_curve(frame)
@@ -119,6 +160,41 @@ def main(argv=None):
         plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
     print(md)
     print(f'wrote {args.out}/ablation.csv, ablation.md, ablation_curves.png')
+    _record(store, args, budget, rows, result, per_seed, band, frame)
+
+
+def _record(store, args, budget, rows, result, per_seed, band, frame):
+    """Each row an MLflow run (switches and budget as parameters; top-1 mean/spread, middle share, images/s, wall
+    time as metrics), its seeds child runs, and the study's tables and figure on a summary run."""
+    if store is None:
+        return
+    share_col = f'middle_share_{band[0]:g}-{band[1]:g}n'
+    common = dict(model=budget.model, epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
+                  limit_train_batches=budget.limit_train_batches, seeds=budget.seeds, out=os.path.abspath(args.out),
+                  interaction=describe_contexts(frame))
+    for r in result.to_dict('records'):
+        name, switches = r['row'], rows[r['row']]
+        metrics = {k: r[k] for k in ('top1_mean', 'top1_spread', 'train_images_per_s', 'wall_min', 'params_M', 'MMACs')}
+        parent = safe_record(store, f'{args.out}:{name}', {**common, **{f'switch.{k}': v for k, v in switches.items()}},
+                             {**metrics, 'middle_share': r[share_col]}, name=name, tags=dict(row=name, study='ablation'))
+        for seed in budget.seeds:
+            res = per_seed.get((name, seed))
+            if res is None or parent is None:
+                continue
+            run_dir = os.path.join(args.out, name, f'seed{seed}')
+            safe_record(store, f'{args.out}:{name}:seed{seed}', {**common, 'seed': seed},
+                        {'top1': 100 * res['test/acc1'], 'top5': 100 * res.get('test/acc5', float('nan')),
+                         'train_images_per_s': res['train_images_per_second'],
+                         'wall_min': res.get('wall_seconds', float('nan')) / 60},
+                        artifacts=[os.path.join(run_dir, 'config.yaml'), os.path.join(run_dir, 'results.yaml'),
+                                   os.path.join(run_dir, 'learning_curve.png')],
+                        parent_run_id=parent, name=f'{name} seed {seed}', tags=dict(row=name, seed=seed))
+    safe_record(store, f'{args.out}:summary', common, {'rows': len(result)},
+                artifacts=[os.path.join(args.out, n) for n in ('ablation.csv', 'ablation.md', 'ablation_curves.png',
+                                                               'ablation_curve.csv')] + [args.config],
+                name='summary', tags=dict(study='ablation'))
+    print(f'recorded {len(result)} rows in {store.uri} (experiment {store.experiment!r}); browse: mlflow ui '
+          f'--backend-store-uri {store.uri}')
 
 
 if __name__ == '__main__':

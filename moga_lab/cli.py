@@ -76,3 +76,55 @@ def user_errors() -> tuple:
     from .data import DataError
     from .models import CheckpointMismatchError
     return (ValueError, FileNotFoundError, DataError, CheckpointMismatchError)
+
+
+class _InOrder(argparse.Action):
+    """Records --checkpoint / --model / --weights in command-line order (models keep the order they were named in)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, 'sources', list(getattr(namespace, 'sources', None) or []) + [(self.dest, values)])
+
+
+def add_model_arguments(p: argparse.ArgumentParser, images: bool = True) -> None:
+    """The model options every analysis command shares: fit checkpoints and/or ``--model NAME --weights FILE``,
+    labels, EMA choice; with ``images`` the ImageFolder selection (one image per class, eval transform)."""
+    from .loaders import EVAL_TRANSFORMS
+    p.set_defaults(sources=[])
+    p.add_argument('--checkpoint', action=_InOrder, metavar='FILE',
+                   help='a checkpoint written by moga_lab.fit; repeat for several models')
+    p.add_argument('--model', action=_InOrder, metavar='NAME',
+                   help='a timm model name (moganet_tiny, convnext_tiny, swin_tiny_patch4_window7_224, ...) whose '
+                        'weights --weights names; repeat --model/--weights for several models')
+    p.add_argument('--weights', action=_InOrder, metavar='FILE',
+                   help="the k-th --model's local weights file: the authors' *.pth.tar or timm-format weights")
+    p.add_argument('--label', action='append', help='a name per model for tables and legends, in the order named')
+    p.add_argument('--no-ema', action='store_true',
+                   help='--weights holding EMA weights: load the raw state_dict instead (default: EMA, as timm does)')
+    if images:
+        p.add_argument('--one-per-class', action='store_true',
+                       help='draw each image from another class (the authors\' list: one ImageNet image per class)')
+        p.add_argument('--eval-transform', type=choice(EVAL_TRANSFORMS), default='auto',
+                       help='--model/--weights on an ImageFolder: model = the (first) model\'s pretrained config, paper '
+                            '= resize 256 (bilinear) -> centre crop 224, ImageNet mean/std for every model (the '
+                            "authors'); auto (default) = model for one model, paper for several")
+
+
+def model_sources(args) -> list:
+    """``[('checkpoint', path) | ('model', name, weights), ...]`` from :func:`add_model_arguments`'s options; the k-th
+    --model takes the k-th --weights."""
+    sources = getattr(args, 'sources', None) or []
+    names = [v for k, v in sources if k == 'model']
+    weights = [v for k, v in sources if k == 'weights']
+    if len(names) != len(weights):
+        raise ValueError(f'{len(names)} --model for {len(weights)} --weights: give each --model NAME its --weights FILE '
+                         f'(a local file; nothing is downloaded)')
+    out, k = [], 0
+    for kind, value in sources:
+        if kind == 'checkpoint':
+            out.append(('checkpoint', value))
+        elif kind == 'model':
+            out.append(('model', value, weights[k]))
+            k += 1
+    if not out:
+        raise ValueError('no model given: pass --checkpoint FILE (a fit checkpoint) or --model NAME --weights FILE')
+    return out

@@ -69,7 +69,20 @@ def build_parser() -> Parser:
     g.add_argument('--interaction-every', type=int, help='compute the interaction curve on a few validation images '
                    'every K epochs (interaction_by_epoch.csv/png in the run directory)')
     g.add_argument('--interaction-images', type=int, help='images for --interaction-every (default 4)')
+    g = p.add_argument_group('tracking')
+    g.add_argument('--logger', type=_loggers, help='trackers, comma-separated: csv (always on), tensorboard (default), '
+                   'mlflow, wandb (optional extras: pip install "moga_lab[tracking]" / "moga_lab[wandb]")')
+    g.add_argument('--tracking-uri', help='MLflow store for --logger mlflow (default sqlite:///runs/mlflow.db)')
     return p
+
+
+def _loggers(text: str):
+    import argparse
+    from .training.loggers import parse_loggers
+    try:
+        return parse_loggers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _devices(text: str):
@@ -197,6 +210,10 @@ def _apply_runtime(cfg, args):
         t.checkpoint_every_n_steps = args.checkpoint_every
     if args.no_progress:
         t.progress_bar = False
+    if args.logger is not None:
+        t.loggers = args.logger
+    if args.tracking_uri is not None:
+        t.tracking_uri = args.tracking_uri
 
 
 def _validate(cfg):
@@ -231,6 +248,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .training.config import ConfigError
     try:
         cfg = resolve_config(args)
+        from .training.loggers import check_loggers, parse_loggers
+        cfg.trainer.loggers = parse_loggers(','.join(cfg.trainer.loggers))  # also from a --config YAML
+        check_loggers(cfg.trainer.loggers, cfg.trainer.tracking_uri)  # a tracker asked for but unusable: stop now
         os.environ.setdefault(_RUN_DIR_ENV, cfg.trainer.run_dir)
         from .training.run import prepare
         prepared = prepare(cfg)  # reads the data and builds the network: bad input fails here, in one line

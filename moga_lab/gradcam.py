@@ -1,6 +1,9 @@
 """``python -m moga_lab.gradcam --checkpoint A.ckpt [--checkpoint B.ckpt ...] --num-images 8 --out DIR``
+``python -m moga_lab.gradcam --model moganet_tiny --weights T.pth.tar --model swin_tiny_patch4_window7_224 --weights
+S.pth --data-dir IMAGENET --one-per-class --out DIR``
 
-Grad-CAM maps (captum) of several trained models on the same test images: ``DIR/gradcam_grid.png`` (rows =
+Grad-CAM maps (captum) of several models on the same images (fit checkpoints: their test set; released / timm
+weights: an ImageFolder, one eval transform for all, ``--eval-transform``): ``DIR/gradcam_grid.png`` (rows =
 images, columns = input and one overlay per model) and ``DIR/gradcam_maps.npz`` (maps [models, N, H, W],
 images, labels, predictions, model names, class names).
 """
@@ -9,16 +12,15 @@ import os
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail, user_errors
+from .cli import Parser, add_model_arguments, choice, fail, model_sources, user_errors
 
 
 def build_parser() -> Parser:
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.gradcam', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
-    p.add_argument('--checkpoint', action='append', required=True, help='a fit checkpoint; repeat for several models')
-    p.add_argument('--label', action='append', help='a name per checkpoint for the column titles')
-    p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data")
+    add_model_arguments(p)
+    p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data; imagefolder for --weights")
     p.add_argument('--data-dir')
     p.add_argument('--num-images', type=int, default=8)
     p.add_argument('--seed', type=int, default=0, help='selects the test images')
@@ -35,11 +37,15 @@ def run(args) -> str:
     import torch
 
     from .analysis.gradcam import grad_cam, plot_gradcam_grid
-    from .training import load_classifiers, load_eval_images
+    from .interaction import write_image_list
+    from .loaders import load_eval_images, load_models
 
-    models = load_classifiers(args.checkpoint, args.label)
-    ref = models[0]
-    images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
+                                                         per_class=args.one_per_class, transform=args.eval_transform)
+    for m in models:
+        print(f'{m.name}: {m.source}', file=sys.stderr)
+    print(f'images: {len(ids)} from {info.name}, {info.transform}', file=sys.stderr)
     maps, preds = [], []
     for m in models:
         with torch.no_grad():
@@ -56,11 +62,12 @@ def run(args) -> str:
         preds.append(pred)
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, 'gradcam_grid.png')
-    plot_gradcam_grid(images, maps, [m.name for m in models], targets, preds, ref.class_names, ref.mean, ref.std, png)
+    plot_gradcam_grid(images, maps, [m.name for m in models], targets, preds, info.class_names, info.mean, info.std, png)
+    write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, maps=torch.stack(maps).numpy(), images=images.numpy(), labels=targets.numpy(),
                         predictions=torch.stack(preds).numpy(), image_ids=np.array(ids),
-                        models=np.array([m.name for m in models]), class_names=np.array(ref.class_names))
+                        models=np.array([m.name for m in models]), class_names=np.array(info.class_names))
     tmp = os.path.join(args.out, '.gradcam_maps.npz.tmp')
     with open(tmp, 'wb') as f:
         f.write(buffer.getvalue())

@@ -1,7 +1,10 @@
 """``python -m moga_lab.interaction --checkpoint A.ckpt [--checkpoint B.ckpt ...] --num-images N --out DIR``
+``python -m moga_lab.interaction --model moganet_tiny --weights T.pth.tar --model convnext_tiny --weights C.pth
+--data imagefolder --data-dir IMAGENET --num-images 50 --one-per-class --target-ci 0.05 --out DIR``
 
-Multi-order interaction strength curves (Deng et al. 2022) of several trained models on the same test images,
-pairs and contexts. Writes ``DIR/interaction.csv`` (tidy: one row per model, image and order; also
+Multi-order interaction strength curves (Deng et al. 2022) of several models on the same images, pairs and
+contexts: fit checkpoints on their test set, or released / timm weights on an ImageFolder at 224 px, every model
+seeing the same pixels (``--eval-transform``). Writes ``DIR/interaction.csv`` (tidy: one row per model, image and order; also
 ``.parquet`` when pyarrow is installed; both the authors' naive J and the debiased strength with their noise floor
 and intervals), ``DIR/curve.csv`` (the normalised curve of ``--statistic`` with 95 % bootstrap intervals over
 images) and ``DIR/interaction_curves.png``. ``--target-ci 0.05`` replaces the fixed context budget by a precision
@@ -16,7 +19,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail, user_errors
+from .cli import Parser, add_model_arguments, choice, fail, model_sources, user_errors
 
 PART_GLOB = 'parts/rank*.csv'
 
@@ -26,9 +29,8 @@ def build_parser() -> Parser:
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.interaction', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
-    p.add_argument('--checkpoint', action='append', required=True, help='a fit checkpoint; repeat for several models')
-    p.add_argument('--label', action='append', help='a name per checkpoint for tables and legends')
-    p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data")
+    add_model_arguments(p)
+    p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data; imagefolder for --weights")
     p.add_argument('--data-dir')
     p.add_argument('--num-images', type=int, default=8)
     p.add_argument('--out', required=True, help='output folder')
@@ -38,7 +40,7 @@ def build_parser() -> Parser:
     p.add_argument('--ratios', type=lambda s: tuple(float(r) for r in s.split(',')), default=ORDER_RATIOS,
                    help='order ratios m/(n-2), comma-separated (default the authors\' 13)')
     p.add_argument('--value', type=choice(VALUES), default='log-odds', help='v(S) (default log-odds of the true class)')
-    p.add_argument('--batch-size', type=int, default=256, help='masked images per forward pass')
+    p.add_argument('--batch-size', type=int, help='masked images per forward pass (default 256 up to 64 px, 64 above)')
     p.add_argument('--target-ci', type=float, metavar='REL',
                    help="precision mode: add contexts until every order's 95 %% interval of the debiased strength is "
                         'within REL of its value (e.g. 0.05); default: the fixed --contexts budget')
@@ -56,6 +58,8 @@ def build_parser() -> Parser:
     p.add_argument('--seed', type=int, default=0, help='selects images, pairs and contexts')
     p.add_argument('--devices', type=int, default=1, help='processes to spread the images over (DDP on CPU: gloo)')
     p.add_argument('--no-progress', action='store_true')
+    from .tracking import add_tracking_arguments
+    add_tracking_arguments(p, 'interaction')
     return p
 
 
@@ -66,7 +70,7 @@ def _settings(args, image_size: int):
     s.num_pairs = args.pairs or s.num_pairs
     s.num_contexts = args.contexts or s.num_contexts
     s.ratios = tuple(args.ratios)
-    s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size, args.bf16, args.seed
+    s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size or s.batch_size, args.bf16, args.seed
     s.target_ci, s.max_forwards, s.fuse, s.compile = args.target_ci, args.max_forwards, not args.no_fuse, args.compile
     if s.target_ci is not None and not 0 < s.target_ci <= 1:
         raise ValueError(f'--target-ci={s.target_ci} is out of range; accepted: a fraction in (0, 1], e.g. 0.05')
@@ -103,12 +107,14 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     from .analysis.games import (describe_contexts, evaluation_model, image_set_precision, interaction_strength,
                                  middle_order_share, per_image_target, strength_curve)
     from .analysis.plots import plot_interaction_curves
-    from .training import load_classifiers, load_eval_images
-    from .training.report import atomic_write_csv
+    from .loaders import load_eval_images, load_models
+    from .atomic import atomic_write_csv
 
-    models = load_classifiers(args.checkpoint, args.label)
-    ref = models[0]
-    images, targets, ids, info = load_eval_images(ref, args.num_images, args.data, args.data_dir, args.seed)
+    from .tracking import open_study_store, safe_record
+    store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking) if rank == 0 else None
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
+                                                         per_class=args.one_per_class, transform=args.eval_transform)
     settings = _settings(args, images.shape[-1])
     if settings.target_ci is not None and args.target_over == 'images':
         settings.target_ci = per_image_target(settings.target_ci, len(ids))
@@ -116,7 +122,13 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
 
+    if rank == 0:
+        for m in models:
+            print(f'{m.name}: {m.source}', file=sys.stderr)
+        print(f'images: {len(ids)} from {info.name}, {info.transform}', file=sys.stderr)
     os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
+    if rank == 0:
+        write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)
     part_path = os.path.join(args.out, 'parts', f'rank{rank}.csv')
     done = _read_parts(args.out)
     done_keys = set(zip(done.model, done.image_id)) if done is not None else set()
@@ -155,7 +167,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     png = os.path.join(args.out, 'interaction_curves.png')
     n = int(frame.n_players.iloc[0])
     plot_interaction_curves(curve, png, title=f'Multi-order interaction strength ({args.statistic}): {info.name}, '
-                                              f'{len(ids)} test images, {settings.grid}x{settings.grid} patches')
+                                              f'{len(ids)} images at {images.shape[-1]} px, {settings.grid}x{settings.grid} '
+                                              f'patches')
     print(f'budget: {describe_contexts(frame)}')
     reached = image_set_precision(frame).groupby('model', sort=False).half_width_rel.max()
     for name, rel in reached.items():
@@ -164,8 +177,33 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     shares = middle_order_share(curve)
     for name in [m.name for m in models]:
         print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}): {100 * shares[name]:.1f} %')
-    print(f'wrote {args.out}/interaction.csv, curve.csv, interaction_curves.png')
+    print(f'wrote {args.out}/interaction.csv, curve.csv, interaction_curves.png, images.csv')
+    if store is not None:
+        params = dict(images=len(ids), data=info.name, transform=info.transform, grid=settings.grid,
+                      pairs=settings.num_pairs, contexts=settings.num_contexts, ratios=list(settings.ratios),
+                      target_ci=args.target_ci, target_over=args.target_over, max_forwards=settings.max_forwards,
+                      statistic=args.statistic, value=settings.value, bf16=settings.bf16, seed=args.seed)
+        files = [os.path.join(args.out, n) for n in ('interaction.csv', 'curve.csv', 'interaction_curves.png',
+                                                     'images.csv')]
+        for m in models:
+            sub = frame[frame.model == m.name]
+            safe_record(store, f'{os.path.abspath(args.out)}:{m.name}', {**params, 'model': m.name, 'weights': m.source},
+                        dict(middle_share=shares[m.name], precision_half_width_rel=float(reached.get(m.name, float('nan'))),
+                             forwards_per_image=float(sub.drop_duplicates('image_id').forwards.mean())),
+                        artifacts=files, name=m.name, tags=dict(study='interaction'))
+        print(f'recorded in {store.uri} (experiment {store.experiment!r})')
     return png
+
+
+def write_image_list(path: str, ids, labels, info, paths=None) -> None:
+    """``images.csv``: image_id, label, class name (and file) of the images a run used, written atomically."""
+    import pandas as pd
+    from .atomic import atomic_write_csv
+    frame = pd.DataFrame(dict(image_id=list(ids), label=[int(t) for t in labels],
+                              class_name=[info.class_names[int(t)] for t in labels]))
+    if paths:
+        frame['path'] = paths
+    atomic_write_csv(path, frame)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -10,9 +10,11 @@ import torch
 import yaml
 
 from .analysis.games import InteractionSettings, ORDER_RATIOS, evaluation_model, interaction_strength
-from .training import ModelConfig, build_model, fit, load_classifier, load_eval_images, small_data_recipe
+from .loaders import NamedModel, load_classifier, load_eval_images
+from .training import ModelConfig, build_model, fit, small_data_recipe
 
-__all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'load_study_config']
+__all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
+           'load_study_config']
 
 
 @dataclass
@@ -87,33 +89,41 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
                                ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
                                progress: bool = True, target_ci: Optional[float] = None,
                                max_forwards: Optional[int] = None) -> pd.DataFrame:
-    """Per-image strength rows for every checkpoint (name -> path) on the same test images and pairs (and, in the
-    fixed-budget mode, contexts; with ``target_ci`` each model gets the contexts its precision needs, see
+    """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
+    with ``seed``); see :func:`interaction_of_models`."""
+    models = [load_classifier(path, name) for name, path in checkpoints.items()]
+    images = load_eval_images(models[0], num_images, seed=seed)
+    settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
+                                   target_ci=target_ci, max_forwards=max_forwards)
+    return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress)
+
+
+def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, labels: torch.Tensor,
+                          ids: Sequence[int], settings: InteractionSettings, cache: Optional[str] = None,
+                          progress: bool = True) -> pd.DataFrame:
+    """Per-image strength rows of every model on the same ``images`` [N, C, H, W] and pairs (and, in the
+    fixed-budget mode, contexts; with ``settings.target_ci`` each model gets the contexts its precision needs, see
     :class:`~moga_lab.analysis.games.InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
     results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed."""
     from tqdm.auto import tqdm
-    from .training.report import atomic_write_csv
+    from .atomic import atomic_write_csv
     done = pd.read_csv(cache) if cache and os.path.isfile(cache) else None
     if done is not None and 'I2' not in done.columns:
         done = None  # written before the debiased statistic existed
-    settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
-                                   target_ci=target_ci, max_forwards=max_forwards)
-    first = load_classifier(next(iter(checkpoints.values())))
-    images, labels, ids, _ = load_eval_images(first, num_images, seed=seed)
     frames = [done] if done is not None else []
-    bar = tqdm(total=len(checkpoints) * len(ids), desc='interaction', disable=not progress)
-    for name, path in checkpoints.items():
-        model = None
+    bar = tqdm(total=len(models) * len(ids), desc='interaction', disable=not progress)
+    for m in models:
+        runner = None
         for k, image_id in enumerate(ids):
-            if done is not None and ((done.model == name) & (done.image_id == image_id)).any():
+            if done is not None and ((done.model == m.name) & (done.image_id == image_id)).any():
                 bar.update(1)
                 continue
-            model = model or evaluation_model(load_classifier(path).model, settings)  # fused once per model
-            frames.append(interaction_strength(model, images[k:k + 1], labels[k:k + 1], settings, model_name=name,
+            runner = runner or evaluation_model(m.model, settings)  # fused once per model
+            frames.append(interaction_strength(runner, images[k:k + 1], labels[k:k + 1], settings, model_name=m.name,
                                                image_ids=[image_id]))
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
             bar.update(1)
     bar.close()
     frame = pd.concat(frames, ignore_index=True)
-    return frame[frame.model.isin(list(checkpoints)) & frame.image_id.isin(ids)]
+    return frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(list(ids))]

@@ -1,41 +1,114 @@
-"""``python -m moga_lab.validate --checkpoint FILE [--variant tiny] [--data-dir DIR]``: top-1 / top-5 of a checkpoint.
+"""``python -m moga_lab.validate --checkpoint FILE`` / ``--model NAME --weights FILE --data-dir DIR``: top-1 / top-5.
 
 * A ``.ckpt`` written by ``moga_lab.fit`` rebuilds its own network and, unless told otherwise, evaluates on
-  the test split of the data it was trained on.
-* Any other file is taken as MogaNet weights (e.g. the authors' ``moganet_tiny_sz224_8xbs128_ep300.pth.tar``):
-  ``--variant`` names the architecture, the classifier size and input channels are read from the weights,
-  and ``--data-dir`` is an ImageFolder (``DIR/val/<class>/...`` or ``DIR/<class>/...``) evaluated with the
-  reference's eval transform: bicubic resize to size/0.9, centre crop, ImageNet mean/std.
+  the test split of the data it was trained on (Lightning's Trainer, so DDP-synchronised metrics are checked here).
+* ``--model NAME --weights FILE`` (repeatable): a timm model with a local weights file: the authors' MogaNet releases
+  (``moganet_tiny_sz224_8xbs128_ep300.pth.tar``) or timm-format ConvNeXt / Swin weights, on the ImageFolder
+  ``--data-dir`` (``DIR/val/<class>/...`` or ``DIR/<class>/...``; ImageNet class folders by WordNet ID), each model with
+  its own pretrained eval transform (``--eval-transform paper``: the authors' shared one). ``--checkpoint FILE
+  --variant tiny`` is the older spelling of ``--model moganet_tiny --weights FILE``.
 """
 import os
 import sys
 from typing import List, Optional
 
-from .cli import Parser, choice, fail
+from .cli import Parser, add_model_arguments, choice, fail, model_sources, user_errors
 
 
 def build_parser() -> Parser:
     from .data import DATASETS
+    from .loaders import EVAL_TRANSFORMS
     from .models.moganet import MOGANET_ARCHS, VARIANT_ALIASES
     p = Parser(prog='python -m moga_lab.validate', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
-    p.add_argument('--checkpoint', required=True, help='a fit .ckpt or MogaNet weights (.pth / .pth.tar)')
+    add_model_arguments(p, images=False)
     p.add_argument('--variant', type=choice(list(MOGANET_ARCHS) + sorted(VARIANT_ALIASES)),
-                   help='MogaNet variant of plain weights (ignored for fit checkpoints)')
+                   help='older spelling: --checkpoint WEIGHTS --variant V = --model moganet_V --weights WEIGHTS')
     p.add_argument('--data', type=choice(DATASETS), help='dataset (default: the run\'s, or imagefolder for weights)')
     p.add_argument('--data-dir', help='dataset folder')
-    p.add_argument('--image-size', type=int, default=None, help='eval image size for weights (default 224)')
-    p.add_argument('--crop-pct', type=float, default=0.9)
+    p.add_argument('--eval-transform', type=choice(EVAL_TRANSFORMS), default='model',
+                   help='--weights: each model\'s own pretrained config (model, default) or the authors\' shared '
+                        'resize 256 -> crop 224 (paper)')
+    p.add_argument('--image-size', type=int, default=None, help='--weights: eval image size (default: the model\'s)')
+    p.add_argument('--crop-pct', type=float, default=None, help='--weights: crop fraction (default: the model\'s)')
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--num-workers', type=int, default=2)
     p.add_argument('--split', type=choice(['test', 'val']), default='test',
                    help='for fit checkpoints on Fashion-MNIST/CIFAR: the test set (default) or the held-out val split')
-    p.add_argument('--precision', default='32-true')
+    p.add_argument('--precision', default='32-true', help='32-true or bf16-mixed')
     return p
 
 
-def _is_fit_checkpoint(obj) -> bool:
-    return isinstance(obj, dict) and 'config' in (obj.get('hyper_parameters') or {})
+def _is_fit_checkpoint(path: str) -> bool:
+    import torch
+    try:
+        raw = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:  # noqa: BLE001 - weights saved with pickled extras are not fit checkpoints
+        return False
+    return isinstance(raw, dict) and 'config' in (raw.get('hyper_parameters') or {})
+
+
+def _validate_fit_checkpoint(args, path: str) -> str:
+    import lightning as L
+
+    from .training import ImageClassifier, RunConfig, build_datamodule
+    module = ImageClassifier.load_from_checkpoint(path, map_location='cpu', weights_only=True)
+    cfg = RunConfig.from_dict(module.hparams.config)
+    if args.data:
+        cfg.data.name = args.data
+    if args.data_dir:
+        cfg.data.data_dir = args.data_dir
+    cfg.data.batch_size = args.batch_size
+    dm = build_datamodule(cfg)
+    if (dm.num_classes, dm.in_chans) != (module.hparams.num_classes, module.hparams.in_chans):
+        raise ValueError(f'the checkpoint was trained for {module.hparams.num_classes} classes and '
+                         f'{module.hparams.in_chans} channels; {cfg.data.name} has {dm.num_classes} and {dm.in_chans}')
+    dm.setup('fit' if args.split == 'val' else 'test')
+    loader = dm.val_dataloader() if args.split == 'val' else dm.test_dataloader()
+    trainer = L.Trainer(accelerator='auto', devices=1, precision=args.precision, logger=False,
+                        enable_model_summary=False)
+    out = trainer.test(module, dataloaders=loader, verbose=False)[0]
+    return (f'{cfg.model.name} ({path}) on {cfg.data.name} {args.split}: top-1 {100 * out["test/acc1"]:.2f} %  '
+            f'top-5 {100 * out["test/acc5"]:.2f} %  ({len(loader.dataset)} images)')
+
+
+def evaluate(model, loader, num_classes: int, bf16: bool = False, progress: bool = True):
+    """(top-1, top-5) of an nn.Module over a loader. A plain loop on purpose: any timm model, no LightningModule
+    around it; torchmetrics does the counting (micro-averaged, as ImageNet top-1 is)."""
+    import torch
+    from torchmetrics.classification import MulticlassAccuracy
+    from tqdm.auto import tqdm
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model = model.to(device).eval()
+    top1 = MulticlassAccuracy(num_classes, top_k=1, average='micro').to(device)
+    top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average='micro').to(device)
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        for x, y in tqdm(loader, desc='validate', unit='batch', disable=not progress):
+            logits = model(x.to(device)).float()
+            top1.update(logits, y.to(device))
+            top5.update(logits, y.to(device))
+    return float(top1.compute()), float(top5.compute())
+
+
+def _validate_weights(args, source) -> str:
+    from torch.utils.data import DataLoader
+
+    from .loaders import eval_dataset, load_pretrained
+    _, name, weights = source
+    m = load_pretrained(name, weights, use_ema=not args.no_ema)
+    if args.data not in (None, 'imagefolder'):
+        raise ValueError(f'--data {args.data} does not fit --weights (a {m.num_classes}-class model); use an '
+                         f'ImageFolder: --data-dir DIR')
+    overrides = {}
+    if args.image_size:
+        overrides['input_size'] = (3, args.image_size, args.image_size)
+    if args.crop_pct:
+        overrides['crop_pct'] = args.crop_pct
+    ds, info = eval_dataset([m], args.data_dir, args.eval_transform, overrides)
+    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers)
+    top1, top5 = evaluate(m.model, loader, m.num_classes, bf16='bf16' in args.precision)
+    return (f'{name} ({m.source}) on {info.name}: top-1 {100 * top1:.2f} %  top-5 {100 * top5:.2f} %  '
+            f'({len(ds)} images; {info.transform})')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -43,77 +116,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from .runtime import keep_freed_memory
     keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/runtime.py)
-    prog = parser.prog
-    if not os.path.isfile(args.checkpoint):
-        fail(prog, f'--checkpoint {args.checkpoint!r} does not exist (pass a local file; nothing is downloaded)')
-
-    import lightning as L
-    import torch
-
-    from .data import DataError, create_datamodule
-    from .models import CheckpointMismatchError, load_checkpoint, read_state_dict
-    from .training import ImageClassifier, RunConfig, build_datamodule
-
     try:
-        raw = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
-    except Exception:  # noqa: BLE001 - plain weights saved with pickled extras: read_state_dict handles them
-        raw = None
-    try:
-        if _is_fit_checkpoint(raw):
-            module = ImageClassifier.load_from_checkpoint(args.checkpoint, map_location='cpu', weights_only=True)
-            cfg = RunConfig.from_dict(module.hparams.config)
-            if args.data:
-                cfg.data.name = args.data
-            if args.data_dir:
-                cfg.data.data_dir = args.data_dir
-            cfg.data.batch_size = args.batch_size
-            dm = build_datamodule(cfg)
-            if (dm.num_classes, dm.in_chans) != (module.hparams.num_classes, module.hparams.in_chans):
-                raise ValueError(f'the checkpoint was trained for {module.hparams.num_classes} classes and '
-                                 f'{module.hparams.in_chans} channels; {cfg.data.name} has {dm.num_classes} and '
-                                 f'{dm.in_chans}')
-            dm.setup('fit' if args.split == 'val' else 'test')
-            loader = dm.val_dataloader() if args.split == 'val' else dm.test_dataloader()
-            what = f'{cfg.model.name} ({args.checkpoint}) on {cfg.data.name} {args.split}'
-        else:
-            if not args.variant:
-                raise ValueError('--variant is required for plain MogaNet weights (accepted: xtiny, tiny, small, '
-                                 'base, large, xlarge)')
-            state = read_state_dict(args.checkpoint)
-            head = state.get('head.weight')
-            first = state.get('patch_embed1.projection.0.weight')
-            if head is None or first is None:
-                raise CheckpointMismatchError(f'{args.checkpoint} holds no MogaNet classifier (no head.weight / '
-                                              f'patch_embed1.projection.0.weight)')
-            num_classes, in_chans = int(head.shape[0]), int(first.shape[1])
-            from .models import resolve_variant
-            args.variant = resolve_variant(args.variant)
-            size = args.image_size or 224
-            cfg = RunConfig()
-            cfg.model.name, cfg.model.stem_stride, cfg.model.drop_path_rate = f'moganet_{args.variant}', 4, 0.0
-            module = ImageClassifier(cfg.to_dict(), num_classes=num_classes, in_chans=in_chans, image_size=size)
-            load_checkpoint(module.model, state)
-            data = args.data or 'imagefolder'
-            if data == 'imagefolder':
-                dm = create_datamodule('imagefolder', data_dir=args.data_dir, image_size=size, crop_pct=args.crop_pct,
-                                       batch_size=args.batch_size, num_workers=args.num_workers)
-                dm.setup('validate')
-                loader = dm.val_dataloader()
-            else:
-                dm = create_datamodule(data, data_dir=args.data_dir, batch_size=args.batch_size)
-                dm.setup('test')
-                loader = dm.test_dataloader()
-            if dm.num_classes != num_classes or dm.in_chans != in_chans:
-                raise ValueError(f'the weights have a {num_classes}-class classifier for {in_chans}-channel input; '
-                                 f'the data has {dm.num_classes} classes and {dm.in_chans} channels')
-            what = f'moganet_{args.variant} ({args.checkpoint}) on {data}'
-    except (ValueError, DataError, FileNotFoundError, CheckpointMismatchError) as error:
-        fail(prog, str(error))
-    trainer = L.Trainer(accelerator='auto', devices=1, precision=args.precision, logger=False,
-                        enable_model_summary=False)
-    out = trainer.test(module, dataloaders=loader, verbose=False)[0]
-    print(f'{what}: top-1 {100 * out["test/acc1"]:.2f} %  top-5 {100 * out["test/acc5"]:.2f} %  '
-          f'({len(loader.dataset)} images)')
+        if args.batch_size < 1:
+            raise ValueError(f'--batch-size={args.batch_size} must be >= 1')
+        if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+            raise ValueError(f'--crop-pct={args.crop_pct} is out of range; accepted: a fraction in (0, 1]')
+        sources = model_sources(args)
+        for src in sources:
+            path = src[1] if src[0] == 'checkpoint' else src[2]
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f'{path!r} does not exist (pass a local file; nothing is downloaded)')
+        lines = []
+        for src in sources:
+            if src[0] == 'checkpoint' and _is_fit_checkpoint(src[1]):
+                lines.append(_validate_fit_checkpoint(args, src[1]))
+                continue
+            if src[0] == 'checkpoint':
+                if not args.variant:
+                    raise ValueError(f'{src[1]} is not a fit checkpoint: name its architecture with --model NAME '
+                                     f'--weights {src[1]} (or --variant xtiny|tiny|small|base|large|xlarge)')
+                from .models import resolve_variant
+                src = ('model', f'moganet_{resolve_variant(args.variant)}', src[1])
+            lines.append(_validate_weights(args, src))
+    except user_errors() as error:
+        fail(parser.prog, str(error))
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -23,6 +23,7 @@ class DatasetInfo:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     class_names: Tuple[str, ...]
+    transform: str = ''          # the eval transform, as reports state it
 
 
 class TensorImageDataset(Dataset):

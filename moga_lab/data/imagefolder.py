@@ -9,14 +9,14 @@ from torchvision import datasets
 
 from .base import ClassificationDataModule, DataError, DatasetInfo
 
-__all__ = ['ImageFolderDataModule', 'CorruptImageError']
+__all__ = ['ImageFolderDataModule', 'CorruptImageError', 'load_rgb']
 
 
 class CorruptImageError(DataError):
     pass
 
 
-def _load_rgb(path: str) -> Image.Image:
+def load_rgb(path: str) -> Image.Image:
     try:
         with open(path, 'rb') as f:
             img = Image.open(f)
@@ -63,7 +63,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             auto_augment=self.auto_augment if train else None, re_prob=self.reprob if train else 0.)
 
     def _folder(self, split: str, train: bool) -> datasets.ImageFolder:
-        ds = datasets.ImageFolder(self._split_dir(split), transform=self.transforms(train), loader=_load_rgb)
+        ds = datasets.ImageFolder(self._split_dir(split), transform=self.transforms(train), loader=load_rgb)
         if list(ds.classes) != list(self.info.class_names):
             raise DataError(f'class folders of {self._split_dir(split)} differ from those of the validation set')
         return ds

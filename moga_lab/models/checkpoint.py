@@ -5,7 +5,12 @@ Handles the usual wrappings: ``{'state_dict': ...}`` (the authors' releases, Lig
 holding the network as ``self.model``) prefixes, and a classifier of another size (dropped, the model keeps
 its own). Anything else that does not fit raises :class:`CheckpointMismatchError` listing the missing,
 unexpected and mis-shaped keys. Nothing is ever downloaded.
+
+EMA weights (``state_dict_ema`` of timm's trainer, ``model_ema`` of DeiT-style ones) are taken instead of the raw
+weights only when asked (``use_ema=True``, timm's rule for ``pretrained`` files); :func:`read_weights` says which
+entry was used.
 """
+import argparse
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -14,10 +19,11 @@ from typing import Dict, List, Mapping, Tuple, Union
 import torch
 import torch.nn as nn
 
-__all__ = ['CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'load_checkpoint']
+__all__ = ['CheckpointMismatchError', 'LoadReport', 'read_state_dict', 'read_weights', 'load_checkpoint', 'EMA_KEYS']
 
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'net')
 _PREFIXES = ('module.', '_orig_mod.', 'model.')
+EMA_KEYS = ('state_dict_ema', 'model_ema')
 
 
 class CheckpointMismatchError(ValueError):
@@ -49,7 +55,9 @@ class LoadReport:
 
 def _torch_load(path: str):
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        # timm's trainer (the authors' too) stores its argparse.Namespace beside the weights: allowed, as timm does
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as safe_error:  # noqa: BLE001 - decide below whether the file is unreadable or just pickled
         try:
             # older releases (e.g. training scripts saving argparse.Namespace) need full unpickling;
@@ -57,15 +65,18 @@ def _torch_load(path: str):
             obj = torch.load(path, map_location='cpu', weights_only=False)
         except Exception as error:  # noqa: BLE001
             raise CheckpointMismatchError(
-                f'cannot read checkpoint {path!r}: {error.__class__.__name__}: {error} '
+                f'cannot read checkpoint {path!r}: {error.__class__.__name__}: {str(error).splitlines()[0][:200]} '
                 f'(expected a file written by torch.save)') from None
         warnings.warn(f'{path}: not loadable with weights_only=True ({safe_error.__class__.__name__}); '
                       f'loaded with full unpickling')
         return obj
 
 
-def read_state_dict(source: Union[str, os.PathLike, Mapping]) -> Dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` from a checkpoint path or object, wrappers and prefixes removed."""
+def read_weights(source: Union[str, os.PathLike, Mapping],
+                 use_ema: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
+    """``(state, entry)``: a flat ``{name: tensor}`` from a checkpoint path or object, wrappers and prefixes removed,
+    and the entry it came from (``'state_dict'``, ``'state_dict_ema'``, ``'model'``, ... or ``''`` for a bare dict).
+    With ``use_ema`` an EMA entry is preferred when the checkpoint holds one."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):
@@ -76,11 +87,18 @@ def read_state_dict(source: Union[str, os.PathLike, Mapping]) -> Dict[str, torch
         obj = source
     if not isinstance(obj, Mapping):
         raise CheckpointMismatchError(f'a checkpoint must hold a dict of tensors; got {type(obj).__name__}')
+    entries = []
+    if use_ema:
+        ema = next((k for k in EMA_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if ema:
+            obj = obj[ema]
+            entries.append(ema)
     # unwrap {'state_dict': {...}} / {'model': {...}} (possibly nested once more)
     for _ in range(2):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
+                entries.append(key)
                 break
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
@@ -89,7 +107,13 @@ def read_state_dict(source: Union[str, os.PathLike, Mapping]) -> Dict[str, torch
         with_prefix = [k for k in state if k.startswith(prefix)]
         if with_prefix and len(with_prefix) * 2 >= len(state):
             state = {k[len(prefix):]: state[k] for k in with_prefix}
-    return state
+    return state, '.'.join(entries)
+
+
+def read_state_dict(source: Union[str, os.PathLike, Mapping], use_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` from a checkpoint path or object, wrappers and prefixes removed
+    (see :func:`read_weights`)."""
+    return read_weights(source, use_ema)[0]
 
 
 def _classifier_keys(model: nn.Module) -> List[str]:
@@ -141,7 +165,9 @@ def load_checkpoint(
     problems = report.missing or report.unexpected or report.mis_shaped
     where = source if isinstance(source, (str, os.PathLike)) else 'the given state dict'
     if problems and strict:
-        raise CheckpointMismatchError(f'checkpoint {where} does not fit {model.__class__.__name__}:\n  '
-                                      + report.describe())
+        error = CheckpointMismatchError(f'checkpoint {where} does not fit {model.__class__.__name__}:\n  '
+                                        + report.describe())
+        error.report = report
+        raise error
     model.load_state_dict(state, strict=False)
     return report

@@ -664,12 +664,33 @@ class MogaNet(nn.Module):
 
     fuse = for_inference
 
+    def load_pretrained(self, checkpoint_path: str, use_ema: bool = True) -> None:
+        """timm's hook for ``pretrained=True`` (the configs set ``custom_load``), for a downloaded release file or
+        ``pretrained_cfg_overlay=dict(file=...)``: the authors' ``.pth.tar`` (``{'state_dict': ...}``, timm's
+        trainer ``args`` allowed) or any wrapping :func:`~moga_lab.models.load_checkpoint` reads. EMA weights are
+        used when the file holds them (timm's rule; the authors' loader reads ``state_dict``); a classifier of
+        another size is dropped; ``in_chans`` other than 3 is adapted as timm does. Strict otherwise."""
+        from timm.models import adapt_input_conv
+        from .checkpoint import load_checkpoint, read_weights
+        state, entry = read_weights(checkpoint_path, use_ema=use_ema)
+        first = self.pretrained_cfg.get('first_conv', 'patch_embed1.projection.0') + '.weight'
+        own = self.state_dict().get(first)
+        if own is not None and first in state and state[first].shape[1] != own.shape[1]:
+            state[first] = adapt_input_conv(own.shape[1], state[first])
+        load_checkpoint(self, state, strict=True, allow_classifier_change=True)
+        self.pretrained_source = f'{entry or "weights"} of {checkpoint_path}'
+
 
 # ---- configs and factories ------------------------------------------------------------------------
 
-def _cfg(**kwargs):
+# The authors' release (github.com/Westlake-AI/MogaNet, README "ImageNet-1K"); timm downloads them to its cache.
+RELEASE_URL = 'https://github.com/Westlake-AI/MogaNet/releases/download/moganet-in1k-weights/'
+
+
+def _cfg(file: str = '', **kwargs):
     return {
-        'url': '',
+        'url': RELEASE_URL + file if file else '',
+        'custom_load': bool(file),  # MogaNet.load_pretrained reads the {'state_dict': ...} release format
         'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 0.9, 'interpolation': 'bicubic',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
@@ -680,20 +701,31 @@ def _cfg(**kwargs):
 
 
 default_cfgs = generate_default_cfgs({
-    'moganet_xtiny.in1k': _cfg(),
-    'moganet_tiny.in1k': _cfg(),
-    'moganet_tiny.in1k_256': _cfg(input_size=(3, 256, 256), pool_size=(8, 8)),
-    'moganet_small.in1k': _cfg(),
-    'moganet_base.in1k': _cfg(),
-    'moganet_large.in1k': _cfg(),
-    'moganet_xlarge.in1k': _cfg(),
+    'moganet_xtiny.in1k': _cfg('moganet_xtiny_sz224_8xbs128_ep300.pth.tar'),
+    'moganet_xtiny.in1k_256': _cfg('moganet_xtiny_sz256_8xbs128_ep300.pth.tar', input_size=(3, 256, 256),
+                                   pool_size=(8, 8)),
+    'moganet_tiny.in1k': _cfg('moganet_tiny_sz224_8xbs128_ep300.pth.tar'),
+    'moganet_tiny.in1k_256': _cfg('moganet_tiny_sz256_8xbs128_ep300.pth.tar', input_size=(3, 256, 256),
+                                  pool_size=(8, 8)),
+    'moganet_small.in1k': _cfg('moganet_small_sz224_8xbs128_ep300.pth.tar'),
+    'moganet_base.in1k': _cfg('moganet_base_sz224_8xbs128_ep300.pth.tar'),
+    'moganet_large.in1k': _cfg('moganet_large_sz224_8xbs64_ep300.pth.tar'),
+    'moganet_xlarge.in1k': _cfg('moganet_xlarge_sz224_8xbs64_ep300.pth.tar'),
 })
+
+
+def checkpoint_filter_fn(state_dict, model: MogaNet):
+    """timm's own loading path (a ``pretrained_cfg_overlay`` file or url resets ``custom_load``): unwrap the release
+    format (``{'state_dict': ...}``, EMA preferred as timm does) and the usual prefixes."""
+    from .checkpoint import read_weights
+    return read_weights(state_dict, use_ema=True)[0]
 
 
 def _create_moganet(variant: str, pretrained: bool = False, **kwargs) -> MogaNet:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     return build_model_with_cfg(
         MogaNet, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs,
     )

@@ -3,9 +3,8 @@ from .config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
     small_data_recipe
 from .factory import build_model
 from .module import ImageClassifier, NonFiniteLossError
-from .loading import TrainedClassifier, load_classifier, load_classifiers, load_eval_images
 from .run import FitResult, build_datamodule, fit, prepare
 
 __all__ = ['ConfigError', 'DataConfig', 'ModelConfig', 'OptimConfig', 'RunConfig', 'TrainerConfig', 'paper_recipe',
            'small_data_recipe', 'build_model', 'ImageClassifier', 'NonFiniteLossError', 'FitResult',
-           'build_datamodule', 'fit', 'prepare', 'TrainedClassifier', 'load_classifier', 'load_classifiers', 'load_eval_images']
+           'build_datamodule', 'fit', 'prepare']

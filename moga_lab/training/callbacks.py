@@ -8,7 +8,8 @@ import torch
 
 from ..analysis.games import InteractionSettings, interaction_strength, middle_order_share, strength_curve
 from ..analysis.plots import plot_interaction_evolution
-from .report import atomic_write_csv
+from ..atomic import atomic_write_csv
+from .loggers import log_figure
 
 __all__ = ['InteractionCurveCallback']
 
@@ -51,5 +52,7 @@ class InteractionCurveCallback(L.Callback):
                 old = old[old.epoch != trainer.current_epoch]  # a resumed epoch replaces its row
             frame = curve if old is None else pd.concat([old, curve], ignore_index=True)
             atomic_write_csv(path, frame)
-            plot_interaction_evolution(frame, os.path.join(run_dir, 'interaction_by_epoch.png'))
+            png = os.path.join(run_dir, 'interaction_by_epoch.png')
+            plot_interaction_evolution(frame, png)
+            log_figure(trainer.loggers, 'interaction_by_epoch', png, step=trainer.global_step)
         trainer.strategy.barrier()

@@ -82,6 +82,8 @@ class TrainerConfig:
     val_check_interval: Optional[float] = None  # fraction of an epoch between validations (None = once per epoch)
     interaction_every: Optional[int] = None  # compute the interaction curve every k epochs (InteractionCurveCallback)
     interaction_images: int = 4
+    loggers: Tuple[str, ...] = ('csv', 'tensorboard')  # + mlflow, wandb (moga_lab.training.loggers)
+    tracking_uri: Optional[str] = None   # MLflow store for the mlflow logger (default sqlite:///runs/mlflow.db)
 
 
 @dataclass

@@ -1,78 +1,15 @@
-"""Build any supported classifier by name: MogaNet (with its ablation switches) or a timm ConvNeXt / Swin
-baseline adapted to the input size. Small inputs (<= 64 px) get a stride-2 stem everywhere, so the three
-families see the same resolution per stage:
+"""Build the network a :class:`~moga_lab.training.config.ModelConfig` names (see :mod:`moga_lab.models.factory`)."""
+import dataclasses
 
-* MogaNet: ``stem_stride=2``. With the reference stride 4, a 28 px image leaves a 1x1 map in the last
-  stage, where feature decomposition (x - GAP(x)) is identically zero and the dilated DW convs see only their
-  centre tap; stride 2 keeps 2x2 there (cost: ~1.8x the compute of stride 4).
-* ConvNeXt: ``patch_size=1`` (timm gives stage 0 stride 2 when the patch stem has stride 2, so 2 would
-  still be stride 4 overall and a 28 px input cannot pass the last down-sampling): stages at 28/14/7/3 px.
-* Swin: ``patch_size=2`` and a window that tiles the token grid (7 for 28 px, 4 for 32 px).
-"""
-from typing import Optional
-
-import timm
 import torch.nn as nn
 
-from ..models import resolve_variant
+from ..models.factory import BASELINE_PREFIXES, SMALL_BASELINES, SMALL_IMAGE_MAX, create_classifier, is_moganet
 from .config import ModelConfig
 
-__all__ = ['build_model', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELINES']
-
-SMALL_IMAGE_MAX = 64
-BASELINE_PREFIXES = ('convnext_', 'swin_')
-# Swin below swin_tiny (28M) for CPU comparisons with MogaNet-XT/T: same layout, narrower and fewer heads.
-SMALL_BASELINES = {
-    'swin_femto': ('swin_tiny_patch4_window7_224', dict(embed_dim=32, depths=(2, 2, 6, 2), num_heads=(1, 2, 4, 8))),
-    'swin_pico': ('swin_tiny_patch4_window7_224', dict(embed_dim=48, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16))),
-}
-
-
-def is_moganet(name: str) -> bool:
-    return name.lower().startswith('moganet')
-
-
-def _swin_window(tokens: int, requested: Optional[int]) -> int:
-    if requested is not None:
-        if tokens % requested:
-            raise ValueError(f'Swin window_size={requested} does not tile the {tokens}x{tokens} token grid; '
-                             f'accepted: a divisor of {tokens}')
-        return requested
-    for w in (7, 8, 4, 6, 5, 3, 2):
-        if tokens % w == 0:
-            return w
-    raise ValueError(f'no Swin window tiles a {tokens}x{tokens} token grid; choose another image size')
+__all__ = ['build_model', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELINES', 'is_moganet']
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
-    """A classifier [B, in_chans, image_size, image_size] -> [B, num_classes]."""
-    name = cfg.name
-    small = image_size <= SMALL_IMAGE_MAX
-    extra = dict(cfg.extra or {})
-    if is_moganet(name):
-        variant = resolve_variant(name)
-        stem_stride = cfg.stem_stride if cfg.stem_stride is not None else (2 if small else 4)
-        return timm.create_model(
-            f'moganet_{variant}', num_classes=num_classes, in_chans=in_chans, drop_path_rate=cfg.drop_path_rate,
-            stem_stride=stem_stride, gating=cfg.gating, gate_act=cfg.gate_act, dilations=tuple(cfg.dilations),
-            channel_split=tuple(cfg.channel_split), feat_decompose=cfg.feat_decompose,
-            channel_aggregation=cfg.channel_aggregation, attn_force_fp32=cfg.attn_force_fp32, **extra)
-    base = name
-    if name in SMALL_BASELINES:
-        base, preset = SMALL_BASELINES[name]
-        extra = {**preset, **extra}
-    if not base.startswith(BASELINE_PREFIXES) or base not in timm.list_models():
-        accepted = ['moganet_<xtiny|tiny|small|base|large|xlarge>'] + timm.list_models('convnext_*')[:8] + \
-            ['swin_tiny_patch4_window7_224', 'swin_small_patch4_window7_224'] + list(SMALL_BASELINES)
-        raise ValueError(f'unknown model {name!r}; accepted: {", ".join(accepted)}, or any timm convnext_*/swin_* name')
-    if base.startswith('convnext_'):
-        if small:
-            extra.setdefault('patch_size', 1)
-        return timm.create_model(base, num_classes=num_classes, in_chans=in_chans,
-                                 drop_path_rate=cfg.drop_path_rate, **extra)
-    patch = extra.pop('patch_size', 2 if small else 4)
-    if image_size % patch:
-        raise ValueError(f'image size {image_size} is not a multiple of the Swin patch size {patch}')
-    window = _swin_window(image_size // patch, extra.pop('window_size', None if small else 7))
-    return timm.create_model(base, num_classes=num_classes, in_chans=in_chans, drop_path_rate=cfg.drop_path_rate,
-                             img_size=image_size, patch_size=patch, window_size=window, **extra)
+    """A classifier [B, in_chans, image_size, image_size] -> [B, num_classes] as ``cfg`` describes it."""
+    return create_classifier(num_classes=num_classes, in_chans=in_chans, image_size=image_size,
+                             **dataclasses.asdict(cfg))

@@ -1,32 +1,13 @@
 """Run artefacts: atomic writes, metrics.csv merged over resumed segments, the learning-curve PNG."""
 import glob
 import os
-import tempfile
 from typing import Optional
 
 import pandas as pd
 
+from ..atomic import atomic_write_csv, atomic_write_text
+
 __all__ = ['atomic_write_text', 'atomic_write_csv', 'merge_metrics', 'plot_learning_curve']
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_csv(path: str, frame: pd.DataFrame) -> None:
-    atomic_write_text(path, frame.to_csv(index=False))
 
 
 def merge_metrics(run_dir: str) -> Optional[pd.DataFrame]:

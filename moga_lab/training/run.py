@@ -15,10 +15,10 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 
 from ..data import create_datamodule
 from .config import RunConfig
+from .loggers import build_loggers, log_figure, log_final_metrics
 from .module import ImageClassifier
 from .report import atomic_write_text, merge_metrics, plot_learning_curve
 
@@ -67,13 +67,30 @@ class _ThroughputClock(L.Callback):
             self.images += len(batch[0]) * trainer.world_size
             self._start = None
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.is_global_zero and self.seconds:
+            for logger in trainer.loggers:
+                logger.log_metrics({'train/images_per_second': self.images / self.seconds}, step=trainer.global_step)
+
+
+def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    """{'model': {'name': ..}} -> {'model.name': ..}; lists as text (TensorBoard's HParams view takes scalars)."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
 
 def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
     t = cfg.trainer
     kwargs = dict(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         precision=t.precision, default_root_dir=run_dir, callbacks=callbacks,
-        logger=CSVLogger(save_dir=run_dir, name='logs'), log_every_n_steps=t.log_every_n_steps,
+        logger=build_loggers(t.loggers, run_dir, f'{cfg.model.name} ({os.path.basename(run_dir)})', t.tracking_uri),
+        log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=cfg.optim.grad_clip, enable_progress_bar=t.progress_bar, enable_model_summary=False,
         deterministic=False, num_sanity_val_steps=0,
     )
@@ -147,8 +164,14 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) 
     if trainer.is_global_zero:
         metrics = merge_metrics(run_dir)
         if metrics is not None:
-            plot_learning_curve(metrics, os.path.join(run_dir, 'learning_curve.png'),
-                                title=f'{cfg.model.name} on {cfg.data.name}')
+            curve_png = os.path.join(run_dir, 'learning_curve.png')
+            plot_learning_curve(metrics, curve_png, title=f'{cfg.model.name} on {cfg.data.name}')
+            log_figure(trainer.loggers, 'learning_curve', curve_png, step=int(trainer.global_step))
+        final = {k: v for k, v in results.items()}
+        if metrics is not None and 'val/acc1' in metrics:
+            final['val/acc1_best'] = float(metrics['val/acc1'].max())
+        final['train/images_per_second'] = ips
+        log_final_metrics(trainer.loggers, _flat(cfg.to_dict()), final)
         segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
         summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
                        train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
