@@ -96,6 +96,18 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Ten
         model.train(was_training)
 
 
+def _wrap_name(name: str, width: int = 18) -> str:
+    """'swin_tiny_patch4_window7_224' -> 'swin_tiny_patch4_\\nwindow7_224': long timm names over lines at '_', so
+    neighbouring column titles do not run into each other."""
+    lines, line = [], ''
+    for part in name.replace('_', '_\0').split('\0'):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ''
+        line += part
+    return '\n'.join(lines + [line])
+
+
 def plot_gradcam_grid(images: torch.Tensor, maps: Sequence[torch.Tensor], model_names: Sequence[str],
                       labels: torch.Tensor, predictions: Sequence[torch.Tensor], class_names: Sequence[str],
                       mean: Sequence[float], std: Sequence[float], path: str, alpha: float = 0.5) -> None:
@@ -125,11 +137,13 @@ def plot_gradcam_grid(images: torch.Tensor, maps: Sequence[torch.Tensor], model_
             p = int(pred[r])
             ax.set_title(f'pred: {class_names[p]}', fontsize=8, color='green' if p == int(labels[r]) else 'red')
             if r == 0:
-                ax.annotate(name, (0.5, 1.32), xycoords='axes fraction', ha='center', fontsize=9, weight='bold')
+                ax.annotate(_wrap_name(name), (0.5, 1.32), xycoords='axes fraction', ha='center', va='bottom',
+                            fontsize=9, weight='bold')
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[0, 0].annotate('input', (0.5, 1.32), xycoords='axes fraction', ha='center', fontsize=9, weight='bold')
+    axes[0, 0].annotate('input', (0.5, 1.32), xycoords='axes fraction', ha='center', va='bottom', fontsize=9,
+                        weight='bold')
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label='Grad-CAM (normalised)')
     save_figure(fig, path)
     plt.close(fig)
