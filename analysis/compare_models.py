@@ -21,6 +21,7 @@ can be pointed at with --out); the interaction table is cached per (model, image
 import argparse
 import os
 import sys
+import time
 
 import pandas as pd
 import torch
@@ -30,13 +31,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.cli import add_model_arguments, fail, model_sources, positive_float, user_errors  # noqa: E402
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
-                                     default_settings, middle_share_interval, strength_curve)
+                                     InteractionSettings, default_settings, middle_share_interval, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
-from moga_lab.studies import (Budget, count_params_macs, interaction_of_checkpoints, interaction_of_models,  # noqa: E402
-                              train_variant)
+from moga_lab.studies import Budget, count_params_macs, interaction_of_models, train_variant  # noqa: E402
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -74,6 +74,12 @@ def parse_args(argv=None):
                    help='models to train and compare (when no --checkpoint / --weights is given)')
     add_model_arguments(p)
     p.add_argument('--epochs', type=int, default=2)
+    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--lr', nargs='+', default=['2e-3'], metavar='LR|NAME=LR',
+                   help='learning rate for every model, or per model (e.g. moganet_xtiny=4e-3 convnext_atto=2e-3; '
+                        'models not named take 2e-3)')
+    p.add_argument('--image-size', type=int, default=None,
+                   help='train and analyse at this size (Fashion-MNIST resized, bicubic; default its 28 px)')
     p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
     p.add_argument('--seed', type=int, default=0)
@@ -107,12 +113,10 @@ def main(argv=None):
         args.store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
     except TrackingError as error:
         fail(os.path.basename(__file__), str(error))
-    if args.sources:
-        try:
-            return compare_named(args)
-        except user_errors() as error:
-            fail(os.path.basename(__file__), str(error))
-    return train_and_compare(args)
+    try:
+        return compare_named(args) if args.sources else train_and_compare(args)
+    except user_errors() as error:
+        fail(os.path.basename(__file__), str(error))
 
 
 def record(args, accuracy, frame, params):
@@ -238,21 +242,53 @@ def _gradcam(out, models, images, labels, info):
     return layers
 
 
+def learning_rates(values, models):
+    """['4e-3'] or ['moganet_xtiny=4e-3', ...] -> {model: lr}; ValueError naming the accepted forms."""
+    rates = {m: 2e-3 for m in models}
+    for v in values:
+        name, _, rate = v.rpartition('=')
+        try:
+            lr = float(rate)
+        except ValueError:
+            raise ValueError(f'--lr {v!r} is not accepted; accepted: a number, or NAME=NUMBER for a model of --models')
+        if not name:
+            rates = {m: lr for m in models}
+        elif name not in rates:
+            raise ValueError(f'--lr {v!r} names no model of --models ({", ".join(models)})')
+        else:
+            rates[name] = lr
+    return rates
+
+
 def train_and_compare(args):
-    """Train each model with the same budget on Fashion-MNIST, then compare them."""
+    """Train each model with the same recipe on Fashion-MNIST (each at its own learning rate when --lr names one),
+    then compare them."""
+    import dataclasses
+    rates = learning_rates(args.lr, args.models)
     if args.quick:
-        budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir)
-        inter = dict(num_images=2, grid=4, pairs=2, contexts=2, ratios=(0.0, 0.3, 0.6, 1.0))
+        budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir,
+                        image_size=args.image_size)
+        settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.3, 0.6, 1.0), seed=args.seed)
+        num_images = 2
     else:
-        budget = Budget(epochs=args.epochs, limit_train_batches=args.limit_train_batches, data_dir=args.data_dir)
-        inter = dict(num_images=args.num_images, grid=7, pairs=12, contexts=12, target_ci=args.target_ci)
+        budget = Budget(epochs=args.epochs, batch_size=args.batch_size, limit_train_batches=args.limit_train_batches,
+                        data_dir=args.data_dir, image_size=args.image_size)
+        settings = default_settings(args.image_size or 28)
+        for key, value in (('grid', args.grid), ('num_pairs', args.pairs), ('num_contexts', args.contexts),
+                           ('ratios', args.ratios), ('target_ci', args.target_ci),
+                           ('max_forwards', args.max_forwards)):
+            if value is not None:
+                setattr(settings, key, value)
+        settings.bf16, settings.seed = args.bf16, args.seed
+        num_images = args.num_images
 
     rows, checkpoints = [], {}
     for name in args.models:
         run_dir = os.path.join(args.out, name)
-        r = train_variant(run_dir, budget, args.seed, model_name=name)
-        params, macs = count_params_macs(ModelConfig(name=name))
-        rows.append(dict(model=name, params_M=round(params / 1e6, 2), MMACs=round(macs / 1e6, 1),
+        r = train_variant(run_dir, dataclasses.replace(budget, lr=rates[name]), args.seed, model_name=name)
+        params, macs = count_params_macs(ModelConfig(name=name), image_size=args.image_size or 28)
+        rows.append(dict(model=name, seed=args.seed, lr=rates[name], params_M=round(params / 1e6, 2),
+                         MMACs=round(macs / 1e6, 1),
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
                          train_images_per_s=r['train_images_per_second']))
         ckpt = os.path.join(run_dir, 'best.ckpt')
@@ -261,29 +297,33 @@ def train_and_compare(args):
     os.makedirs(args.out, exist_ok=True)
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
-    frame = interaction_of_checkpoints(checkpoints, cache=os.path.join(args.out, 'interaction.csv'), seed=args.seed,
-                                       **inter)
-    curve, shares, flat = _curves(args, frame, accuracy, 'Fashion-MNIST')
+    trained = [load_classifier(checkpoints[m], m) for m in args.models]
+    ev = load_eval_images(trained[0], num_images, seed=args.seed)
+    start = time.perf_counter()
+    frame = interaction_of_models(trained, ev.images, ev.labels, ev.ids, settings,
+                                  cache=os.path.join(args.out, 'interaction.csv'))
+    wall = time.perf_counter() - start
+    curve, shares, flat = _curves(args, frame, accuracy, f'Fashion-MNIST at {ev.images.shape[-1]} px')
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
-    trained = [load_classifier(checkpoints[m], m) for m in args.models]
     images, labels, _, info, _ = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
     layers = _gradcam(args.out, trained, images, labels, info)
 
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
-Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW lr {budget.lr},
-cosine schedule, label smoothing 0.1, seed {args.seed}. Small-image stems: MogaNet stride 2, ConvNeXt patch 1,
-Swin patch 2 (see moga_lab/training/factory.py).
+Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
+the table), cosine schedule, label smoothing 0.1, seed {args.seed}, {ev.images.shape[-1]} px. Small-image stems: MogaNet
+stride 2, ConvNeXt patch 1, Swin patch 2 (see moga_lab/models/factory.py).
 
 ## Accuracy (10k test images) and interactions
 
 {accuracy.to_markdown(index=False)}
 
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction
-strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {inter['grid']}x{inter['grid']} patches,
-{inter['pairs']} pairs, {describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no
-preferred order) gives {flat:.3f}. {_separation(shares)}
+strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {settings.grid}x{settings.grid} patches,
+{settings.num_pairs} pairs, {describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no
+preferred order) gives {flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min for the models and
+images not cached.
 
 ![interaction curves](interaction_curves.png)
 
@@ -296,8 +336,9 @@ Layers: {'; '.join(layers)}.
     atomic_write_text(os.path.join(args.out, 'report.md'), report)
     print(accuracy.to_markdown(index=False))
     print(f'wrote {args.out}/report.md')
-    record(args, accuracy, frame, dict(budget=budget.describe_epochs(), batch_size=budget.batch_size, lr=budget.lr,
-                                       seed=args.seed, interaction=describe_contexts(frame), statistic=args.statistic))
+    record(args, accuracy, frame, dict(budget=budget.describe_epochs(), batch_size=budget.batch_size,
+                                       image_size=ev.images.shape[-1], seed=args.seed,
+                                       interaction=describe_contexts(frame), statistic=args.statistic))
 
 
 if __name__ == '__main__':

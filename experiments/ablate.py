@@ -4,7 +4,7 @@
 
 Rows (experiments/configs/ablation.yaml): full; no gating branch; gate activation sigmoid / GELU; dilations
 (1,1,1); channel splits 1:0:0 and 1:1:1; no FD; no CA; no FD + no CA + no gating (the plain baseline).
-Columns: parameters, MACs (fvcore, 28 px), test top-1 (mean and spread over seeds), training images/s, and
+Columns: parameters, MACs (fvcore, at the budget's image size), test top-1 (mean and spread over seeds), training images/s, and
 the share of interaction strength in the middle orders (0.2n-0.6n by default) from the interaction tool on
 the seed-0 checkpoint, all rows on the same images, pairs and contexts.
 
@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
-                                     middle_order_share, strength_curve)
+                                     middle_share_difference, middle_share_interval, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config  # noqa: E402
@@ -116,7 +116,7 @@ def main(argv=None):
             continue
         model_cfg = ModelConfig(name=budget.model, **{k: tuple(v) if isinstance(v, list) else v
                                                       for k, v in switches.items()})
-        params, macs = count_params_macs(model_cfg)
+        params, macs = count_params_macs(model_cfg, image_size=budget.image_size or 28)
         table.append(dict(row=name, switches=', '.join(f'{k}={v}' for k, v in switches.items()) or '(paper default)',
                           params_M=params / 1e6, MMACs=macs / 1e6, top1_mean=float(np.mean(accs)),
                           top1_spread=float(np.std(accs, ddof=1)) if len(accs) > 1 else float('nan'),
@@ -130,25 +130,31 @@ def main(argv=None):
         return
     frame = pd.concat(frames, ignore_index=True)
     curve = strength_curve(frame)
-    shares = middle_order_share(curve, *band)
     flat = flat_middle_share(curve, *band)
     result = pd.DataFrame(table)
-    result[f'middle_share_{band[0]:g}-{band[1]:g}n'] = result.row.map(shares)
+    share_col = f'middle_share_{band[0]:g}-{band[1]:g}n'
+    intervals = middle_share_interval(frame, 'debiased', *band).set_index('model')  # 95 % bootstrap over images
+    result[share_col] = result.row.map(intervals.share)
+    result[f'{share_col}_ci_low'] = result.row.map(intervals.ci_low)
+    result[f'{share_col}_ci_high'] = result.row.map(intervals.ci_high)
     os.makedirs(args.out, exist_ok=True)
     atomic_write_csv(os.path.join(args.out, 'ablation.csv'), result)
     atomic_write_csv(os.path.join(args.out, 'ablation_curve.csv'), curve)
     shown = result.copy()
     shown['top-1 (%)'] = [f'{m:.2f} ± {s:.2f}' if s == s else f'{m:.2f}' for m, s in zip(result.top1_mean,
                                                                                         result.top1_spread)]
-    shown = shown[['row', 'switches', 'params_M', 'MMACs', 'top-1 (%)', 'train_images_per_s',
-                   f'middle_share_{band[0]:g}-{band[1]:g}n']]
+    shown['middle share (95 % CI)'] = [f'{v:.3f} ({lo:.3f}-{hi:.3f})' for v, lo, hi in zip(
+        result[share_col], result[f'{share_col}_ci_low'], result[f'{share_col}_ci_high'])]
+    shown = shown[['row', 'switches', 'params_M', 'MMACs', 'top-1 (%)', 'train_images_per_s', 'middle share (95 % CI)']]
     md = (f'MogaNet-XT ablations on Fashion-MNIST: {budget.describe_epochs()}, batch {budget.batch_size}, '
-          f'lr {budget.lr}, '
+          f'lr {budget.lr}, {budget.image_size or 28} px, '
           f'seeds {budget.seeds}; top-1 = mean ± sample std over seeds; middle share = fraction of the normalised '
           f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images, '
           f'{describe_contexts(frame)}; strength: {STATISTIC_TEXT["debiased"]}; a flat '
-          f'curve gives {flat:.3f}); images/s as measured by each training process.\n\n'
+          f'curve gives {flat:.3f}; 95 % interval by bootstrap over the images); images/s as measured by each training '
+          f'process.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
+    md += _claims(frame, result, band)
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
     title = 'MogaNet-XT ablations: multi-order interaction strength'
     if curve.model.nunique() > 4:  # more overlapping bands than one axes can show: one panel per row
@@ -163,6 +169,25 @@ def main(argv=None):
     _record(store, args, budget, rows, result, per_seed, band, frame)
 
 
+def _claims(frame, result, band) -> str:
+    """The paper's claim (gating and channel aggregation raise middle-order interactions), tested row by row against
+    'full' with a paired bootstrap over the shared images: does removing the part lower the middle share?"""
+    rows = list(result.row)
+    if 'full' not in rows:
+        return ''
+    lines = ['', "Middle share of 'full' minus that of each row (paired 95 % bootstrap interval over the same images); the "
+             'paper predicts > 0 where the row removes gating or channel aggregation:', '',
+             '| row | full - row | 95 % interval | decided? |', '| --- | ---: | --- | --- |']
+    for row in rows:
+        if row == 'full':
+            continue
+        d = middle_share_difference(frame, 'full', row, 'debiased', *band)
+        verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
+                   else 'no (interval contains 0)')
+        lines.append(f"| {row} | {d['difference']:+.3f} | {d['ci_low']:+.3f} to {d['ci_high']:+.3f} | {verdict} |")
+    return '\n'.join(lines) + '\n'
+
+
 def _record(store, args, budget, rows, result, per_seed, band, frame):
     """Each row an MLflow run (switches and budget as parameters; top-1 mean/spread, middle share, images/s, wall
     time as metrics), its seeds child runs, and the study's tables and figure on a summary run."""
@@ -170,13 +195,15 @@ def _record(store, args, budget, rows, result, per_seed, band, frame):
         return
     share_col = f'middle_share_{band[0]:g}-{band[1]:g}n'
     common = dict(model=budget.model, epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-                  limit_train_batches=budget.limit_train_batches, seeds=budget.seeds, out=os.path.abspath(args.out),
-                  interaction=describe_contexts(frame))
+                  image_size=budget.image_size or 28, limit_train_batches=budget.limit_train_batches,
+                  seeds=budget.seeds, out=os.path.abspath(args.out), interaction=describe_contexts(frame))
     for r in result.to_dict('records'):
         name, switches = r['row'], rows[r['row']]
         metrics = {k: r[k] for k in ('top1_mean', 'top1_spread', 'train_images_per_s', 'wall_min', 'params_M', 'MMACs')}
+        metrics.update(middle_share=r[share_col], middle_share_ci_low=r[f'{share_col}_ci_low'],
+                       middle_share_ci_high=r[f'{share_col}_ci_high'])
         parent = safe_record(store, f'{args.out}:{name}', {**common, **{f'switch.{k}': v for k, v in switches.items()}},
-                             {**metrics, 'middle_share': r[share_col]}, name=name, tags=dict(row=name, study='ablation'))
+                             metrics, name=name, tags=dict(row=name, study='ablation'))
         for seed in budget.seeds:
             res = per_seed.get((name, seed))
             if res is None or parent is None:

@@ -24,4 +24,5 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write_csv(path: str, frame: pd.DataFrame) -> None:
+    """A DataFrame as CSV (no index), written atomically."""
     atomic_write_text(path, frame.to_csv(index=False))

@@ -14,10 +14,12 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
 
     def error(self, message: str):
+        """One line and exit 2 (argparse prints its usage block otherwise)."""
         self.exit(2, f'{self.prog}: error: {message}\n')
 
 
 def fail(prog: str, message: str, status: int = 2):
+    """Print ``prog: error: message`` on stderr and exit with ``status``."""
     sys.stderr.write(f'{prog}: error: {message}\n')
     raise SystemExit(status)
 

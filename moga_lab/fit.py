@@ -17,6 +17,7 @@ _RUN_DIR_ENV = 'MOGA_LAB_RUN_DIR'  # fixed by rank 0, inherited by DDP workers
 
 
 def build_parser() -> Parser:
+    """The command's options (``--help`` prints them with the module docstring)."""
     from .data import DATASETS
     from .models.moganet import MOGANET_ARCHS, VARIANT_ALIASES
     from .models.moganet import GATE_ACTIVATIONS
@@ -239,6 +240,7 @@ def _validate(cfg):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse ``argv``, run, exit 2 with one line on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from .runtime import keep_freed_memory

@@ -16,6 +16,7 @@ from .cli import Parser, add_model_arguments, choice, fail, model_sources, user_
 
 
 def build_parser() -> Parser:
+    """The command's options (``--help`` prints them with the module docstring)."""
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.gradcam', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
@@ -33,6 +34,7 @@ def build_parser() -> Parser:
 
 
 def run(args) -> str:
+    """Load the models and images, compute and plot the maps, write the npz; the PNG path."""
     import numpy as np
     import torch
 
@@ -79,6 +81,7 @@ def run(args) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse ``argv``, run, exit 2 with one line on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,7 @@ PART_GLOB = 'parts/rank*.csv'
 
 
 def build_parser() -> Parser:
+    """The command's options (``--help`` prints them with the module docstring)."""
     from .analysis.games import ORDER_RATIOS, STATISTICS, VALUES
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.interaction', description=__doc__,
@@ -100,6 +101,7 @@ def _read_parts(out: str):
 
 
 def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Optional[str]:
+    """Compute this rank's share of (model, image) rows, then (rank 0) merge, curve, plot and record; the PNG path."""
     import pandas as pd
     import torch
     from tqdm.auto import tqdm
@@ -207,6 +209,7 @@ def write_image_list(path: str, ids, labels, info, paths=None) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse ``argv``, run, exit 2 with one line on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from .runtime import keep_freed_memory

@@ -24,6 +24,8 @@ class SchedulerError(ValueError):
 
 @dataclass
 class JobOptions:
+    """How a grid runs: the executor and its options (local concurrency and threads per job; Slurm partition, time
+    limit, GPUs, CPUs, array parallelism)."""
     executor: str = 'inline'
     concurrency: int = 1          # local: jobs at once
     threads: Optional[int] = None  # local: intra-op threads per job (default: cores // concurrency)
@@ -34,6 +36,7 @@ class JobOptions:
     array_parallelism: int = 16
 
     def check(self) -> None:
+        """Raise :class:`SchedulerError` (one line) when the executor cannot run here."""
         if self.executor not in EXECUTORS:
             raise SchedulerError(f'--executor {self.executor!r} is not accepted; accepted: {", ".join(EXECUTORS)}')
         if self.executor == 'inline':
@@ -74,6 +77,7 @@ class TrainJob:
 
     @property
     def name(self) -> str:
+        """The run directory, relative to the working directory (for progress lines)."""
         return os.path.relpath(self.run_dir)
 
 

@@ -64,6 +64,7 @@ class NamedModel:
 
     @property
     def is_fit_checkpoint(self) -> bool:
+        """True for a model from a ``moga_lab.fit`` checkpoint (its run's data and transform apply)."""
         return self.run_data is not None
 
 

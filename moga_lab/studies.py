@@ -19,6 +19,8 @@ __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_check
 
 @dataclass
 class Budget:
+    """A study's training budget, the same for every row / model: base model, epochs (and a limit of batches per
+    epoch), batch size, learning rate, seeds, data folder and image size."""
     model: str = 'moganet_xtiny'
     epochs: int = 2
     batch_size: int = 64
@@ -27,6 +29,7 @@ class Budget:
     limit_train_batches: Optional[float] = None
     limit_test_batches: Optional[float] = None
     data_dir: Optional[str] = None
+    image_size: Optional[int] = None     # None = the data's own (28 px for Fashion-MNIST); e.g. 56 to resize
 
     def describe_epochs(self) -> str:
         """'1 epoch(s) over 0.25 of the training set' — the training budget as the reports state it."""
@@ -36,6 +39,7 @@ class Budget:
 
 
 def load_study_config(path: str) -> Dict[str, Any]:
+    """A study YAML (sections budget, interaction, rows or models); a ValueError naming unknown sections."""
     with open(path) as f:
         cfg = yaml.safe_load(f)
     unknown = set(cfg) - {'budget', 'interaction', 'rows', 'models'}
@@ -62,6 +66,7 @@ def train_variant(run_dir: str, budget: Budget, seed: int, model_name: Optional[
         setattr(cfg.model, key, tuple(value) if isinstance(value, list) else value)
     cfg.data.batch_size = budget.batch_size
     cfg.data.data_dir = budget.data_dir
+    cfg.data.image_size = budget.image_size
     cfg.optim.lr = budget.lr
     t = cfg.trainer
     t.epochs, t.seed, t.run_dir = budget.epochs, seed, run_dir

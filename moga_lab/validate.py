@@ -16,6 +16,7 @@ from .cli import Parser, add_model_arguments, choice, fail, model_sources, user_
 
 
 def build_parser() -> Parser:
+    """The command's options (``--help`` prints them with the module docstring)."""
     from .data import DATASETS
     from .loaders import EVAL_TRANSFORMS
     from .models.moganet import MOGANET_ARCHS, VARIANT_ALIASES
@@ -112,6 +113,7 @@ def _validate_weights(args, source) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse ``argv``, run, exit 2 with one line on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from .runtime import keep_freed_memory

@@ -367,3 +367,27 @@ def test_interaction_panels_take_readable_titles(tmp_path, monkeypatch):
     assert 'dashed grey: full;' in seen['suptitle']  # first line of the reference's label only
     plots.plot_interaction_panels(curve, str(tmp_path / 'p.png'), labels={'no_ca': 'CA off'})
     assert seen['titles'] == ['full', 'CA off']  # unlabelled models keep their names
+
+
+def test_middle_share_interval_and_paired_difference():
+    """On a table with known strengths: the share is the band's fraction of the root curve, the interval brackets
+    it, and the paired difference of a model with itself is exactly 0 (image variation cancels)."""
+    import numpy as np
+    import pandas as pd
+    from moga_lab.analysis.games import middle_share_difference, middle_share_interval
+    rng = np.random.default_rng(0)
+    ratios = [0.0, 0.1, 0.3, 0.5, 0.7, 1.0]
+    rows = []
+    for image in range(12):
+        scale = rng.uniform(0.5, 2.0)  # images differ in overall strength, not in shape
+        for model, shape in (('a', [1, 1, 4, 4, 1, 1]), ('b', [1, 1, 1, 1, 1, 1])):
+            for r, v in zip(ratios, shape):
+                rows.append(dict(model=model, image_id=image, ratio=r, I2=scale * v ** 2, J=scale * v))
+    frame = pd.DataFrame(rows)
+    shares = middle_share_interval(frame).set_index('model')
+    assert shares.share['a'] == pytest.approx(8 / 12) and shares.share['b'] == pytest.approx(2 / 6)
+    assert (shares.ci_low <= shares.share + 1e-12).all() and (shares.share <= shares.ci_high + 1e-12).all()
+    d = middle_share_difference(frame, 'a', 'b')
+    assert d['difference'] == pytest.approx(8 / 12 - 2 / 6) and d['ci_low'] > 0 and d['num_images'] == 12
+    same = middle_share_difference(frame, 'a', 'a')
+    assert same['difference'] == 0 and same['ci_low'] == 0 and same['ci_high'] == 0

@@ -35,7 +35,7 @@ from .strength import estimate_strength
 __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve', 'InteractionSettings',
            'ORDER_RATIOS', 'IMAGENET_DEFAULTS', 'SMALL_IMAGE_DEFAULTS', 'VALUES', 'STATISTICS', 'evaluation_model',
            'middle_order_share', 'flat_middle_share', 'STATISTIC_TEXT', 'describe_contexts',
-           'image_set_precision', 'per_image_target', 'middle_share_interval']
+           'image_set_precision', 'per_image_target', 'middle_share_interval', 'middle_share_difference']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 VALUES = ('log-odds', 'logit', 'log-p')
@@ -352,6 +352,31 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low:
         rows.append(dict(model=model, share=float(share(root(values.mean(0)))), ci_low=float(lo), ci_high=float(hi),
                          num_images=len(values)))
     return pd.DataFrame(rows)
+
+
+def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, statistic: str = 'debiased',
+                            low: float = 0.2, high: float = 0.6, num_bootstrap: int = 2000,
+                            seed: int = 0) -> Dict[str, float]:
+    """share(model_a) - share(model_b) of :func:`middle_order_share` on the images both were measured on, with a
+    paired 95 % bootstrap interval (the same resampled images for both models, so image-to-image variation cancels).
+    Returns dict(difference, ci_low, ci_high, num_images)."""
+    column = STATISTICS[statistic]
+    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
+    tables = [frame[frame.model == m].pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean')
+              .sort_index(axis=1) for m in (model_a, model_b)]
+    common = tables[0].index.intersection(tables[1].index)
+    if len(common) == 0:
+        raise ValueError(f'{model_a} and {model_b} share no images in the table')
+    values = [t.loc[common].to_numpy() for t in tables]
+    band = np.asarray((tables[0].columns >= low) & (tables[0].columns <= high))
+
+    def share(curves):
+        return curves[..., band].sum(-1) / curves.sum(-1)
+    idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
+    boot = share(root(values[0][idx].mean(1))) - share(root(values[1][idx].mean(1)))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    diff = share(root(values[0].mean(0))) - share(root(values[1].mean(0)))
+    return dict(difference=float(diff), ci_low=float(lo), ci_high=float(hi), num_images=len(common))
 
 
 def flat_middle_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> float:

@@ -35,6 +35,8 @@ def _family(model: nn.Module) -> str:
 
 
 def default_layer(model: nn.Module) -> nn.Module:
+    """The layer Grad-CAM explains by default: MogaNet ``norm4``, timm ConvNeXt ``stages[-1]``, timm Swin ``layers[-1]``;
+    a ValueError asking for ``layer=`` for other models."""
     family = _family(model)
     if family == 'moganet':
         return getattr(model, f'norm{model.num_stages}')

@@ -15,6 +15,7 @@ def _plt():
 
 
 def save_figure(fig, path: str, dpi: int = 130) -> None:
+    """Save a matplotlib figure as PNG atomically (a temporary file in the folder, then a rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp.png'
     fig.savefig(tmp, dpi=dpi, bbox_inches='tight')

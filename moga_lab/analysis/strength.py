@@ -52,6 +52,7 @@ class CachedValues:
 
     @property
     def forwards(self) -> int:
+        """Distinct coalitions evaluated so far (masked forward passes paid for)."""
         return len(self.table) + self._forgotten
 
     def __call__(self, masks: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,7 @@ class PairSamples:
     dv: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
 
     def add(self, order: torch.Tensor, pair: torch.Tensor, dv: torch.Tensor) -> None:
+        """Append samples: order and pair indices [R] (long) and their dv [R]."""
         self.order = torch.cat([self.order, order])
         self.pair = torch.cat([self.pair, pair])
         self.dv = torch.cat([self.dv, dv.to(torch.float64)])

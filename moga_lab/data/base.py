@@ -16,6 +16,8 @@ class DataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """What a model needs to know about a dataset: name, classes, channels, native image size, normalisation, class
+    names, and (for evaluation sets) the transform in words."""
     name: str
     num_classes: int
     in_chans: int
@@ -100,17 +102,21 @@ class ClassificationDataModule(L.LightningDataModule):
     # shared ---------------------------------------------------------------------------------------
     @property
     def image_size(self) -> int:
+        """The size images are fed at (the ``image_size`` asked for, else the dataset's native size)."""
         return self._image_size or self.info.image_size
 
     @property
     def num_classes(self) -> int:
+        """Number of classes."""
         return self.info.num_classes
 
     @property
     def in_chans(self) -> int:
+        """Image channels."""
         return self.info.in_chans
 
     def transforms(self, train: bool) -> Callable:
+        """uint8 [C, H, W] -> normalised float: pad-and-crop + flip when ``train`` and ``augment``."""
         return small_image_transforms(self.info, train and self.augment, self.image_size, reprob=self.reprob)
 
     def _split(self, n: int) -> Tuple[Sequence[int], Sequence[int]]:
@@ -120,6 +126,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return perm[self.val_size:], perm[:self.val_size]
 
     def setup(self, stage: Optional[str] = None):
+        """Read the data once: train/val split (fixed ``split_seed``) for fit/validate, the test set for test/predict."""
         if stage in (None, 'fit', 'validate') and self.train_set is None:
             full = self._load_train()
             train_idx, val_idx = self._split(len(full))
@@ -140,13 +147,17 @@ class ClassificationDataModule(L.LightningDataModule):
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
+        """Shuffled training batches (``drop_last``: timm's Mixup needs even batches)."""
         return self._loader(self.train_set, True)
 
     def val_dataloader(self):
+        """Validation batches of ``eval_batch_size``."""
         return self._loader(self.val_set, False)
 
     def test_dataloader(self):
+        """Test batches of ``eval_batch_size``."""
         return self._loader(self.test_set, False)
 
     def predict_dataloader(self):
+        """The test batches."""
         return self.test_dataloader()

@@ -13,10 +13,12 @@ __all__ = ['ImageFolderDataModule', 'CorruptImageError', 'load_rgb']
 
 
 class CorruptImageError(DataError):
+    """An image file that PIL cannot read; the message names the file."""
     pass
 
 
 def load_rgb(path: str) -> Image.Image:
+    """An image file as RGB; :class:`CorruptImageError` naming the file when it cannot be read."""
     try:
         with open(path, 'rb') as f:
             img = Image.open(f)
@@ -57,6 +59,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         return None
 
     def transforms(self, train: bool):
+        """timm's ImageNet transforms: RandAugment / random erasing for training, resize by ``crop_pct`` + centre crop at eval."""
         return create_transform(
             self.image_size, is_training=train and self.augment, interpolation=self.interpolation,
             crop_pct=self.crop_pct, mean=self.info.mean, std=self.info.std,
@@ -69,6 +72,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         return ds
 
     def setup(self, stage: Optional[str] = None):
+        """ImageFolders of ``train/``, ``val/`` (and ``test/``, else val) with the same class folders."""
         if stage in (None, 'fit') and self.train_set is None:
             self.train_set = self._folder('train', True)
         if stage in (None, 'fit', 'validate') and self.val_set is None:

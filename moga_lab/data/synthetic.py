@@ -7,6 +7,9 @@ __all__ = ['SyntheticDataModule']
 
 
 class SyntheticDataModule(ClassificationDataModule):
+    """Images generated in memory, each class a fixed random pattern plus Gaussian noise (``noise``): learnable in a
+    few steps, for tests and smoke runs without data."""
+
     def __init__(self, num_classes: int = 4, in_chans: int = 1, image_size: int = 16, train_size: int = 256,
                  test_size: int = 64, noise: float = 0.35, seed: int = 0, **kwargs):
         kwargs.setdefault('val_size', max(1, train_size // 8))

@@ -32,12 +32,15 @@ class CheckpointMismatchError(ValueError):
 
 @dataclass
 class LoadReport:
+    """What :func:`load_checkpoint` did: keys missing from the checkpoint, unexpected in it, mis-shaped (key,
+    checkpoint shape, model shape), and a classifier of another size that was dropped."""
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     mis_shaped: List[Tuple[str, tuple, tuple]] = field(default_factory=list)  # key, checkpoint, model
     dropped_classifier: List[str] = field(default_factory=list)
 
     def describe(self, limit: int = 20) -> str:
+        """The problems as text, one line per kind, at most ``limit`` keys each."""
         def show(items):
             items = list(items)
             more = f' ... and {len(items) - limit} more' if len(items) > limit else ''

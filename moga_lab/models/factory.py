@@ -28,6 +28,7 @@ SMALL_BASELINES = {
 
 
 def is_moganet(name: str) -> bool:
+    """True for ``moganet_*`` names (the MogaNet family, built with its ablation switches)."""
     return name.lower().startswith('moganet')
 
 

@@ -552,11 +552,13 @@ class MogaNet(nn.Module):
     # ---- timm contract ---------------------------------------------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self):
+        """Names of the parameters timm's optimizer factory keeps out of weight decay (the 4-D scales)."""
         # layer scales and element scales are 4-D [1, C, 1, 1], so timm's "ndim <= 1" rule misses them
         return {n for n, _ in self.named_parameters() if 'layer_scale' in n or n.endswith('sigma.scale')}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False):
+        """timm's parameter groups (stem, then stage / block) for layer-wise learning-rate decay."""
         return dict(
             stem=r'^patch_embed1',
             blocks=[(r'^patch_embed(\d+)', None), (r'^blocks(\d+)\.(\d+)', None), (r'^norm(\d+)', (99999,))]
@@ -565,13 +567,17 @@ class MogaNet(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True):
+        """Recompute each block in the backward pass instead of storing its activations (training memory)."""
         self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
+        """The classifier layer (``head``)."""
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        """A new ``num_classes`` head (0 = none: ``forward`` returns pooled features); ``global_pool='avg'`` or
+        ``''`` (no pooling: ``forward`` returns the [B, C4, h, w] map when the head is removed)."""
         if global_pool is not None:
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool={global_pool!r} is not supported; accepted: 'avg', ''")
@@ -648,6 +654,7 @@ class MogaNet(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, in_chans, H, W] -> logits [B, num_classes]."""
         return self.forward_head(self.forward_features(x))
 
     def for_inference(self, channels_last: bool = True, compile: bool = False) -> nn.Module:

@@ -17,11 +17,13 @@ __all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConf
 
 
 class ConfigError(ValueError):
-    pass
+    """A config value or file that cannot be used; the message names it and what is accepted."""
 
 
 @dataclass
 class ModelConfig:
+    """The network: ``name`` (``moganet_<variant>`` or a timm ConvNeXt / Swin name), stochastic depth, the MogaNet
+    stem stride and ablation switches (see :func:`moga_lab.models.create_classifier`), ``extra`` keywords for timm."""
     name: str = 'moganet_small'          # moganet_<variant> or a timm ConvNeXt / Swin name
     drop_path_rate: float = 0.1
     stem_stride: Optional[int] = None    # MogaNet only; None = 4 for >64 px inputs, 2 for small images
@@ -38,6 +40,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """The data: a dataset of :data:`moga_lab.data.DATASETS`, its folder, batch size per device, loader workers,
+    validation hold-out, image size (``None`` = native), augmentation switches."""
     name: str = 'fashion-mnist'
     data_dir: Optional[str] = None
     batch_size: int = 64
@@ -52,6 +56,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """AdamW and its cosine schedule (epochs of warm-up, floor), label smoothing, Mixup / CutMix, EMA decay of the
+    weights (``None`` = off), gradient clipping."""
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 0.2
@@ -66,6 +72,8 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """The Lightning Trainer: epochs and batch limits, devices / strategy / precision, seed, run directory,
+    checkpoint and log cadence, the interaction callback, and the trackers (``loggers``, ``tracking_uri``)."""
     epochs: int = 1
     limit_train_batches: Optional[float] = None  # fraction (<=1) or number of batches per epoch
     limit_val_batches: Optional[float] = None    # same, for validation (quick runs)
@@ -88,12 +96,21 @@ class TrainerConfig:
 
 @dataclass
 class RunConfig:
+    """A whole run in one typed place: ``model``, ``data``, ``optim``, ``trainer``; plain types only, so it
+    round-trips through YAML and ``weights_only`` checkpoints.
+
+    Example::
+
+        cfg = small_data_recipe('xtiny')
+        cfg.optim.lr = 4e-3
+        RunConfig.from_dict(cfg.to_dict()) == cfg   # True"""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def to_dict(self) -> Dict[str, Any]:
+        """Nested plain dict (tuples as lists), as saved in ``config.yaml`` and checkpoints."""
         def plain(v):
             if isinstance(v, tuple):
                 return list(v)
@@ -104,6 +121,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'RunConfig':
+        """Build from a nested dict; unknown sections or keys raise :class:`ConfigError` naming the accepted ones."""
         d = d or {}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -115,6 +133,7 @@ class RunConfig:
         return cls(**parts)
 
     def to_yaml(self) -> str:
+        """The config as YAML text (what ``--config`` reads)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
@@ -124,13 +143,14 @@ def _build(sub_cls, values: Dict[str, Any], section: str):
     if unknown:
         raise ConfigError(f'unknown keys in config section {section!r}: {sorted(unknown)}; accepted: {sorted(names)}')
     values = dict(values)
-    for key in ('dilations', 'channel_split'):
+    for key in ('dilations', 'channel_split', 'loggers'):
         if key in values and values[key] is not None:
             values[key] = tuple(values[key])
     return sub_cls(**values)
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
+    """The mapping in a YAML config file; :class:`ConfigError` for a missing file, bad YAML or a non-mapping."""
     try:
         with open(path) as f:
             data = yaml.safe_load(f)
@@ -180,6 +200,8 @@ _DROP_PATH = dict(xtiny=0.05, tiny=0.1, small=0.1, base=0.2, large=0.3, xlarge=0
 
 
 def small_data_recipe(variant: str) -> RunConfig:
+    """The ``fit`` defaults for Fashion-MNIST-sized data on a 2-core CPU: AdamW lr 2e-3, one epoch (a fraction of
+    it for the larger variants), validation at mid-epoch and at the end, the paper's drop path per variant."""
     v = resolve_variant(variant)
     cfg = RunConfig()
     cfg.model = ModelConfig(name=f'moganet_{v}', drop_path_rate=_DROP_PATH[v])

@@ -21,6 +21,7 @@ __all__ = ['ImageClassifier', 'NonFiniteLossError']
 
 
 class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf; the message names the step and learning rate."""
     pass
 
 

@@ -27,6 +27,7 @@ __all__ = ['fit', 'prepare', 'build_datamodule', 'FitResult']
 
 @dataclass
 class FitResult:
+    """What :func:`fit` returns: the run directory, the test metrics, steps, wall seconds and training images/s."""
     run_dir: str
     test: Dict[str, float]
     global_step: int
@@ -35,6 +36,7 @@ class FitResult:
 
 
 def build_datamodule(cfg: RunConfig):
+    """The LightningDataModule ``cfg.data`` names (see :func:`moga_lab.data.create_datamodule`)."""
     d = cfg.data
     kwargs: Dict[str, Any] = dict(data_dir=d.data_dir, batch_size=d.batch_size, num_workers=d.num_workers,
                                   augment=d.augment, reprob=d.reprob)
