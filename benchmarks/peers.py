@@ -16,9 +16,9 @@ measured ``--rounds`` times, interleaved with its peers, and the best round is k
 does not decide a ratio). Prints one Markdown table: the rates and MogaNet / peer ratios per column.
 """
 import argparse
+import os
 import platform
-import statistics
-import time
+import sys
 
 import pandas as pd
 import timm
@@ -26,6 +26,9 @@ import torch
 
 import moga_lab  # noqa: F401
 from moga_lab.runtime import keep_freed_memory
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
 
 PAIRS = {
     'xt': ('moganet_xtiny', 76.5, [('convnext_atto', 75.7)]),
@@ -53,16 +56,10 @@ def build(name: str) -> torch.nn.Module:
 
 
 def rate(model, batch: int, bf16: bool, repeats: int) -> float:
+    """images/s: throughput.py's timing (two warm-ups, median of ``repeats``), in inference mode and autocast."""
     x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-        model(x)
-        model(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+        return throughput.rate(model, x, repeats)
 
 
 def main(argv=None):

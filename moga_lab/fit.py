@@ -252,6 +252,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = resolve_config(args)
         from .training.loggers import check_loggers, parse_loggers
         cfg.trainer.loggers = parse_loggers(','.join(cfg.trainer.loggers))  # also from a --config YAML
+        if cfg.trainer.tracking_uri and 'mlflow' not in cfg.trainer.loggers:
+            raise ValueError(f'--tracking-uri {cfg.trainer.tracking_uri} is only used by the mlflow logger; add mlflow to '
+                             f'--logger (e.g. --logger tensorboard,mlflow)')
         check_loggers(cfg.trainer.loggers, cfg.trainer.tracking_uri)  # a tracker asked for but unusable: stop now
         os.environ.setdefault(_RUN_DIR_ENV, cfg.trainer.run_dir)
         from .training.run import prepare

@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ['TrainJob', 'JobOptions', 'run_jobs', 'EXECUTORS', 'SchedulerError']
@@ -138,7 +138,3 @@ def run_jobs(jobs: Sequence[TrainJob], options: JobOptions, folder: str, progres
     print(f'[jobs] submitted a Slurm array of {len(handles)} jobs ({handles[0][1].job_id.split("_")[0]}); logs in '
           f'{folder}. Run the same command again after they finish to write the report.', flush=True)
     return failed
-
-
-def describe(options: JobOptions) -> Dict[str, Any]:
-    return asdict(options)

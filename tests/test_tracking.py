@@ -74,6 +74,7 @@ def test_fit_logs_to_mlflow_and_the_numbers_match(tmp_path):
     (['--logger', 'neptune'], "--logger neptune is not accepted; accepted: any of csv, tensorboard, mlflow, wandb"),
     (['--logger', 'mlflow', '--tracking-uri', 'http://127.0.0.1:9'], 'cannot be reached'),
     (['--logger', 'mlflow', '--tracking-uri', 'ftp://x'], 'is not accepted'),
+    (['--tracking-uri', 'sqlite:///x.db'], 'add mlflow to --logger'),
 ])
 def test_fit_tracker_problems_stop_before_training(tmp_path, capsys, argv, message):
     if 'mlflow' in argv and not has_mlflow:
