@@ -29,7 +29,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from moga_lab.cli import add_model_arguments, fail, model_sources, positive_float, user_errors  # noqa: E402
+from moga_lab.cli import add_model_arguments, fail, model_sources, positive_float, unit_fraction, user_errors  # noqa: E402
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
                                      InteractionSettings, default_settings, middle_share_interval, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
@@ -82,6 +82,7 @@ def parse_args(argv=None):
                    help='train and analyse at this size (Fashion-MNIST resized, bicubic; default its 28 px)')
     p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
+    p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/compare')
     p.add_argument('--num-images', type=int, default=8, help='images for the interaction curves')
@@ -99,7 +100,7 @@ def parse_args(argv=None):
     p.add_argument('--ratios', type=lambda v: tuple(float(r) for r in v.split(',')), default=None,
                    help="order ratios m/(n-2), comma-separated (default the authors' 13)")
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes (2x faster on '
-                   'AVX-512-bf16 / AMX CPUs; see the README)')
+                   'AVX-512-bf16 / AMX CPUs; see docs/interaction.md)')
     p.add_argument('--statistic', choices=STATISTICS, default='debiased',
                    help='curve statistic: debiased (root-mean-square of I, noise removed; default) or naive '
                         '(the authors\' mean |I|)')
@@ -272,7 +273,7 @@ def train_and_compare(args):
         num_images = 2
     else:
         budget = Budget(epochs=args.epochs, batch_size=args.batch_size, limit_train_batches=args.limit_train_batches,
-                        data_dir=args.data_dir, image_size=args.image_size)
+                        data_dir=args.data_dir, image_size=args.image_size, drop_path_rate=args.drop_path)
         settings = default_settings(args.image_size or 28)
         for key, value in (('grid', args.grid), ('num_pairs', args.pairs), ('num_contexts', args.contexts),
                            ('ratios', args.ratios), ('target_ci', args.target_ci),
@@ -312,7 +313,8 @@ def train_and_compare(args):
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
 Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
-the table), cosine schedule, label smoothing 0.1, seed {args.seed}, {ev.images.shape[-1]} px. Small-image stems: MogaNet
+the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_path_rate:g}, seed {args.seed},
+{ev.images.shape[-1]} px. Small-image stems: MogaNet
 stride 2, ConvNeXt patch 1, Swin patch 2 (see moga_lab/models/factory.py).
 
 ## Accuracy (10k test images) and interactions

@@ -112,7 +112,7 @@ def add_model_arguments(p: argparse.ArgumentParser, images: bool = True) -> None
 
 
 def model_sources(args) -> list:
-    """``[('checkpoint', path) | ('model', name, weights), ...]`` from :func:`add_model_arguments`'s options; the k-th
+    """``[('checkpoint', path) | ('model', name, weights), ...]`` from `add_model_arguments`'s options; the k-th
     --model takes the k-th --weights."""
     sources = getattr(args, 'sources', None) or []
     names = [v for k, v in sources if k == 'model']

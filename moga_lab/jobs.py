@@ -2,7 +2,7 @@
 
 ``local``: each job is its own process on this machine, at most ``concurrency`` at a time, each pinned to
 ``threads`` intra-op threads (two torch processes on 2 cores must not oversubscribe them); ``slurm``: a job array
-(``--partition``, ``--time``, ``--gpus``, ``--array-parallelism``). A job is :func:`moga_lab.studies.train_variant`,
+(``--partition``, ``--time``, ``--gpus``, ``--array-parallelism``). A job is `moga_lab.studies.train_variant`,
 which resumes from its own ``last.ckpt``: resubmitting a grid (or a preempted job, via submitit's ``checkpoint``)
 continues where each job stopped, and finished jobs return at once. Job logs go to ``<out>/jobs/``.
 """
@@ -36,7 +36,7 @@ class JobOptions:
     array_parallelism: int = 16
 
     def check(self) -> None:
-        """Raise :class:`SchedulerError` (one line) when the executor cannot run here."""
+        """Raise `SchedulerError` (one line) when the executor cannot run here."""
         if self.executor not in EXECUTORS:
             raise SchedulerError(f'--executor {self.executor!r} is not accepted; accepted: {", ".join(EXECUTORS)}')
         if self.executor == 'inline':

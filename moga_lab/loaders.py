@@ -9,8 +9,8 @@ Two kinds of sources:
   or timm-format ConvNeXt / Swin weights (the original FB / MS formats too, through timm's own converters), evaluated
   with the model's pretrained config (resize by crop_pct, centre crop, interpolation, mean/std) on an ImageFolder.
 
-:func:`load_models` gives a :class:`NamedModel` per source; :func:`load_eval_images` draws, reproducibly, the images all
-of them are shown (one transform for all when several are compared, see :data:`EVAL_TRANSFORMS`). Every analysis
+`load_models` gives a `NamedModel` per source; `load_eval_images` draws, reproducibly, the images all
+of them are shown (one transform for all when several are compared, see `EVAL_TRANSFORMS`). Every analysis
 command and study script loads models here; this module does not import the training package.
 
 ImageFolder class order: a 1000-class ImageNet model's labels are taken from folder names that are WordNet IDs
@@ -82,12 +82,25 @@ class EvalImages(NamedTuple):
 # ---- models -------------------------------------------------------------------------------------
 
 def load_classifier(path: str, label: Optional[str] = None) -> NamedModel:
-    """The network a ``moga_lab.fit`` checkpoint holds (``[B, C, H, W] -> [B, classes]``, eval mode).
+    """The network a ``moga_lab.fit`` checkpoint holds ([B, C, H, W] -> [B, classes], eval mode), with its data's
+    normalisation and class names. Imports nothing of ``moga_lab.training``.
 
-    Example::
+    Args:
+        path: a ``best.ckpt`` / ``last.ckpt`` written by `moga_lab.training.fit`.
+        label: the name reports use; None = the run's model name.
 
+    Returns:
+        A `NamedModel`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        moga_lab.models.CheckpointMismatchError: the file is not a fit checkpoint or does not fit its model.
+
+    Example:
+        ```python
         m = load_classifier('runs/xt/best.ckpt')
-        images, labels, ids, info = load_eval_images(m, 8, seed=0)
+        images, labels, ids, info, paths = load_eval_images(m, 8, seed=0)
+        ```
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
@@ -154,13 +167,28 @@ def _imagenet_names(num_classes: int):
 
 def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, use_ema: bool = True) -> NamedModel:
     """``timm.create_model(model_name)`` with ``weights`` (a local file) loaded strictly; the classifier size is read
-    from the file. EMA weights are used when the file holds them (timm's rule; ``use_ema=False`` takes
-    ``state_dict``); ``source`` says which entry was loaded.
+    from the file. EMA weights are used when the file holds them (timm's rule); ``source`` of the result says which
+    entry was loaded.
 
-    Example::
+    Args:
+        model_name: any timm name (``moganet_tiny``, ``convnext_tiny``, ``swin_tiny_patch4_window7_224``, ...).
+        weights: the local weights file (the authors' release layout, timm's, or the original FB / MS formats).
+        label: the name reports use; None = ``model_name``.
+        use_ema: prefer the EMA entry when present; False takes ``state_dict``.
 
+    Returns:
+        A `NamedModel` with ``data_config`` (timm's eval transform of the model).
+
+    Raises:
+        FileNotFoundError: the file does not exist (nothing is downloaded).
+        moga_lab.models.CheckpointMismatchError: the weights belong to another architecture (the message names what
+            the file looks like).
+
+    Example:
+        ```python
         m = load_pretrained('moganet_tiny', 'moganet_tiny_sz224_8xbs128_ep300.pth.tar')
         m.data_config   # {'input_size': (3, 224, 224), 'crop_pct': 0.9, 'interpolation': 'bicubic', ...}
+        ```
     """
     import timm
     from timm.data import resolve_data_config
@@ -205,8 +233,19 @@ Source = Union[Tuple[str, str], Tuple[str, str, str]]  # ('checkpoint', path) or
 
 def load_models(sources: Sequence[Source], labels: Optional[Sequence[str]] = None,
                 use_ema: bool = True) -> List[NamedModel]:
-    """Several models that are to see the same images. ``sources``: ``('checkpoint', path)`` or
-    ``('model', name, weights)``; names come from ``labels`` or the model names (made unique when two clash)."""
+    """Several models that are to see the same images.
+
+    Args:
+        sources: ``('checkpoint', path)`` or ``('model', name, weights)`` per model, in order.
+        labels: one name per model; None = the model names (made unique when two clash).
+        use_ema: for named weights, prefer the EMA entry.
+
+    Returns:
+        The `NamedModel` list, in the order given.
+
+    Raises:
+        ValueError: no model, or a label count that does not match.
+    """
     labels = list(labels or [])
     if not sources:
         raise ValueError('no model given: pass --checkpoint FILE (a fit checkpoint) or --model NAME --weights FILE')
@@ -239,7 +278,7 @@ def load_models(sources: Sequence[Source], labels: Optional[Sequence[str]] = Non
 
 
 def load_classifiers(paths: Sequence[str], labels: Optional[Sequence[str]] = None) -> List[NamedModel]:
-    """Several fit checkpoints (see :func:`load_models`)."""
+    """Several fit checkpoints (see `load_models`)."""
     return load_models([('checkpoint', p) for p in paths], labels)
 
 
@@ -247,7 +286,7 @@ def load_classifiers(paths: Sequence[str], labels: Optional[Sequence[str]] = Non
 
 def transform_config(models: Sequence[NamedModel], choice: str = 'auto') -> Dict[str, Any]:
     """The one eval config (timm ``create_transform`` keywords) every named model is shown: ``model`` = the first
-    model's pretrained config, ``paper`` = :data:`PAPER_TRANSFORM`, ``auto`` = ``model`` for one model, ``paper``
+    model's pretrained config, ``paper`` = `PAPER_TRANSFORM`, ``auto`` = ``model`` for one model, ``paper``
     for several."""
     if choice not in EVAL_TRANSFORMS:
         raise ValueError(f'--eval-transform {choice!r} is not accepted; accepted: {", ".join(EVAL_TRANSFORMS)}')
@@ -362,11 +401,27 @@ def _check_input_size(models: Sequence[NamedModel], size: int) -> None:
 def load_eval_images(models: Union[NamedModel, Sequence[NamedModel]], num_images: int, data: Optional[str] = None,
                      data_dir: Optional[str] = None, seed: int = 0, per_class: bool = False,
                      transform: str = 'auto') -> EvalImages:
-    """``num_images`` evaluation images drawn with ``seed`` (``per_class``: one image from each of ``num_images``
-    classes, as the authors' list), normalised for ``models``.
+    """``num_images`` evaluation images drawn with ``seed``, normalised for ``models``.
 
-    Fit checkpoints: their run's test set (or ``data`` / ``data_dir``), normalised as in training. Named models:
-    the ImageFolder ``data_dir`` with the eval transform ``transform`` chooses (see :func:`transform_config`)."""
+    Fit checkpoints: their run's test set (or ``data`` / ``data_dir``), normalised as in training. Named models: the
+    ImageFolder ``data_dir`` with the eval transform ``transform`` chooses (see `transform_config`).
+
+    Args:
+        models: one model or the models of a comparison (all see the same pixels).
+        num_images: images to draw.
+        data: a dataset name of `moga_lab.data.DATASETS` instead of the checkpoint's.
+        data_dir: the dataset's folder (an ImageFolder tree for named models).
+        seed: seed of the draw.
+        per_class: one image from each of ``num_images`` classes, as the authors' list.
+        transform: 'auto', 'model' (each model's own timm config; one model only) or 'paper' (resize 256 bilinear,
+            centre crop 224, ImageNet mean / std).
+
+    Returns:
+        `EvalImages` ``(images, labels, ids, info, paths)``.
+
+    Raises:
+        moga_lab.data.DataError: missing data, a folder without images, or classes that do not match the models.
+    """
     models = [models] if isinstance(models, NamedModel) else list(models)
     ref = models[0]
     if ref.is_fit_checkpoint:

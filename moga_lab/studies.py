@@ -20,7 +20,7 @@ __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_check
 @dataclass
 class Budget:
     """A study's training budget, the same for every row / model: base model, epochs (and a limit of batches per
-    epoch), batch size, learning rate, seeds, data folder and image size."""
+    epoch), batch size, learning rate, stochastic depth, seeds, data folder and image size."""
     model: str = 'moganet_xtiny'
     epochs: int = 2
     batch_size: int = 64
@@ -30,6 +30,7 @@ class Budget:
     limit_test_batches: Optional[float] = None
     data_dir: Optional[str] = None
     image_size: Optional[int] = None     # None = the data's own (28 px for Fashion-MNIST); e.g. 56 to resize
+    drop_path_rate: float = 0.05
 
     def describe_epochs(self) -> str:
         """'1 epoch(s) over 0.25 of the training set' — the training budget as the reports state it."""
@@ -58,7 +59,7 @@ def train_variant(run_dir: str, budget: Budget, seed: int, model_name: Optional[
             return yaml.safe_load(f)
     cfg = small_data_recipe('xtiny')
     cfg.model.name = model_name or budget.model
-    cfg.model.drop_path_rate = 0.05
+    cfg.model.drop_path_rate = budget.drop_path_rate
     for key, value in switches.items():
         if not hasattr(cfg.model, key):
             raise ValueError(f'unknown model switch {key!r}; accepted: gating, gate_act, dilations, channel_split, '
@@ -95,7 +96,7 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
                                progress: bool = True, target_ci: Optional[float] = None,
                                max_forwards: Optional[int] = None) -> pd.DataFrame:
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
-    with ``seed``); see :func:`interaction_of_models`."""
+    with ``seed``); see `interaction_of_models`."""
     models = [load_classifier(path, name) for name, path in checkpoints.items()]
     images = load_eval_images(models[0], num_images, seed=seed)
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
@@ -108,7 +109,7 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
                           progress: bool = True) -> pd.DataFrame:
     """Per-image strength rows of every model on the same ``images`` [N, C, H, W] and pairs (and, in the
     fixed-budget mode, contexts; with ``settings.target_ci`` each model gets the contexts its precision needs, see
-    :class:`~moga_lab.analysis.games.InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
+    `InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
     results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed."""
     from tqdm.auto import tqdm
     from .atomic import atomic_write_csv

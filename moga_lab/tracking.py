@@ -26,7 +26,7 @@ class TrackingError(ValueError):
 
 
 def resolve_tracking_uri(uri: Optional[str] = None) -> str:
-    """The store to use: the one named, else ``$MLFLOW_TRACKING_URI``, else :data:`DEFAULT_TRACKING_URI`."""
+    """The store to use: the one named, else ``$MLFLOW_TRACKING_URI``, else `DEFAULT_TRACKING_URI`."""
     return uri or os.environ.get('MLFLOW_TRACKING_URI') or DEFAULT_TRACKING_URI
 
 
@@ -44,7 +44,7 @@ def mlflow_artifact_location(uri: str) -> Optional[str]:
 
 
 def check_tracking_uri(uri: str) -> None:
-    """Reach the store once (creating a SQLite file and its folder): a :class:`TrackingError` naming the problem."""
+    """Reach the store once (creating a SQLite file and its folder): a `TrackingError` naming the problem."""
     try:
         import mlflow  # noqa: F401
     except ImportError:
@@ -124,7 +124,7 @@ class StudyStore:
 
 def open_study_store(uri: Optional[str], experiment: str, enabled: bool = True) -> Optional[StudyStore]:
     """The store a study records into, or None (``enabled=False``, or the default store with mlflow missing).
-    Raises :class:`TrackingError` when a named store is unusable; call it before the study's work starts."""
+    Raises `TrackingError` when a named store is unusable; call it before the study's work starts."""
     if not enabled:
         return None
     named = uri is not None
@@ -140,7 +140,7 @@ def open_study_store(uri: Optional[str], experiment: str, enabled: bool = True) 
 
 
 def safe_record(store: Optional[StudyStore], *args, **kwargs) -> Optional[str]:
-    """:meth:`StudyStore.record` that warns instead of raising: the study's own files are already written."""
+    """`StudyStore.record` that warns instead of raising: the study's own files are already written."""
     if store is None:
         return None
     try:

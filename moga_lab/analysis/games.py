@@ -8,7 +8,7 @@ baseline (0 in normalised input space = the dataset's mean colour). ``value='log
 Defaults, for 224 px ImageNet (the authors'): 14 x 14 grid, 50 pairs per image with j among the neighbours
 of i within Chebyshev distance 2, 50 contexts per pair and order, 13 order ratios.
 
-Defaults for 28-32 px inputs (:data:`SMALL_IMAGE_DEFAULTS`): a 7 x 7 grid of 4 x 4 px patches (8 x 8 for
+Defaults for 28-32 px inputs (`SMALL_IMAGE_DEFAULTS`): a 7 x 7 grid of 4 x 4 px patches (8 x 8 for
 32 px), 20 pairs and 24 contexts. Why: Deng et al. used a 16 x 16 grid (2 x 2 px patches), 200 pairs and
 100 contexts on CIFAR-10, i.e. ~10^6 forward passes per image -- hours per image on a 2-core CPU. A 4 x 4 px
 patch of a 28 px garment is about the share of the object that a 16 x 16 px patch is of a 224 px ImageNet
@@ -17,9 +17,9 @@ coalitions (fewer after sharing) take seconds per image for MogaNet-XT through i
 reported with every number say whether that budget is enough; ``target_ci`` replaces the fixed budget by a
 precision target.
 
-Each table row holds two strengths (see :mod:`moga_lab.analysis.strength`): the authors' naive J = mean |Î| over
+Each table row holds two strengths (see `moga_lab.analysis.strength`): the authors' naive J = mean |Î| over
 pairs, inflated by Monte-Carlo noise by up to its ``noise_floor``, and the debiased root-mean-square J_debiased,
-whose square is unbiased. :func:`strength_curve` draws the debiased one unless told otherwise.
+whose square is unbiased. `strength_curve` draws the debiased one unless told otherwise.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
@@ -49,18 +49,35 @@ STATISTIC_TEXT = {
 
 @dataclass
 class InteractionSettings:
-    """How one image's strength curve is estimated.
+    """How one image's strength curve is estimated: the game, the authors' design, and the precision mode.
 
-    grid, num_pairs, neighbour_radius, ratios, value: the game and the authors' design (see the module docstring).
-    num_contexts: contexts per pair and order in the fixed-budget mode, and the design whose cost ``max_forwards``
-    defaults to in the precision mode. target_ci: the precision mode (e.g. 0.05: every order's 95 % interval of the
-    debiased strength at most 5 % of its value; see :func:`moga_lab.analysis.strength.estimate_strength`), with
-    max_forwards (cap on distinct masked forward passes per image; default 4 x orders x pairs x num_contexts, the
-    fixed design's cost), initial_contexts (the pilot) and ci_floor. fuse: evaluate through the model's
-    ``for_inference()`` copy when it has one (MogaNet; same values to 1e-4, ~2x faster); compile: ``torch.compile``
-    that model (batches are padded to ``batch_size`` so it compiles once); bf16: bf16 autocast for the trunk
-    (``forward_features``; the head stays fp32), 2.2x faster on AMX but it moves v(S) by ~0.04 in log-odds: compare
-    the exact orders (m = 0, n - 2) with and without it on one image before relying on it (README).
+    Attributes:
+        grid: the image is cut into grid x grid patches, the players (n = grid²).
+        num_pairs: player pairs (i, j) per image.
+        num_contexts: contexts per pair and order in the fixed-budget mode, and the design whose cost
+            ``max_forwards`` defaults to in the precision mode.
+        neighbour_radius: j is drawn among i's neighbours within this Chebyshev distance (the authors': 2).
+        ratios: orders as fractions of n - 2 (the authors' 13 ratios by default).
+        value: v(S): 'log-odds' of the true class (default), 'logit' or 'log-p'.
+        batch_size: masked images per forward pass.
+        bf16: bf16 autocast for the trunk (``forward_features``; the head stays fp32): 2.2x faster on AMX but it
+            moves v(S) by ~0.04 in log-odds; compare the exact orders (m = 0, n - 2) with and without it on one image
+            before relying on it.
+        seed: seed of the pairs and contexts.
+        target_ci: the precision mode, e.g. 0.05: every order's 95 % interval of the debiased strength at most 5 % of
+            its value (see `moga_lab.analysis.strength.estimate_strength`); None = the fixed budget.
+        max_forwards: cap on distinct masked forward passes per image in the precision mode; None = 4 x orders x
+            pairs x num_contexts, the fixed design's cost.
+        initial_contexts: contexts per pair and order of the precision mode's pilot round.
+        ci_floor: orders weaker than this fraction of the curve's mean are held to that floor's precision.
+        fuse: evaluate through the model's ``for_inference()`` copy when it has one (MogaNet; same values to 1e-4).
+        compile: ``torch.compile`` the evaluated model (batches are padded to ``batch_size`` so it compiles once).
+
+    Example:
+        ```python
+        fixed = InteractionSettings(grid=7, num_pairs=20, num_contexts=24)          # 28 px defaults
+        precise = InteractionSettings(grid=14, num_pairs=50, target_ci=0.05, max_forwards=27_500, bf16=True)
+        ```
     """
     grid: int = 7
     num_pairs: int = 20
@@ -79,7 +96,7 @@ class InteractionSettings:
     compile: bool = False
 
 
-# batch 64 at 224 px: 1.0-1.5x faster than 256 (benchmarks/interaction_speed.py --batch-size 64 256, README)
+# batch 64 at 224 px: 1.0-1.5x faster than 256 (benchmarks/interaction_speed.py --batch-size 64 256; docs/interaction.md)
 IMAGENET_DEFAULTS = InteractionSettings(grid=14, num_pairs=50, num_contexts=50, batch_size=64)
 SMALL_IMAGE_DEFAULTS = InteractionSettings(grid=7, num_pairs=20, num_contexts=24)
 
@@ -91,10 +108,20 @@ def default_settings(image_size: int) -> InteractionSettings:
 
 
 class ImageGame:
-    """v(S) for one image: ``game(masks)`` maps bool [B, g*g] -> float [B] (float64 on CPU).
+    """v(S) for one image: ``game(masks)`` maps bool [B, grid²] -> float [B] (float64 on CPU).
 
-    image: normalised [C, H, W]; patch (r, c) covers rows floor(r H / g) .. and columns likewise, so H and W
-    need not be multiples of g.
+    Patch (r, c) covers rows floor(r H / grid) .. and columns likewise, so H and W need not be multiples of the grid.
+    Patches outside S are set to ``baseline`` in normalised input space.
+
+    Args:
+        model: the classifier, in eval mode.
+        image: one normalised image [C, H, W].
+        label: the class whose value is measured (the ground truth).
+        grid: patches per side.
+        baseline: the value masked patches take (0 = the dataset's mean colour).
+        value: 'log-odds', 'logit' or 'log-p' of ``label``.
+        bf16: bf16 autocast for the trunk, head in fp32.
+        pad_to: pad every batch to this size (one shape for ``torch.compile``).
     """
 
     def __init__(self, model: nn.Module, image: torch.Tensor, label: int, grid: int, baseline: float = 0.0,
@@ -151,9 +178,19 @@ def logits_to_value(logits: torch.Tensor, label: int, value: str = 'log-odds') -
     return logits[:, label] - others.logsumexp(-1)  # log p / (1 - p), stable
 
 
-def sample_pairs(grid: int, num_pairs: int, radius: int = 2, generator: Optional[torch.Generator] = None):
-    """[num_pairs, 2] player pairs: i uniform on the grid, j uniform among i's neighbours within Chebyshev
-    distance ``radius`` (j != i), as the authors do."""
+def sample_pairs(grid: int, num_pairs: int, radius: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Player pairs as the authors draw them: i uniform on the grid, j uniform among i's neighbours within Chebyshev
+    distance ``radius`` (j != i).
+
+    Args:
+        grid: patches per side.
+        num_pairs: pairs to draw.
+        radius: the neighbourhood's Chebyshev radius.
+        generator: torch random generator (for reproducible pairs).
+
+    Returns:
+        int64 [num_pairs, 2] player indices (row-major over the grid).
+    """
     i = torch.randint(grid * grid, (num_pairs,), generator=generator)
     offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if (dr, dc) != (0, 0)]
     pairs = []
@@ -171,10 +208,20 @@ def _image_generator(seed: int, image_id: int) -> torch.Generator:
 
 
 def evaluation_model(model: nn.Module, settings: InteractionSettings) -> nn.Module:
-    """The module the game runs: the model's ``for_inference()`` copy when it has one and ``settings.fuse`` (MogaNet:
-    BatchNorms, layer scales, FD and CA folded, oneDNN post-ops; same values to 1e-4), optionally compiled.
-    Build it once and pass it to :func:`interaction_strength` for many images: a module this function made is used
-    as it is (no second fold, no recompilation)."""
+    """The module the game runs.
+
+    The model's ``for_inference()`` copy when it has one and ``settings.fuse`` (MogaNet: BatchNorms, layer scales,
+    FD and CA folded, oneDNN post-ops; same values to 1e-4), optionally compiled. Build it once and pass it to
+    `interaction_strength` for many images: a module this function made is used as it is (no second fold, no
+    recompilation).
+
+    Args:
+        model: any classifier ``nn.Module``.
+        settings: ``fuse`` and ``compile`` are read.
+
+    Returns:
+        The module to evaluate, in eval mode.
+    """
     if getattr(model, '_moga_lab_evaluation_model', False):
         return model
     fuse = getattr(model, 'for_inference', None) if settings.fuse else None
@@ -197,19 +244,36 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
                          settings: Optional[InteractionSettings] = None, model_name: str = 'model',
                          image_ids: Optional[Sequence[int]] = None, baseline: float = 0.0,
                          progress: Optional[Callable[[int], None]] = None) -> pd.DataFrame:
-    """Per-image multi-order interaction strength of ``model`` (any classifier nn.Module; evaluated in eval mode,
-    through ``for_inference()`` when it has one, see :class:`InteractionSettings`).
+    """Per-image multi-order interaction strength of a classifier, as a tidy table.
 
-    images: normalised [N, C, H, W]; labels: [N] (the ground-truth classes). Returns one row per image and order:
-    model, image_id, label, order (m), ratio (m / (n-2)), then the statistics of
-    :func:`moga_lab.analysis.strength.order_statistics` --
-    J (mean over pairs of |Î_m|: the authors' statistic, biased upward by up to noise_floor), J_se,
-    J_debiased (root-mean-square of I_m over pairs with the noise removed: sqrt(mean(Î² - se²))), J_debiased_se,
-    J_debiased_low / J_debiased_high (95 % interval), noise_floor (mean over pairs of se * sqrt(2/pi)),
-    I2 / I2_se (the unbiased mean square the curves aggregate) -- all Monte-Carlo uncertainties given the image's
-    pairs; then contexts (mean contexts per pair at this order), converged (the order met ``target_ci``),
-    forwards (distinct masked forward passes for this image), n_players, num_pairs, num_contexts, target_ci.
-    Aggregate with :func:`strength_curve`.
+    ``model`` is any classifier ``nn.Module`` (evaluated in eval mode, through ``for_inference()`` when it has one).
+    Each row is one image and order: model, image_id, label, order (m), ratio (m / (n-2)), then the statistics of
+    `moga_lab.analysis.strength.order_statistics`: J (mean over pairs of |Î_m|: the authors' statistic, biased
+    upward by up to noise_floor), J_se, J_debiased (root-mean-square of I_m over pairs with the noise removed:
+    sqrt(mean(Î² - se²))), J_debiased_se, J_debiased_low / J_debiased_high (95 % interval), noise_floor (mean over
+    pairs of se * sqrt(2/pi)), I2 / I2_se (the unbiased mean square the curves aggregate) -- all Monte-Carlo
+    uncertainties given the image's pairs; then contexts (mean contexts per pair at this order), converged (the
+    order met ``target_ci``), forwards (distinct masked forward passes for this image), n_players, num_pairs,
+    num_contexts, target_ci.
+
+    Args:
+        model: the classifier.
+        images: normalised [N, C, H, W].
+        labels: [N] ground-truth classes.
+        settings: the design; None = `SMALL_IMAGE_DEFAULTS` at <= 64 px, `IMAGENET_DEFAULTS` above.
+        model_name: the ``model`` column.
+        image_ids: the ``image_id`` column; None = 0 .. N-1.
+        baseline: the value masked patches take in normalised space.
+        progress: called with the number of forward passes done, for progress bars.
+
+    Returns:
+        The per-image table (pandas); aggregate it with `strength_curve`.
+
+    Example:
+        ```python
+        table = interaction_strength(model, images, labels, InteractionSettings(grid=7, target_ci=0.05))
+        curve = strength_curve(table)
+        ```
     """
     s = settings or default_settings(images.shape[-1])
     if len(images) != len(labels):
@@ -248,15 +312,19 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
 
 def strength_curve(frame: pd.DataFrame, statistic: str = 'debiased', num_bootstrap: int = 1000,
                    seed: int = 0) -> pd.DataFrame:
-    """The strength curve per model, normalised by its mean over the orders evaluated, with a 95 % bootstrap
-    interval over images (which covers the sampling of images, pairs and contexts).
+    """The strength curve per model, normalised by its mean over the orders evaluated, with a 95 % bootstrap interval
+    over images (which covers the sampling of images, pairs and contexts).
 
-    statistic='debiased' (default): J_m = sqrt(mean over images of I2), the root-mean-square of I_m over images and
-    pairs with the Monte-Carlo noise removed (I2 is unbiased, so its mean over images is too).
-    statistic='naive': J_m = mean over images of J, the authors' mean |I_m| (biased upward by the noise floor; the
-    paper used it with 50 contexts); ``noise_floor_norm`` says by how much, on the normalised scale.
+    Args:
+        frame: the per-image table of `interaction_strength` (several models allowed).
+        statistic: 'debiased' (default): J_m = sqrt(mean over images of I2), the root-mean-square of I_m over images
+            and pairs with the Monte-Carlo noise removed. 'naive': J_m = mean over images of J, the authors' mean
+            |I_m| (biased upward by the noise floor; ``noise_floor_norm`` says by how much).
+        num_bootstrap: bootstrap resamples of the images.
+        seed: seed of the bootstrap.
 
-    Columns: model, ratio, order, statistic, J, J_norm, ci_low, ci_high, noise_floor_norm, num_images.
+    Returns:
+        Columns model, ratio, order, statistic, J, J_norm, ci_low, ci_high, noise_floor_norm, num_images.
     """
     if statistic not in STATISTICS:
         raise ValueError(f'statistic={statistic!r} is not supported; accepted: {", ".join(STATISTICS)}')
@@ -290,7 +358,15 @@ def strength_curve(frame: pd.DataFrame, statistic: str = 'debiased', num_bootstr
 
 
 def describe_contexts(frame: pd.DataFrame) -> str:
-    """The Monte-Carlo budget behind an interaction table, in words (for reports and captions)."""
+    """The Monte-Carlo budget behind an interaction table, in words (for reports and captions).
+
+    Args:
+        frame: a per-image table of `interaction_strength`.
+
+    Returns:
+        E.g. "24 contexts per pair and order, 25,000 forward passes per image", or the precision mode's target and
+        the contexts it took.
+    """
     forwards = frame.drop_duplicates(['model', 'image_id'])['forwards'].mean() if 'forwards' in frame else None
     paid = f', {forwards:,.0f} forward passes per image' if forwards is not None else ''
     target = frame['target_ci'].iloc[0] if 'target_ci' in frame else float('nan')
@@ -303,9 +379,18 @@ def describe_contexts(frame: pd.DataFrame) -> str:
 
 
 def image_set_precision(frame: pd.DataFrame, z: float = 1.959963984540054) -> pd.DataFrame:
-    """The Monte-Carlo precision of the debiased curve over the images of ``frame`` (given its images and pairs), per
-    model and order: strength = sqrt(mean I2), its 95 % interval from sqrt(sum I2_se²) / N, and the half-width as a
-    fraction of the strength. What ``target_ci`` over an image set promises, measured rather than assumed."""
+    """The Monte-Carlo precision of the debiased curve over the images of ``frame``, per model and order.
+
+    Strength = sqrt(mean I2), its 95 % interval from sqrt(sum I2_se²) / N, and the half-width as a fraction of the
+    strength: what ``target_ci`` over an image set promises, measured rather than assumed.
+
+    Args:
+        frame: a per-image table of `interaction_strength`.
+        z: the normal quantile of the interval (1.96 for 95 %).
+
+    Returns:
+        One row per model and order with the strength, its interval and the relative half-width.
+    """
     g = frame.groupby(['model', 'ratio'], sort=False)
     out = pd.DataFrame(dict(I2=g.I2.mean(), I2_se=g.I2_se.apply(lambda x: float(np.sqrt((x ** 2).sum())) / len(x)),
                             num_images=g.image_id.nunique())).reset_index()
@@ -316,14 +401,32 @@ def image_set_precision(frame: pd.DataFrame, z: float = 1.959963984540054) -> pd
 
 
 def per_image_target(target_ci: float, num_images: int) -> float:
-    """The per-image precision that gives about ``target_ci`` on the mean over ``num_images`` images: Monte-Carlo
-    errors of independent images add in quadrature, so each image may be sqrt(N) times less precise (exact when the
-    images' strengths are equal; :func:`image_set_precision` reports what was reached)."""
+    """The per-image precision that gives about ``target_ci`` on the mean over ``num_images`` images.
+
+    Monte-Carlo errors of independent images add in quadrature, so each image may be sqrt(N) times less precise
+    (exact when the images' strengths are equal; `image_set_precision` reports what was reached).
+
+    Args:
+        target_ci: the relative 95 % half-width wanted for the curve over the images.
+        num_images: images in the set.
+
+    Returns:
+        ``target_ci * sqrt(num_images)``.
+    """
     return float(target_ci) * float(np.sqrt(num_images))
 
 
 def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> Dict[str, float]:
-    """Share of the (normalised) strength in the middle orders low*n .. high*n, per model."""
+    """Share of the (normalised) strength in the middle orders low*n .. high*n, per model.
+
+    Args:
+        curve: a curve of `strength_curve`.
+        low: lower end of the band, as a fraction of n.
+        high: upper end of the band.
+
+    Returns:
+        ``{model: share}``; read it against `flat_middle_share`.
+    """
     shares = {}
     for model, sub in curve.groupby('model', sort=False):
         band = sub[(sub.ratio >= low) & (sub.ratio <= high)]
@@ -333,8 +436,20 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
 
 def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low: float = 0.2, high: float = 0.6,
                           num_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """:func:`middle_order_share` per model with a 95 % bootstrap interval over images (resampling the images of the
-    per-image table ``frame``, as :func:`strength_curve` does). Columns: model, share, ci_low, ci_high, num_images."""
+    """`middle_order_share` per model with a 95 % bootstrap interval over images (resampling the images of the
+    per-image table, as `strength_curve` does).
+
+    Args:
+        frame: the per-image table of `interaction_strength`.
+        statistic: 'debiased' or 'naive'.
+        low: lower end of the band, as a fraction of n.
+        high: upper end of the band.
+        num_bootstrap: bootstrap resamples.
+        seed: seed of the bootstrap.
+
+    Returns:
+        Columns model, share, ci_low, ci_high, num_images.
+    """
     column = STATISTICS[statistic]
     root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
     rng = np.random.default_rng(seed)
@@ -357,9 +472,22 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low:
 def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, statistic: str = 'debiased',
                             low: float = 0.2, high: float = 0.6, num_bootstrap: int = 2000,
                             seed: int = 0) -> Dict[str, float]:
-    """share(model_a) - share(model_b) of :func:`middle_order_share` on the images both were measured on, with a
-    paired 95 % bootstrap interval (the same resampled images for both models, so image-to-image variation cancels).
-    Returns dict(difference, ci_low, ci_high, num_images)."""
+    """share(model_a) - share(model_b) on the images both were measured on, with a paired 95 % bootstrap interval
+    (the same resampled images for both models, so image-to-image variation cancels).
+
+    Args:
+        frame: the per-image table holding both models.
+        model_a: the first model's name.
+        model_b: the second model's name.
+        statistic: 'debiased' or 'naive'.
+        low: lower end of the band, as a fraction of n.
+        high: upper end of the band.
+        num_bootstrap: bootstrap resamples.
+        seed: seed of the bootstrap.
+
+    Returns:
+        ``dict(difference, ci_low, ci_high, num_images)``; the interval excluding 0 decides the sign.
+    """
     column = STATISTICS[statistic]
     root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
     tables = [frame[frame.model == m].pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean')
@@ -380,6 +508,15 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
 
 
 def flat_middle_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> float:
-    """The middle share a flat curve (no preferred order) gets on the orders sampled in ``curve``: the value to
-    read :func:`middle_order_share` against (it depends on which orders were sampled, not only on the band)."""
+    """The middle share a flat curve (no preferred order) gets on the orders sampled in ``curve``: the value to read
+    `middle_order_share` against (it depends on which orders were sampled, not only on the band).
+
+    Args:
+        curve: a curve of `strength_curve`.
+        low: lower end of the band, as a fraction of n.
+        high: upper end of the band.
+
+    Returns:
+        The share of a flat curve.
+    """
     return next(iter(middle_order_share(curve.assign(J_norm=1.0), low, high).values()))

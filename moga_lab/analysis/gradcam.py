@@ -35,8 +35,18 @@ def _family(model: nn.Module) -> str:
 
 
 def default_layer(model: nn.Module) -> nn.Module:
-    """The layer Grad-CAM explains by default: MogaNet ``norm4``, timm ConvNeXt ``stages[-1]``, timm Swin ``layers[-1]``;
-    a ValueError asking for ``layer=`` for other models."""
+    """The layer Grad-CAM explains by default: MogaNet ``norm4`` (as the authors' script), timm ConvNeXt
+    ``stages[-1]``, timm Swin ``layers[-1]``.
+
+    Args:
+        model: the classifier.
+
+    Returns:
+        The layer module.
+
+    Raises:
+        ValueError: another kind of model; pass ``layer=`` to `grad_cam`.
+    """
     family = _family(model)
     if family == 'moganet':
         return getattr(model, f'norm{model.num_stages}')
@@ -65,11 +75,24 @@ def _nchw_view(model: nn.Module, layer: nn.Module):
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
              layer: Optional[nn.Module] = None) -> torch.Tensor:
-    """Grad-CAM maps [B, H, W] in [0, 1] at input resolution.
+    """Grad-CAM maps at input resolution, through captum's ``LayerGradCam``.
 
-    images: normalised [B, C, H, W]; targets: class per image (None = the top-1 prediction). ReLU on the
-    attribution, upsampled bilinearly with captum, then divided by each map's maximum (an all-zero map, where
-    no location supports the class, stays zero).
+    ReLU on the attribution, upsampled bilinearly with captum, then divided by each map's maximum (an all-zero map,
+    where no location supports the class, stays zero). Swin's NHWC outputs are permuted to NCHW for captum.
+
+    Args:
+        model: the classifier (any ``nn.Module``; set to eval mode for the call).
+        images: normalised [B, C, H, W].
+        targets: [B] class per image; None = the top-1 prediction.
+        layer: the layer to explain; None = `default_layer`.
+
+    Returns:
+        float [B, H, W] maps in [0, 1].
+
+    Example:
+        ```python
+        maps = grad_cam(model, images, labels, layer=model.norm3)     # a finer map than norm4 on 28 px inputs
+        ```
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
@@ -113,8 +136,21 @@ def _wrap_name(name: str, width: int = 18) -> str:
 def plot_gradcam_grid(images: torch.Tensor, maps: Sequence[torch.Tensor], model_names: Sequence[str],
                       labels: torch.Tensor, predictions: Sequence[torch.Tensor], class_names: Sequence[str],
                       mean: Sequence[float], std: Sequence[float], path: str, alpha: float = 0.5) -> None:
-    """Rows = images; columns = the input and one Grad-CAM overlay per model, titled with the predicted
-    class (green when right, red when wrong). Saved as PNG."""
+    """A PNG grid: rows are images; columns are the input and one Grad-CAM overlay per model, titled with the
+    predicted class (green when right, red when wrong).
+
+    Args:
+        images: normalised [B, C, H, W].
+        maps: per model, [B, H, W] maps of `grad_cam`.
+        model_names: column titles, one per model.
+        labels: [B] ground-truth classes.
+        predictions: per model, [B] predicted classes.
+        class_names: names of the classes.
+        mean: the normalisation mean (to show the input).
+        std: the normalisation std.
+        path: the PNG to write (atomically).
+        alpha: opacity of the overlay.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

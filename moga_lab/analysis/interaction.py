@@ -7,7 +7,7 @@ For players N = {0..n-1}, a value function v over subsets, a pair (i, j) and a c
     I_m(i, j)   = mean of dv(i, j, S) over all S with |S| = m
 
 This file knows nothing about images: ``value_fn`` maps a bool tensor [B, n] (True = player present) to a
-float tensor [B]. See :mod:`moga_lab.analysis.games` for the image game and the strength curve.
+float tensor [B]. See `moga_lab.analysis.games` for the image game and the strength curve.
 """
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -37,20 +37,48 @@ def _check(n_players: int, pairs: torch.Tensor, orders: Sequence[int]) -> Tuple[
 
 
 def order_grid(n_players: int, ratios: Sequence[float]) -> list:
-    """Orders m = int((n - 2) r), as the authors pick them (duplicates kept in order of the ratios)."""
+    """Orders m = int((n - 2) r), as the authors pick them (duplicates kept in order of the ratios).
+
+    Args:
+        n_players: n.
+        ratios: order ratios in [0, 1].
+
+    Returns:
+        The orders, a list of ints.
+    """
     return [int((n_players - 2) * r) for r in ratios]
 
 
 def evaluate_unique(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 512,
                     progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """v for every row of ``masks`` [M, n], evaluating each distinct mask once, in batches. Returns [M]."""
+    """v for every row of ``masks``, evaluating each distinct mask once, in batches.
+
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        masks: bool [M, n].
+        batch_size: masks per call of ``value_fn``.
+        progress: called with the number of masks evaluated after each batch.
+
+    Returns:
+        float64 [M].
+    """
     unique, inverse = torch.unique(masks, dim=0, return_inverse=True)
     return evaluate_rows(value_fn, unique, batch_size, progress)[inverse]
 
 
 def evaluate_rows(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 512,
                   progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """v for every row of ``masks`` [M, n], in batches, as float64 on the CPU. Returns [M]."""
+    """v for every row of ``masks``, in batches, as float64 on the CPU.
+
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        masks: bool [M, n].
+        batch_size: masks per call of ``value_fn``.
+        progress: called with the number of masks evaluated after each batch.
+
+    Returns:
+        float64 [M].
+    """
     values = torch.empty(len(masks), dtype=torch.float64)
     for start in range(0, len(masks), batch_size):
         chunk = masks[start:start + batch_size]
@@ -80,10 +108,29 @@ _SIGNS = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
 
 def exact_multi_order_interaction(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, orders: Sequence[int],
                                   batch_size: int = 4096) -> torch.Tensor:
-    """I_m(i, j) by enumerating every context. Returns float64 [len(orders), P].
+    """I_m(i, j) by enumerating every context.
 
-    Only for small games: v is evaluated on all 2^n coalitions once, so n is limited to
-    ``EXACT_MAX_PLAYERS`` (20); use :func:`multi_order_interaction` beyond that.
+    Only for small games: v is evaluated on all 2^n coalitions once, so n is limited to ``EXACT_MAX_PLAYERS`` (20);
+    use `multi_order_interaction` beyond that.
+
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        n_players: n.
+        pairs: int64 [P, 2] player pairs.
+        orders: the orders m (0 <= m <= n - 2).
+        batch_size: coalitions per call of ``value_fn``.
+
+    Returns:
+        float64 [len(orders), P].
+
+    Raises:
+        ValueError: n above ``EXACT_MAX_PLAYERS``.
+
+    Example:
+        ```python
+        and_game = lambda masks: masks.all(dim=1).double()       # v(S) = 1 only for the grand coalition
+        exact_multi_order_interaction(and_game, 6, torch.tensor([[0, 1]]), orders=[0, 2, 4])
+        ```
     """
     if n_players > EXACT_MAX_PLAYERS:
         raise ValueError(f'exact enumeration needs 2^n evaluations; n_players={n_players} is above the limit of '
@@ -106,7 +153,18 @@ def exact_multi_order_interaction(value_fn: ValueFn, n_players: int, pairs: torc
 
 def sample_contexts(n_players: int, pairs: torch.Tensor, orders: Sequence[int], num_contexts: int,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Uniform random contexts: bool [len(orders), P, K, n], each S of size m drawn from N minus {i, j}."""
+    """Uniform random contexts: each S of size m drawn from N minus {i, j}.
+
+    Args:
+        n_players: n.
+        pairs: int64 [P, 2].
+        orders: the orders m.
+        num_contexts: contexts K per pair and order.
+        generator: torch random generator.
+
+    Returns:
+        bool [len(orders), P, K, n].
+    """
     pairs, orders = _check(n_players, pairs, orders)
     P = len(pairs)
     # random keys; the pair's own players get +inf so they are never among the m smallest
@@ -123,11 +181,23 @@ def multi_order_interaction(value_fn: ValueFn, n_players: int, pairs: torch.Tens
                             progress: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Monte-Carlo I_m(i, j) with ``num_contexts`` random contexts per pair and order.
 
-    Returns (mean, standard error), float64 [len(orders), P] each; the standard error is the sample standard
-    deviation of dv over the contexts divided by sqrt(K) (0 where every context is the same, e.g. m = 0).
-    All coalitions of all pairs and orders are evaluated together and each distinct one once (v(empty) and
-    v(N) are shared by every pair, v({i}) by the pairs of player i, ...). Pass ``contexts`` (from
-    :func:`sample_contexts`) to reuse the same draws for several models.
+    All coalitions of all pairs and orders are evaluated together and each distinct one once (v(empty) and v(N)
+    are shared by every pair, v({i}) by the pairs of player i, ...).
+
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        n_players: n.
+        pairs: int64 [P, 2].
+        orders: the orders m.
+        num_contexts: contexts K per pair and order.
+        generator: torch random generator for the contexts.
+        batch_size: coalitions per call of ``value_fn``.
+        contexts: bool [O, P, K, n] from `sample_contexts`, to reuse the same draws for several models.
+        progress: called with the number of coalitions evaluated after each batch.
+
+    Returns:
+        ``(mean, standard error)``, float64 [len(orders), P] each; the standard error is the sample standard
+        deviation of dv over the contexts divided by sqrt(K) (0 where every context is the same, e.g. m = 0).
     """
     from .strength import estimate_strength  # the one sampling engine; strength.py builds on this file
     pairs, orders = _check(n_players, pairs, orders)

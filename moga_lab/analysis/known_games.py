@@ -26,9 +26,18 @@ def _hypergeom_pmf(c: int, population: int, successes: int, draws: int) -> float
 
 
 class ThresholdGame:
-    """v(S) = sum_t w_t 1[|S ∩ A_t| >= k_t] over ``n_players``; call it on bool masks [B, n] -> float64 [B].
+    """v(S) = sum_t w_t 1[|S ∩ A_t| >= k_t]; call it on bool masks [B, n] -> float64 [B].
 
-    sets: list of player-index lists A_t; thresholds: k_t (1 <= k_t <= |A_t|); weights: w_t.
+    Its interactions are known in closed form (hypergeometric), so estimators can be checked against the truth.
+
+    Args:
+        n_players: n.
+        sets: the player-index lists A_t.
+        thresholds: k_t, with 1 <= k_t <= |A_t| (1 = OR, |A_t| = AND).
+        weights: w_t.
+
+    Raises:
+        ValueError: lists of different lengths or a threshold out of range.
     """
 
     def __init__(self, n_players: int, sets: Sequence[Sequence[int]], thresholds: Sequence[int],
@@ -71,12 +80,24 @@ class ThresholdGame:
 
 def random_local_game(grid: int, num_terms: Optional[int] = None, pair_scale: float = 0.3,
                       seed: int = 0) -> ThresholdGame:
-    """A game shaped like an image model's: ``num_terms`` (default n / 2) terms on local blocks of the grid (2x2 to
-    5x5 squares and rectangles, weights N(0, 1)) with thresholds anywhere from OR (k = 1) to AND (k = |A|), so
-    interactions spread over all orders and dv varies across contexts; plus a pairwise term (weight N(0, pair_scale²),
-    the same I at every order and no Monte-Carlo noise) between every two players within Chebyshev distance 1.
-    With the defaults, the noise floor at 24 contexts is 25-70 % of J at the middle orders (n = 49 and 196): a
-    harder case than the trained MogaNet-XT measured in the README (about 20-30 %)."""
+    """A game shaped like an image model's, with a known answer.
+
+    ``num_terms`` terms on local blocks of the grid (2x2 to 5x5 squares and rectangles, weights N(0, 1)) with
+    thresholds anywhere from OR (k = 1) to AND (k = |A|), so interactions spread over all orders and dv varies
+    across contexts; plus a pairwise term (weight N(0, pair_scale²), the same I at every order and no Monte-Carlo
+    noise) between every two players within Chebyshev distance 1. With the defaults, the noise floor at 24 contexts
+    is 25-70 % of J at the middle orders (n = 49 and 196): a harder case than the trained MogaNet-XT measured on the
+    Multi-order interaction page (about 20-30 %).
+
+    Args:
+        grid: players per side (n = grid²).
+        num_terms: block terms; None = n / 2.
+        pair_scale: std of the pairwise weights.
+        seed: seed of the blocks, thresholds and weights.
+
+    Returns:
+        A `ThresholdGame`.
+    """
     g = torch.Generator().manual_seed(seed)
     n = grid * grid
     num_terms = n // 2 if num_terms is None else num_terms

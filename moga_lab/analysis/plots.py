@@ -1,10 +1,13 @@
 """Figures (PNG, written atomically): interaction-strength curves with confidence bands."""
 import os
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
 import pandas as pd
 
 __all__ = ['plot_interaction_curves', 'plot_interaction_panels', 'plot_interaction_evolution', 'save_figure']
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _plt():
@@ -14,8 +17,14 @@ def _plt():
     return plt
 
 
-def save_figure(fig, path: str, dpi: int = 130) -> None:
-    """Save a matplotlib figure as PNG atomically (a temporary file in the folder, then a rename)."""
+def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
+    """Save a matplotlib figure as PNG atomically (a temporary file in the folder, then a rename).
+
+    Args:
+        fig: the figure.
+        path: the PNG path.
+        dpi: resolution.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp.png'
     fig.savefig(tmp, dpi=dpi, bbox_inches='tight')
@@ -38,9 +47,16 @@ def _noise_floor(ax, sub: pd.DataFrame, color) -> None:
 
 
 def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str] = None,
-                            middle_band=(0.2, 0.6)) -> None:
-    """One line per model: normalised strength J(m)/mean J against the order ratio m/n, 95 % bootstrap band; for the
-    naive statistic also its noise floor (dashed), the part of the curve Monte-Carlo noise alone would give."""
+                            middle_band: Tuple[float, float] = (0.2, 0.6)) -> None:
+    """One line per model: normalised strength J(m)/mean J against the order ratio m/n with its 95 % bootstrap band;
+    for the naive statistic also its noise floor (dashed), the part of the curve Monte-Carlo noise alone would give.
+
+    Args:
+        curve: a curve of `moga_lab.analysis.games.strength_curve`.
+        path: the PNG to write.
+        title: the figure title (say the budget here).
+        middle_band: the shaded middle-order band, as fractions of n.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if middle_band:
@@ -63,12 +79,21 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
 
 
 def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[str] = None,
-                            title: Optional[str] = None, middle_band=(0.2, 0.6), ncols: int = 4,
+                            title: Optional[str] = None, middle_band: Tuple[float, float] = (0.2, 0.6), ncols: int = 4,
                             labels: Optional[Mapping[str, str]] = None) -> None:
     """Small multiples: one panel per model (its curve and 95 % band), each over the ``reference`` model's curve in
-    grey (default: the first model). For ablation grids, where ten overlapping bands in one axes are unreadable.
-    All panels share both axes, so heights compare across panels. ``labels`` maps a model name to its panel title
-    (may hold a line break; default: the name)."""
+    grey. For ablation grids, where ten overlapping bands in one axes are unreadable. All panels share both axes,
+    so heights compare across panels.
+
+    Args:
+        curve: a curve of `moga_lab.analysis.games.strength_curve`.
+        path: the PNG to write.
+        reference: the model drawn in grey in every panel; None = the first model.
+        title: the figure title.
+        middle_band: the shaded middle-order band.
+        ncols: panels per row.
+        labels: model name -> panel title (may hold a line break); default the name.
+    """
     plt = _plt()
     models = list(dict.fromkeys(curve.model))
     labels = {m: (labels or {}).get(m, m) for m in models}
@@ -115,7 +140,13 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
 
 
 def plot_interaction_evolution(frame: pd.DataFrame, path: str, title: Optional[str] = None) -> None:
-    """Curves logged during training (columns epoch, ratio, J_norm): one line per epoch, light to dark."""
+    """Curves logged during training: one line per epoch, light to dark.
+
+    Args:
+        frame: columns epoch, ratio, J_norm (``interaction_by_epoch.csv`` of ``fit --interaction-every``).
+        path: the PNG to write.
+        title: the figure title.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     epochs = sorted(frame.epoch.unique())

@@ -1,7 +1,7 @@
 """Interaction *strength* from Monte-Carlo samples: the authors' mean |I| and a debiased strength, each with its
 Monte-Carlo uncertainty, and a sampler that adds contexts until a stated precision is reached.
 
-Like :mod:`.interaction`, this file sees only a value function over bool masks; it knows nothing about images.
+Like `.interaction`, this file sees only a value function over bool masks; it knows nothing about images.
 
 **Why a second statistic.** Î_p = Î_m(i, j) is a mean of dv over K random contexts with standard error se_p.
 |.| is convex, so E|Î_p| >= |I_p|: a pair whose true I is 0 still contributes about se_p * sqrt(2/pi). The authors'
@@ -16,7 +16,7 @@ distribution of dv: the U-statistic
 So the debiased strength is the **root-mean-square of I_m over pairs**, J_debiased = sqrt(max(0, mean_p U_p)). Its
 square I2 = mean_p U_p is unbiased; the root costs a downward bias of about (relative SE of I2)² / 8 of the value
 (0.03 % at a 5 % interval). Curves over several images average I2 before taking the root
-(:func:`moga_lab.analysis.games.strength_curve`), so that bias shrinks with the number of images too.
+(`moga_lab.analysis.games.strength_curve`), so that bias shrinks with the number of images too.
 
 **What the intervals cover.** Everything here is conditional on the image's pairs: the standard errors are the
 Monte-Carlo error of the contexts. Pair sampling and image sampling enter through the bootstrap over images that
@@ -40,9 +40,17 @@ NOISE_FLOOR_FACTOR = math.sqrt(2 / math.pi)  # E|N(0, se²)| = se * sqrt(2 / pi)
 
 class CachedValues:
     """v over bool masks [M, n] -> float64 [M], each distinct coalition evaluated once over the object's lifetime
-    (across the rounds of the adaptive sampler too). ``forwards`` is the number of distinct coalitions evaluated:
-    the forward passes paid. ``remember=False`` (one call only, the fixed design) skips the table: distinct within
-    the call, no per-coalition bookkeeping."""
+    (across the rounds of the adaptive sampler too).
+
+    ``forwards`` is the number of distinct coalitions evaluated: the forward passes paid.
+
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        batch_size: coalitions per call of ``value_fn``.
+        progress: called with the number of coalitions evaluated after each batch.
+        remember: keep a table of evaluated coalitions across calls; False (one call only, the fixed design) skips
+            it: distinct within the call, no per-coalition bookkeeping.
+    """
 
     def __init__(self, value_fn: ValueFn, batch_size: int = 512, progress: Optional[Callable[[int], None]] = None,
                  remember: bool = True):
@@ -71,7 +79,15 @@ class CachedValues:
 
 @dataclass
 class PairSamples:
-    """All dv samples so far, flat: ``order[r]``, ``pair[r]`` (indices into the orders and pairs) and ``dv[r]``."""
+    """All dv samples so far, flat.
+
+    Attributes:
+        num_orders: orders O.
+        num_pairs: pairs P.
+        order: int64 [R] index into the orders of each sample.
+        pair: int64 [R] index into the pairs of each sample.
+        dv: float64 [R] the samples dv = v(S ∪ {i, j}) - v(S ∪ {i}) - v(S ∪ {j}) + v(S).
+    """
     num_orders: int
     num_pairs: int
     order: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
@@ -99,14 +115,23 @@ class PairSamples:
 
 def order_statistics(count: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
                      deterministic: Optional[Sequence[bool]] = None, z: float = Z95) -> Dict[str, torch.Tensor]:
-    """Per-order strength statistics from per-(order, pair) moments (float64 [O, P] each). Returns [O] tensors:
+    """Per-order strength statistics from per-(order, pair) moments.
 
     J (mean_p |Î_p|, the authors' statistic), J_se (its Monte-Carlo SE, sqrt(sum se_p²) / P: |.| is 1-Lipschitz),
     noise_floor (mean_p se_p sqrt(2/pi): the most J can be inflated by noise), I2 (mean_p (Î_p² - se_p²), unbiased
-    for mean_p I_p²), I2_se, J_debiased (sqrt(max(I2, 0)), the root-mean-square of I_m), J_debiased_low/high
-    (the 95 % interval of I2 mapped through the root), J_debiased_se (half its width / z), contexts (mean K per pair).
+    for mean_p I_p²), I2_se, J_debiased (sqrt(max(I2, 0)), the root-mean-square of I_m), J_debiased_low/high (the
+    95 % interval of I2 mapped through the root), J_debiased_se (half its width / z), contexts (mean K per pair).
 
-    ``deterministic[o]``: order o has a single possible context (m = 0 or n - 2), so its variance is 0 at any K.
+    Args:
+        count: contexts K per (order, pair), float64 [O, P].
+        mean: mean dv per (order, pair) (= Î), [O, P].
+        var: sample variance of dv per (order, pair), [O, P].
+        deterministic: per order, True when it has a single possible context (m = 0 or n - 2), so its variance is 0
+            at any K.
+        z: the normal quantile of the intervals.
+
+    Returns:
+        ``{name: [O] tensor}`` for the statistics above.
     """
     O, P = mean.shape
     det = torch.tensor(list(deterministic) if deterministic is not None else [False] * O).view(O, 1)
@@ -138,9 +163,18 @@ def _draw_contexts(n_players: int, pairs: torch.Tensor, orders: torch.Tensor, ge
 
 @dataclass
 class StrengthEstimate:
-    """What :func:`estimate_strength` found for one game: per-order statistics ([O] tensors, see
-    :func:`order_statistics`), per-pair moments, ``forwards`` (distinct coalitions evaluated), ``rounds``,
-    ``converged`` (bool [O]; all True in fixed-budget mode) and the target it was run for."""
+    """What `estimate_strength` found for one game.
+
+    Attributes:
+        stats: per-order statistics, [O] tensors (see `order_statistics`).
+        count: contexts per (order, pair), [O, P].
+        mean: mean dv per (order, pair), [O, P].
+        var: sample variance of dv per (order, pair), [O, P].
+        forwards: distinct coalitions evaluated.
+        rounds: sampling rounds (1 in the fixed-budget mode).
+        converged: bool [O], the order met the target (all True in the fixed-budget mode).
+        target_ci: the target it was run for (None = fixed budget).
+    """
     stats: Dict[str, torch.Tensor]
     count: torch.Tensor
     mean: torch.Tensor
@@ -187,17 +221,41 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
                       growth: float = 4.0, generator: Optional[torch.Generator] = None, batch_size: int = 512,
                       progress: Optional[Callable[[int], None]] = None,
                       contexts: Optional[torch.Tensor] = None) -> StrengthEstimate:
-    """Strength statistics of ``value_fn`` at ``orders`` for ``pairs`` [P, 2].
+    """Strength statistics of a game at ``orders`` for ``pairs``, with a fixed budget or to a precision target.
 
-    Fixed budget (``target_ci=None``): ``num_contexts`` uniform contexts per pair and order (or ``contexts``
-    [O, P, K, n] from :func:`~moga_lab.analysis.interaction.sample_contexts`), as the authors do.
+    Fixed budget (``target_ci=None``): ``num_contexts`` uniform contexts per pair and order (or ``contexts``), as the
+    authors do. Precision target (``target_ci=REL``, e.g. 0.05): ``initial_contexts`` per pair and order (1 at m = 0
+    and m = n - 2, where every context is the same), then rounds of new contexts until every order's 95 % interval
+    of J_debiased has half-width <= REL * J_debiased (orders below ``ci_floor`` x the mean strength are held to that
+    floor's precision) or ``max_forwards`` distinct coalitions have been evaluated. Each round gives the unmet orders
+    the contexts their variance says they need (Neyman allocation over pairs, at most ``growth`` x per round), so
+    noisy orders get more evaluations than quiet ones.
 
-    Precision target (``target_ci=REL``, e.g. 0.05): ``initial_contexts`` per pair and order (1 at m = 0 and
-    m = n - 2, where every context is the same), then rounds of new contexts until every order's 95 % interval of
-    J_debiased has half-width <= REL * J_debiased (orders below ``ci_floor`` x the mean strength: see
-    :func:`_tolerance`) or ``max_forwards`` distinct coalitions have been evaluated. Each round gives the unmet
-    orders the contexts their variance says they need (Neyman allocation over pairs, at most ``growth`` x per round),
-    so noisy orders get more evaluations than quiet ones.
+    Args:
+        value_fn: bool masks [B, n] -> values [B].
+        n_players: n.
+        pairs: int64 [P, 2].
+        orders: the orders m.
+        num_contexts: contexts per pair and order of the fixed design (and the cost ``max_forwards`` defaults to).
+        target_ci: the relative 95 % half-width wanted per order; None = fixed budget.
+        max_forwards: cap on distinct coalitions in the precision mode; None = the fixed design's cost.
+        initial_contexts: the pilot round's contexts per pair and order.
+        ci_floor: orders weaker than this fraction of the mean strength are held to the floor's precision.
+        growth: at most this factor more contexts per pair and order in one round.
+        generator: torch random generator.
+        batch_size: coalitions per call of ``value_fn``.
+        progress: called with the number of coalitions evaluated after each batch.
+        contexts: bool [O, P, K, n] from `moga_lab.analysis.interaction.sample_contexts` (fixed budget only).
+
+    Returns:
+        A `StrengthEstimate`.
+
+    Example:
+        ```python
+        game = random_local_game(7)                          # known answer: moga_lab.analysis.known_games
+        est = estimate_strength(game, 49, sample_pairs(7, 20), order_grid(49, ORDER_RATIOS), target_ci=0.1)
+        est.stats['J_debiased'], est.forwards
+        ```
     """
     pairs, orders = _check(n_players, pairs, orders)
     O, P = len(orders), len(pairs)

@@ -1,4 +1,6 @@
 """LightningDataModules: Fashion-MNIST (default), CIFAR-10/100, ImageFolder trees, synthetic."""
+from typing import Any
+
 from .base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
 from .cifar import CIFARDataModule
 from .fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FashionMNISTDataModule
@@ -8,8 +10,19 @@ from .synthetic import SyntheticDataModule
 DATASETS = ('fashion-mnist', 'cifar10', 'cifar100', 'imagefolder', 'synthetic')
 
 
-def create_datamodule(name: str, **kwargs) -> ClassificationDataModule:
-    """Build a DataModule by name; ValueError naming the accepted names otherwise."""
+def create_datamodule(name: str, **kwargs: Any) -> ClassificationDataModule:
+    """A DataModule by name.
+
+    Args:
+        name: one of `DATASETS` (also 'fmnist', 'cifar-10', ...).
+        **kwargs: the DataModule's arguments.
+
+    Returns:
+        The `ClassificationDataModule`, not yet set up.
+
+    Raises:
+        ValueError: an unknown name, naming the accepted ones.
+    """
     key = str(name).lower().replace('_', '-')
     if key in ('fashion-mnist', 'fashionmnist', 'fmnist'):
         return FashionMNISTDataModule(**kwargs)

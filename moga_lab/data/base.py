@@ -16,8 +16,18 @@ class DataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset: name, classes, channels, native image size, normalisation, class
-    names, and (for evaluation sets) the transform in words."""
+    """What a model needs to know about a dataset.
+
+    Attributes:
+        name: the dataset's name.
+        num_classes: number of classes.
+        in_chans: image channels.
+        image_size: native image side in pixels.
+        mean: normalisation mean per channel.
+        std: normalisation std per channel.
+        class_names: class names, index order.
+        transform: the evaluation transform in words, as reports state it.
+    """
     name: str
     num_classes: int
     in_chans: int
@@ -29,7 +39,13 @@ class DatasetInfo:
 
 
 class TensorImageDataset(Dataset):
-    """uint8 images held in memory ([N, H, W] or [N, H, W, C]) -> (float [C, H, W], label)."""
+    """uint8 images held in memory -> (normalised float [C, H, W], label).
+
+    Args:
+        images: uint8 [N, H, W] or [N, H, W, C].
+        labels: [N] class indices.
+        transform: applied to each uint8 [C, H, W] image (None = returned as uint8).
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Optional[Callable] = None):
         if images.ndim == 3:
@@ -69,9 +85,23 @@ def small_image_transforms(info: DatasetInfo, train: bool, image_size: int, hfli
 
 
 class ClassificationDataModule(L.LightningDataModule):
-    """Base: subclasses set ``self.info`` and implement ``_load_train()`` / ``_load_test()`` (datasets with
-    ``transform=None``) or override ``setup``. The validation split is carved from the training set with a
-    fixed seed, so every run and every DDP rank sees the same split."""
+    """The base of every DataModule here: train / validation / test loaders from in-memory or on-disk datasets.
+
+    Subclasses set ``self.info`` (a `DatasetInfo`) and implement ``_load_train()`` / ``_load_test()`` (datasets with
+    ``transform=None``) or override ``setup``. The validation split is carved from the training set with a fixed seed,
+    so every run and every DDP rank sees the same split.
+
+    Args:
+        data_dir: the dataset's folder.
+        batch_size: training images per device and step.
+        eval_batch_size: validation / test batch; None = ``max(batch_size, 256)``.
+        num_workers: DataLoader workers.
+        val_size: training images held out for validation.
+        image_size: resize to this side (bicubic); None = the native size.
+        augment: pad-and-crop and horizontal flip for training.
+        reprob: random-erasing probability.
+        split_seed: seed of the validation split.
+    """
 
     def __init__(self, data_dir: Optional[str] = None, batch_size: int = 128, eval_batch_size: Optional[int] = None,
                  num_workers: int = 0, val_size: int = 5000, image_size: Optional[int] = None, augment: bool = True,

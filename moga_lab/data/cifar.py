@@ -1,7 +1,7 @@
 """CIFAR-10 / CIFAR-100 from the standard python-pickle batches on disk (``cifar-10-batches-py``)."""
 import os
 import pickle
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -20,10 +20,19 @@ _SPEC = {
 
 
 class CIFARDataModule(ClassificationDataModule):
-    """``data_dir`` is the extracted ``cifar-10-batches-py`` / ``cifar-100-python`` folder or its parent.
-    ``download=True`` (opt-in) fetches the archive with torchvision into ``data_dir``."""
+    """CIFAR-10 / CIFAR-100 from the python version of the dataset on disk.
 
-    def __init__(self, data_dir: Optional[str] = None, num_classes: int = 10, download: bool = False, **kwargs):
+    Args:
+        data_dir: the extracted ``cifar-10-batches-py`` / ``cifar-100-python`` folder or its parent.
+        num_classes: 10 or 100.
+        download: fetch the archive with torchvision into ``data_dir`` (opt-in; nothing downloads otherwise).
+        **kwargs: `ClassificationDataModule`'s arguments.
+
+    Raises:
+        DataError: no ``data_dir``, or the files are not there.
+    """
+
+    def __init__(self, data_dir: Optional[str] = None, num_classes: int = 10, download: bool = False, **kwargs: Any):
         if num_classes not in _SPEC:
             raise ValueError(f'CIFAR num_classes={num_classes} is not supported; accepted: 10, 100')
         if not data_dir:

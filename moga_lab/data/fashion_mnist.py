@@ -1,7 +1,7 @@
 """Fashion-MNIST from the IDX files of Debian's ``dataset-fashion-mnist`` (the default dataset)."""
 import gzip
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -37,11 +37,27 @@ def read_idx(path: str) -> np.ndarray:
 
 
 class FashionMNISTDataModule(ClassificationDataModule):
-    """60k train (minus ``val_size`` held out with a fixed seed) / 10k test, 28x28 grey, 10 classes."""
+    """Fashion-MNIST: 60k training images (minus ``val_size`` held out with a fixed seed) / 10k test, 28x28 grey,
+    10 classes, read from the IDX files of Debian's ``dataset-fashion-mnist``.
+
+    Args:
+        data_dir: a folder holding the four IDX files (``.gz`` or not); None = `DEFAULT_FASHION_MNIST_DIR`.
+        **kwargs: `ClassificationDataModule`'s arguments (batch size, validation size, image size, ...).
+
+    Raises:
+        DataError: the files are missing (the message names the folder and ``apt-get install dataset-fashion-mnist``).
+
+    Example:
+        ```python
+        dm = FashionMNISTDataModule(batch_size=64, image_size=56)    # resized to 56 px
+        dm.setup('fit')
+        x, y = next(iter(dm.train_dataloader()))                     # [64, 1, 56, 56], [64]
+        ```
+    """
 
     info = DatasetInfo('fashion-mnist', 10, 1, 28, (0.2860,), (0.3530,), FASHION_MNIST_CLASSES)
 
-    def __init__(self, data_dir: Optional[str] = None, **kwargs):
+    def __init__(self, data_dir: Optional[str] = None, **kwargs: Any):
         super().__init__(data_dir=data_dir or DEFAULT_FASHION_MNIST_DIR, **kwargs)
 
     def _find(self, stem: str) -> str:

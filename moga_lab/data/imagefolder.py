@@ -1,7 +1,7 @@
 """ImageFolder trees (ImageNet layout: ``root/train/<class>/*.jpg``, ``root/val/<class>/*.jpg``) with timm's
 train/eval transforms (RandAugment, random erasing, bicubic resize with crop_pct at eval)."""
 import os
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
@@ -18,7 +18,7 @@ class CorruptImageError(DataError):
 
 
 def load_rgb(path: str) -> Image.Image:
-    """An image file as RGB; :class:`CorruptImageError` naming the file when it cannot be read."""
+    """An image file as RGB; `CorruptImageError` naming the file when it cannot be read."""
     try:
         with open(path, 'rb') as f:
             img = Image.open(f)
@@ -28,12 +28,30 @@ def load_rgb(path: str) -> Image.Image:
 
 
 class ImageFolderDataModule(ClassificationDataModule):
-    """``data_dir`` holds ``train/`` and ``val/`` (and optionally ``test/``; else test = val) class folders, or,
-    for evaluation only, the class folders themselves. ``val_size`` is not used: the tree's ``val/`` is used."""
+    """An ImageFolder tree (ImageNet layout) with timm's train and eval transforms.
+
+    ``data_dir`` holds ``train/`` and ``val/`` (and optionally ``test/``; else test = val) class folders or, for
+    evaluation only, the class folders themselves. ``val_size`` is not used: the tree's ``val/`` is.
+
+    Args:
+        data_dir: the tree's root.
+        image_size: training and evaluation side in pixels.
+        crop_pct: evaluation centre-crop fraction (resize to ``image_size / crop_pct``, then crop).
+        interpolation: resize interpolation ('bicubic', 'bilinear').
+        auto_augment: timm RandAugment string for training; None = off.
+        mean: normalisation mean per channel.
+        std: normalisation std per channel.
+        num_workers: DataLoader workers (JPEG decoding).
+        **kwargs: `ClassificationDataModule`'s arguments.
+
+    Raises:
+        DataError: the root does not exist or holds no class folders.
+    """
 
     def __init__(self, data_dir: Optional[str] = None, image_size: int = 224, crop_pct: float = 0.9,
                  interpolation: str = 'bicubic', auto_augment: Optional[str] = 'rand-m9-mstd0.5-inc1',
-                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, num_workers: int = 2, **kwargs):
+                 mean: Sequence[float] = IMAGENET_DEFAULT_MEAN, std: Sequence[float] = IMAGENET_DEFAULT_STD,
+                 num_workers: int = 2, **kwargs: Any):
         if not data_dir or not os.path.isdir(data_dir):
             raise DataError(f'ImageFolder root {data_dir!r} does not exist: pass --data-dir DIR with '
                             f'DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg')

@@ -1,4 +1,6 @@
 """A small learnable synthetic set for tests: each class is a fixed random pattern plus noise."""
+from typing import Any
+
 import torch
 
 from .base import ClassificationDataModule, DatasetInfo, TensorImageDataset
@@ -7,11 +9,22 @@ __all__ = ['SyntheticDataModule']
 
 
 class SyntheticDataModule(ClassificationDataModule):
-    """Images generated in memory, each class a fixed random pattern plus Gaussian noise (``noise``): learnable in a
-    few steps, for tests and smoke runs without data."""
+    """Images generated in memory, each class a fixed random pattern plus Gaussian noise: learnable in a few steps,
+    for tests and smoke runs without data.
+
+    Args:
+        num_classes: number of classes.
+        in_chans: image channels.
+        image_size: image side in pixels.
+        train_size: training images (validation is carved from them).
+        test_size: test images.
+        noise: std of the Gaussian noise added to each class pattern.
+        seed: seed of the patterns and the noise.
+        **kwargs: `ClassificationDataModule`'s arguments (``data_dir`` is ignored).
+    """
 
     def __init__(self, num_classes: int = 4, in_chans: int = 1, image_size: int = 16, train_size: int = 256,
-                 test_size: int = 64, noise: float = 0.35, seed: int = 0, **kwargs):
+                 test_size: int = 64, noise: float = 0.35, seed: int = 0, **kwargs: Any):
         kwargs.setdefault('val_size', max(1, train_size // 8))
         kwargs.setdefault('augment', False)
         super().__init__(**{k: v for k, v in kwargs.items() if k != 'data_dir'})

@@ -3,11 +3,11 @@
 Handles the usual wrappings: ``{'state_dict': ...}`` (the authors' releases, Lightning), ``{'model': ...}``
 (DeiT-style trainers), ``module.`` (DDP), ``_orig_mod.`` (torch.compile) and ``model.`` (a LightningModule
 holding the network as ``self.model``) prefixes, and a classifier of another size (dropped, the model keeps
-its own). Anything else that does not fit raises :class:`CheckpointMismatchError` listing the missing,
+its own). Anything else that does not fit raises `CheckpointMismatchError` listing the missing,
 unexpected and mis-shaped keys. Nothing is ever downloaded.
 
 EMA weights (``state_dict_ema`` of timm's trainer, ``model_ema`` of DeiT-style ones) are taken instead of the raw
-weights only when asked (``use_ema=True``, timm's rule for ``pretrained`` files); :func:`read_weights` says which
+weights only when asked (``use_ema=True``, timm's rule for ``pretrained`` files); `read_weights` says which
 entry was used.
 """
 import argparse
@@ -32,7 +32,7 @@ class CheckpointMismatchError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What :func:`load_checkpoint` did: keys missing from the checkpoint, unexpected in it, mis-shaped (key,
+    """What `load_checkpoint` did: keys missing from the checkpoint, unexpected in it, mis-shaped (key,
     checkpoint shape, model shape), and a classifier of another size that was dropped."""
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
@@ -77,9 +77,22 @@ def _torch_load(path: str):
 
 def read_weights(source: Union[str, os.PathLike, Mapping],
                  use_ema: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
-    """``(state, entry)``: a flat ``{name: tensor}`` from a checkpoint path or object, wrappers and prefixes removed,
-    and the entry it came from (``'state_dict'``, ``'state_dict_ema'``, ``'model'``, ... or ``''`` for a bare dict).
-    With ``use_ema`` an EMA entry is preferred when the checkpoint holds one."""
+    """A flat ``{name: tensor}`` from a checkpoint file or object, and the entry it came from.
+
+    Wrappers (``state_dict``, ``model``, ``module.`` / ``model.`` prefixes, Lightning's ``model.``) are removed.
+
+    Args:
+        source: a path to a local ``.pth`` / ``.pth.tar`` / ``.ckpt`` file, or an already loaded checkpoint object.
+        use_ema: prefer an EMA entry (``state_dict_ema``, ``model_ema``) when the checkpoint holds one.
+
+    Returns:
+        ``(state, entry)``: the weights and the entry they came from (``'state_dict'``, ``'state_dict_ema'``,
+        ``'model'``, ... or ``''`` for a bare dict).
+
+    Raises:
+        FileNotFoundError: the path does not exist (nothing is downloaded).
+        CheckpointMismatchError: the file cannot be read as a checkpoint.
+    """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):
@@ -114,8 +127,15 @@ def read_weights(source: Union[str, os.PathLike, Mapping],
 
 
 def read_state_dict(source: Union[str, os.PathLike, Mapping], use_ema: bool = False) -> Dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` from a checkpoint path or object, wrappers and prefixes removed
-    (see :func:`read_weights`)."""
+    """A flat ``{name: tensor}`` from a checkpoint, wrappers and prefixes removed (see `read_weights`).
+
+    Args:
+        source: a checkpoint path or loaded object.
+        use_ema: prefer the EMA weights when present.
+
+    Returns:
+        The state dict.
+    """
     return read_weights(source, use_ema)[0]
 
 
@@ -135,11 +155,26 @@ def load_checkpoint(
         strict: bool = True,
         allow_classifier_change: bool = True,
 ) -> LoadReport:
-    """Load ``source`` into ``model``; returns a :class:`LoadReport`.
+    """Load a checkpoint into ``model``, tolerating a classifier of another size.
 
-    A classifier whose shape differs from the model's (other number of classes, or a headless model) is
-    skipped with a warning when ``allow_classifier_change``. With ``strict`` any other missing, unexpected
-    or mis-shaped key raises :class:`CheckpointMismatchError` naming them; nothing is loaded then.
+    Args:
+        model: the network to load into (any ``nn.Module``).
+        source: a checkpoint path or loaded object (see `read_weights`).
+        strict: raise on any missing, unexpected or mis-shaped key other than the classifier; nothing is loaded then.
+        allow_classifier_change: skip (with a warning) a classifier whose shape differs from the model's, e.g.
+            ImageNet weights into a 10-class model.
+
+    Returns:
+        A ``LoadReport``: missing, unexpected and mis-shaped keys, and the dropped classifier.
+
+    Raises:
+        CheckpointMismatchError: with ``strict``, naming the keys that do not fit.
+
+    Example:
+        ```python
+        model = timm.create_model('moganet_tiny', num_classes=10)
+        report = load_checkpoint(model, 'moganet_tiny_sz224_8xbs128_ep300.pth.tar')   # drops the 1000-class head
+        ```
     """
     state = read_state_dict(source)
     own = model.state_dict()

@@ -49,12 +49,39 @@ def create_classifier(name: str, num_classes: int, in_chans: int, image_size: in
                       dilations: Sequence[int] = (1, 2, 3), channel_split: Sequence[int] = (1, 3, 4),
                       feat_decompose: bool = True, channel_aggregation: bool = True, attn_force_fp32: bool = False,
                       extra: Optional[Dict[str, Any]] = None) -> nn.Module:
-    """A classifier [B, in_chans, image_size, image_size] -> [B, num_classes] by name; the keyword switches are
-    MogaNet's ablation switches (the fields of ``moga_lab.training.ModelConfig``), ``extra`` goes to timm as is.
+    """A classifier [B, in_chans, image_size, image_size] -> [B, num_classes] by name, adapted to the image size.
 
-    Example::
+    MogaNet comes from timm's registry (``moganet_*``); ConvNeXt and Swin are timm's, with small-image stems at
+    ``image_size <= 64`` (module docstring). The keyword switches are MogaNet's ablation switches (the fields of
+    ``moga_lab.training.ModelConfig``); baselines ignore them.
 
+    Args:
+        name: ``moganet_<variant>`` (or an alias such as ``xt``), any timm ``convnext_*`` / ``swin_*`` name, or
+            ``swin_femto`` / ``swin_pico``.
+        num_classes: classifier size.
+        in_chans: input channels (1 for Fashion-MNIST).
+        image_size: input side in pixels; decides the small-image stems and Swin's window.
+        drop_path_rate: stochastic depth rate.
+        stem_stride: MogaNet stem stride 4, 2 or 1; None = 2 at <= 64 px, else 4.
+        gating: MogaNet's gating branch.
+        gate_act: activation of the gating and value branches ('silu', 'sigmoid', 'gelu', 'identity').
+        dilations: dilations of the three multi-order depth-wise convolutions.
+        channel_split: relative channels of the three orders.
+        feat_decompose: feature decomposition in the spatial block.
+        channel_aggregation: channel aggregation in the FFN.
+        attn_force_fp32: the reference's flag (gating product in float32, activation applied twice).
+        extra: further keyword arguments passed to ``timm.create_model`` as they are.
+
+    Returns:
+        The network (an ``nn.Module`` in train mode).
+
+    Raises:
+        ValueError: an unknown name, or an image size the model cannot take (the message says what is accepted).
+
+    Example:
+        ```python
         model = create_classifier('moganet_xtiny', num_classes=10, in_chans=1, image_size=28, gating=False)
+        ```
     """
     small = image_size <= SMALL_IMAGE_MAX
     extra = dict(extra or {})

@@ -181,7 +181,7 @@ class FusedMogaBlock(nn.Module):
         return torch.addcmul(x + t[:, :C], self.u, self.decompose_act(t[:, C:]), value=-1)
 
     def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """:meth:`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
+        """`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
         bfloat16 of autocast)."""
         y = self.value_input(x)
         pw = self.value.PW_conv

@@ -17,7 +17,7 @@ second time, ``proj_2(act(act(g)) * act(act(v)))``. The authors' XT/T checkpoint
 depend on it. The reference only leaves *CUDA* autocast inside that region; here autocast is left on
 whatever device the tensor lives, so under CPU bf16 autocast the gating product really is float32.
 """
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import math
 
@@ -63,7 +63,7 @@ _ONEDNN_MAX_PAD = 6
 
 
 def same_dwconv_args(conv: nn.Conv2d, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
-    """(input, weight, padding) for ``F.conv2d`` computing :func:`same_dwconv`: only the kernel taps that can read
+    """(input, weight, padding) for ``F.conv2d`` computing `same_dwconv`: only the kernel taps that can read
     ``x``, and on CPU the padding beyond oneDNN's fast-kernel limit applied to the input explicitly."""
     kh, kw = conv.kernel_size
     dh, dw = conv.dilation
@@ -379,7 +379,17 @@ VARIANT_ALIASES = {
 
 
 def resolve_variant(name: str) -> str:
-    """'xt' / 'moganet_xt' / 'XTiny' -> 'xtiny'; ValueError naming the accepted variants otherwise."""
+    """The canonical variant name: 'xt' / 'moganet_xt' / 'XTiny' -> 'xtiny'.
+
+    Args:
+        name: a variant, alias or ``moganet_*`` model name.
+
+    Returns:
+        One of ``MOGANET_ARCHS``' keys.
+
+    Raises:
+        ValueError: naming the accepted variants.
+    """
     key = str(name).lower()
     if key.startswith('moganet_'):
         key = key[len('moganet_'):]
@@ -418,6 +428,7 @@ class MogaNet(nn.Module):
         head_drop_rate: dropout before the classifier (timm's ``drop_rate`` meaning; reference: none).
         drop_path_rate: stochastic depth, linearly increasing over all blocks.
         init_value: initial layer scale.
+        head_init_scale: factor applied to the initial classifier weights and bias.
         stem_stride: 4 (reference), 2 or 1 (small images; same parameters).
         gating: keep the gating branch (paper default True).
         gate_act: activation of the gating and value branches: 'silu' (default), 'sigmoid', 'gelu', 'identity'.
@@ -427,6 +438,15 @@ class MogaNet(nn.Module):
         channel_aggregation: CA in the FFN (default True; False = plain DW-conv FFN).
         attn_force_fp32: the reference's flag (gating product in float32, activation applied twice).
         attn_final_dilation: False uses dilations (1, 2, 1) in the last stage, as the reference option.
+        **kwargs: none are accepted (a TypeError names them); the parameter lets timm's builder pass its
+            own keywords through.
+
+    Example:
+        ```python
+        model = MogaNet('xtiny', in_chans=1, num_classes=10, stem_stride=2, gating=False)
+        logits = model(torch.randn(8, 1, 28, 28))          # [8, 10]
+        fast = model.eval().for_inference()               # fused copy, same outputs within 1e-4
+        ```
     """
 
     def __init__(
@@ -449,7 +469,7 @@ class MogaNet(nn.Module):
             channel_aggregation: bool = True,
             attn_force_fp32: bool = False,
             attn_final_dilation: bool = True,
-            **kwargs,
+            **kwargs: Any,
     ):
         super().__init__()
         if kwargs:
@@ -659,7 +679,7 @@ class MogaNet(nn.Module):
 
     def for_inference(self, channels_last: bool = True, compile: bool = False) -> nn.Module:
         """An eval-only copy with BatchNorms, layer scales, FD and CA folded into convolutions (same function;
-        see :mod:`moga_lab.models.fuse`). ``compile=True`` wraps it in ``torch.compile`` (inductor with weight
+        see `moga_lab.models.fuse`). ``compile=True`` wraps it in ``torch.compile`` (inductor with weight
         freezing; needs a C++ compiler, compiles on the first call and again per new input shape or autocast dtype,
         ~1 min each). Measured on a 2-core AMD EPYC (``benchmarks/throughput.py``): compiled 1.05-1.2x faster than the
         eager fused model (fp32 and bf16); the eager model, with its oneDNN post-ops, needs no compile time."""
@@ -674,7 +694,7 @@ class MogaNet(nn.Module):
     def load_pretrained(self, checkpoint_path: str, use_ema: bool = True) -> None:
         """timm's hook for ``pretrained=True`` (the configs set ``custom_load``), for a downloaded release file or
         ``pretrained_cfg_overlay=dict(file=...)``: the authors' ``.pth.tar`` (``{'state_dict': ...}``, timm's
-        trainer ``args`` allowed) or any wrapping :func:`~moga_lab.models.load_checkpoint` reads. EMA weights are
+        trainer ``args`` allowed) or any wrapping `load_checkpoint` reads. EMA weights are
         used when the file holds them (timm's rule; the authors' loader reads ``state_dict``); a classifier of
         another size is dropped; ``in_chans`` other than 3 is adapted as timm does. Strict otherwise."""
         from timm.models import adapt_input_conv
@@ -694,7 +714,7 @@ class MogaNet(nn.Module):
 RELEASE_URL = 'https://github.com/Westlake-AI/MogaNet/releases/download/moganet-in1k-weights/'
 
 
-def _cfg(file: str = '', **kwargs):
+def _cfg(file: str = '', **kwargs: Any):
     return {
         'url': RELEASE_URL + file if file else '',
         'custom_load': bool(file),  # MogaNet.load_pretrained reads the {'state_dict': ...} release format
@@ -728,7 +748,7 @@ def checkpoint_filter_fn(state_dict, model: MogaNet):
     return read_weights(state_dict, use_ema=True)[0]
 
 
-def _create_moganet(variant: str, pretrained: bool = False, **kwargs) -> MogaNet:
+def _create_moganet(variant: str, pretrained: bool = False, **kwargs: Any) -> MogaNet:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     return build_model_with_cfg(
         MogaNet, variant, pretrained,
@@ -739,30 +759,30 @@ def _create_moganet(variant: str, pretrained: bool = False, **kwargs) -> MogaNet
 
 
 @register_model
-def moganet_xtiny(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_xtiny(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_xtiny', pretrained, **dict(arch='xtiny', **kwargs))
 
 
 @register_model
-def moganet_tiny(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_tiny(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_tiny', pretrained, **dict(arch='tiny', **kwargs))
 
 
 @register_model
-def moganet_small(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_small(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_small', pretrained, **dict(arch='small', **kwargs))
 
 
 @register_model
-def moganet_base(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_base(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_base', pretrained, **dict(arch='base', **kwargs))
 
 
 @register_model
-def moganet_large(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_large(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_large', pretrained, **dict(arch='large', **kwargs))
 
 
 @register_model
-def moganet_xlarge(pretrained: bool = False, **kwargs) -> MogaNet:
+def moganet_xlarge(pretrained: bool = False, **kwargs: Any) -> MogaNet:
     return _create_moganet('moganet_xlarge', pretrained, **dict(arch='xlarge', **kwargs))

@@ -1,6 +1,6 @@
 """A run's configuration in one typed place: dataclasses, presets, YAML in and out.
 
-The CLI only parses flags into a :class:`RunConfig`; the LightningModule, DataModule and Trainer are built
+The CLI only parses flags into a `RunConfig`; the LightningModule, DataModule and Trainer are built
 from it. Everything here is plain types, so it round-trips through YAML and Lightning's ``weights_only``
 checkpoint loading.
 """
@@ -22,8 +22,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """The network: ``name`` (``moganet_<variant>`` or a timm ConvNeXt / Swin name), stochastic depth, the MogaNet
-    stem stride and ablation switches (see :func:`moga_lab.models.create_classifier`), ``extra`` keywords for timm."""
+    """The network of a run: a name, stochastic depth, and MogaNet's stem stride and ablation switches.
+
+    Attributes:
+        name: ``moganet_<variant>`` or a timm ConvNeXt / Swin name (see `moga_lab.models.create_classifier`).
+        drop_path_rate: stochastic depth rate.
+        stem_stride: MogaNet only: 4, 2 or 1; None = 4 above 64 px, 2 for small images.
+        gating: MogaNet's gating branch (paper default True).
+        gate_act: activation of the gating and value branches ('silu', 'sigmoid', 'gelu', 'identity').
+        dilations: dilations of the three multi-order depth-wise convolutions.
+        channel_split: relative channels of the three orders (1:3:4 in the paper).
+        feat_decompose: feature decomposition in the spatial block.
+        channel_aggregation: channel aggregation in the FFN.
+        attn_force_fp32: the reference's flag (gating product in float32, activation applied twice).
+        extra: keyword arguments passed to ``timm.create_model`` as they are.
+    """
     name: str = 'moganet_small'          # moganet_<variant> or a timm ConvNeXt / Swin name
     drop_path_rate: float = 0.1
     stem_stride: Optional[int] = None    # MogaNet only; None = 4 for >64 px inputs, 2 for small images
@@ -40,8 +53,20 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """The data: a dataset of :data:`moga_lab.data.DATASETS`, its folder, batch size per device, loader workers,
-    validation hold-out, image size (``None`` = native), augmentation switches."""
+    """The data of a run.
+
+    Attributes:
+        name: one of `moga_lab.data.DATASETS` ('fashion-mnist', 'cifar10', 'cifar100', 'imagefolder', 'synthetic').
+        data_dir: the dataset's folder; None = the dataset's default (Debian's Fashion-MNIST folder).
+        batch_size: images per device and step.
+        num_workers: DataLoader workers.
+        val_size: training images held out for validation; None = the dataset's default (5000 for Fashion-MNIST).
+        image_size: resize to this side (bicubic); None = the dataset's native size.
+        augment: random crop and flip for training.
+        reprob: random-erasing probability.
+        download: CIFAR only, opt-in (nothing downloads otherwise).
+        auto_augment: ImageFolder only: a timm RandAugment string such as ``rand-m9-mstd0.5-inc1``.
+    """
     name: str = 'fashion-mnist'
     data_dir: Optional[str] = None
     batch_size: int = 64
@@ -56,8 +81,20 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW and its cosine schedule (epochs of warm-up, floor), label smoothing, Mixup / CutMix, EMA decay of the
-    weights (``None`` = off), gradient clipping."""
+    """AdamW, its cosine schedule and the regularisers of the recipe.
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay (not applied to norms, biases and scales).
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        min_lr: floor of the cosine schedule.
+        warmup_lr: learning rate at the start of the warm-up.
+        label_smoothing: label smoothing of the cross-entropy.
+        mixup: Mixup alpha (0 = off).
+        cutmix: CutMix alpha (0 = off).
+        ema_decay: EMA decay of the weights; None = no EMA.
+        grad_clip: gradient-norm clipping; None = off.
+    """
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 0.2
@@ -72,8 +109,29 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    """The Lightning Trainer: epochs and batch limits, devices / strategy / precision, seed, run directory,
-    checkpoint and log cadence, the interaction callback, and the trackers (``loggers``, ``tracking_uri``)."""
+    """The Lightning Trainer of a run, its run directory, checkpoint and log cadence, and trackers.
+
+    Attributes:
+        epochs: training epochs.
+        limit_train_batches: a fraction (<= 1) or a number of training batches per epoch; None = all.
+        limit_val_batches: the same for validation (quick runs).
+        limit_test_batches: the same for the final test.
+        devices: Lightning's ``devices`` (an int, a list, or 'auto').
+        strategy: Lightning's strategy ('auto', 'ddp', ...).
+        accelerator: Lightning's accelerator ('auto', 'cpu', 'gpu', ...).
+        precision: Lightning's precision ('32-true', 'bf16-mixed', ...).
+        seed: seed of the weights, the data order and the validation split.
+        run_dir: where config.yaml, checkpoints, metrics.csv, the learning curve and results.yaml go.
+        checkpoint_every_n_steps: ``last.ckpt`` cadence in optimizer steps (also written at the end).
+        log_every_n_steps: logging cadence.
+        progress_bar: Lightning's progress bar.
+        val_check_interval: the fraction of an epoch between validations; None = once per epoch.
+        interaction_every: compute the interaction curve every k epochs (``InteractionCurveCallback``); None = never.
+        interaction_images: test images of that curve.
+        loggers: trackers: 'csv' (always on), 'tensorboard', 'mlflow', 'wandb'.
+        tracking_uri: MLflow store of the 'mlflow' logger; None = ``sqlite:///runs/mlflow.db`` or
+            ``$MLFLOW_TRACKING_URI``.
+    """
     epochs: int = 1
     limit_train_batches: Optional[float] = None  # fraction (<=1) or number of batches per epoch
     limit_val_batches: Optional[float] = None    # same, for validation (quick runs)
@@ -96,14 +154,22 @@ class TrainerConfig:
 
 @dataclass
 class RunConfig:
-    """A whole run in one typed place: ``model``, ``data``, ``optim``, ``trainer``; plain types only, so it
-    round-trips through YAML and ``weights_only`` checkpoints.
+    """A whole run in one typed place; plain types only, so it round-trips through YAML and ``weights_only``
+    checkpoints.
 
-    Example::
+    Attributes:
+        model: the network (`ModelConfig`).
+        data: the data (`DataConfig`).
+        optim: optimizer, schedule and regularisers (`OptimConfig`).
+        trainer: the Lightning Trainer, run directory and trackers (`TrainerConfig`).
 
+    Example:
+        ```python
         cfg = small_data_recipe('xtiny')
         cfg.optim.lr = 4e-3
-        RunConfig.from_dict(cfg.to_dict()) == cfg   # True"""
+        RunConfig.from_dict(cfg.to_dict()) == cfg   # True
+        ```
+    """
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -121,7 +187,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'RunConfig':
-        """Build from a nested dict; unknown sections or keys raise :class:`ConfigError` naming the accepted ones."""
+        """Build from a nested dict; unknown sections or keys raise `ConfigError` naming the accepted ones."""
         d = d or {}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -150,7 +216,7 @@ def _build(sub_cls, values: Dict[str, Any], section: str):
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
-    """The mapping in a YAML config file; :class:`ConfigError` for a missing file, bad YAML or a non-mapping."""
+    """The mapping in a YAML config file; `ConfigError` for a missing file, bad YAML or a non-mapping."""
     try:
         with open(path) as f:
             data = yaml.safe_load(f)
@@ -177,8 +243,20 @@ _PAPER = {
 
 
 def paper_recipe(variant: str, data_dir: Optional[str] = None, global_batch: int = 1024) -> RunConfig:
-    """ImageNet recipe: AdamW lr 1e-3 at batch 1024 (scaled linearly), 300 epochs cosine, 5 warmup, label
-    smoothing 0.1, random erasing 0.25, 224 px train / crop 0.9 bicubic test."""
+    """The paper's ImageNet recipe for a variant.
+
+    AdamW lr 1e-3 at batch 1024 (scaled linearly with ``global_batch``), 300 epochs cosine, 5 warm-up epochs, label
+    smoothing 0.1, random erasing 0.25, RandAugment and Mixup / CutMix by size (EMA from S up), the paper's weight
+    decay and drop path per variant, 224 px training and crop 0.9 bicubic test.
+
+    Args:
+        variant: a MogaNet variant or alias.
+        data_dir: the ImageNet folder (``train/`` and ``val/`` class folders).
+        global_batch: the batch over all devices; the learning rate scales with it.
+
+    Returns:
+        The `RunConfig`.
+    """
     v = resolve_variant(variant)
     wd, dpr, aa, mixup, cutmix, ema = _PAPER[v]
     cfg = RunConfig()
@@ -200,8 +278,17 @@ _DROP_PATH = dict(xtiny=0.05, tiny=0.1, small=0.1, base=0.2, large=0.3, xlarge=0
 
 
 def small_data_recipe(variant: str) -> RunConfig:
-    """The ``fit`` defaults for Fashion-MNIST-sized data on a 2-core CPU: AdamW lr 2e-3, one epoch (a fraction of
-    it for the larger variants), validation at mid-epoch and at the end, the paper's drop path per variant."""
+    """The ``fit`` defaults for Fashion-MNIST-sized data on a 2-core CPU.
+
+    AdamW lr 2e-3, one epoch (a fraction of it for the larger variants), validation at mid-epoch and at the end,
+    the paper's drop path per variant.
+
+    Args:
+        variant: a MogaNet variant or alias ('xtiny', 'xt', 'small', ...).
+
+    Returns:
+        The `RunConfig`; change its fields before calling `fit`.
+    """
     v = resolve_variant(variant)
     cfg = RunConfig()
     cfg.model = ModelConfig(name=f'moganet_{v}', drop_path_rate=_DROP_PATH[v])

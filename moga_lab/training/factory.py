@@ -1,4 +1,4 @@
-"""Build the network a :class:`~moga_lab.training.config.ModelConfig` names (see :mod:`moga_lab.models.factory`)."""
+"""Build the network a `ModelConfig` names (see `moga_lab.models.factory`)."""
 import dataclasses
 
 import torch.nn as nn
@@ -10,6 +10,16 @@ __all__ = ['build_model', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELIN
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
-    """A classifier [B, in_chans, image_size, image_size] -> [B, num_classes] as ``cfg`` describes it."""
+    """The classifier a `ModelConfig` describes (see `moga_lab.models.create_classifier`).
+
+    Args:
+        cfg: the model section of a run's configuration.
+        num_classes: classifier size.
+        in_chans: input channels.
+        image_size: input side in pixels (decides the small-image stems).
+
+    Returns:
+        The network, [B, in_chans, image_size, image_size] -> [B, num_classes].
+    """
     return create_classifier(num_classes=num_classes, in_chans=in_chans, image_size=image_size,
                              **dataclasses.asdict(cfg))

@@ -1,7 +1,7 @@
 """Experiment trackers for ``fit``: Lightning's own loggers, chosen by name.
 
 ``csv`` is always on (the reports and resumed runs read ``metrics.csv``); ``tensorboard`` is on by default
-(``tensorboard --logdir runs``); ``mlflow`` (a local SQLite store by default, see :mod:`moga_lab.tracking`) and
+(``tensorboard --logdir runs``); ``mlflow`` (a local SQLite store by default, see `moga_lab.tracking`) and
 ``wandb`` are optional extras. A tracker that is asked for but missing or unreachable stops the run before it starts
 (one line, exit 2); a tracker failing once the run has started only warns: checkpoints, ``metrics.csv`` and
 ``results.yaml`` are written regardless.

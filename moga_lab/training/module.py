@@ -36,10 +36,26 @@ def _accuracy(num_classes: int) -> MetricCollection:
 class ImageClassifier(L.LightningModule):
     """Trains ``config['model']['name']`` (MogaNet or a timm ConvNeXt / Swin) on [B, C, H, W] images.
 
-    Hyper-parameters are plain types (the resolved :class:`RunConfig` as a dict plus the data's shape), so
+    Hyper-parameters are plain types (the resolved `RunConfig` as a dict plus the data's shape), so
     checkpoints reload with ``weights_only=True`` and ``ImageClassifier.load_from_checkpoint`` rebuilds the
     exact network. Logs ``train/loss``, ``lr``, ``val/loss``, ``val/acc1``, ``val/acc5`` (and ``val_ema/*``
     with EMA), ``test/acc1``, ``test/acc5``.
+
+    Args:
+        config: the resolved `RunConfig` as a nested dict (``cfg.to_dict()``).
+        num_classes: classifier size.
+        in_chans: input channels.
+        image_size: input side in pixels (decides the small-image stems).
+        class_names: names of the classes, kept in the checkpoint for the analysis tools.
+        mean: the data's normalisation mean per channel, kept in the checkpoint.
+        std: the data's normalisation std per channel, kept in the checkpoint.
+
+    Example:
+        ```python
+        dm, module = prepare(small_data_recipe('xtiny'))          # or build both yourself:
+        module = ImageClassifier(cfg.to_dict(), num_classes=10, in_chans=1, image_size=28)
+        lightning.Trainer(max_epochs=1).fit(module, dm)
+        ```
     """
 
     def __init__(self, config: Dict[str, Any], num_classes: int, in_chans: int, image_size: int,

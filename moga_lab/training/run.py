@@ -9,14 +9,14 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 
-from ..data import create_datamodule
+from ..data import ClassificationDataModule, create_datamodule
 from .config import RunConfig
 from .loggers import build_loggers, log_figure, log_final_metrics
 from .module import ImageClassifier
@@ -27,7 +27,15 @@ __all__ = ['fit', 'prepare', 'build_datamodule', 'FitResult']
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the run directory, the test metrics, steps, wall seconds and training images/s."""
+    """What `fit` returns.
+
+    Attributes:
+        run_dir: the run directory (absolute).
+        test: the test metrics (``test/acc1``, ``test/acc5`` as fractions); empty when ``test=False``.
+        global_step: optimizer steps taken over all resumed segments.
+        seconds: training loop of all resumed segments (Lightning's Timer) plus the test.
+        train_images_per_second: training images per second of this segment, validation excluded.
+    """
     run_dir: str
     test: Dict[str, float]
     global_step: int
@@ -35,8 +43,15 @@ class FitResult:
     train_images_per_second: float   # this segment's
 
 
-def build_datamodule(cfg: RunConfig):
-    """The LightningDataModule ``cfg.data`` names (see :func:`moga_lab.data.create_datamodule`)."""
+def build_datamodule(cfg: RunConfig) -> ClassificationDataModule:
+    """The LightningDataModule the data section of ``cfg`` names (see `moga_lab.data.create_datamodule`).
+
+    Args:
+        cfg: the run's configuration.
+
+    Returns:
+        A `moga_lab.data.ClassificationDataModule`, not yet set up.
+    """
     d = cfg.data
     kwargs: Dict[str, Any] = dict(data_dir=d.data_dir, batch_size=d.batch_size, num_workers=d.num_workers,
                                   augment=d.augment, reprob=d.reprob)
@@ -107,8 +122,19 @@ def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
     return L.Trainer(**kwargs)
 
 
-def prepare(cfg: RunConfig):
-    """DataModule (data read, so missing data fails here) and the LightningModule (bad model options fail here)."""
+def prepare(cfg: RunConfig) -> Tuple[ClassificationDataModule, ImageClassifier]:
+    """The DataModule (set up, so missing data fails here) and the LightningModule (bad model options fail here).
+
+    Args:
+        cfg: the run's configuration; seeds everything with ``cfg.trainer.seed`` first.
+
+    Returns:
+        ``(datamodule, module)``, ready for your own ``lightning.Trainer``.
+
+    Raises:
+        moga_lab.data.DataError: the data is missing or unreadable (the message says where it looked).
+        ValueError: a model option that is not accepted.
+    """
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup('fit')
@@ -119,8 +145,33 @@ def prepare(cfg: RunConfig):
     return dm, module
 
 
-def fit(cfg: RunConfig, resume: bool = False, test: bool = True, prepared=None) -> FitResult:
-    """Train, evaluate the best checkpoint on the test set, write the run's artefacts."""
+def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
+        prepared: Optional[Tuple[ClassificationDataModule, ImageClassifier]] = None) -> FitResult:
+    """Train, test the best checkpoint on the test set, and write the run's artefacts.
+
+    The run directory receives ``config.yaml``, ``last.ckpt`` (periodically and at the end, atomically),
+    ``best.ckpt`` (best ``val/acc1``), ``metrics.csv``, ``learning_curve.png`` and ``results.yaml``.
+
+    Args:
+        cfg: the run's configuration (`small_data_recipe`, `paper_recipe`, or your own `RunConfig`).
+        resume: continue from ``<run_dir>/last.ckpt`` (FileNotFoundError when there is none).
+        test: evaluate the best checkpoint on the test set after training.
+        prepared: ``(datamodule, module)`` from `prepare`, to skip building them again.
+
+    Returns:
+        A `FitResult`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or inf (the message names the step and learning rate).
+
+    Example:
+        ```python
+        cfg = small_data_recipe('xtiny')
+        cfg.trainer.epochs, cfg.trainer.run_dir = 3, 'runs/xt3'
+        result = fit(cfg)
+        print(result.test['test/acc1'])
+        ```
+    """
     run_dir = os.path.abspath(cfg.trainer.run_dir)
     last = os.path.join(run_dir, 'last.ckpt')
     if resume and not os.path.isfile(last):
