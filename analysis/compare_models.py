@@ -42,29 +42,40 @@ from moga_lab.training import ModelConfig  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
-def gradcam_layer(model, images):
-    """(name, module, map size) of the layer Grad-CAM explains. MogaNet's default is norm4 (the authors' choice at
-    224 px); on 28 px inputs with the stride-2 stem it is a 2x2 map, so take the deepest stage norm that is still
-    at least 4x4, comparable to the baselines' last stages here (ConvNeXt 3x3, Swin 2x2). Other models: their default layer
-    (``moga_lab.analysis.gradcam.default_layer``), named by its path in the model."""
-    if hasattr(model, 'forward_intermediates') and hasattr(model, 'norm1'):
-        with torch.no_grad():
-            feats = model.forward_intermediates(images[:1], intermediates_only=True)
-        index = max([i for i, f in enumerate(feats) if min(f.shape[-2:]) >= 4], default=len(feats) - 1)
-        size = 'x'.join(str(n) for n in feats[index].shape[-2:])
-        return f'norm{index + 1}', getattr(model, f'norm{index + 1}'), size
+def _stage_candidates(model):
+    """(name, module) of each family's stage outputs Grad-CAM can explain, deepest first."""
+    if hasattr(model, 'norm1') and hasattr(model, 'num_stages'):                # MogaNet: the stage norms
+        return [(f'norm{i}', getattr(model, f'norm{i}')) for i in range(model.num_stages, 0, -1)]
+    for attr in ('stages', 'layers'):                                         # timm ConvNeXt / Swin
+        if isinstance(getattr(model, attr, None), torch.nn.Sequential):
+            seq = getattr(model, attr)
+            return [(f'{attr}.{i}', seq[i]) for i in range(len(seq) - 1, -1, -1)]
     layer = default_layer(model)
-    name = next(n for n, m in model.named_modules() if m is layer)
-    shapes = []
-    handle = layer.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
+    return [(next(n for n, m in model.named_modules() if m is layer), layer)]
+
+
+def gradcam_layer(model, images):
+    """(name, module, map size) of the layer Grad-CAM explains: the deepest stage output whose map is still at least
+    4x4, for every family alike. At 224 px that is each family's default (MogaNet norm4, the authors' choice; ConvNeXt
+    ``stages.3``; Swin ``layers.3``: 7x7); on 28 px inputs the last stages are 2x2-3x3, too coarse to say where a
+    model looks, so an earlier stage is taken (MogaNet norm3, ConvNeXt stages.2, Swin layers.2)."""
+    candidates = _stage_candidates(model)
+    shapes = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape)))
+               for n, m in candidates]
     try:
         with torch.no_grad():
             model(images[:1])
     finally:
-        handle.remove()
-    shape = shapes[0]
-    # timm Swin stages are NHWC, ConvNeXt stages NCHW
-    h, w = (shape[1], shape[2]) if type(model).__name__.startswith('SwinTransformer') else shape[-2:]
+        for h in handles:
+            h.remove()
+    nhwc = type(model).__name__.startswith('SwinTransformer')  # timm Swin stages are NHWC, the others NCHW
+
+    def hw(name):
+        shape = shapes[name]
+        return (shape[1], shape[2]) if nhwc else shape[-2:]
+    name, layer = next(((n, m) for n, m in candidates if min(hw(n)) >= 4), candidates[0])
+    h, w = hw(name)
     return name, layer, f'{h}x{w}'
 
 

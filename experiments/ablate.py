@@ -8,7 +8,8 @@ Columns: parameters, MACs (fvcore, at the budget's image size), test top-1 (mean
 the share of interaction strength in the middle orders (0.2n-0.6n by default) from the interaction tool on
 the seed-0 checkpoint, all rows on the same images, pairs and contexts.
 
-Writes ``<out>/ablation.csv``, ``<out>/ablation.md`` and ``<out>/ablation_curves.png``, and records every row
+Writes ``<out>/ablation.csv`` (a row per variant), ``ablation.md``, ``ablation_curves.png``, ``accuracy.csv`` (a line per
+(row, seed)), ``interaction.csv`` (the tidy per-image table) and ``curve.csv``, and records every row
 (seeds as child runs) in the MLflow study store (``runs/mlflow.db`` unless ``--tracking-uri``; see
 moga_lab/tracking.py). Every (row, seed) trains in its own run directory: a stopped run resumes where it stopped.
 ``--executor local --concurrency 2`` runs the (row, seed) jobs as separate processes (one thread each on 2 cores),
@@ -139,7 +140,13 @@ def main(argv=None):
     result[f'{share_col}_ci_high'] = result.row.map(intervals.ci_high)
     os.makedirs(args.out, exist_ok=True)
     atomic_write_csv(os.path.join(args.out, 'ablation.csv'), result)
-    atomic_write_csv(os.path.join(args.out, 'ablation_curve.csv'), curve)
+    atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
+    atomic_write_csv(os.path.join(args.out, 'interaction.csv'), frame)   # the tidy per-image table of every row
+    # one line per (row, seed): what other scripts read (first column the row, a seed column, top-1 in percent)
+    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), pd.DataFrame([
+        dict(row=name, seed=seed, test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
+             train_images_per_s=r['train_images_per_second'], wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1))
+        for (name, seed), r in per_seed.items() if name in set(result.row)]))
     shown = result.copy()
     shown['top-1 (%)'] = [f'{m:.2f} ± {s:.2f}' if s == s else f'{m:.2f}' for m, s in zip(result.top1_mean,
                                                                                         result.top1_spread)]
@@ -165,7 +172,7 @@ def main(argv=None):
     else:
         plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
     print(md)
-    print(f'wrote {args.out}/ablation.csv, ablation.md, ablation_curves.png')
+    print(f'wrote {args.out}/ablation.csv, ablation.md, ablation_curves.png, accuracy.csv, interaction.csv, curve.csv')
     _record(store, args, budget, rows, result, per_seed, band, frame)
 
 
@@ -218,7 +225,7 @@ def _record(store, args, budget, rows, result, per_seed, band, frame):
                         parent_run_id=parent, name=f'{name} seed {seed}', tags=dict(row=name, seed=seed))
     safe_record(store, f'{args.out}:summary', common, {'rows': len(result)},
                 artifacts=[os.path.join(args.out, n) for n in ('ablation.csv', 'ablation.md', 'ablation_curves.png',
-                                                               'ablation_curve.csv')] + [args.config],
+                                                               'curve.csv', 'accuracy.csv')] + [args.config],
                 name='summary', tags=dict(study='ablation'))
     print(f'recorded {len(result)} rows in {store.uri} (experiment {store.experiment!r}); browse: mlflow ui '
           f'--backend-store-uri {store.uri}')

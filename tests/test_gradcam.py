@@ -34,6 +34,15 @@ def test_swin_layer_is_read_as_nchw():
         handle.remove()
     assert seen['shape'][1] == model.num_features  # channels in dim 1
     assert type(model.layers[-1]).__name__ != 'Sequential'  # the model is restored afterwards
+    # an earlier stage (a finer map at small inputs) is read as NCHW too: 28 px, patch 2 -> layers.2 is 4x4
+    stage = model.layers[2]
+    with gc._nchw_view(model, stage) as hooked:
+        handle = hooked.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))
+        model(torch.randn(2, 1, 28, 28))
+        handle.remove()
+    assert seen['shape'] == (2, model.layers[2].blocks[0].norm1.normalized_shape[0], 4, 4)
+    assert model.layers[2] is stage
+    assert grad_cam(model, torch.randn(2, 1, 28, 28), layer=stage).shape == (2, 28, 28)
 
 
 def test_unknown_model_asks_for_a_layer():

@@ -37,6 +37,13 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert table['middle_share_0.2-0.6n'].between(0, 1).all()
     assert (out / 'ablation.md').read_text().count('\n|') >= 4
     assert (out / 'ablation_curves.png').stat().st_size > 10_000
+    accuracy = pd.read_csv(out / 'accuracy.csv')            # what other scripts read: row, seed, top-1 in percent
+    assert list(accuracy.columns[:3]) == ['row', 'seed', 'test_top1'] and len(accuracy) == 6
+    means = accuracy.groupby('row').test_top1.mean()
+    assert (means - table.set_index('row').top1_mean).abs().max() < 0.01   # accuracy.csv rounds to 0.01 %
+    inter = pd.read_csv(out / 'interaction.csv')
+    assert set(inter.model) == {'full', 'no_gating', 'plain'} and 'image_id' in inter
+    assert set(pd.read_csv(out / 'curve.csv').model) == set(inter.model)
     # a second run trains nothing again (every row's results.yaml is there) and gives the same table
     again = _run('experiments/ablate.py', args, tmp_path)
     assert again.returncode == 0 and '[jobs]' not in again.stdout  # nothing left to run
@@ -60,10 +67,10 @@ def test_compare_models_quick(tmp_path):
     report = (out / 'report.md').read_text()
     assert '![Grad-CAM](gradcam_grid.png)' in report
     assert 'moganet_xtiny: `norm3` (4x4 map)' in report  # not the 2x2 norm4 on 28 px inputs
-    # the baselines' layers are named by their path in the model, with the map size (Swin stages are NHWC)
+    # every family at its deepest stage with a map of at least 4x4, named by its path in the model (Swin is NHWC)
     # 28 px: ConvNeXt (patch 1) 28 -> 14 -> 7 -> 3, Swin (patch 2) 14 -> 7 -> 4 -> 2 (NHWC, read as H x W)
-    assert re.search(r'convnext_atto: `stages\.3` \(3x3 map\)', report), report
-    assert re.search(r'swin_femto: `layers\.3` \(2x2 map\)', report), report
+    assert re.search(r'convnext_atto: `stages\.2` \(7x7 map\)', report), report
+    assert re.search(r'swin_femto: `layers\.2` \(4x4 map\)', report), report
 
 
 def test_gradcam_cli(tmp_path):

@@ -1,7 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017) through captum's LayerGradCam, for MogaNet, timm ConvNeXt and Swin.
 
 Default layers (overridable with ``layer=``): MogaNet ``norm4`` (as the authors' ``cam_image.py``), ConvNeXt
-``stages[-1]``, Swin ``layers[-1]`` -- whose output is NHWC, so it is read through a permute to NCHW (captum
+``stages[-1]``, Swin ``layers[-1]`` -- whose stages output NHWC, so they are read through a permute to NCHW (captum
 assumes channels in dim 1; without it the maps are silently wrong).
 """
 import contextlib
@@ -60,17 +60,18 @@ def default_layer(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def _nchw_view(model: nn.Module, layer: nn.Module):
-    """For Swin: temporarily follow ``layer`` by NHWC->NCHW->NHWC and yield the NCHW module to hook."""
-    if _family(model) != 'swin' or layer is not model.layers[-1]:
+    """For a Swin stage (any of ``model.layers``): temporarily follow it by NHWC->NCHW->NHWC and yield the NCHW
+    module to hook."""
+    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if _family(model) == 'swin' else None
+    if index is None:
         yield layer
         return
     to_nchw = _ToNCHW()
-    original = model.layers[-1]
-    model.layers[-1] = nn.Sequential(original, to_nchw, _ToNHWC())
+    model.layers[index] = nn.Sequential(layer, to_nchw, _ToNHWC())
     try:
         yield to_nchw
     finally:
-        model.layers[-1] = original
+        model.layers[index] = layer
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
