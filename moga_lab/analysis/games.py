@@ -478,12 +478,12 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
     Args:
         frame: the per-image table holding both models.
         model_a: the first model's name.
-        model_b: the second model's name.
-        statistic: 'debiased' or 'naive'.
-        low: lower end of the band, as a fraction of n.
-        high: upper end of the band.
-        num_bootstrap: bootstrap resamples.
-        seed: seed of the bootstrap.
+        model_b: the second model's name (subtracted).
+        statistic: which strength the shares are of ('debiased' or 'naive').
+        low: the band's lower order ratio.
+        high: the band's upper order ratio.
+        num_bootstrap: paired resamples of the common images.
+        seed: the resampling seed.
 
     Returns:
         ``dict(difference, ci_low, ci_high, num_images)``; the interval excluding 0 decides the sign.

@@ -68,16 +68,17 @@ def evaluate_unique(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 51
 
 def evaluate_rows(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 512,
                   progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """v for every row of ``masks``, in batches, as float64 on the CPU.
+    """v for every row of ``masks`` (repeated rows evaluated again; see `evaluate_unique`), in batches, as float64
+    on the CPU.
 
     Args:
-        value_fn: bool masks [B, n] -> values [B].
-        masks: bool [M, n].
-        batch_size: masks per call of ``value_fn``.
-        progress: called with the number of masks evaluated after each batch.
+        value_fn: the game.
+        masks: the coalitions, one per row.
+        batch_size: rows per call.
+        progress: progress callback (rows done).
 
     Returns:
-        float64 [M].
+        One value per row.
     """
     values = torch.empty(len(masks), dtype=torch.float64)
     for start in range(0, len(masks), batch_size):
