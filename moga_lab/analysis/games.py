@@ -38,13 +38,17 @@ __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve'
            'image_set_precision', 'per_image_target', 'middle_share_interval', 'middle_share_difference']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+"""The authors' 13 order ratios m / (n - 2)."""
 VALUES = ('log-odds', 'logit', 'log-p')
-STATISTICS = {'debiased': 'I2', 'naive': 'J'}  # strength_curve's statistic -> the per-image column it aggregates
+"""What v(S) measures of the true class (``InteractionSettings.value``)."""
+STATISTICS = {'debiased': 'I2', 'naive': 'J'}
+"""`strength_curve`'s statistic -> the per-image column it aggregates."""
 STATISTIC_TEXT = {
     'debiased': 'root-mean-square of I_m over images and pairs with the Monte-Carlo noise removed (sqrt of the mean '
                 'of Î² - se²; unbiased square)',
     'naive': "the authors' mean |I_m| over images and pairs (biased upward by up to the noise floor)",
 }
+"""The statistics in words, for reports and captions."""
 
 
 @dataclass
@@ -98,7 +102,9 @@ class InteractionSettings:
 
 # batch 64 at 224 px: 1.0-1.5x faster than 256 (benchmarks/interaction_speed.py --batch-size 64 256; docs/interaction.md)
 IMAGENET_DEFAULTS = InteractionSettings(grid=14, num_pairs=50, num_contexts=50, batch_size=64)
+"""The authors' design at 224 px (used above 64 px)."""
 SMALL_IMAGE_DEFAULTS = InteractionSettings(grid=7, num_pairs=20, num_contexts=24)
+"""The design for 28-32 px inputs (see the module docstring for why)."""
 
 
 def default_settings(image_size: int) -> InteractionSettings:

@@ -18,7 +18,8 @@ __all__ = ['exact_multi_order_interaction', 'multi_order_interaction', 'evaluate
            'order_grid', 'sample_contexts']
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
-EXACT_MAX_PLAYERS = 20  # 2^20 = 1M evaluations of v: the most we enumerate
+EXACT_MAX_PLAYERS = 20
+"""The most players `exact_multi_order_interaction` enumerates (2^20 = 1M evaluations of v)."""
 
 
 def _check(n_players: int, pairs: torch.Tensor, orders: Sequence[int]) -> Tuple[torch.Tensor, list]:

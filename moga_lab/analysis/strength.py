@@ -35,7 +35,9 @@ __all__ = ['CachedValues', 'PairSamples', 'order_statistics', 'estimate_strength
            'NOISE_FLOOR_FACTOR']
 
 Z95 = 1.959963984540054
-NOISE_FLOOR_FACTOR = math.sqrt(2 / math.pi)  # E|N(0, se²)| = se * sqrt(2 / pi)
+"""The normal quantile of two-sided 95 % intervals."""
+NOISE_FLOOR_FACTOR = math.sqrt(2 / math.pi)
+"""E|N(0, se²)| = se * sqrt(2 / pi): the most Monte-Carlo noise adds to mean |Î|, per unit of se."""
 
 
 class CachedValues:
