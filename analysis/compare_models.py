@@ -29,7 +29,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from moga_lab.cli import add_model_arguments, fail, model_sources, positive_float, unit_fraction, user_errors  # noqa: E402
+from moga_lab.cli import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_least, model_sources,  # noqa: E402
+                          positive_float, unit_fraction, user_errors)
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
                                      InteractionSettings, default_settings, middle_share_interval, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
@@ -38,6 +39,7 @@ from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_models, train_variant  # noqa: E402
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
+from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
@@ -84,20 +86,20 @@ def parse_args(argv=None):
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'],
                    help='models to train and compare (when no --checkpoint / --weights is given)')
     add_model_arguments(p)
-    p.add_argument('--epochs', type=int, default=2)
-    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--epochs', type=int_at_least(1), default=2)
+    p.add_argument('--batch-size', type=int_at_least(1), default=64)
     p.add_argument('--lr', nargs='+', default=['2e-3'], metavar='LR|NAME=LR',
                    help='learning rate for every model, or per model (e.g. moganet_xtiny=4e-3 convnext_atto=2e-3; '
                         'models not named take 2e-3)')
-    p.add_argument('--image-size', type=int, default=None,
+    p.add_argument('--image-size', type=int_at_least(MIN_IMAGE_SIZE), default=None,
                    help='train and analyse at this size (Fashion-MNIST resized, bicubic; default its 28 px)')
     p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/compare')
-    p.add_argument('--num-images', type=int, default=8, help='images for the interaction curves')
-    p.add_argument('--gradcam-images', type=int, default=6)
+    p.add_argument('--num-images', type=int_at_least(1), default=8, help='images for the interaction curves')
+    p.add_argument('--gradcam-images', type=int_at_least(1), default=6)
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder, or the ImageFolder for --weights')
     p.add_argument('--target-ci', type=positive_float, default=None,
@@ -254,6 +256,14 @@ def _gradcam(out, models, images, labels, info):
     return layers
 
 
+def _stems(size: int) -> str:
+    """The stems moga_lab.models.factory chose at this input size, as the report states them."""
+    if size <= SMALL_IMAGE_MAX:
+        return ('Small-image stems: MogaNet stride 2, ConvNeXt patch 1, Swin patch 2 and a window that tiles the token '
+                'grid (see moga_lab/models/factory.py).')
+    return 'The reference stems (stride 4 / patch 4).'
+
+
 def learning_rates(values, models):
     """['4e-3'] or ['moganet_xtiny=4e-3', ...] -> {model: lr}; ValueError naming the accepted forms."""
     rates = {m: 2e-3 for m in models}
@@ -325,8 +335,7 @@ def train_and_compare(args):
 
 Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
 the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_path_rate:g}, seed {args.seed},
-{ev.images.shape[-1]} px. Small-image stems: MogaNet
-stride 2, ConvNeXt patch 1, Swin patch 2 (see moga_lab/models/factory.py).
+{ev.images.shape[-1]} px. {_stems(ev.images.shape[-1])}
 
 ## Accuracy (10k test images) and interactions
 

@@ -26,8 +26,8 @@ from moga_lab.atomic import atomic_write_csv
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
-    p.add_argument('--epochs', type=int, default=5)
-    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--epochs', type=int_at_least(1), default=5)
+    p.add_argument('--batch-size', type=int_at_least(1), default=64)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')

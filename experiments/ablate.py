@@ -17,6 +17,7 @@ moga_lab/tracking.py). Every (row, seed) trains in its own run directory: a stop
 and names what is missing. ``--quick`` uses experiments/configs/quick.yaml (minutes; used by the tests).
 """
 import argparse
+import dataclasses
 import os
 import sys
 import textwrap
@@ -34,7 +35,7 @@ from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_pa
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config  # noqa: E402
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
-from moga_lab.training import ModelConfig  # noqa: E402
+from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
@@ -68,16 +69,32 @@ def main(argv=None):
     except (ValueError, TrackingError) as error:
         p.exit(2, f'{p.prog}: error: {error}\n')
     args.config = os.path.join(HERE, 'configs', 'quick.yaml') if args.quick else args.config
-    cfg = load_study_config(args.config)
-    budget = Budget(**cfg['budget'], data_dir=args.data_dir)
+    try:
+        cfg = load_study_config(args.config)
+        budget = Budget.from_config(cfg.get('budget') or {}, data_dir=args.data_dir)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        p.error(f'{args.config}: {error}')
     inter = dict(cfg.get('interaction') or {})
     band = tuple(inter.pop('middle_band', (0.2, 0.6)))
-    rows = cfg['rows']
+    rows = cfg.get('rows') or {}
+    if not isinstance(rows, dict) or not rows:
+        p.error(f'{args.config}: no rows; a section rows: {{name: {{switch: value}}, ...}} is needed')
     if args.rows:
         unknown = set(args.rows) - set(rows)
         if unknown:
             p.error(f'unknown rows {sorted(unknown)}; accepted: {", ".join(rows)}')
         rows = {k: rows[k] for k in args.rows}
+    for name, switches in rows.items():  # a bad switch is named now, not as a traceback from a job later
+        known = {f.name for f in dataclasses.fields(ModelConfig)} - {'name', 'extra'}
+        unknown = sorted(set(switches or {}) - known)
+        if unknown:
+            p.error(f'{args.config}: row {name!r}: unknown switches {unknown}; accepted: {", ".join(sorted(known))}')
+        try:
+            build_model(ModelConfig(name=budget.model, **{k: tuple(v) if isinstance(v, list) else v
+                                                          for k, v in (switches or {}).items()}),
+                        10, 1, budget.image_size or 28)
+        except (TypeError, ValueError) as error:
+            p.error(f'{args.config}: row {name!r}: {error}')
 
     inter_kwargs = dict(num_images=inter.get('num_images', 4), grid=inter.get('grid', 7), pairs=inter.get('pairs', 12),
                         contexts=inter.get('contexts', 12),

@@ -1,6 +1,7 @@
 """Building blocks of the study scripts (``experiments/ablate.py``, ``analysis/compare_models.py``): train a
 variant under a fixed budget (resumable), count parameters and MACs, interaction curves of several
 checkpoints on the same images, pairs and contexts."""
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -31,6 +32,40 @@ class Budget:
     data_dir: Optional[str] = None
     image_size: Optional[int] = None     # None = the data's own (28 px for Fashion-MNIST); e.g. 56 to resize
     drop_path_rate: float = 0.05
+
+    def __post_init__(self):
+        # a study config is a file the user wrote: say which value is wrong before anything is trained or written
+        from .cli import MIN_IMAGE_SIZE
+
+        def integer(v, low):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
+        checks = [
+            ('epochs', integer(self.epochs, 1), 'an integer >= 1'),
+            ('batch_size', integer(self.batch_size, 1), 'an integer >= 1'),
+            ('lr', isinstance(self.lr, (int, float)) and self.lr > 0, 'a positive number'),
+            ('drop_path_rate', isinstance(self.drop_path_rate, (int, float)) and 0 <= self.drop_path_rate < 1,
+             'a number in [0, 1)'),
+            ('seeds', isinstance(self.seeds, list) and len(self.seeds) > 0 and all(integer(s, 0) for s in self.seeds),
+             'a non-empty list of integers >= 0'),
+            ('image_size', self.image_size is None or integer(self.image_size, MIN_IMAGE_SIZE),
+             f'null or an integer >= {MIN_IMAGE_SIZE}'),
+        ]
+        for limit in ('limit_train_batches', 'limit_test_batches'):
+            v = getattr(self, limit)
+            checks.append((limit, v is None or (isinstance(v, (int, float)) and v > 0),
+                           'null, a fraction in (0, 1] or a number of batches'))
+        for name, ok, accepted in checks:
+            if not ok:
+                raise ValueError(f'budget {name}={getattr(self, name)!r} is not accepted; accepted: {accepted}')
+
+    @classmethod
+    def from_config(cls, values: Dict[str, Any], **overrides) -> 'Budget':
+        """A budget from a study YAML's ``budget`` section; a ValueError names unknown keys and bad values."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f'unknown budget keys {unknown}; accepted: {", ".join(known)}')
+        return cls(**{**values, **overrides})
 
     def describe_epochs(self) -> str:
         """'1 epoch(s) over 0.25 of the training set' — the training budget as the reports state it."""

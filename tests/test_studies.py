@@ -56,6 +56,37 @@ def test_ablate_unknown_row(tmp_path):
     assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
 
 
+@pytest.mark.parametrize('edit, message', [
+    (('drop_path_rate: 0.0', 'drop_path_rate: 2'), 'budget drop_path_rate=2 is not accepted; accepted: a number in [0, 1)'),
+    (('drop_path_rate: 0.0', 'drop_path: 0.0'), "unknown budget keys ['drop_path']; accepted: model, epochs"),
+    (('epochs: 3', 'epochs: 0'), 'budget epochs=0 is not accepted; accepted: an integer >= 1'),
+    (('no_ca: {channel_aggregation: false}', 'no_ca: {channel_agg: false}'), "row 'no_ca': unknown switches ['channel_agg']"),
+    (('no_ca: {channel_aggregation: false}', 'no_ca: {gate_act: foo}'), "row 'no_ca': gate_act='foo' is not supported"),
+])
+def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, message):
+    text = (ROOT / 'experiments/configs/ablation_56px.yaml').read_text()
+    assert edit[0] in text
+    config = tmp_path / 'bad.yaml'
+    config.write_text(text.replace(edit[0], edit[1]))
+    out = tmp_path / 'out'
+    done = _run('experiments/ablate.py', ['--config', str(config), '--out', str(out), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--batch-size', '0'], "argument --batch-size: '0' is not accepted; accepted: an integer >= 1"),
+    (['--image-size', '5'], "argument --image-size: '5' is not accepted; accepted: an integer >= 16"),
+    (['--lr', 'nope=1e-3'], "--lr 'nope=1e-3' names no model of --models"),
+    (['--drop-path', '1.5'], "argument --drop-path: '1.5' is not accepted; accepted: a number in [0, 1)"),
+])
+def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / 'out'
+    done = _run('analysis/compare_models.py', [*args, '--out', str(out), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr and not out.exists()
+
+
 def test_compare_models_quick(tmp_path):
     out = tmp_path / 'cmp'
     done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3'], tmp_path)

@@ -440,6 +440,25 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
     return shares
 
 
+def _image_by_order(frame: pd.DataFrame, model: str, statistic: str) -> pd.DataFrame:
+    """[images x order ratios] of the per-image column ``statistic`` aggregates (I2 or J), for one model."""
+    sub = frame[frame.model == model]
+    return sub.pivot_table(index='image_id', columns='ratio', values=STATISTICS[statistic],
+                           aggfunc='mean').sort_index(axis=1)
+
+
+def _middle_share_of(ratios, statistic: str, low: float, high: float):
+    """Means over images [..., orders] of that column -> the middle share of the curve they make (the root of the
+    mean I2 for the debiased statistic, as `strength_curve` does)."""
+    band = np.asarray((np.asarray(ratios) >= low) & (np.asarray(ratios) <= high))
+    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
+
+    def share(means):
+        curves = root(means)
+        return curves[..., band].sum(-1) / curves.sum(-1)
+    return share
+
+
 def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low: float = 0.2, high: float = 0.6,
                           num_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
     """`middle_order_share` per model with a 95 % bootstrap interval over images (resampling the images of the
@@ -456,21 +475,15 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low:
     Returns:
         Columns model, share, ci_low, ci_high, num_images.
     """
-    column = STATISTICS[statistic]
-    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
     rng = np.random.default_rng(seed)
     rows = []
-    for model, sub in frame.groupby('model', sort=False):
-        table = sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
-        band = np.asarray((table.columns >= low) & (table.columns <= high))
+    for model in frame.model.unique():
+        table = _image_by_order(frame, model, statistic)
+        share = _middle_share_of(table.columns, statistic, low, high)
         values = table.to_numpy()
-
-        def share(curves):
-            return curves[..., band].sum(-1) / curves.sum(-1)
         idx = rng.integers(0, len(values), size=(num_bootstrap, len(values)))
-        boot = share(root(values[idx].mean(1)))
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        rows.append(dict(model=model, share=float(share(root(values.mean(0)))), ci_low=float(lo), ci_high=float(hi),
+        lo, hi = np.percentile(share(values[idx].mean(1)), [2.5, 97.5])
+        rows.append(dict(model=model, share=float(share(values.mean(0))), ci_low=float(lo), ci_high=float(hi),
                          num_images=len(values)))
     return pd.DataFrame(rows)
 
@@ -494,22 +507,15 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
     Returns:
         ``dict(difference, ci_low, ci_high, num_images)``; the interval excluding 0 decides the sign.
     """
-    column = STATISTICS[statistic]
-    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
-    tables = [frame[frame.model == m].pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean')
-              .sort_index(axis=1) for m in (model_a, model_b)]
+    tables = [_image_by_order(frame, m, statistic) for m in (model_a, model_b)]
     common = tables[0].index.intersection(tables[1].index)
     if len(common) == 0:
         raise ValueError(f'{model_a} and {model_b} share no images in the table')
-    values = [t.loc[common].to_numpy() for t in tables]
-    band = np.asarray((tables[0].columns >= low) & (tables[0].columns <= high))
-
-    def share(curves):
-        return curves[..., band].sum(-1) / curves.sum(-1)
+    a, b = (t.loc[common].to_numpy() for t in tables)
+    share = _middle_share_of(tables[0].columns, statistic, low, high)
     idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
-    boot = share(root(values[0][idx].mean(1))) - share(root(values[1][idx].mean(1)))
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    diff = share(root(values[0].mean(0))) - share(root(values[1].mean(0)))
+    lo, hi = np.percentile(share(a[idx].mean(1)) - share(b[idx].mean(1)), [2.5, 97.5])
+    diff = share(a.mean(0)) - share(b.mean(0))
     return dict(difference=float(diff), ci_low=float(lo), ci_high=float(hi), num_images=len(common))
 
 
