@@ -37,7 +37,8 @@ from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
-from moga_lab.studies import Budget, count_params_macs, interaction_of_models, train_variant  # noqa: E402
+from moga_lab.studies import (Budget, add_wall_time, count_params_macs, interaction_of_models,  # noqa: E402
+                              provenance, publish_artefacts, train_variant)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -98,6 +99,8 @@ def parse_args(argv=None):
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/compare')
+    p.add_argument('--publish', metavar='DIR', help='also copy the tables, report and figures (not checkpoints) to DIR, '
+                   'e.g. docs/studies/compare')
     p.add_argument('--num-images', type=int_at_least(1), default=8, help='images for the interaction curves')
     p.add_argument('--gradcam-images', type=int_at_least(1), default=6)
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
@@ -123,6 +126,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     parser, args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the exact command, stated in the report
     try:
         args.store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
     except TrackingError as error:
@@ -180,7 +184,7 @@ def compare_named(args):
     start = time.perf_counter()
     frame = interaction_of_models(models, ev.images[:n_inter], ev.labels[:n_inter], ev.ids[:n_inter], settings,
                                   cache=os.path.join(args.out, 'interaction.csv'))
-    wall = time.perf_counter() - start
+    wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
     title = f'{ev.info.name}, {n_inter} images at {ev.images.shape[-1]} px'
     caption = (f'{frame.image_id.nunique()} images, {settings.grid}x{settings.grid} patches, {settings.num_pairs} pairs, '
                f'{describe_contexts(frame)}')
@@ -200,7 +204,9 @@ Images: {len(ev.ids)} drawn with seed {args.seed}{' (one per class)' if args.one
 
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction strength
 in orders 0.2n-0.6n ({caption}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order) gives
-{flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min for the models and images not cached.
+{flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min in all (summed over resumed runs).
+
+{provenance('analysis/compare_models.py', args.argv)}
 
 ![interaction curves ({caption})](interaction_curves.png)
 
@@ -213,6 +219,7 @@ Layers: {'; '.join(layers)}. Explained class: the top-1 prediction.
     atomic_write_text(os.path.join(args.out, 'report.md'), report)
     print(accuracy.to_markdown(index=False))
     print(f'wrote {args.out}/report.md')
+    _publish(args)
     record(args, accuracy, frame, dict(images=len(ev.ids), data_dir=args.data_dir, transform=ev.info.transform,
                                        interaction=caption, statistic=args.statistic, seed=args.seed,
                                        interaction_wall_min=round(wall / 60, 2)))
@@ -230,6 +237,12 @@ def _curves(args, frame, accuracy, title):
     accuracy['middle_share_95ci'] = accuracy.model.map(
         lambda m: f'{by_model.ci_low[m]:.3f}-{by_model.ci_high[m]:.3f}')
     return curve, shares, flat_middle_share(curve)
+
+
+def _publish(args):
+    if args.publish:
+        names = publish_artefacts(args.out, args.publish)
+        print(f'published {", ".join(names)} to {args.publish}')
 
 
 def _separation(shares) -> str:
@@ -312,7 +325,8 @@ def train_and_compare(args):
         rows.append(dict(model=name, seed=args.seed, lr=rates[name], params_M=round(params / 1e6, 2),
                          MMACs=round(macs / 1e6, 1),
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
-                         train_images_per_s=r['train_images_per_second']))
+                         train_images_per_s=r['train_images_per_second'],
+                         train_wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1)))
         ckpt = os.path.join(run_dir, 'best.ckpt')
         checkpoints[name] = ckpt if os.path.isfile(ckpt) else os.path.join(run_dir, 'last.ckpt')
     accuracy = pd.DataFrame(rows)
@@ -324,7 +338,7 @@ def train_and_compare(args):
     start = time.perf_counter()
     frame = interaction_of_models(trained, ev.images, ev.labels, ev.ids, settings,
                                   cache=os.path.join(args.out, 'interaction.csv'))
-    wall = time.perf_counter() - start
+    wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
     curve, shares, flat = _curves(args, frame, accuracy, f'Fashion-MNIST at {ev.images.shape[-1]} px')
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
@@ -344,20 +358,27 @@ the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction
 strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {settings.grid}x{settings.grid} patches,
 {settings.num_pairs} pairs, {describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no
-preferred order) gives {flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min for the models and
-images not cached.
+preferred order) gives {flat:.3f}. {_separation(shares)}
 
-![interaction curves](interaction_curves.png)
+`train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
+benchmarks/study_speed.py measures the models side by side. Wall time on this machine: training
+{accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model), interactions {wall / 60:.0f} min (summed over
+resumed runs). {provenance('analysis/compare_models.py', args.argv)}
+
+![interaction curves ({frame.image_id.nunique()} test images; models trained {budget.describe_epochs()} at batch
+{budget.batch_size})](interaction_curves.png)
 
 ## Grad-CAM
 
-Layers: {'; '.join(layers)}.
+Layers: {'; '.join(layers)}. Explained class: the top-1 prediction; {len(images)} test images (seed {args.seed + 1}).
 
-![Grad-CAM](gradcam_grid.png)
+![Grad-CAM ({len(images)} test images; models trained {budget.describe_epochs()} at batch
+{budget.batch_size})](gradcam_grid.png)
 """
     atomic_write_text(os.path.join(args.out, 'report.md'), report)
     print(accuracy.to_markdown(index=False))
     print(f'wrote {args.out}/report.md')
+    _publish(args)
     record(args, accuracy, frame, dict(budget=budget.describe_epochs(), batch_size=budget.batch_size,
                                        image_size=ev.images.shape[-1], seed=args.seed,
                                        interaction=describe_contexts(frame), statistic=args.statistic))

@@ -17,7 +17,6 @@ does not decide a ratio). Prints one Markdown table: the rates and MogaNet / pee
 """
 import argparse
 import os
-import platform
 import sys
 
 import pandas as pd
@@ -25,7 +24,7 @@ import timm
 import torch
 
 import moga_lab  # noqa: F401
-from moga_lab.runtime import keep_freed_memory
+from moga_lab.runtime import describe_machine, keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
@@ -35,17 +34,6 @@ PAIRS = {
     't': ('moganet_tiny', 79.0, [('convnext_pico', 79.5)]),
     's': ('moganet_small', 83.4, [('convnext_small', 83.1), ('swin_small_patch4_window7_224', 83.2)]),
 }
-
-
-def cpu_name() -> str:
-    """'Intel(R) Xeon(R) Processor (AMX)': the model name, and whether the CPU has AMX tiles (bf16 matrix units)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or 'unknown CPU'
-    name = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')), '?')
-    return f'{name}{" (AMX)" if "amx_tile" in info else ""}'
 
 
 def build(name: str) -> torch.nn.Module:
@@ -74,7 +62,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     keep_freed_memory()
     columns = [(b, bf16) for b in args.batch_sizes for bf16 in (False, True)]
-    print(f'{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, timm {timm.__version__}; '
+    print(f'{describe_machine()}, {torch.get_num_threads()} threads, timm {timm.__version__}; '
           f'224 px, channels_last, best of {args.rounds} rounds of the median of {args.repeats} batches', flush=True)
     rows = []
     for key in args.pairs:

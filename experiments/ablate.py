@@ -21,6 +21,7 @@ import dataclasses
 import os
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,8 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, flat_mid
                                      middle_share_difference, middle_share_interval, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
-from moga_lab.studies import Budget, count_params_macs, interaction_of_checkpoints, load_study_config  # noqa: E402
+from moga_lab.studies import (Budget, add_wall_time, count_params_macs, interaction_of_checkpoints,  # noqa: E402
+                              load_study_config, provenance, publish_artefacts)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -44,6 +46,8 @@ def main(argv=None):
     p.add_argument('--config', default=os.path.join(HERE, 'configs', 'ablation.yaml'))
     p.add_argument('--quick', action='store_true', help='the minutes-long grid of configs/quick.yaml')
     p.add_argument('--out', default='runs/ablation')
+    p.add_argument('--publish', metavar='DIR', help='also copy the tables, report and figures (not checkpoints) to DIR, '
+                   'e.g. docs/studies/ablation')
     p.add_argument('--rows', nargs='+', help='only these rows (names in the config)')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
     p.add_argument('--no-report', action='store_true',
@@ -61,6 +65,7 @@ def main(argv=None):
     g.add_argument('--array-parallelism', type=int, default=16, help='slurm: array jobs at once')
     add_tracking_arguments(p, 'ablation')
     args = p.parse_args(argv)
+    command = sys.argv[1:] if argv is None else list(argv)  # stated in the report
     options = JobOptions(args.executor, args.concurrency, args.threads, args.partition, args.time, args.gpus,
                          array_parallelism=args.array_parallelism)
     try:
@@ -128,8 +133,10 @@ def main(argv=None):
             continue
         # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
         # (they depend on the seed and the data only); cached per row
+        start = time.perf_counter()
         frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
                                                  **inter_kwargs))
+        interaction_wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
         if args.no_report:
             continue
         model_cfg = ModelConfig(name=budget.model, **{k: tuple(v) if isinstance(v, list) else v
@@ -176,9 +183,15 @@ def main(argv=None):
           f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images, '
           f'{describe_contexts(frame)}; strength: {STATISTIC_TEXT["debiased"]}; a flat '
           f'curve gives {flat:.3f}; 95 % interval by bootstrap over the images); images/s as measured by each training '
-          f'process.\n\n'
+          f'process (with whatever else ran on the machine at the time).\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
+    md += (f'\nWall time on this machine: training {result.wall_min.sum() / 60:.1f} h (summed over the (row, seed) '
+           f'jobs, {options.concurrency} at a time), interactions {interaction_wall / 60:.0f} min (summed over resumed '
+           f'runs). {provenance("experiments/ablate.py", command)}\n\n'
+           f'![interaction curves of every row ({frame.image_id.nunique()} test images, seed-{budget.seeds[0]} '
+           f'checkpoints; {budget.describe_epochs()} at batch {budget.batch_size}, lr {budget.lr:g})]'
+           f'(ablation_curves.png)\n')
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
     title = 'MogaNet-XT ablations: multi-order interaction strength'
     if curve.model.nunique() > 4:  # more overlapping bands than one axes can show: one panel per row
@@ -190,6 +203,8 @@ def main(argv=None):
         plot_interaction_curves(curve, os.path.join(args.out, 'ablation_curves.png'), title=title, middle_band=band)
     print(md)
     print(f'wrote {args.out}/ablation.csv, ablation.md, ablation_curves.png, accuracy.csv, interaction.csv, curve.csv')
+    if args.publish:
+        print(f'published {", ".join(publish_artefacts(args.out, args.publish))} to {args.publish}')
     _record(store, args, budget, rows, result, per_seed, band, frame)
 
 

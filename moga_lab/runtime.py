@@ -36,3 +36,27 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 
     return all(libc.mallopt(opt, value) == 1 for opt, value in ((_M_MMAP_THRESHOLD, mmap_threshold),
                                                               (_M_TRIM_THRESHOLD, trim_threshold),
                                                               (_M_TOP_PAD, top_pad)))
+
+
+def describe_machine() -> str:
+    """What a measurement ran on, for reports: 'Intel(R) Xeon(R) Processor (AMX), 2 cores, torch 2.14.1'.
+
+    The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere), whether it has AMX tiles (bf16
+    matrix units: they decide the bf16 columns of every benchmark), the cores this process may use and the torch
+    version.
+    """
+    import os
+    import platform
+
+    import torch
+    name, amx = platform.processor() or 'unknown CPU', False
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+        name = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')),
+                    name)
+        amx = 'amx_tile' in info
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return f'{name}{" (AMX)" if amx else ""}, {cores} cores, torch {torch.__version__.split("+")[0]}'

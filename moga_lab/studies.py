@@ -3,6 +3,8 @@ variant under a fixed budget (resumable), count parameters and MACs, interaction
 checkpoints on the same images, pairs and contexts."""
 import dataclasses
 import os
+import shlex
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -12,10 +14,14 @@ import yaml
 
 from .analysis.games import InteractionSettings, ORDER_RATIOS, evaluation_model, interaction_strength
 from .loaders import NamedModel, load_classifier, load_eval_images
+from .runtime import describe_machine
 from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
-           'load_study_config']
+           'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time', 'ARTEFACT_SUFFIXES']
+
+ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
+"""What a study publishes (tables, report, figures); checkpoints, logs and run folders stay where they are."""
 
 
 @dataclass
@@ -168,3 +174,61 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     bar.close()
     frame = pd.concat(frames, ignore_index=True)
     return frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(list(ids))]
+
+
+def provenance(script: str, argv: Sequence[str]) -> str:
+    """The exact command and the machine, as a study report states them (one Markdown line).
+
+    Args:
+        script: the script's path as a user types it, e.g. ``experiments/ablate.py``.
+        argv: its arguments (``sys.argv[1:]``).
+    """
+    return (f'Command: `python {script} {shlex.join(argv)}`. Machine: {describe_machine()}, '
+            f'{torch.get_num_threads()} threads per process.')
+
+
+def publish_artefacts(out: str, dest: str) -> List[str]:
+    """Copy a study's tables, report and figures (the files at the top of ``out`` ending in ``ARTEFACT_SUFFIXES``)
+    into ``dest``, e.g. ``docs/studies/compare``, each file written atomically; checkpoints and run folders are
+    never copied.
+
+    Args:
+        out: the study's output folder.
+        dest: where the artefacts go (created if missing).
+
+    Returns:
+        The names copied, sorted.
+
+    Raises:
+        FileNotFoundError: ``out`` holds no artefact.
+    """
+    names = sorted(n for n in os.listdir(out) if n.endswith(ARTEFACT_SUFFIXES) and os.path.isfile(os.path.join(out, n)))
+    if not names:
+        raise FileNotFoundError(f'{out} holds no study artefact ({", ".join("*" + s for s in ARTEFACT_SUFFIXES)})')
+    os.makedirs(dest, exist_ok=True)
+    for name in names:
+        tmp = os.path.join(dest, f'.{name}.tmp')
+        shutil.copyfile(os.path.join(out, name), tmp)
+        os.replace(tmp, os.path.join(dest, name))
+    return names
+
+
+def add_wall_time(out: str, key: str, seconds: float) -> float:
+    """Add ``seconds`` to the running total ``key`` in ``out/wall_times.yaml`` (written atomically) and return the
+    total: a study stopped and resumed reports the time of all its runs, not of the last one.
+
+    Args:
+        out: the study's output folder.
+        key: what was timed, e.g. ``interaction``.
+        seconds: the time this run spent on it.
+    """
+    from .atomic import atomic_write_text
+    path = os.path.join(out, 'wall_times.yaml')
+    totals = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            totals = yaml.safe_load(f) or {}
+    totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 1)
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
+    return totals[f'{key}_seconds']

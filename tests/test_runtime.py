@@ -24,3 +24,14 @@ def test_other_c_libraries_are_left_alone(monkeypatch):
     import moga_lab.runtime as runtime
     monkeypatch.setattr(runtime.sys, 'platform', 'darwin')
     assert keep_freed_memory() is False
+
+
+def test_describe_machine_names_cpu_cores_and_torch():
+    import os
+    from moga_lab.runtime import describe_machine
+    text = describe_machine()
+    assert f'{len(os.sched_getaffinity(0))} cores' in text and f'torch {torch.__version__.split("+")[0]}' in text
+    if os.path.isfile('/proc/cpuinfo'):
+        info = open('/proc/cpuinfo').read()
+        model = next(line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name'))
+        assert text.startswith(model) and ('(AMX)' in text) == ('amx_tile' in info)

@@ -27,8 +27,15 @@ def test_ablate_quick_rows_resume(tmp_path):
     finished = [out / 'plain' / 'seed1' / 'results.yaml', out / 'full' / 'interaction.csv']
     stamps = [f.stat().st_mtime_ns for f in finished]
     args = ['--quick', '--rows', 'full', 'no_gating', 'plain', '--out', str(out)]
-    done = _run('experiments/ablate.py', args, tmp_path)
+    docs = tmp_path / 'docs' / 'ablation'
+    done = _run('experiments/ablate.py', [*args, '--publish', str(docs)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    report = (out / 'ablation.md').read_text()
+    assert f'Command: `python experiments/ablate.py {" ".join(args)} --publish {docs}`' in report
+    assert re.search(r'Wall time on this machine: training \d+\.\d h .* interactions \d+ min', report)
+    assert '](ablation_curves.png)' in report
+    assert sorted(p.name for p in docs.iterdir()) == ['ablation.csv', 'ablation.md', 'ablation_curves.png',
+                                                      'accuracy.csv', 'curve.csv', 'interaction.csv']
     assert [f.stat().st_mtime_ns for f in finished] == stamps   # nothing trained or computed again
     table = pd.read_csv(out / 'ablation.csv')
     assert list(table.row) == ['full', 'no_gating', 'plain']
@@ -89,14 +96,25 @@ def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args
 
 def test_compare_models_quick(tmp_path):
     out = tmp_path / 'cmp'
-    done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3'], tmp_path)
+    docs = tmp_path / 'docs' / 'compare'
+    done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3',
+                                               '--publish', str(docs)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = pd.read_csv(out / 'accuracy.csv')
     assert list(accuracy.model) == ['moganet_xtiny', 'convnext_atto', 'swin_femto']
+    assert (accuracy.train_wall_min >= 0).all()
     for name in ('interaction_curves.png', 'gradcam_grid.png', 'report.md', 'curve.csv'):
         assert (out / name).is_file(), name
     report = (out / 'report.md').read_text()
-    assert '![Grad-CAM](gradcam_grid.png)' in report
+    assert re.search(r'!\[Grad-CAM \(3 test images; models trained 1 epoch[^\]]*\]\(gradcam_grid\.png\)', report), report
+    # the exact command and the machine, and the wall times, are in the report
+    assert f'Command: `python analysis/compare_models.py --quick --out {out} --gradcam-images 3 --publish {docs}`' in report
+    assert 'Machine: ' in report and re.search(r'interactions \d+ min', report)
+    # published: the tables, report and figures only (the checkpoints stay in the run folder)
+    assert sorted(p.name for p in docs.iterdir()) == ['accuracy.csv', 'curve.csv', 'gradcam_grid.png',
+                                                      'interaction.csv', 'interaction_curves.png', 'report.md']
+    assert list((out / 'moganet_xtiny').glob('*.ckpt')) and not list(docs.rglob('*.ckpt'))
+    assert (docs / 'report.md').read_text() == report
     assert 'moganet_xtiny: `norm3` (4x4 map)' in report  # not the 2x2 norm4 on 28 px inputs
     # every family at its deepest stage with a map of at least 4x4, named by its path in the model (Swin is NHWC)
     # 28 px: ConvNeXt (patch 1) 28 -> 14 -> 7 -> 3, Swin (patch 2) 14 -> 7 -> 4 -> 2 (NHWC, read as H x W)
@@ -129,3 +147,35 @@ def test_fit_benchmark_rejects_a_bad_val_size_before_writing_anything(tmp_path):
     assert done.returncode == 2 and 'Traceback' not in done.stderr
     assert 'val_size=70000 must be in [0, 60000)' in done.stderr.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_convergence_report(tmp_path):
+    budget = tmp_path / 'ablation.csv'
+    budget.write_text('row,seed,test_top1\nfull,0,91.5\nfull,1,91.9\nfull,2,91.2\nno_ca,0,90.0\n')
+    twice = tmp_path / 'compare.csv'
+    twice.write_text('model,seed,lr,test_top1\nmoganet_xtiny,0,0.004,92.8\nconvnext_atto,0,0.008,90.0\n')
+    out = tmp_path / 'docs' / 'convergence.md'
+    done = _run('analysis/convergence.py', ['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
+                                            '--labels', '3 epochs', '6 epochs', '--out', str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    # means 91.53 vs 92.80: +1.27 points, paired on seed 0: +1.30; outside the 1-point tolerance
+    assert 'changes test top-1 by +1.27 points (means); paired by seed (0): +1.30' in text
+    assert 'NOT within 1 point' in text and 'spread over seeds is 0.35 points' in text
+    table = pd.read_csv(out.with_suffix('.csv'))
+    assert list(table.n) == [3, 1] and abs(table.top1_mean[0] - 91.533) < 1e-3
+    done = _run('analysis/convergence.py', ['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
+                                            '--tolerance', '1.5'], tmp_path)
+    assert 'The budget is within 1.5 point' in done.stdout
+
+
+@pytest.mark.parametrize('spec, message', [
+    ('{d}/ablation.csv:fulll', "no line named 'fulll'; names there: full"),
+    ('{d}/missing.csv:full', 'missing.csv: no such file'),
+    ('full', "'full' is not accepted; accepted: FILE:NAME"),
+])
+def test_convergence_bad_input_is_one_line(tmp_path, spec, message):
+    (tmp_path / 'ablation.csv').write_text('row,seed,test_top1\nfull,0,91.5\n')
+    done = _run('analysis/convergence.py', ['--budget', spec.format(d=tmp_path), '--twice',
+                                            f'{tmp_path}/ablation.csv:full'], tmp_path)
+    assert done.returncode == 2 and message in done.stderr and 'Traceback' not in done.stderr, done.stderr

@@ -1,0 +1,100 @@
+"""Images/s of the models of the Fashion-MNIST studies, measured side by side in one run.
+
+    python benchmarks/study_speed.py [--models moganet_xtiny convnext_atto swin_femto] [--sizes 28 56]
+                                     [--batch-size 128] [--rounds 2] [--repeats 5] [--threads N]
+
+The study scripts (analysis/compare_models.py, experiments/ablate.py) report the images/s each training process saw,
+which depends on what else ran on the machine at the time. This measures the same models the studies build
+(``moga_lab.models.factory.create_classifier``: 1 input channel, 10 classes, the small-image stems at <= 64 px) with
+nothing else running:
+
+* train: one optimisation step (forward, cross-entropy with label smoothing 0.1, backward, AdamW), channels_last,
+  as the LightningModule runs it;
+* infer: a forward pass in eval mode under inference_mode through the module the interaction game runs
+  (``moga_lab.analysis.games.evaluation_model``: MogaNet's fused ``for_inference()`` copy, the others as they are).
+
+Each rate is the median of ``--repeats`` batches after two warm-up batches; models are measured in turn, ``--rounds``
+times, and the best round is kept. Prints one Markdown table (images/s and each model's rate relative to the first).
+"""
+import argparse
+import os
+import sys
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
+
+from moga_lab.analysis.games import InteractionSettings, evaluation_model  # noqa: E402
+from moga_lab.models.factory import create_classifier  # noqa: E402
+from moga_lab.runtime import describe_machine, keep_freed_memory  # noqa: E402
+
+
+def trainer(model: torch.nn.Module):
+    """A function doing one AdamW step of ``model`` on a batch (labels fixed)."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(x):
+        y = torch.arange(len(x)) % 10
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def inferrer(model: torch.nn.Module):
+    runner = evaluation_model(model, InteractionSettings())
+
+    def forward(x):
+        with torch.inference_mode():
+            runner(x)
+    return forward
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
+    p.add_argument('--sizes', nargs='+', type=int, default=[28, 56])
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--rounds', type=int, default=2)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--threads', type=int, help="intra-op threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    print(f'{describe_machine()}, {torch.get_num_threads()} threads; batch {args.batch_size}, best of {args.rounds} '
+          f'rounds of the median of {args.repeats} batches', flush=True)
+    rows = []
+    for size in args.sizes:
+        x = torch.randn(args.batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
+        fns = {}
+        for name in args.models:
+            torch.manual_seed(0)
+            model = create_classifier(name, num_classes=10, in_chans=1, image_size=size).to(
+                memory_format=torch.channels_last)
+            fns[(name, 'train')] = trainer(model)
+            fns[(name, 'infer')] = inferrer(create_classifier(name, num_classes=10, in_chans=1, image_size=size))
+        best = {k: 0.0 for k in fns}
+        for _ in range(args.rounds):
+            for key, fn in fns.items():
+                best[key] = max(best[key], throughput.rate(fn, x, args.repeats))
+        first = args.models[0]
+        for name in args.models:
+            row = {'px': size, 'model': name}
+            for mode in ('train', 'infer'):
+                row[f'{mode} images/s'] = round(best[(name, mode)], 1)
+                row[f'{mode} vs {first}'] = f'{best[(name, mode)] / best[(first, mode)]:.2f}x'
+            rows.append(row)
+            print(row, flush=True)
+    print()
+    print(pd.DataFrame(rows).to_markdown(index=False))
+
+
+if __name__ == '__main__':
+    main()
