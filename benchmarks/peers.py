@@ -14,6 +14,18 @@ the interaction game uses); fp32 and bf16 autocast; freed memory kept in the hea
 CLIs do). A rate is images/s, the median of ``--repeats`` timed batches after two warm-up batches; each model is
 measured ``--rounds`` times, interleaved with its peers, and the best round is kept (so a slow moment of the machine
 does not decide a ratio). Prints one Markdown table: the rates and MogaNet / peer ratios per column.
+
+Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1.0x on this CPU.
+
+* Compute bound. Every model must do its multiply-accumulates (fvcore's count at 224 px, the papers' "FLOPs"). No
+  implementation on this CPU does them faster than its matrix-multiply peak, measured in the same run (2048 x 2048
+  ``torch.mm``, float32 and bfloat16: AMX where the CPU has it). So MACs / peak is a floor on the time per image and
+  peak / MACs a ceiling on images/s, for any kernel, fusion or batch size; depth-wise convolutions and activations
+  only make the real time longer. The table gives each MogaNet's ceiling against its peer's *measured* rate: below
+  1.0x, that column cannot reach 1.0x without computing fewer MACs.
+* Per-operator cost (what batch 1 pays): the ATen operators one forward pass dispatches (counted with a
+  ``TorchDispatchMode``) times the time of the cheapest operator (a 1-element add, median), a floor on the
+  time eager PyTorch spends outside the arithmetic.
 """
 import argparse
 import os
@@ -34,6 +46,85 @@ PAIRS = {
     't': ('moganet_tiny', 79.0, [('convnext_pico', 79.5)]),
     's': ('moganet_small', 83.4, [('convnext_small', 83.1), ('swin_small_patch4_window7_224', 83.2)]),
 }
+
+
+def count_operators(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """ATen operators one forward pass of ``model`` dispatches (top level: an operator's own internals not counted)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+    with torch.inference_mode(), Count():
+        model(x)
+    return Count.n
+
+
+def cheapest_operator_us(repeats: int = 2000) -> float:
+    """Median microseconds of a 1-element add: the fixed cost of dispatching one operator."""
+    import statistics
+    import time
+    a, b = torch.ones(1), torch.ones(1)
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.add(a, b)
+            times.append(time.perf_counter() - start)
+    return 1e6 * statistics.median(times)
+
+
+def macs(name: str) -> float:
+    """Multiply-accumulates per 224 px image (fvcore, on the unfused model: the folds remove no MACs it counts)."""
+    from fvcore.nn import FlopCountAnalysis
+    counter = FlopCountAnalysis(timm.create_model(name).eval(), torch.zeros(1, 3, 224, 224))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    return float(counter.total())
+
+
+def matmul_peaks(peaks=None):
+    """{bf16: GMAC/s}: the float32 and bfloat16 matmul peaks measured now, or the best of these and ``peaks``."""
+    now = {False: throughput.matmul_peak(torch.float32) / 2, True: throughput.matmul_peak(torch.bfloat16) / 2}
+    return {k: max(v, (peaks or {}).get(k, 0.0)) for k, v in now.items()}
+
+
+def limits(pairs, best, columns, peaks):
+    """The compute-bound and per-operator tables (module docstring) from the rates and peaks measured in this run."""
+    op_us = cheapest_operator_us()
+    print(f'\nmatrix-multiply peak (best of the rounds, measured between the models): {peaks[False]:.0f} GMAC/s '
+          f'float32, {peaks[True]:.0f} GMAC/s bfloat16; cheapest operator {op_us:.1f} us')
+    per_model, rows = {}, []
+    for key in pairs:
+        moga, _, peers = PAIRS[key]
+        for name in [moga] + [p for p, _ in peers]:
+            if name in per_model:
+                continue
+            x = torch.randn(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+            ops = count_operators(build(name), x)
+            per_model[name] = dict(macs=macs(name), ops=ops)
+            m = per_model[name]
+            rows.append({'model': name, 'GMACs / image': round(m['macs'] / 1e9, 3),
+                         'ceiling fp32 (images/s)': round(peaks[False] * 1e9 / m['macs']),
+                         'ceiling bf16 (images/s)': round(peaks[True] * 1e9 / m['macs']),
+                         'operators / forward': ops, 'operator floor (ms)': round(ops * op_us / 1e3, 2)})
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    table = []
+    for key in pairs:
+        moga, _, peers = PAIRS[key]
+        ceiling = {bf16: peaks[bf16] * 1e9 / per_model[moga]['macs'] for bf16 in (False, True)}
+        for peer, _ in peers:
+            row = {'pair': f'{moga} vs {peer}'}
+            for c in columns:
+                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
+                    f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {ceiling[c[1]] / best[(peer, c)]:.2f}x')
+            table.append(row)
+    print('\nMogaNet / peer: measured now, and the most the compute bound allows (MogaNet at the matmul peak against '
+          'the peer as measured):')
+    print(pd.DataFrame(table).to_markdown(index=False))
 
 
 def build(name: str) -> torch.nn.Module:
@@ -57,6 +148,7 @@ def main(argv=None):
     p.add_argument('--rounds', type=int, default=2)
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--threads', type=int, help='intra-op threads (default: torch\'s)')
+    p.add_argument('--no-limits', action='store_true', help='skip the compute-bound and per-operator tables')
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,16 +156,19 @@ def main(argv=None):
     columns = [(b, bf16) for b in args.batch_sizes for bf16 in (False, True)]
     print(f'{describe_machine()}, {torch.get_num_threads()} threads, timm {timm.__version__}; '
           f'224 px, channels_last, best of {args.rounds} rounds of the median of {args.repeats} batches', flush=True)
-    rows = []
+    rows, rates, peaks = [], {}, None
     for key in args.pairs:
         moga, moga_top1, peers = PAIRS[key]
         names = [(moga, moga_top1)] + peers
         models = {n: build(n) for n, _ in names}
         best = {(n, c): 0.0 for n, _ in names for c in columns}
         for _ in range(args.rounds):
+            if not args.no_limits:  # the peak in every round, as the rates: the machine's slow moments hit both
+                peaks = matmul_peaks(peaks)
             for c in columns:
                 for n, _ in names:  # interleaved: each round measures the pair back to back
                     best[(n, c)] = max(best[(n, c)], rate(models[n], c[0], c[1], args.repeats))
+        rates.update(best)
         for peer, peer_top1 in peers:
             row = {'pair (top-1)': f'{moga} ({moga_top1}) vs {peer} ({peer_top1})'}
             for c in columns:
@@ -84,6 +179,8 @@ def main(argv=None):
         del models
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
+    if not args.no_limits:
+        limits(args.pairs, rates, columns, peaks)
 
 
 if __name__ == '__main__':
