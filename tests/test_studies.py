@@ -179,3 +179,59 @@ def test_convergence_bad_input_is_one_line(tmp_path, spec, message):
     done = _run('analysis/convergence.py', ['--budget', spec.format(d=tmp_path), '--twice',
                                             f'{tmp_path}/ablation.csv:full'], tmp_path)
     assert done.returncode == 2 and message in done.stderr and 'Traceback' not in done.stderr, done.stderr
+
+
+def _synthetic_study(folder, accuracy, middle, px, report):
+    """A published study folder whose per-image interaction tables have a known middle share per model:
+    I2 = (middle if 0.2 <= ratio <= 0.6 else 1) + small per-image noise."""
+    import numpy as np
+    folder.mkdir(parents=True)
+    pd.DataFrame(accuracy).to_csv(folder / 'accuracy.csv', index=False)
+    rng = np.random.default_rng(0)
+    rows = [dict(model=m, image_id=i, ratio=r, I2=(level if 0.2 <= r <= 0.6 else 1.0) * (1 + 0.01 * rng.standard_normal()),
+                 J=1.0)
+            for m, level in middle.items() for i in range(16) for r in (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    pd.DataFrame(rows).to_csv(folder / 'interaction.csv', index=False)
+    (folder / report).write_text(f'trained at {px} px\n')
+
+
+def test_paper_claims_decide_by_construction(tmp_path):
+    compare = {'model': ['moganet_xtiny', 'convnext_atto', 'swin_femto'], 'seed': [0, 0, 0],
+               'test_top1': [92.5, 90.0, 92.4]}
+    ablation = {'row': ['full'] * 3 + ['no_gating'] * 3 + ['no_ca'] * 3, 'seed': [0, 1, 2] * 3,
+                'test_top1': [92.0, 92.1, 91.9, 91.0, 91.1, 90.9, 92.0, 92.2, 91.8]}
+    # 28 px: MogaNet and full have the highest middle share; 56 px: gating stops mattering
+    _synthetic_study(tmp_path / 'c28', compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0, 'swin_femto': 1.0}, 28,
+                     'report.md')
+    _synthetic_study(tmp_path / 'a28', ablation, {'full': 4.0, 'no_gating': 2.0, 'no_ca': 4.0}, 28, 'ablation.md')
+    one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
+    _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
+    out = tmp_path / 'claims.md'
+    done = _run('analysis/paper_claims.py', ['--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'),
+                                             '--ablation', str(tmp_path / 'a56'), '--out', str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    def status(claim, px=28):
+        return next(line for line in out.read_text().splitlines()
+                    if f'| {claim}' in line and line.split('|')[1].strip() == str(px)).split('|')[4].strip()
+    assert status('MogaNet has a larger middle-order share than convnext_atto') == \
+        'decided: MogaNet higher (as the paper says)'
+    # 92.5 vs 92.4 % on 10k images: the binomial interval contains 0
+    assert status('MogaNet is more accurate than swin_femto').startswith('not decided')
+    assert status('MogaNet is more accurate than convnext_atto') == 'decided: MogaNet more accurate'
+    assert status('Gating raises middle-order interactions (full vs no_gating)') == 'decided: raises (as the paper says)'
+    assert status('Channel aggregation raises middle-order interactions (full vs no_ca)').startswith('not decided')
+    assert status('The full model is more accurate than no_gating') == 'decided: full more accurate'
+    assert status('The full model is more accurate than no_gating', 56) == 'one seed, not decided'
+    assert status('Gating raises middle-order interactions (full vs no_gating)', 56).startswith('not decided')
+    assert status('Gating raises middle-order interactions (full vs no_gating)', 'both') == 'decided at 28 px only'
+    assert status('Channel aggregation raises middle-order interactions (full vs no_ca)', 'both') == \
+        'same at both resolutions'
+    assert status('The full model is more accurate than no_gating', 'both') == 'decided at 28 px only'
+
+
+def test_paper_claims_missing_artefacts_is_one_line(tmp_path):
+    (tmp_path / 'c').mkdir()
+    done = _run('analysis/paper_claims.py', ['--compare', str(tmp_path / 'c')], tmp_path)
+    assert done.returncode == 2 and 'missing accuracy.csv, interaction.csv' in done.stderr
+    assert 'Traceback' not in done.stderr

@@ -1,0 +1,195 @@
+"""The paper's claims, one by one, against the published study artefacts: the numbers and whether the data decide.
+
+    python analysis/paper_claims.py --compare docs/studies/compare --ablation docs/studies/ablation \
+        [--compare docs/studies/compare56 --ablation docs/studies/ablation56] [--out docs/studies/claims.md]
+
+Each ``--compare`` / ``--ablation`` folder is what ``analysis/compare_models.py`` / ``experiments/ablate.py`` publish
+(``accuracy.csv``: first column the model or row, a ``seed`` column, test top-1 in percent in a ``*top1*`` column;
+``interaction.csv``: the tidy per-image table with ``model`` and ``image_id``). Give them in pairs of the same
+resolution; the resolution is read from the folder's report (``NN px``) or else taken in the order given.
+
+Claims and how each is decided (95 % intervals; "decided" means the interval excludes 0):
+
+* MogaNet's interactions sit more in the middle orders than ConvNeXt's / Swin's: the middle-share difference on
+  the same images, paired bootstrap over images (``moga_lab.analysis.games.middle_share_difference``).
+* Gating raises middle-order interactions; channel aggregation (CA) raises them: ``full`` minus ``no_gating`` /
+  ``no_ca`` (and ``plain``) in the ablation, the same paired bootstrap.
+* Each component raises accuracy: ``full`` minus every row in mean test top-1 over seeds, Welch's t interval (with a
+  single seed on either side there is no interval: "one seed, not decided").
+* MogaNet is more accurate than ConvNeXt / Swin of similar size: the top-1 difference on the 10k test images with
+  a binomial interval (unpaired, so conservative for the same images; it does not cover seed-to-seed variation,
+  which one seed per model cannot measure: the report says so).
+* With two resolutions: whether each verdict is the same at both, decided at one only, or reversed.
+"""
+import argparse
+import os
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from moga_lab.analysis.games import middle_share_difference  # noqa: E402
+from moga_lab.atomic import atomic_write_text  # noqa: E402
+
+TEST_IMAGES = 10_000  # Fashion-MNIST's test set
+
+
+def read_study(folder: str):
+    """(accuracy, interaction, resolution or None) of a published study folder; ValueError naming what is missing."""
+    files = {n: os.path.join(folder, n) for n in ('accuracy.csv', 'interaction.csv')}
+    missing = [n for n, p in files.items() if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f'{folder}: missing {", ".join(missing)} (publish the study there with --publish)')
+    accuracy = pd.read_csv(files['accuracy.csv'])
+    top1 = [c for c in accuracy.columns if 'top1' in c and 'mean' not in c]
+    if 'seed' not in accuracy.columns or not top1:
+        raise ValueError(f'{files["accuracy.csv"]}: needs a seed column and a *top1* column; has {list(accuracy.columns)}')
+    accuracy = pd.DataFrame({'name': accuracy.iloc[:, 0].astype(str), 'seed': accuracy.seed,
+                             'top1': accuracy[top1[0]].astype(float)})
+    interaction = pd.read_csv(files['interaction.csv'])
+    resolution = None
+    for report in ('report.md', 'ablation.md'):
+        path = os.path.join(folder, report)
+        if os.path.isfile(path):
+            found = re.search(r'(\d+) px', open(path).read())
+            resolution = int(found.group(1)) if found else None
+    return accuracy, interaction, resolution
+
+
+def verdict(low: float, high: float, positive: str, negative: str) -> str:
+    if low > 0:
+        return f'decided: {positive}'
+    if high < 0:
+        return f'decided: {negative}'
+    return 'not decided (the interval contains 0)'
+
+
+def welch(a: np.ndarray, b: np.ndarray):
+    """(mean(a) - mean(b), 95 % Welch interval) or an interval of NaN when a side has one value."""
+    from scipy import stats
+    diff = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return diff, float('nan'), float('nan')
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    t = stats.t.ppf(0.975, df)
+    return diff, diff - t * se, diff + t * se
+
+
+def compare_claims(accuracy, interaction, px):
+    rows = []
+    names = list(dict.fromkeys(accuracy.name))
+    moga = next((n for n in names if n.startswith('moganet')), None)
+    if moga is None:
+        return rows
+    for peer in (n for n in names if n != moga):
+        d = middle_share_difference(interaction, moga, peer)
+        rows.append(dict(px=px, claim=f'MogaNet has a larger middle-order share than {peer}',
+                         evidence=f'{moga} - {peer}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
+                                  f'{d["num_images"]} images',
+                         status=verdict(d['ci_low'], d['ci_high'], 'MogaNet higher (as the paper says)',
+                                        'MogaNet lower (against the paper)')))
+        a = accuracy[accuracy.name == moga].top1.mean() / 100
+        b = accuracy[accuracy.name == peer].top1.mean() / 100
+        se = np.sqrt(a * (1 - a) / TEST_IMAGES + b * (1 - b) / TEST_IMAGES) * 100
+        diff = (a - b) * 100
+        seeds = min((accuracy.name == moga).sum(), (accuracy.name == peer).sum())
+        rows.append(dict(px=px, claim=f'MogaNet is more accurate than {peer}',
+                         evidence=f'top-1 {100 * a:.2f} vs {100 * b:.2f} %: {diff:+.2f} ({diff - 1.96 * se:+.2f} to '
+                                  f'{diff + 1.96 * se:+.2f}, test-set sampling only'
+                                  + (', one seed each: seed-to-seed variation not covered)' if seeds < 2 else ')'),
+                         status=verdict(diff - 1.96 * se, diff + 1.96 * se, 'MogaNet more accurate',
+                                        'MogaNet less accurate')))
+    return rows
+
+
+def ablation_claims(accuracy, interaction, px):
+    rows = []
+    names = list(dict.fromkeys(accuracy.name))
+    if 'full' not in names:
+        return rows
+    for row, what in (('no_gating', 'Gating'), ('no_ca', 'Channel aggregation'), ('plain', 'Gating + FD + CA')):
+        if row not in set(interaction.model):
+            continue
+        d = middle_share_difference(interaction, 'full', row)
+        rows.append(dict(px=px, claim=f'{what} raises middle-order interactions (full vs {row})',
+                         evidence=f'full - {row}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
+                                  f'{d["num_images"]} images',
+                         status=verdict(d['ci_low'], d['ci_high'], 'raises (as the paper says)',
+                                        'lowers (against the paper)')))
+    full = accuracy[accuracy.name == 'full'].top1.to_numpy()
+    for row in names:
+        if row == 'full':
+            continue
+        other = accuracy[accuracy.name == row].top1.to_numpy()
+        diff, low, high = welch(full, other)
+        evidence = (f'full {full.mean():.2f} vs {row} {other.mean():.2f} % ({len(full)} / {len(other)} seeds): '
+                    f'{diff:+.2f}')
+        if low == low:
+            evidence += f' ({low:+.2f} to {high:+.2f}, Welch)'
+            status = verdict(low, high, 'full more accurate', f'{row} more accurate')
+        else:
+            status = 'one seed, not decided'
+        rows.append(dict(px=px, claim=f'The full model is more accurate than {row}', evidence=evidence, status=status))
+    return rows
+
+
+def resolution_rows(rows):
+    """For claims made at two resolutions: whether the verdict is the same."""
+    table = pd.DataFrame(rows)
+    if table.empty or table.px.nunique() < 2:
+        return []
+    out = []
+    for claim, group in table.groupby('claim', sort=False):
+        if group.px.nunique() < 2:
+            continue
+        statuses = dict(zip(group.px, group.status))
+        decided = {px: s for px, s in statuses.items() if s.startswith('decided')}
+        if len(set(statuses.values())) == 1:
+            status = 'same at both resolutions'
+        elif len(decided) == 1:
+            status = f'decided at {next(iter(decided))} px only'
+        else:
+            status = 'reverses with resolution'
+        out.append(dict(px='both', claim=claim, evidence='; '.join(f'{px} px: {s}' for px, s in statuses.items()),
+                        status=status))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--compare', action='append', default=[], metavar='DIR', help='a published comparison')
+    p.add_argument('--ablation', action='append', default=[], metavar='DIR', help='a published ablation grid')
+    p.add_argument('--out', help='write the Markdown table here')
+    args = p.parse_args(argv)
+    if not args.compare and not args.ablation:
+        p.error('nothing to read: give --compare DIR and/or --ablation DIR (folders a study published)')
+    rows = []
+    try:
+        for i, folder in enumerate(args.compare):
+            accuracy, interaction, px = read_study(folder)
+            rows += compare_claims(accuracy, interaction, px or f'#{i + 1}')
+        for i, folder in enumerate(args.ablation):
+            accuracy, interaction, px = read_study(folder)
+            rows += ablation_claims(accuracy, interaction, px or f'#{i + 1}')
+    except ValueError as error:
+        p.error(str(error))
+    rows += resolution_rows(rows)
+    table = pd.DataFrame(rows, columns=['px', 'claim', 'evidence', 'status'])
+    text = ('Each claim with its numbers and 95 % interval; "decided" = the interval excludes 0 '
+            '(analysis/paper_claims.py).\n\n' + table.to_markdown(index=False) + '\n')
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
