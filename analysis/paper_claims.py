@@ -184,7 +184,9 @@ def main(argv=None):
     rows += resolution_rows(rows)
     table = pd.DataFrame(rows, columns=['px', 'claim', 'evidence', 'status'])
     text = ('Each claim with its numbers and 95 % interval; "decided" = the interval excludes 0 '
-            '(analysis/paper_claims.py).\n\n' + table.to_markdown(index=False) + '\n')
+            '(analysis/paper_claims.py). Middle-share intervals are over the images, on one checkpoint per model or '
+            'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation.'
+            '\n\n' + table.to_markdown(index=False) + '\n')
     print(text)
     if args.out:
         atomic_write_text(args.out, text)
