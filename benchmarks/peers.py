@@ -22,7 +22,9 @@ Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1
   ``torch.mm``, float32 and bfloat16: AMX where the CPU has it). So MACs / peak is a floor on the time per image and
   peak / MACs a ceiling on images/s, for any kernel, fusion or batch size; depth-wise convolutions and activations
   only make the real time longer. The table gives each MogaNet's ceiling against its peer's *measured* rate: below
-  1.0x, that column cannot reach 1.0x without computing fewer MACs.
+  1.0x, that column cannot reach 1.0x without computing fewer MACs. The same bound as efficiencies: each model's
+  achieved MACs/s as a % of the peak, and the % MogaNet would need to match its peer's images/s (above the peer's own
+  %, MogaNet would have to use the machine better than the peer does; at 100 %, not at all).
 * Per-operator cost (what batch 1 pays): the ATen operators one forward pass dispatches (counted with a
   ``TorchDispatchMode``) times the time of the cheapest operator (a 1-element add, median), a floor on the
   time eager PyTorch spends outside the arithmetic.
@@ -122,8 +124,17 @@ def limits(pairs, best, columns, peaks):
                 row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
                     f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {ceiling[c[1]] / best[(peer, c)]:.2f}x')
             table.append(row)
+            # the same bound as efficiencies: achieved MAC rate as a % of the matmul peak, MogaNet now / the peer now /
+            # what MogaNet needs to match the peer's images/s
+            row = {'pair': f'% of peak: {moga} now / {peer} now / {moga} needed for 1.0x'}
+            for c in columns:
+                pct = {n: 100 * best[(n, c)] * per_model[n]['macs'] / 1e9 / peaks[c[1]] for n in (moga, peer)}
+                need = 100 * best[(peer, c)] * per_model[moga]['macs'] / 1e9 / peaks[c[1]]
+                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = f'{pct[moga]:.0f} / {pct[peer]:.0f} / {need:.0f} %'
+            table.append(row)
     print('\nMogaNet / peer: measured now, and the most the compute bound allows (MogaNet at the matmul peak against '
-          'the peer as measured):')
+          'the peer as measured); then the same as efficiencies (multiply-accumulates per second as a % of the matmul '
+          'peak):')
     print(pd.DataFrame(table).to_markdown(index=False))
 
 
