@@ -127,6 +127,8 @@ def parse_args(argv=None):
 def main(argv=None):
     parser, args = parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the exact command, stated in the report
+    if args.publish and os.path.exists(args.publish) and not os.path.isdir(args.publish):
+        parser.error(f'--publish {args.publish}: a file is there; accepted: a folder (created if missing)')
     try:
         args.store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
     except TrackingError as error:

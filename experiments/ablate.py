@@ -66,6 +66,8 @@ def main(argv=None):
     add_tracking_arguments(p, 'ablation')
     args = p.parse_args(argv)
     command = sys.argv[1:] if argv is None else list(argv)  # stated in the report
+    if args.publish and os.path.exists(args.publish) and not os.path.isdir(args.publish):
+        p.error(f'--publish {args.publish}: a file is there; accepted: a folder (created if missing)')
     options = JobOptions(args.executor, args.concurrency, args.threads, args.partition, args.time, args.gpus,
                          array_parallelism=args.array_parallelism)
     try:

@@ -58,6 +58,16 @@ def test_ablate_quick_rows_resume(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / 'ablation.csv'), table)
 
 
+@pytest.mark.parametrize('script', ['experiments/ablate.py', 'analysis/compare_models.py'])
+def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, script):
+    target = tmp_path / 'report.md'
+    target.write_text('not a folder')
+    out = tmp_path / 'out'
+    done = _run(script, ['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and f'--publish {target}: a file is there' in done.stderr, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr and not out.exists()
+
+
 def test_ablate_unknown_row(tmp_path):
     done = _run('experiments/ablate.py', ['--quick', '--rows', 'nope', '--out', str(tmp_path)], tmp_path)
     assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
