@@ -29,3 +29,14 @@ def _study_store(tmp_path_factory):
         os.environ.pop('MLFLOW_TRACKING_URI', None)
     else:
         os.environ['MLFLOW_TRACKING_URI'] = old
+
+
+def load_script(path):
+    """A repository script (e.g. analysis/convergence.py) as a module, to call its main(argv) in this process: the
+    cheap scripts are tested without paying a fresh interpreter's torch import per case."""
+    import importlib.util as iu
+    name = 'script_' + str(path).replace('/', '_').replace('.py', '')
+    spec = iu.spec_from_file_location(name, ROOT / path)
+    module = iu.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_script
+from conftest import load_script, run_script
 
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
 
@@ -59,13 +59,14 @@ def test_ablate_quick_rows_resume(tmp_path):
 
 
 @pytest.mark.parametrize('script', ['experiments/ablate.py', 'analysis/compare_models.py'])
-def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, script):
+def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, script):
     target = tmp_path / 'report.md'
     target.write_text('not a folder')
     out = tmp_path / 'out'
-    done = _run(script, ['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'], tmp_path)
-    assert done.returncode == 2 and f'--publish {target}: a file is there' in done.stderr, done.stderr[-2000:]
-    assert 'Traceback' not in done.stderr and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        load_script(script).main(['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'])
+    assert exit_.value.code == 2 and f'--publish {target}: a file is there' in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_ablate_unknown_row(tmp_path):
@@ -159,24 +160,23 @@ def test_fit_benchmark_rejects_a_bad_val_size_before_writing_anything(tmp_path):
     assert not out.exists()
 
 
-def test_convergence_report(tmp_path):
+def test_convergence_report(tmp_path, capsys):
     budget = tmp_path / 'ablation.csv'
     budget.write_text('row,seed,test_top1\nfull,0,91.5\nfull,1,91.9\nfull,2,91.2\nno_ca,0,90.0\n')
     twice = tmp_path / 'compare.csv'
     twice.write_text('model,seed,lr,test_top1\nmoganet_xtiny,0,0.004,92.8\nconvnext_atto,0,0.008,90.0\n')
     out = tmp_path / 'docs' / 'convergence.md'
-    done = _run('analysis/convergence.py', ['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
-                                            '--labels', '3 epochs', '6 epochs', '--out', str(out)], tmp_path)
-    assert done.returncode == 0, done.stderr
+    convergence = load_script('analysis/convergence.py')
+    assert convergence.main(['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
+                             '--labels', '3 epochs', '6 epochs', '--out', str(out)]) == 0
     text = out.read_text()
     # means 91.53 vs 92.80: +1.27 points, paired on seed 0: +1.30; outside the 1-point tolerance
     assert 'changes test top-1 by +1.27 points (means); paired by seed (0): +1.30' in text
     assert 'NOT within 1 point' in text and 'spread over seeds is 0.35 points' in text
     table = pd.read_csv(out.with_suffix('.csv'))
     assert list(table.n) == [3, 1] and abs(table.top1_mean[0] - 91.533) < 1e-3
-    done = _run('analysis/convergence.py', ['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
-                                            '--tolerance', '1.5'], tmp_path)
-    assert 'The budget is within 1.5 point' in done.stdout
+    convergence.main(['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny', '--tolerance', '1.5'])
+    assert 'The budget is within 1.5 point' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('spec, message', [
@@ -184,11 +184,12 @@ def test_convergence_report(tmp_path):
     ('{d}/missing.csv:full', 'missing.csv: no such file'),
     ('full', "'full' is not accepted; accepted: FILE:NAME"),
 ])
-def test_convergence_bad_input_is_one_line(tmp_path, spec, message):
+def test_convergence_bad_input_is_one_line(tmp_path, capsys, spec, message):
     (tmp_path / 'ablation.csv').write_text('row,seed,test_top1\nfull,0,91.5\n')
-    done = _run('analysis/convergence.py', ['--budget', spec.format(d=tmp_path), '--twice',
-                                            f'{tmp_path}/ablation.csv:full'], tmp_path)
-    assert done.returncode == 2 and message in done.stderr and 'Traceback' not in done.stderr, done.stderr
+    with pytest.raises(SystemExit) as exit_:
+        load_script('analysis/convergence.py').main(['--budget', spec.format(d=tmp_path), '--twice',
+                                                     f'{tmp_path}/ablation.csv:full'])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def _synthetic_study(folder, accuracy, middle, px, report):
@@ -217,9 +218,9 @@ def test_paper_claims_decide_by_construction(tmp_path):
     one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
     _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
     out = tmp_path / 'claims.md'
-    done = _run('analysis/paper_claims.py', ['--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'),
-                                             '--ablation', str(tmp_path / 'a56'), '--out', str(out)], tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert load_script('analysis/paper_claims.py').main([
+        '--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'), '--ablation', str(tmp_path / 'a56'),
+        '--out', str(out)]) == 0
 
     def status(claim, px=28):
         return next(line for line in out.read_text().splitlines()
@@ -240,8 +241,8 @@ def test_paper_claims_decide_by_construction(tmp_path):
     assert status('The full model is more accurate than no_gating', 'both') == 'decided at 28 px only'
 
 
-def test_paper_claims_missing_artefacts_is_one_line(tmp_path):
+def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     (tmp_path / 'c').mkdir()
-    done = _run('analysis/paper_claims.py', ['--compare', str(tmp_path / 'c')], tmp_path)
-    assert done.returncode == 2 and 'missing accuracy.csv, interaction.csv' in done.stderr
-    assert 'Traceback' not in done.stderr
+    with pytest.raises(SystemExit) as exit_:
+        load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c')])
+    assert exit_.value.code == 2 and 'missing accuracy.csv, interaction.csv' in capsys.readouterr().err
