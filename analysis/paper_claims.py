@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.analysis.games import middle_share_difference  # noqa: E402
+from moga_lab.analysis.strength import Z95  # noqa: E402
 from moga_lab.atomic import atomic_write_text  # noqa: E402
 
 TEST_IMAGES = 10_000  # Fashion-MNIST's test set
@@ -102,10 +103,10 @@ def compare_claims(accuracy, interaction, px):
         diff = (a - b) * 100
         seeds = min((accuracy.name == moga).sum(), (accuracy.name == peer).sum())
         rows.append(dict(px=px, claim=f'MogaNet is more accurate than {peer}',
-                         evidence=f'top-1 {100 * a:.2f} vs {100 * b:.2f} %: {diff:+.2f} ({diff - 1.96 * se:+.2f} to '
-                                  f'{diff + 1.96 * se:+.2f}, test-set sampling only'
+                         evidence=f'top-1 {100 * a:.2f} vs {100 * b:.2f} %: {diff:+.2f} ({diff - Z95 * se:+.2f} to '
+                                  f'{diff + Z95 * se:+.2f}, test-set sampling only'
                                   + (', one seed each: seed-to-seed variation not covered)' if seeds < 2 else ')'),
-                         status=verdict(diff - 1.96 * se, diff + 1.96 * se, 'MogaNet more accurate',
+                         status=verdict(diff - Z95 * se, diff + Z95 * se, 'MogaNet more accurate',
                                         'MogaNet less accurate')))
     return rows
 

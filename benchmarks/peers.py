@@ -38,6 +38,7 @@ import timm
 import torch
 
 import moga_lab  # noqa: F401
+from moga_lab.cli import int_at_least
 from moga_lab.runtime import describe_machine, keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -81,11 +82,7 @@ def cheapest_operator_us(repeats: int = 2000) -> float:
 
 def macs(name: str) -> float:
     """Multiply-accumulates per 224 px image (fvcore, on the unfused model: the folds remove no MACs it counts)."""
-    from fvcore.nn import FlopCountAnalysis
-    counter = FlopCountAnalysis(timm.create_model(name).eval(), torch.zeros(1, 3, 224, 224))
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    return float(counter.total())
+    return float(throughput.macs(timm.create_model(name), 224))
 
 
 def matmul_peaks(peaks=None):
@@ -155,10 +152,10 @@ def rate(model, batch: int, bf16: bool, repeats: int) -> float:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--pairs', nargs='+', choices=sorted(PAIRS), default=['xt', 't', 's'])
-    p.add_argument('--batch-sizes', nargs='+', type=int, default=[16, 1])
-    p.add_argument('--rounds', type=int, default=2)
-    p.add_argument('--repeats', type=int, default=5)
-    p.add_argument('--threads', type=int, help='intra-op threads (default: torch\'s)')
+    p.add_argument('--batch-sizes', nargs='+', type=int_at_least(1), default=[16, 1])
+    p.add_argument('--rounds', type=int_at_least(1), default=2)
+    p.add_argument('--repeats', type=int_at_least(1), default=5)
+    p.add_argument('--threads', type=int_at_least(1), help='intra-op threads (default: torch\'s)')
     p.add_argument('--no-limits', action='store_true', help='skip the compute-bound and per-operator tables')
     args = p.parse_args(argv)
     if args.threads:

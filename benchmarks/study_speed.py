@@ -8,8 +8,8 @@ which depends on what else ran on the machine at the time. This measures the sam
 (``moga_lab.models.factory.create_classifier``: 1 input channel, 10 classes, the small-image stems at <= 64 px) with
 nothing else running:
 
-* train: one optimisation step (forward, cross-entropy with label smoothing 0.1, backward, AdamW), channels_last,
-  as the LightningModule runs it;
+* train: one optimisation step (forward, backward, AdamW: throughput.py's ``train_step``), channels_last, as the
+  LightningModule runs it;
 * infer: a forward pass in eval mode under inference_mode through the module the interaction game runs
   (``moga_lab.analysis.games.evaluation_model``: MogaNet's fused ``for_inference()`` copy, the others as they are).
 
@@ -22,48 +22,25 @@ import sys
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
 
 from moga_lab.analysis.games import InteractionSettings, evaluation_model  # noqa: E402
+from moga_lab.cli import MIN_IMAGE_SIZE, int_at_least  # noqa: E402
 from moga_lab.models.factory import create_classifier  # noqa: E402
 from moga_lab.runtime import describe_machine, keep_freed_memory  # noqa: E402
-
-
-def trainer(model: torch.nn.Module):
-    """A function doing one AdamW step of ``model`` on a batch (labels fixed)."""
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-    def step(x):
-        y = torch.arange(len(x)) % 10
-        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
-
-
-def inferrer(model: torch.nn.Module):
-    runner = evaluation_model(model, InteractionSettings())
-
-    def forward(x):
-        with torch.inference_mode():
-            runner(x)
-    return forward
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['moganet_xtiny', 'convnext_atto', 'swin_femto'])
-    p.add_argument('--sizes', nargs='+', type=int, default=[28, 56])
-    p.add_argument('--batch-size', type=int, default=128)
-    p.add_argument('--rounds', type=int, default=2)
-    p.add_argument('--repeats', type=int, default=5)
-    p.add_argument('--threads', type=int, help="intra-op threads (default: torch's)")
+    p.add_argument('--sizes', nargs='+', type=int_at_least(MIN_IMAGE_SIZE), default=[28, 56])
+    p.add_argument('--batch-size', type=int_at_least(1), default=128)
+    p.add_argument('--rounds', type=int_at_least(1), default=2)
+    p.add_argument('--repeats', type=int_at_least(1), default=5)
+    p.add_argument('--threads', type=int_at_least(1), help="intra-op threads (default: torch's)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,10 +53,14 @@ def main(argv=None):
         fns = {}
         for name in args.models:
             torch.manual_seed(0)
-            model = create_classifier(name, num_classes=10, in_chans=1, image_size=size).to(
-                memory_format=torch.channels_last)
-            fns[(name, 'train')] = trainer(model)
-            fns[(name, 'infer')] = inferrer(create_classifier(name, num_classes=10, in_chans=1, image_size=size))
+            try:
+                model = create_classifier(name, num_classes=10, in_chans=1, image_size=size)
+            except (ValueError, RuntimeError) as error:  # an unknown name: one line, not a traceback
+                p.error(f'--models {name}: {error}')
+            fns[(name, 'train')] = throughput.train_step(model.train().to(memory_format=torch.channels_last))
+            runner = evaluation_model(create_classifier(name, num_classes=10, in_chans=1, image_size=size),
+                                      InteractionSettings())
+            fns[(name, 'infer')] = throughput.inference(runner)
         best = {k: 0.0 for k in fns}
         for _ in range(args.rounds):
             for key, fn in fns.items():
