@@ -25,9 +25,18 @@ Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1
   1.0x, that column cannot reach 1.0x without computing fewer MACs. The same bound as efficiencies: each model's
   achieved MACs/s as a % of the peak, and the % MogaNet would need to match its peer's images/s (above the peer's own
   %, MogaNet would have to use the machine better than the peer does; at 100 %, not at all).
-* Per-operator cost (what batch 1 pays): the ATen operators one forward pass dispatches (counted with a
-  ``TorchDispatchMode``) times the time of the cheapest operator (a 1-element add, median), a floor on the
-  time eager PyTorch spends outside the arithmetic.
+* Memory bound, operator by operator (a roofline). Each ATen operator a forward pass dispatches (recorded with a
+  ``TorchDispatchMode``, per batch size and dtype) reads its operands and writes its result: the bytes of its
+  distinct input and output tensors (views and operators that hand back their input move nothing), and its MACs
+  (convolutions and matrix products, from the shapes). It cannot take less than its MACs at the matmul peak nor less
+  than its bytes at the memory bandwidth measured in the same run for a working set of that size (``a + b -> c`` on
+  float32 tensors of 1-512 MB: the cache a working set fits in sets its speed). The sum over operators of the larger
+  of the two is the least time this operator graph can take when run operator by operator, as eager PyTorch, oneDNN
+  and inductor (which fuses only element-wise work into its neighbours) run it; only fusion across operators (tiles
+  kept in cache from one operator to the next) gets below it. The tables give each model's floor, how much of it the
+  measured rate achieves, and MogaNet's ceiling against its peer's measured rate.
+* Per-operator cost (what batch 1 pays): the ATen operators one forward pass dispatches times the time of the
+  cheapest operator (a 1-element add, median), a floor on the time eager PyTorch spends outside the arithmetic.
 """
 import argparse
 import os
@@ -51,19 +60,88 @@ PAIRS = {
 }
 
 
+# (convolution-like operators: MACs = output elements x the weight's elements per output channel)
+_CONVS = {'conv2d', 'convolution', '_convolution', 'mkldnn_convolution', '_convolution_pointwise'}
+_MATMULS = {'mm', 'addmm', 'bmm', 'baddbmm', 'matmul', 'linear'}
+
+
+def _macs_of(func, args, out) -> int:
+    """Multiply-accumulates of one ATen call from its shapes (0 for operators without a weight or a product)."""
+    name = func._schema.name.split('::')[-1]
+    if name in _CONVS:
+        weight = args[2] if func._overloadname == 'binary' else args[1]  # binary: (x, other, weight, ...)
+        return out.numel() * weight[0].numel() if weight.dim() >= 3 else 0
+    if name in _MATMULS:
+        inner = args[1].shape[-1] if name in ('addmm', 'baddbmm') else args[0].shape[-1]
+        return out.numel() * inner
+    if name in ('scaled_dot_product_attention', '_scaled_dot_product_flash_attention_for_cpu'):
+        q, k = args[0], args[1]  # [..., N, d] x [..., M, d]: q k^T and (attn) v, N x M x d each
+        return 2 * q.numel() * k.shape[-2]
+    return 0
+
+
+def operator_traffic(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False):
+    """[(operator, bytes moved, MACs)] for every top-level ATen operator one forward pass of ``model`` on ``x``
+    dispatches (in inference mode, under bfloat16 autocast if ``bf16``): see the module docstring."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+    rows = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            in_ptrs = {t.data_ptr() for t in ins if not t.is_mkldnn}  # (oneDNN's opaque tensors have none)
+            writes = any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
+            if func.is_view or (not writes and outs and all(not t.is_mkldnn and t.data_ptr() in in_ptrs for t in outs)):
+                ins, outs = [], []
+            seen, nbytes = set(), 0
+            for t in ins + outs:
+                key = (t.data_ptr(), t.numel(), t.dtype) if not t.is_mkldnn else id(t)
+                if key not in seen:
+                    seen.add(key)
+                    nbytes += t.numel() * t.element_size()
+            first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)), None)
+            rows.append((str(func), nbytes, _macs_of(func, args, first) if first is not None else 0))
+            return out
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16), Record():
+        model(x)
+    return rows
+
+
 def count_operators(model: torch.nn.Module, x: torch.Tensor) -> int:
     """ATen operators one forward pass of ``model`` dispatches (top level: an operator's own internals not counted)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    return len(operator_traffic(model, x))
 
-    class Count(TorchDispatchMode):
-        n = 0
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.n += 1
-            return func(*args, **(kwargs or {}))
-    with torch.inference_mode(), Count():
-        model(x)
-    return Count.n
+def bandwidth_curve(sizes_mb=(1, 4, 16, 64, 256, 512), repeats: int = 5):
+    """[(MB, GB/s)]: the best rate of ``a + b -> c`` on float32 tensors whose three buffers hold ``MB`` in all
+    (bytes read and written per second), for working sets from the caches out to memory."""
+    import time
+    curve = []
+    for mb in sizes_mb:
+        n = mb * 2 ** 20 // 12
+        a, b, c = torch.randn(n), torch.randn(n), torch.empty(n)
+        torch.add(a, b, out=c)
+        best = float('inf')
+        for _ in range(max(repeats, 64 // mb)):
+            start = time.perf_counter()
+            torch.add(a, b, out=c)
+            best = min(best, time.perf_counter() - start)
+        curve.append((mb, 12 * n / best / 1e9))
+    return curve
+
+
+def roofline_seconds(rows, peak_gmacs: float, curve) -> float:
+    """The least time of the operator graph ``rows`` (``operator_traffic``) run operator by operator: each operator
+    the longer of its MACs at ``peak_gmacs`` and its bytes at the bandwidth ``curve`` gives a working set of its size
+    (the smallest measured size that holds it; beyond the largest, the largest's)."""
+    total = 0.0
+    for _, nbytes, n_macs in rows:
+        gbs = next((g for mb, g in curve if nbytes <= mb * 2 ** 20), curve[-1][1])
+        total += max(n_macs / (peak_gmacs * 1e9), nbytes / (gbs * 1e9))
+    return total
 
 
 def cheapest_operator_us(repeats: int = 2000) -> float:
@@ -91,11 +169,19 @@ def matmul_peaks(peaks=None):
     return {k: max(v, (peaks or {}).get(k, 0.0)) for k, v in now.items()}
 
 
-def limits(pairs, best, columns, peaks):
-    """The compute-bound and per-operator tables (module docstring) from the rates and peaks measured in this run."""
+def best_curve(curve=None):
+    """``bandwidth_curve()`` measured now, best per size with ``curve`` (the bandwidth measured in earlier rounds)."""
+    now = bandwidth_curve()
+    return [(mb, max(g, dict(curve or []).get(mb, 0.0))) for mb, g in now]
+
+
+def limits(pairs, best, columns, peaks, curve):
+    """The compute-bound, roofline and per-operator tables (module docstring) from the rates, matmul peaks and
+    bandwidths measured in this run."""
     op_us = cheapest_operator_us()
     print(f'\nmatrix-multiply peak (best of the rounds, measured between the models): {peaks[False]:.0f} GMAC/s '
-          f'float32, {peaks[True]:.0f} GMAC/s bfloat16; cheapest operator {op_us:.1f} us')
+          f'float32, {peaks[True]:.0f} GMAC/s bfloat16; cheapest operator {op_us:.1f} us; a + b -> c bandwidth by '
+          'working set: ' + ', '.join(f'{mb} MB {g:.0f} GB/s' for mb, g in curve))
     per_model, rows = {}, []
     for key in pairs:
         moga, _, peers = PAIRS[key]
@@ -133,6 +219,40 @@ def limits(pairs, best, columns, peaks):
           'the peer as measured); then the same as efficiencies (multiply-accumulates per second as a % of the matmul '
           'peak):')
     print(pd.DataFrame(table).to_markdown(index=False))
+    roofline(pairs, best, columns, peaks, curve)
+
+
+def roofline(pairs, best, columns, peaks, curve):
+    """The operator-by-operator memory bound (module docstring) for every model and column, then per pair."""
+    ceiling, rows = {}, []
+    names = list(dict.fromkeys(n for key in pairs for n in [PAIRS[key][0]] + [p for p, _ in PAIRS[key][2]]))
+    for name in names:
+        model, row = build(name), {'model': name}
+        for c in columns:
+            x = torch.randn(c[0], 3, 224, 224).contiguous(memory_format=torch.channels_last)
+            ops = operator_traffic(model, x, bf16=c[1])
+            ceiling[(name, c)] = c[0] / roofline_seconds(ops, peaks[c[1]], curve)
+            row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
+                f'{sum(b for _, b, _ in ops) / c[0] / 1e6:.0f} MB, <= {ceiling[(name, c)]:.0f}/s, '
+                f'now {100 * best[(name, c)] / ceiling[(name, c)]:.0f} %')
+        rows.append(row)
+    print('\nRoofline, operator by operator: bytes moved per image, the most images/s the operator graph allows '
+          'when each operator runs at the matmul peak or the measured bandwidth for its working set, and the share '
+          'of that ceiling measured now:')
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    table = []
+    for key in pairs:
+        moga, _, peers = PAIRS[key]
+        for peer, _ in peers:
+            row = {'pair': f'{moga} vs {peer}'}
+            for c in columns:
+                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
+                    f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {ceiling[(moga, c)] / best[(peer, c)]:.2f}x; '
+                    f'both at their ceilings {ceiling[(moga, c)] / ceiling[(peer, c)]:.2f}x')
+            table.append(row)
+    print('\nMogaNet / peer: measured now; MogaNet at its roofline ceiling against the peer as measured (below 1.0x, '
+          'that column needs fusion across operators); both at their ceilings:')
+    print(pd.DataFrame(table).to_markdown(index=False))
 
 
 def build(name: str) -> torch.nn.Module:
@@ -164,7 +284,7 @@ def main(argv=None):
     columns = [(b, bf16) for b in args.batch_sizes for bf16 in (False, True)]
     print(f'{describe_machine()}, {torch.get_num_threads()} threads, timm {timm.__version__}; '
           f'224 px, channels_last, best of {args.rounds} rounds of the median of {args.repeats} batches', flush=True)
-    rows, rates, peaks = [], {}, None
+    rows, rates, peaks, curve = [], {}, None, None
     for key in args.pairs:
         moga, moga_top1, peers = PAIRS[key]
         names = [(moga, moga_top1)] + peers
@@ -172,7 +292,7 @@ def main(argv=None):
         best = {(n, c): 0.0 for n, _ in names for c in columns}
         for _ in range(args.rounds):
             if not args.no_limits:  # the peak in every round, as the rates: the machine's slow moments hit both
-                peaks = matmul_peaks(peaks)
+                peaks, curve = matmul_peaks(peaks), best_curve(curve)
             for c in columns:
                 for n, _ in names:  # interleaved: each round measures the pair back to back
                     best[(n, c)] = max(best[(n, c)], rate(models[n], c[0], c[1], args.repeats))
@@ -188,7 +308,7 @@ def main(argv=None):
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
     if not args.no_limits:
-        limits(args.pairs, rates, columns, peaks)
+        limits(args.pairs, rates, columns, peaks, curve)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,10 @@
 against a speed; the numbers they print are measurements, not test results)."""
 import re
 
-from conftest import run_script
+import pytest
+import torch
+
+from conftest import load_script, run_script
 
 
 def test_peers_prints_rates_and_limits(tmp_path):
@@ -16,6 +19,10 @@ def test_peers_prints_rates_and_limits(tmp_path):
     assert re.search(r'moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx', out), out
     assert re.search(r'% of peak: moganet_xtiny now / convnext_atto now / moganet_xtiny needed for 1\.0x +\| \d+ / \d+ / \d+ %',
                      out), out
+    # the roofline: bytes per image, ceiling and share per model, then the pair against it
+    assert re.search(r'\| moganet_xtiny +\| \d+ MB, <= \d+/s, now \d+ % +\| \d+ MB, <= \d+/s, now \d+ %', out), out
+    assert re.search(r'\| moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx; both at their ceilings \d+\.\d\dx',
+                     out), out
 
 
 def test_study_speed_prints_every_model(tmp_path):
@@ -25,3 +32,28 @@ def test_study_speed_prints_every_model(tmp_path):
     for name in ('moganet_xtiny', 'convnext_atto', 'swin_femto'):
         # pandas pads numbers to align their decimal points ('105   |' next to '203.8 |'): allow any spacing
         assert re.search(rf'\|\s+28 \| {name}\s+\|\s+[\d.]+\s+\| \d\.\d\dx\s+\|\s+[\d.]+\s+\| \d\.\d\dx', done.stdout), done.stdout
+
+
+@pytest.mark.parametrize('name', ['moganet_xtiny', 'convnext_atto', 'swin_tiny_patch4_window7_224'])
+def test_operator_traffic_counts_the_papers_macs(name):
+    """The roofline's per-operator MACs (from the shapes each ATen call sees: oneDNN's fused convolutions, matrix
+    products, attention) add up to fvcore's count of the unfused model within 1 %; bytes are at least the input
+    image and the logits."""
+    peers = load_script('benchmarks/peers.py')
+    x = torch.randn(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    ops = peers.operator_traffic(peers.build(name), x)
+    assert sum(m for _, _, m in ops) == pytest.approx(peers.macs(name), rel=0.01)
+    assert sum(b for _, b, _ in ops) > x.numel() * 4 + 1000 * 4
+    assert all(b == 0 for op, b, _ in ops if op.startswith(('aten.view', 'aten.permute', 'aten.reshape')))
+
+
+def test_roofline_takes_the_slower_of_compute_and_memory_per_operator():
+    peers = load_script('benchmarks/peers.py')
+    curve = [(1, 100.0), (4, 50.0)]  # GB/s for working sets up to 1 MB and up to 4 MB (and beyond)
+    mb = 2 ** 20
+    rows = [('copy', mb, 0),                  # 1 MB at 100 GB/s
+            ('big copy', 8 * mb, 0),          # beyond the curve: the largest size's 50 GB/s
+            ('matmul', mb, 10 ** 9)]          # 1 GMAC at 10 GMAC/s (10 ms) beats its 10 us of memory
+    expected = mb / 100e9 + 8 * mb / 50e9 + 10 ** 9 / 10e9
+    assert peers.roofline_seconds(rows, 10.0, curve) == pytest.approx(expected)
+    assert [mb for mb, _ in peers.bandwidth_curve((1, 4), repeats=1)] == [1, 4]
