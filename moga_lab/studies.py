@@ -224,11 +224,19 @@ def add_wall_time(out: str, key: str, seconds: float) -> float:
     """
     from .atomic import atomic_write_text
     path = os.path.join(out, 'wall_times.yaml')
-    totals = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            totals = yaml.safe_load(f) or {}
-    totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 1)
     os.makedirs(out, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
+    # read-add-write under an exclusive lock: two processes of one study (e.g. ablate.py on disjoint --rows) adding
+    # at the same moment must not lose either addition
+    with open(path + '.lock', 'a') as lock:
+        try:
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # (no fcntl on Windows: one process per study there)
+            pass
+        totals = {}
+        if os.path.isfile(path):
+            with open(path) as f:
+                totals = yaml.safe_load(f) or {}
+        totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 1)
+        atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
     return totals[f'{key}_seconds']

@@ -246,3 +246,26 @@ def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c')])
     assert exit_.value.code == 2 and 'missing accuracy.csv, interaction.csv' in capsys.readouterr().err
+
+
+def _add_seconds(out, n):
+    from moga_lab.studies import add_wall_time
+    for _ in range(n):
+        add_wall_time(out, 'interaction', 1.0)
+
+
+def test_wall_times_added_by_two_processes_at_once_lose_nothing(tmp_path):
+    """Two processes of one study (ablate.py on disjoint --rows) add their times to one wall_times.yaml: every
+    addition counts (the read-add-write is locked), and the file stays readable YAML."""
+    import multiprocessing
+
+    import yaml
+    ctx = multiprocessing.get_context('fork')
+    procs = [ctx.Process(target=_add_seconds, args=(str(tmp_path), 100)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with open(tmp_path / 'wall_times.yaml') as f:
+        assert yaml.safe_load(f) == {'interaction_seconds': 200.0}
