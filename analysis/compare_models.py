@@ -31,14 +31,15 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.cli import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_least, model_sources,  # noqa: E402
                           positive_float, unit_fraction, user_errors)
-from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
-                                     InteractionSettings, default_settings, middle_share_interval, strength_curve)
+from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, describe_precision,  # noqa: E402
+                                     flat_middle_share, InteractionSettings, default_settings, middle_share_interval,
+                                     per_image_target, strength_curve)
 from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
-from moga_lab.studies import (Budget, add_wall_time, count_params_macs, interaction_of_models,  # noqa: E402
-                              provenance, publish_artefacts, train_variant)
+from moga_lab.studies import (Budget, add_wall_time, check_interaction_cache, count_params_macs,  # noqa: E402
+                              interaction_of_models, provenance, publish_artefacts, train_variant)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -108,6 +109,9 @@ def parse_args(argv=None):
     p.add_argument('--target-ci', type=positive_float, default=None,
                    help='interaction precision mode: contexts until every order\'s 95 %% interval is within this '
                         'fraction of its value (default: the fixed budget)')
+    p.add_argument('--target-over', choices=('image', 'images'), default='image',
+                   help='--target-ci per image (default) or for each curve over the --num-images images (each image '
+                        'then needs sqrt(N) x less precision; the precision reached is in the report)')
     p.add_argument('--max-forwards', type=int, default=None,
                    help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
     p.add_argument('--grid', type=int, help='patch grid (default 7 at 28 px, 14 at 224 px)')
@@ -173,6 +177,7 @@ def compare_named(args):
     settings.bf16, settings.seed = args.bf16, args.seed
     if args.quick:  # a smoke test of the whole pipeline, not a measurement
         settings.grid, settings.num_pairs, settings.num_contexts, settings.ratios = 4, 2, 2, (0.0, 0.3, 0.6, 1.0)
+    _target_over(args, settings, n_inter)
     os.makedirs(args.out, exist_ok=True)
     write_image_list(os.path.join(args.out, 'images.csv'), ev.ids, ev.labels, ev.info, ev.paths)
     rows = []
@@ -206,7 +211,8 @@ Images: {len(ev.ids)} drawn with seed {args.seed}{' (one per class)' if args.one
 
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction strength
 in orders 0.2n-0.6n ({caption}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order) gives
-{flat:.3f}. {_separation(shares)} Interaction wall time: {wall / 60:.1f} min in all (summed over resumed runs).
+{flat:.3f}. {_separation(shares)} {describe_precision(frame)}. Interaction wall time: {wall / 60:.1f} min in all
+(summed over resumed runs).
 
 {provenance('analysis/compare_models.py', args.argv)}
 
@@ -225,6 +231,12 @@ Layers: {'; '.join(layers)}. Explained class: the top-1 prediction.
     record(args, accuracy, frame, dict(images=len(ev.ids), data_dir=args.data_dir, transform=ev.info.transform,
                                        interaction=caption, statistic=args.statistic, seed=args.seed,
                                        interaction_wall_min=round(wall / 60, 2)))
+
+
+def _target_over(args, settings, num_images):
+    """--target-over images: the per-image target that gives --target-ci on each curve over the images."""
+    if settings.target_ci is not None and args.target_over == 'images':
+        settings.target_ci = per_image_target(settings.target_ci, num_images)
 
 
 def _curves(args, frame, accuracy, title):
@@ -318,6 +330,9 @@ def train_and_compare(args):
                 setattr(settings, key, value)
         settings.bf16, settings.seed = args.bf16, args.seed
         num_images = args.num_images
+    _target_over(args, settings, num_images)
+    # cached interaction results of another design: said now, not after hours of training
+    check_interaction_cache(os.path.join(args.out, 'interaction.csv'), settings)
 
     rows, checkpoints = [], {}
     for name in args.models:
@@ -360,7 +375,7 @@ the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction
 strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {settings.grid}x{settings.grid} patches,
 {settings.num_pairs} pairs, {describe_contexts(frame)}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no
-preferred order) gives {flat:.3f}. {_separation(shares)}
+preferred order) gives {flat:.3f}. {_separation(shares)} {describe_precision(frame)}.
 
 `train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
 benchmarks/study_speed.py measures the models side by side. Wall time on this machine: training

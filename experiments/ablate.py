@@ -30,12 +30,13 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, flat_middle_share,  # noqa: E402
-                                     middle_share_difference, middle_share_interval, strength_curve)
+from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, describe_contexts,  # noqa: E402
+                                     describe_precision, flat_middle_share, middle_share_difference,
+                                     middle_share_interval, per_image_target, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
-from moga_lab.studies import (Budget, add_wall_time, count_params_macs, interaction_of_checkpoints,  # noqa: E402
-                              load_study_config, provenance, publish_artefacts)
+from moga_lab.studies import (Budget, add_wall_time, check_interaction_cache, count_params_macs,  # noqa: E402
+                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -110,6 +111,20 @@ def main(argv=None):
     if inter_kwargs['target_ci'] is not None and not 0 < float(inter_kwargs['target_ci']) <= 1:
         p.error(f"interaction.target_ci={inter_kwargs['target_ci']} in the config is out of range; accepted: a "
                 'fraction in (0, 1], e.g. 0.05')
+    target_over = inter.get('target_over', 'image')
+    if target_over not in ('image', 'images'):
+        p.error(f'interaction.target_over={target_over!r} in the config is not accepted; accepted: image (target_ci '
+                'per image) or images (target_ci for each curve over its num_images images)')
+    if inter_kwargs['target_ci'] is not None and target_over == 'images':
+        inter_kwargs['target_ci'] = per_image_target(float(inter_kwargs['target_ci']), inter_kwargs['num_images'])
+    design = InteractionSettings(grid=inter_kwargs['grid'], num_pairs=inter_kwargs['pairs'],
+                                 num_contexts=inter_kwargs['contexts'], ratios=tuple(inter_kwargs['ratios']),
+                                 target_ci=inter_kwargs['target_ci'])
+    for name in rows:  # cached results of another design: said now, not after hours of training
+        try:
+            check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), design)
+        except ValueError as error:
+            p.error(str(error))
     budget_dict = {k: v for k, v in budget.__dict__.items()}
     jobs = [TrainJob(os.path.join(args.out, name, f'seed{seed}'), budget_dict, seed, switches)
             for name, switches in rows.items() for seed in budget.seeds]
@@ -185,7 +200,7 @@ def main(argv=None):
           f'interaction strength in orders {band[0]:g}n-{band[1]:g}n ({frame.image_id.nunique()} test images, '
           f'{describe_contexts(frame)}; strength: {STATISTIC_TEXT["debiased"]}; a flat '
           f'curve gives {flat:.3f}; 95 % interval by bootstrap over the images); images/s as measured by each training '
-          f'process (with whatever else ran on the machine at the time).\n\n'
+          f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
     md += (f'\nWall time on this machine: training {result.wall_min.sum() / 60:.1f} h (summed over the (row, seed) '

@@ -106,7 +106,7 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     import torch
     from tqdm.auto import tqdm
 
-    from .analysis.games import (describe_contexts, evaluation_model, image_set_precision, interaction_strength,
+    from .analysis.games import (check_design, describe_contexts, evaluation_model, image_set_precision, interaction_strength,
                                  middle_order_share, per_image_target, strength_curve)
     from .analysis.plots import plot_interaction_curves
     from .loaders import load_eval_images, load_models
@@ -133,6 +133,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
         write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)
     part_path = os.path.join(args.out, 'parts', f'rank{rank}.csv')
     done = _read_parts(args.out)
+    if done is not None:  # resuming across a change of design would mix two designs in one curve
+        check_design(done, settings, args.out)
     done_keys = set(zip(done.model, done.image_id)) if done is not None else set()
     mine = pd.read_csv(part_path) if os.path.isfile(part_path) else None
     if mine is not None and 'I2' not in mine.columns:

@@ -12,13 +12,14 @@ import pandas as pd
 import torch
 import yaml
 
-from .analysis.games import InteractionSettings, ORDER_RATIOS, evaluation_model, interaction_strength
+from .analysis.games import InteractionSettings, ORDER_RATIOS, check_design, evaluation_model, interaction_strength
 from .loaders import NamedModel, load_classifier, load_eval_images
 from .runtime import describe_machine
 from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
-           'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time', 'ARTEFACT_SUFFIXES']
+           'check_interaction_cache', 'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time',
+           'ARTEFACT_SUFFIXES']
 
 ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
 """What a study publishes (tables, report, figures); checkpoints, logs and run folders stay where they are."""
@@ -145,15 +146,32 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
     return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress)
 
 
+def check_interaction_cache(cache: Optional[str], settings: InteractionSettings) -> None:
+    """Raise ValueError when the cached per-image results at ``cache`` were computed with another design than
+    ``settings`` (grid, pairs, contexts, precision target, orders): reusing them would mix two designs in one curve.
+
+    Args:
+        cache: the CSV an earlier run of a study wrote (nothing to check when it is None or absent).
+        settings: the design of this run.
+    """
+    if not cache or not os.path.isfile(cache):
+        return
+    done = pd.read_csv(cache)
+    if 'I2' in done.columns:  # (written before the debiased statistic: recomputed anyway)
+        check_design(done, settings, cache)
+
+
 def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, labels: torch.Tensor,
                           ids: Sequence[int], settings: InteractionSettings, cache: Optional[str] = None,
                           progress: bool = True) -> pd.DataFrame:
     """Per-image strength rows of every model on the same ``images`` [N, C, H, W] and pairs (and, in the
     fixed-budget mode, contexts; with ``settings.target_ci`` each model gets the contexts its precision needs, see
     `InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
-    results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed."""
+    results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed, one
+    from another design is an error (`check_interaction_cache`)."""
     from tqdm.auto import tqdm
     from .atomic import atomic_write_csv
+    check_interaction_cache(cache, settings)
     done = pd.read_csv(cache) if cache and os.path.isfile(cache) else None
     if done is not None and 'I2' not in done.columns:
         done = None  # written before the debiased statistic existed

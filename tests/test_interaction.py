@@ -227,7 +227,7 @@ def test_interaction_tool_two_models_same_draws_and_resume(two_checkpoints, tmp_
     assert (merged.J - merged.J_again).abs().max() < 1e-6
 
 
-def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path):
+def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path, capsys):
     out = tmp_path / 'killed'
     args = ['--checkpoint', two_checkpoints[0], '--num-images', '6', '--out', str(out)] + SMALL
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -245,6 +245,13 @@ def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     frame = pd.read_csv(out / 'interaction.csv')
     assert frame.image_id.nunique() == 6 and len(frame) == 6 * 4
+    # resuming with another design is refused in one line: the curve would mix two designs
+    from moga_lab import interaction as tool
+    with pytest.raises(SystemExit) as stop:
+        tool.main(args + ['--contexts', '5'])
+    assert stop.value.code == 2
+    assert 'holds interaction results of another design: num_contexts [3] (this run: 5)' in capsys.readouterr().err
+    assert pd.read_csv(out / 'interaction.csv').equals(frame)
 
 
 def test_interaction_tool_spreads_images_over_ddp_ranks(two_checkpoints, tmp_path):

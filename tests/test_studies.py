@@ -80,6 +80,7 @@ def test_ablate_unknown_row(tmp_path):
     (('epochs: 3', 'epochs: 0'), 'budget epochs=0 is not accepted; accepted: an integer >= 1'),
     (('no_ca: {channel_aggregation: false}', 'no_ca: {channel_agg: false}'), "row 'no_ca': unknown switches ['channel_agg']"),
     (('no_ca: {channel_aggregation: false}', 'no_ca: {gate_act: foo}'), "row 'no_ca': gate_act='foo' is not supported"),
+    (('target_over: images', 'target_over: all'), "interaction.target_over='all' in the config is not accepted"),
 ])
 def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, message):
     text = (ROOT / 'experiments/configs/ablation_56px.yaml').read_text()
@@ -131,6 +132,7 @@ def test_compare_models_quick(tmp_path):
     # 28 px: ConvNeXt (patch 1) 28 -> 14 -> 7 -> 3, Swin (patch 2) 14 -> 7 -> 4 -> 2 (NHWC, read as H x W)
     assert re.search(r'convnext_atto: `stages\.2` \(7x7 map\)', report), report
     assert re.search(r'swin_femto: `layers\.2` \(4x4 map\)', report), report
+    assert 'Monte-Carlo precision of each curve over its 2 images' in report
 
 
 def test_gradcam_cli(tmp_path):
@@ -269,3 +271,70 @@ def test_wall_times_added_by_two_processes_at_once_lose_nothing(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     with open(tmp_path / 'wall_times.yaml') as f:
         assert yaml.safe_load(f) == {'interaction_seconds': 200.0}
+
+
+def _cached_design(path, contexts=50, target_ci=float('nan'), n_players=49):
+    """An interaction.csv as a study writes it, from a design with ``contexts`` contexts per pair and order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(dict(model='full', image_id=[1, 1], ratio=[0.0, 1.0], I2=[1.0, 2.0], I2_se=[0.1, 0.1],
+                      n_players=n_players, num_pairs=20, num_contexts=contexts, target_ci=target_ci)).to_csv(path, index=False)
+
+
+def test_interaction_cache_of_another_design_is_refused():
+    """Cached per-image results are reused only for the same design: a curve never mixes two."""
+    import tempfile
+
+    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.studies import check_interaction_cache
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / 'interaction.csv'
+        same = InteractionSettings(grid=7, num_pairs=20, num_contexts=50, ratios=(0.0, 1.0))
+        check_interaction_cache(None, same)
+        check_interaction_cache(str(cache), same)  # nothing cached yet
+        _cached_design(cache)
+        check_interaction_cache(str(cache), same)
+        for change, said in [(dict(num_contexts=12), 'num_contexts [50] (this run: 12)'),
+                             (dict(grid=8), 'n_players [49] (this run: 64)'),
+                             (dict(target_ci=0.28), 'target_ci [None] (this run: 0.28)'),
+                             (dict(ratios=(0.0, 0.5, 1.0)), 'order ratios [0.0, 1.0]')]:
+            other = InteractionSettings(**{**same.__dict__, **change})
+            with pytest.raises(ValueError, match=re.escape(said)):
+                check_interaction_cache(str(cache), other)
+
+
+def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
+    """compare_models.py and ablate.py check the cached interaction results before any training: one line, exit 2,
+    no run folder made."""
+    out = tmp_path / 'cmp'
+    _cached_design(out / 'interaction.csv', contexts=99)
+    done = _run('analysis/compare_models.py', ['--epochs', '1', '--limit-train-batches', '1', '--contexts', '7',
+                                               '--out', str(out), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and 'holds interaction results of another design: num_contexts [99] (this run: 7)' \
+        in done.stderr, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr and sorted(p.name for p in out.iterdir()) == ['interaction.csv']
+    grid = tmp_path / 'grid'
+    _cached_design(grid / 'full' / 'interaction.csv', contexts=12)
+    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'experiments/configs/ablation_56px.yaml'),
+                                          '--out', str(grid), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and 'num_contexts [12] (this run: 50)' in done.stderr, done.stderr[-2000:]
+    assert 'Traceback' not in done.stderr and sorted(p.name for p in (grid / 'full').iterdir()) == ['interaction.csv']
+
+
+def test_target_over_images_and_the_precision_reached():
+    """--target-over images holds each image to target x sqrt(N); the report states the precision each curve
+    reached over its images (sqrt of the mean I2, its interval from the per-image standard errors)."""
+    from moga_lab.analysis.games import InteractionSettings, describe_precision
+    compare = load_script('analysis/compare_models.py')
+    settings = InteractionSettings(target_ci=0.05)
+    compare._target_over(type('A', (), {'target_over': 'images'}), settings, 16)
+    assert settings.target_ci == pytest.approx(0.2)
+    settings = InteractionSettings(target_ci=0.05)
+    compare._target_over(type('A', (), {'target_over': 'image'}), settings, 16)
+    assert settings.target_ci == 0.05
+    frame = pd.DataFrame(dict(model='m', image_id=[1, 2], ratio=0.0, I2=[1.0, 1.0], I2_se=[0.1, 0.1]))
+    # mean I2 = 1, its se = sqrt(0.1^2 + 0.1^2) / 2; half-width of sqrt(1 +- 1.96 se), relative to 1
+    se = (0.02 ** 0.5) / 2
+    expected = ((1 + 1.959964 * se) ** 0.5 - (1 - 1.959964 * se) ** 0.5) / 2
+    assert describe_precision(frame) == (f'Monte-Carlo precision of each curve over its 2 images (given the images and '
+                                         f'pairs): 95 % half-width at most {100 * expected:.1f} % (m) of the strength '
+                                         'at any order')
