@@ -178,7 +178,9 @@ class FusedMogaBlock(nn.Module):
     def ca_residual(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x + fc2'(h) - u * act(decompose(h)) from ``t`` = [fc2'(h), decompose(h)]: [B, C + 1, H, W]."""
         C = x.shape[1]
-        return torch.addcmul(x + t[:, :C], self.u, self.decompose_act(t[:, C:]), value=-1)
+        # the decompose row is one channel of a channels_last tensor (stride C + 1): ATen's GELU on that strided view
+        # takes its scalar path, 4.5x slower than copying it out first ([16, 1, 56, 56]: 446 vs 98 us)
+        return torch.addcmul(x + t[:, :C], self.u, self.decompose_act(t[:, C:].contiguous()), value=-1)
 
     def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
