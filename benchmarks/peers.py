@@ -37,6 +37,10 @@ Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1
   measured rate achieves, and MogaNet's ceiling against its peer's measured rate.
 * Per-operator cost (what batch 1 pays): the ATen operators one forward pass dispatches times the time of the
   cheapest operator (a 1-element add, median), a floor on the time eager PyTorch spends outside the arithmetic.
+
+``--breakdown`` adds where the time goes: every operator of one forward pass timed inside the model (first batch
+size, fp32 and bf16), grouped by operator and convolution kind, the largest six per model, each against the sum of
+its calls' roofline times: which kinds of operator run far from their limit.
 """
 import argparse
 import os
@@ -80,6 +84,17 @@ def _macs_of(func, args, out) -> int:
     return 0
 
 
+def operator_name(func, args) -> str:
+    """The ATen operator, and for convolutions their kind (depth-wise, 1x1, kxk): how the breakdown groups calls."""
+    name = str(func)
+    if func._schema.name.split('::')[-1] in _CONVS:
+        weight = args[2] if func._overloadname == 'binary' else args[1]
+        if weight.dim() == 4:
+            kind = 'depth-wise' if weight.shape[1] == 1 else f'{weight.shape[-2]}x{weight.shape[-1]}'
+            name += f' ({kind} {weight.shape[-2]}x{weight.shape[-1]})' if kind == 'depth-wise' else f' ({kind})'
+    return name
+
+
 def operator_traffic(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False):
     """[(operator, bytes moved, MACs)] for every top-level ATen operator one forward pass of ``model`` on ``x``
     dispatches (in inference mode, under bfloat16 autocast if ``bf16``): see the module docstring."""
@@ -103,10 +118,50 @@ def operator_traffic(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False
                     seen.add(key)
                     nbytes += t.numel() * t.element_size()
             first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)), None)
-            rows.append((str(func), nbytes, _macs_of(func, args, first) if first is not None else 0))
+            rows.append((operator_name(func, args), nbytes, _macs_of(func, args, first) if first is not None else 0))
             return out
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16), Record():
         model(x)
+    return rows
+
+
+def time_operators(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False):
+    """{operator name: [calls, seconds]} of one forward pass (after one untimed), each top-level ATen call timed
+    where the model makes it (its caches as the model leaves them; eager CPU operators are synchronous)."""
+    import time
+    from torch.utils._python_dispatch import TorchDispatchMode
+    times = {}
+
+    class Time(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            entry = times.setdefault(operator_name(func, args), [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+            return out
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        model(x)
+        with Time():
+            model(x)
+    return times
+
+
+def breakdown(name: str, model: torch.nn.Module, column, peaks, curve, top: int = 6):
+    """Rows of the per-operator breakdown (``--breakdown``): the ``top`` operators by measured time in one forward
+    pass, each with its roofline time (summed over its calls) and the share of it reached."""
+    x = torch.randn(column[0], 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    times = time_operators(model, x, column[1])
+    floor = {}
+    for op, nbytes, n_macs in operator_traffic(model, x, column[1]):
+        floor[op] = floor.get(op, 0.0) + roofline_seconds([(op, nbytes, n_macs)], peaks[column[1]], curve)
+    total = sum(t for _, t in times.values())
+    rows = []
+    for op, (calls, seconds) in sorted(times.items(), key=lambda kv: -kv[1][1])[:top]:
+        rows.append({'model': name, 'column': f'batch {column[0]} {"bf16" if column[1] else "fp32"}', 'operator': op,
+                     'calls': calls, 'measured ms': round(1e3 * seconds, 1), 'share of forward': f'{100 * seconds / total:.0f} %',
+                     'roofline ms': round(1e3 * floor.get(op, 0.0), 1),
+                     'roofline / measured': f'{100 * floor.get(op, 0.0) / seconds:.0f} %'})
     return rows
 
 
@@ -277,6 +332,8 @@ def main(argv=None):
     p.add_argument('--repeats', type=int_at_least(1), default=5)
     p.add_argument('--threads', type=int_at_least(1), help='intra-op threads (default: torch\'s)')
     p.add_argument('--no-limits', action='store_true', help='skip the compute-bound and per-operator tables')
+    p.add_argument('--breakdown', action='store_true', help='also time every operator inside each model (first batch '
+                   'size, fp32 and bf16) against its roofline: where each model loses time')
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -309,6 +366,15 @@ def main(argv=None):
     print(pd.DataFrame(rows).to_markdown(index=False))
     if not args.no_limits:
         limits(args.pairs, rates, columns, peaks, curve)
+        if args.breakdown:
+            rows = []
+            for name in dict.fromkeys(n for key in args.pairs for n in [PAIRS[key][0]] + [p for p, _ in PAIRS[key][2]]):
+                model = build(name)
+                for c in columns[:2]:
+                    rows += breakdown(name, model, c, peaks, curve)
+            print('\nWhere the time goes: the operators taking most of one forward pass, timed inside the model, against '
+                  'their operator-by-operator roofline (above):')
+            print(pd.DataFrame(rows).to_markdown(index=False))
 
 
 if __name__ == '__main__':

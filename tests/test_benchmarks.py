@@ -9,8 +9,8 @@ from conftest import load_script, run_script
 
 
 def test_peers_prints_rates_and_limits(tmp_path):
-    done = run_script('benchmarks/peers.py', ['--pairs', 'xt', '--batch-sizes', '1', '--rounds', '1', '--repeats', '1'],
-                      tmp_path)
+    done = run_script('benchmarks/peers.py', ['--pairs', 'xt', '--batch-sizes', '1', '--rounds', '1', '--repeats', '1',
+                                              '--breakdown'], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert re.search(r'\| moganet_xtiny \(76\.5\) vs convnext_atto \(75\.7\) \| \d+ vs \d+ = \d\.\d\dx', out), out
@@ -23,6 +23,10 @@ def test_peers_prints_rates_and_limits(tmp_path):
     assert re.search(r'\| moganet_xtiny +\| \d+ MB, <= \d+/s, now \d+ % +\| \d+ MB, <= \d+/s, now \d+ %', out), out
     assert re.search(r'\| moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx; both at their ceilings \d+\.\d\dx',
                      out), out
+    # --breakdown: per operator kind, measured inside the model against its roofline (MogaNet's depth-wise convs named)
+    assert re.search(r'\| moganet_xtiny +\| batch 1 fp32 +\| [^|]*\(depth-wise \d+x\d+\) +\| +\d+ \| +[\d.]+ \| +\d+ % +\| +[\d.]+ \| '
+                     r'+\d+ %', out), out
+    assert re.search(r'\| convnext_atto +\| batch 1 bf16 +\|', out), out
 
 
 def test_study_speed_prints_every_model(tmp_path):
