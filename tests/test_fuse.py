@@ -117,6 +117,49 @@ def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
     assert plain.abs().max() > 1e-2
 
 
+def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeypatch):
+    """Under CPU autocast the fused model casts each convolution / linear weight to bfloat16 once and reuses it:
+    logits bit-identical to casting on every call, a quarter of the aten.to calls, and a weight changed in place
+    (or given new data) afterwards is cast again."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from moga_lab.models import fuse
+    torch.manual_seed(2)
+    fused = MogaNet('xtiny', num_classes=10).eval().for_inference()
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+
+    class CountCasts(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            CountCasts.n += str(func) in ('aten.to.dtype', 'aten._to_copy.default')
+            return func(*args, **(kwargs or {}))
+
+    def run():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            fused(x)  # (fills the cache)
+            CountCasts.n = 0
+            with CountCasts():
+                out = fused(x)
+        return out, CountCasts.n
+    cached, n_cached = run()
+    real = fuse._cast
+    monkeypatch.setattr(fuse, '_cast', lambda t, dtype: None if t is None else t.to(dtype))
+    every_call, n_every = run()
+    assert torch.equal(cached, every_call)
+    assert n_cached < n_every / 3, (n_cached, n_every)
+    monkeypatch.setattr(fuse, '_cast', real)
+    run()
+    with torch.no_grad():  # changed in place, then given new data: both seen
+        fused.head.weight.mul_(2)
+        fused.blocks1[0].w_fc1.add_(0.5)
+        fused.patch_embed2.projection.weight.data = fused.patch_embed2.projection.weight.data * 1.5
+    changed, _ = run()
+    monkeypatch.setattr(fuse, '_cast', lambda t, dtype: None if t is None else t.to(dtype))
+    expected, _ = run()
+    assert torch.equal(changed, expected) and not torch.equal(changed, cached)
+
+
 def test_fused_model_compiles_without_graph_breaks():
     """Under torch.compile the fused blocks take the plain ops; any graph break would split the model into one
     frame per block and exhaust dynamo's recompile limit when several models are compiled in one process."""
