@@ -136,6 +136,14 @@ def _lowp(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t
 
 
+def _same_dwconv_cast(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`same_dwconv` with the weight and bias cast once under autocast (`_lowp`)."""
+    x, weight, padding = same_dwconv_args(conv, x)
+    if weight is conv.weight:  # (a cropped kernel is a new view every call: nothing to keep)
+        weight = _lowp(weight)
+    return F.conv2d(x, weight, _lowp(conv.bias), 1, padding, conv.dilation, conv.groups)
+
+
 class _CastCachedConv2d(nn.Conv2d):
     """nn.Conv2d whose weight and bias reach autocast already cast (`_lowp`): the fused model's stems."""
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,23 +237,6 @@ class FusedMogaBlock(nn.Module):
             y = y - F.linear(x.mean((2, 3)), _lowp(self.w_mean)).unsqueeze(-1).unsqueeze(-1)
         return self.act_value(y)
 
-    def multi_order(self, y: torch.Tensor) -> torch.Tensor:
-        """``self.value.multi_order(y)`` with the weights cast once under autocast (`_lowp`)."""
-        v = self.value
-
-        def dw(conv, x):
-            x, weight, padding = same_dwconv_args(conv, x)
-            if weight is conv.weight:  # (a cropped kernel is a new view every call: nothing to keep)
-                weight = _lowp(weight)
-            return F.conv2d(x, weight, _lowp(conv.bias), 1, padding, conv.dilation, conv.groups)
-        y0 = dw(v.DW_conv0, y)
-        parts = [y0[:, :v.embed_dims_0]]
-        if v.DW_conv1 is not None:
-            parts.append(dw(v.DW_conv1, y0[:, v.embed_dims_0:v.embed_dims_0 + v.embed_dims_1]))
-        if v.DW_conv2 is not None:
-            parts.append(dw(v.DW_conv2, y0[:, v.embed_dims - v.embed_dims_2:]))
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-
     def ca_residual(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x + fc2'(h) - u * act(decompose(h)) from ``t`` = [fc2'(h), decompose(h)]: [B, C + 1, H, W]."""
         C = x.shape[1]
@@ -258,7 +249,7 @@ class FusedMogaBlock(nn.Module):
         bfloat16 of autocast)."""
         y = self.value_input(x)
         pw = self.value.PW_conv
-        z = _conv_act(self.multi_order(y), pw.weight, pw.bias, self.gate_post_op, dtype)
+        z = _conv_act(self.value.multi_order(y, _same_dwconv_cast), pw.weight, pw.bias, self.gate_post_op, dtype)
         if self.gating:
             z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype)
         x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype)

@@ -196,14 +196,18 @@ class MultiOrderDWConv(nn.Module):
             groups=self.embed_dims_2, dilation=dw_dilation[2]) if self.embed_dims_2 else None
         self.PW_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
 
-    def multi_order(self, x: torch.Tensor) -> torch.Tensor:
-        """The three orders concatenated, before ``PW_conv``: [B, C, H, W] -> [B, C, H, W]."""
-        x_0 = same_dwconv(self.DW_conv0, x)
+    def multi_order(self, x: torch.Tensor, dwconv=None) -> torch.Tensor:
+        """The three orders concatenated, before ``PW_conv``: [B, C, H, W] -> [B, C, H, W]. ``dwconv(conv, x)``
+        applies one depth-wise conv (default `same_dwconv`; the fused inference model passes one with its weights
+        cast once)."""
+        # (the module-level name is looked up at call time: torch.fx.wrap swaps it while tracing)
+        dwconv = same_dwconv if dwconv is None else dwconv
+        x_0 = dwconv(self.DW_conv0, x)
         parts = [x_0[:, :self.embed_dims_0]]
         if self.DW_conv1 is not None:
-            parts.append(same_dwconv(self.DW_conv1, x_0[:, self.embed_dims_0:self.embed_dims_0 + self.embed_dims_1]))
+            parts.append(dwconv(self.DW_conv1, x_0[:, self.embed_dims_0:self.embed_dims_0 + self.embed_dims_1]))
         if self.DW_conv2 is not None:
-            parts.append(same_dwconv(self.DW_conv2, x_0[:, self.embed_dims - self.embed_dims_2:]))
+            parts.append(dwconv(self.DW_conv2, x_0[:, self.embed_dims - self.embed_dims_2:]))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
