@@ -158,6 +158,18 @@ def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeyp
     monkeypatch.setattr(fuse, '_cast', lambda t, dtype: None if t is None else t.to(dtype))
     expected, _ = run()
     assert torch.equal(changed, expected) and not torch.equal(changed, cached)
+    monkeypatch.setattr(fuse, '_cast', real)
+    # copies made under inference_mode (as the interaction game runs) serve no_grad calls too; with gradients on
+    # (Grad-CAM) the weights are cast per call and backward works
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        in_inference = fused(x)
+    again, _ = run()
+    xg = x.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        with_grad = fused(xg)
+    with_grad.float().sum().backward()
+    assert torch.equal(in_inference, expected) and torch.equal(again, expected)
+    assert torch.equal(with_grad.detach(), expected) and xg.grad.abs().sum() > 0
 
 
 def test_fused_model_compiles_without_graph_breaks():
