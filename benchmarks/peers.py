@@ -280,8 +280,7 @@ def limits(pairs, best, columns, peaks, curve):
 def roofline(pairs, best, columns, peaks, curve):
     """The operator-by-operator memory bound (module docstring) for every model and column, then per pair."""
     ceiling, rows = {}, []
-    names = list(dict.fromkeys(n for key in pairs for n in [PAIRS[key][0]] + [p for p, _ in PAIRS[key][2]]))
-    for name in names:
+    for name in models_of(pairs):
         model, row = build(name), {'model': name}
         for c in columns:
             x = torch.randn(c[0], 3, 224, 224).contiguous(memory_format=torch.channels_last)
@@ -308,6 +307,11 @@ def roofline(pairs, best, columns, peaks, curve):
     print('\nMogaNet / peer: measured now; MogaNet at its roofline ceiling against the peer as measured (below 1.0x, '
           'that column needs fusion across operators); both at their ceilings:')
     print(pd.DataFrame(table).to_markdown(index=False))
+
+
+def models_of(pairs):
+    """The models of ``pairs`` (keys of PAIRS), each once, MogaNet before its peers."""
+    return list(dict.fromkeys(n for key in pairs for n in [PAIRS[key][0]] + [p for p, _ in PAIRS[key][2]]))
 
 
 def build(name: str) -> torch.nn.Module:
@@ -368,7 +372,7 @@ def main(argv=None):
         limits(args.pairs, rates, columns, peaks, curve)
         if args.breakdown:
             rows = []
-            for name in dict.fromkeys(n for key in args.pairs for n in [PAIRS[key][0]] + [p for p, _ in PAIRS[key][2]]):
+            for name in models_of(args.pairs):
                 model = build(name)
                 for c in columns[:2]:
                     rows += breakdown(name, model, c, peaks, curve)
