@@ -177,7 +177,7 @@ def compare_named(args):
     settings.bf16, settings.seed = args.bf16, args.seed
     if args.quick:  # a smoke test of the whole pipeline, not a measurement
         settings.grid, settings.num_pairs, settings.num_contexts, settings.ratios = 4, 2, 2, (0.0, 0.3, 0.6, 1.0)
-    _target_over(args, settings, n_inter)
+    settings.target_ci = per_image_target(settings.target_ci, n_inter, args.target_over)
     os.makedirs(args.out, exist_ok=True)
     write_image_list(os.path.join(args.out, 'images.csv'), ev.ids, ev.labels, ev.info, ev.paths)
     rows = []
@@ -231,12 +231,6 @@ Layers: {'; '.join(layers)}. Explained class: the top-1 prediction.
     record(args, accuracy, frame, dict(images=len(ev.ids), data_dir=args.data_dir, transform=ev.info.transform,
                                        interaction=caption, statistic=args.statistic, seed=args.seed,
                                        interaction_wall_min=round(wall / 60, 2)))
-
-
-def _target_over(args, settings, num_images):
-    """--target-over images: the per-image target that gives --target-ci on each curve over the images."""
-    if settings.target_ci is not None and args.target_over == 'images':
-        settings.target_ci = per_image_target(settings.target_ci, num_images)
 
 
 def _curves(args, frame, accuracy, title):
@@ -330,7 +324,7 @@ def train_and_compare(args):
                 setattr(settings, key, value)
         settings.bf16, settings.seed = args.bf16, args.seed
         num_images = args.num_images
-    _target_over(args, settings, num_images)
+    settings.target_ci = per_image_target(settings.target_ci, num_images, args.target_over)
     # cached interaction results of another design: said now, not after hours of training
     check_interaction_cache(os.path.join(args.out, 'interaction.csv'), settings)
 

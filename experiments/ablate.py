@@ -115,8 +115,7 @@ def main(argv=None):
     if target_over not in ('image', 'images'):
         p.error(f'interaction.target_over={target_over!r} in the config is not accepted; accepted: image (target_ci '
                 'per image) or images (target_ci for each curve over its num_images images)')
-    if inter_kwargs['target_ci'] is not None and target_over == 'images':
-        inter_kwargs['target_ci'] = per_image_target(float(inter_kwargs['target_ci']), inter_kwargs['num_images'])
+    inter_kwargs['target_ci'] = per_image_target(inter_kwargs['target_ci'], inter_kwargs['num_images'], target_over)
     design = InteractionSettings(grid=inter_kwargs['grid'], num_pairs=inter_kwargs['pairs'],
                                  num_contexts=inter_kwargs['contexts'], ratios=tuple(inter_kwargs['ratios']),
                                  target_ci=inter_kwargs['target_ci'])

@@ -118,8 +118,7 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
                                                          per_class=args.one_per_class, transform=args.eval_transform)
     settings = _settings(args, images.shape[-1])
-    if settings.target_ci is not None and args.target_over == 'images':
-        settings.target_ci = per_image_target(settings.target_ci, len(ids))
+    settings.target_ci = per_image_target(settings.target_ci, len(ids), args.target_over)
     torch.set_grad_enabled(False)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)

@@ -323,14 +323,9 @@ def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
 def test_target_over_images_and_the_precision_reached():
     """--target-over images holds each image to target x sqrt(N); the report states the precision each curve
     reached over its images (sqrt of the mean I2, its interval from the per-image standard errors)."""
-    from moga_lab.analysis.games import InteractionSettings, describe_precision
-    compare = load_script('analysis/compare_models.py')
-    settings = InteractionSettings(target_ci=0.05)
-    compare._target_over(type('A', (), {'target_over': 'images'}), settings, 16)
-    assert settings.target_ci == pytest.approx(0.2)
-    settings = InteractionSettings(target_ci=0.05)
-    compare._target_over(type('A', (), {'target_over': 'image'}), settings, 16)
-    assert settings.target_ci == 0.05
+    from moga_lab.analysis.games import describe_precision, per_image_target
+    assert per_image_target(0.05, 16, 'images') == pytest.approx(0.2)
+    assert per_image_target(0.05, 16, 'image') == 0.05 and per_image_target(None, 16, 'images') is None
     frame = pd.DataFrame(dict(model='m', image_id=[1, 2], ratio=0.0, I2=[1.0, 1.0], I2_se=[0.1, 0.1]))
     # mean I2 = 1, its se = sqrt(0.1^2 + 0.1^2) / 2; half-width of sqrt(1 +- 1.96 se), relative to 1
     se = (0.02 ** 0.5) / 2

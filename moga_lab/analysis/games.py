@@ -454,19 +454,24 @@ def describe_precision(frame: pd.DataFrame) -> str:
             + ' of the strength at any order')
 
 
-def per_image_target(target_ci: float, num_images: int) -> float:
+def per_image_target(target_ci: Optional[float], num_images: int, over: str = 'images') -> Optional[float]:
     """The per-image precision that gives about ``target_ci`` on the mean over ``num_images`` images.
 
     Monte-Carlo errors of independent images add in quadrature, so each image may be sqrt(N) times less precise
-    (exact when the images' strengths are equal; `image_set_precision` reports what was reached).
+    (exact when the images' strengths are equal; `image_set_precision` reports what was reached). The CLI's and the
+    study scripts' ``--target-over`` / ``target_over`` pass ``over``.
 
     Args:
-        target_ci: the relative 95 % half-width wanted for the curve over the images.
+        target_ci: the relative 95 % half-width wanted (None: the fixed design, returned as None).
         num_images: images in the set.
+        over: ``images`` (the target is for the curve over the images) or ``image`` (already per image: returned
+            as it is).
 
     Returns:
-        ``target_ci * sqrt(num_images)``.
+        ``target_ci * sqrt(num_images)`` for ``over='images'``, else ``target_ci``.
     """
+    if target_ci is None or over == 'image':
+        return target_ci
     return float(target_ci) * float(np.sqrt(num_images))
 
 
