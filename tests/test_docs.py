@@ -148,3 +148,11 @@ print('README example ok', run.test['test/acc1'])
                             timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert 'README example ok' in result.stdout
+
+
+def test_notebooks_run_at_their_small_budget_under_the_suite():
+    """The root conftest.py gives nbmake's kernels MOGA_LAB_FAST=1; without it each notebook trains and analyses at
+    full budget (~100 s each on 2 cores instead of ~20 s), and the notebooks must read exactly this variable."""
+    assert os.environ.get('MOGA_LAB_FAST') == '1'
+    for nb in ('interaction_curves.ipynb', 'gradcam.ipynb'):
+        assert "FAST = os.environ.get('MOGA_LAB_FAST') == '1'" in (ROOT / 'notebooks' / nb).read_text()
