@@ -25,8 +25,27 @@ def test_peers_prints_rates_and_limits(tmp_path):
                      out), out
     # --breakdown: per operator kind, measured inside the model against its roofline (MogaNet's depth-wise convs named)
     assert re.search(r'\| moganet_xtiny +\| batch 1 fp32 +\| [^|]*\(depth-wise \d+x\d+\) +\| +\d+ \| +[\d.]+ \| +\d+ % +\| +[\d.]+ \| '
-                     r'+\d+ %', out), out
+                     r'+[\d.]+ \| +\d+ %', out), out
     assert re.search(r'\| convnext_atto +\| batch 1 bf16 +\|', out), out
+    # the kernel floor: every operator at its best alone, per model and column, then the pair against it
+    assert re.search(r'\| moganet_xtiny +\| \d+ ms inside, \d+ ms alone: <= \d+/s, now \d+ % +\|', out), out
+    assert re.search(r'\| moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx; both at their kernel floors '
+                     r'\d+\.\d\dx', out), out
+
+
+def test_operators_timed_alone_get_fresh_inputs_when_they_write():
+    """The kernel floor repeats each call alone; an in-place operator must not apply its repeats to the model's
+    tensors (the forward pass it times would change), and every call is counted once with its best time."""
+    peers = load_script('benchmarks/peers.py')
+
+    class AddOne(torch.nn.Module):
+        def forward(self, x):
+            return x.add_(1).mul(3)
+    x = torch.zeros(4, 4)
+    times = peers.time_operators(AddOne(), x, alone=3)
+    assert torch.equal(x, torch.full((4, 4), 2.0))   # the warm-up and the timed pass only, not the 2 x 3 repeats
+    assert {k: v[0] for k, v in times.items()} == {'aten.add_.Tensor': 1, 'aten.mul.Tensor': 1}
+    assert all(0 < alone <= inside for _, inside, alone in times.values())
 
 
 def test_study_speed_prints_every_model(tmp_path):
