@@ -40,7 +40,11 @@ Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1
 
 ``--breakdown`` adds where the time goes: every operator of one forward pass timed inside the model (first batch
 size, fp32 and bf16), grouped by operator and convolution kind, the largest six per model, each against the sum of
-its calls' roofline times: which kinds of operator run far from their limit.
+its calls' roofline times: which kinds of operator run far from their limit. Then the kernel floor: every
+operator of one forward pass (every batch size and dtype) also repeated alone right after the model calls it (same
+inputs, warm caches, best of 3) and the best times summed: the most images/s the kernels PyTorch has (oneDNN, ATen)
+give this operator graph on this CPU, whatever the scheduling around them; MogaNet at its kernel floor against its
+peer as measured says whether a column can reach 1.0x without new kernels or fusion across operators.
 """
 import argparse
 import os
