@@ -204,19 +204,9 @@ def kernel_floor(pairs, best, columns, times):
     print('\nKernel floor: one forward pass, every operator timed inside the model and at its best alone (same inputs, '
           'warm caches), summed per batch; the images/s of the kernel floor and the share of it measured now:')
     print(pd.DataFrame(rows).to_markdown(index=False))
-    table = []
-    for key in pairs:
-        moga, _, peers = PAIRS[key]
-        for peer, _ in peers:
-            row = {'pair': f'{moga} vs {peer}'}
-            for c in columns:
-                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
-                    f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {rate[(moga, c)] / best[(peer, c)]:.2f}x; '
-                    f'both at their kernel floors {rate[(moga, c)] / rate[(peer, c)]:.2f}x')
-            table.append(row)
     print('\nMogaNet / peer: measured now; MogaNet at its kernel floor against the peer as measured (below 1.0x, that '
           'column needs faster kernels for MogaNet\'s shapes or fusion across operators); both at their kernel floors:')
-    print(pd.DataFrame(table).to_markdown(index=False))
+    print(pd.DataFrame(against_bound(pairs, best, columns, rate, 'kernel floors')).to_markdown(index=False))
 
 
 def count_operators(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -331,6 +321,22 @@ def limits(pairs, best, columns, peaks, curve):
     roofline(pairs, best, columns, peaks, curve)
 
 
+def against_bound(pairs, best, columns, bound, label: str):
+    """Table rows per pair and column: MogaNet / peer as measured, MogaNet at ``bound`` (images/s per (model,
+    column)) against the peer as measured, and both at their ``bound``."""
+    table = []
+    for key in pairs:
+        moga, _, peers = PAIRS[key]
+        for peer, _ in peers:
+            row = {'pair': f'{moga} vs {peer}'}
+            for c in columns:
+                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
+                    f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {bound[(moga, c)] / best[(peer, c)]:.2f}x; '
+                    f'both at their {label} {bound[(moga, c)] / bound[(peer, c)]:.2f}x')
+            table.append(row)
+    return table
+
+
 def roofline(pairs, best, columns, peaks, curve):
     """The operator-by-operator memory bound (module docstring) for every model and column, then per pair."""
     ceiling, rows = {}, []
@@ -348,19 +354,9 @@ def roofline(pairs, best, columns, peaks, curve):
           'when each operator runs at the matmul peak or the measured bandwidth for its working set, and the share '
           'of that ceiling measured now:')
     print(pd.DataFrame(rows).to_markdown(index=False))
-    table = []
-    for key in pairs:
-        moga, _, peers = PAIRS[key]
-        for peer, _ in peers:
-            row = {'pair': f'{moga} vs {peer}'}
-            for c in columns:
-                row[f'batch {c[0]} {"bf16" if c[1] else "fp32"}'] = (
-                    f'{best[(moga, c)] / best[(peer, c)]:.2f}x now, <= {ceiling[(moga, c)] / best[(peer, c)]:.2f}x; '
-                    f'both at their ceilings {ceiling[(moga, c)] / ceiling[(peer, c)]:.2f}x')
-            table.append(row)
     print('\nMogaNet / peer: measured now; MogaNet at its roofline ceiling against the peer as measured (below 1.0x, '
           'that column needs fusion across operators); both at their ceilings:')
-    print(pd.DataFrame(table).to_markdown(index=False))
+    print(pd.DataFrame(against_bound(pairs, best, columns, ceiling, 'ceilings')).to_markdown(index=False))
 
 
 def models_of(pairs):
