@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -103,7 +104,11 @@ def test_mixup_cutmix_ema_and_clipping_run(tmp_path, monkeypatch):
     monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
     args = SYN + ['--epochs', '1', '--limit-train-batches', '4', '--mixup', '0.8', '--cutmix', '1.0', '--ema', '0.9',
                   '--grad-clip', '1.0', '--run-dir', str(tmp_path / 'r')]
-    assert fit_cli.main(args) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert fit_cli.main(args) == 0
+    # the EMA copy is in eval mode by design: Lightning's "modules in eval mode" warning is not shown for it
+    assert not [w for w in caught if 'in eval mode at the start of training' in str(w.message)]
     metrics = pd.read_csv(tmp_path / 'r' / 'metrics.csv')
     assert metrics['val_ema/acc1'].notna().any()
     ckpt = torch.load(tmp_path / 'r' / 'last.ckpt', map_location='cpu', weights_only=True)

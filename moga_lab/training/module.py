@@ -1,5 +1,6 @@
 """The LightningModule for image classification: any model by name, the paper's recipe pieces from timm."""
 import math
+import warnings
 from typing import Any, Dict, Optional, Sequence
 
 import lightning as L
@@ -81,6 +82,13 @@ class ImageClassifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def on_fit_start(self):
+        if self.ema is not None:
+            # timm's EMA copy stays in eval mode (it is only ever evaluated), and Lightning warns about every module in
+            # eval mode when training starts. Silence exactly the EMA's count: a model module left in eval still warns.
+            n = sum(not m.training for m in self.ema.modules())
+            warnings.filterwarnings('ignore', message=rf'Found {n} module\(s\) in eval mode at the start of training')
 
     # ---- steps -----------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx):
