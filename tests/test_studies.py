@@ -326,6 +326,8 @@ def test_target_over_images_and_the_precision_reached():
     from moga_lab.analysis.games import describe_precision, per_image_target
     assert per_image_target(0.05, 16, 'images') == pytest.approx(0.2)
     assert per_image_target(0.05, 16, 'image') == 0.05 and per_image_target(None, 16, 'images') is None
+    with pytest.raises(ValueError, match="'all' is not accepted; accepted: image .* or images"):
+        per_image_target(0.05, 16, 'all')
     frame = pd.DataFrame(dict(model='m', image_id=[1, 2], ratio=0.0, I2=[1.0, 1.0], I2_se=[0.1, 0.1]))
     # mean I2 = 1, its se = sqrt(0.1^2 + 0.1^2) / 2; half-width of sqrt(1 +- 1.96 se), relative to 1
     se = (0.02 ** 0.5) / 2

@@ -469,7 +469,13 @@ def per_image_target(target_ci: Optional[float], num_images: int, over: str = 'i
 
     Returns:
         ``target_ci * sqrt(num_images)`` for ``over='images'``, else ``target_ci``.
+
+    Raises:
+        ValueError: ``over`` is neither ``image`` nor ``images``.
     """
+    if over not in ('image', 'images'):
+        raise ValueError(f'target over {over!r} is not accepted; accepted: image (the target per image) or images '
+                         '(the target for the curve over the images)')
     if target_ci is None or over == 'image':
         return target_ci
     return float(target_ci) * float(np.sqrt(num_images))
