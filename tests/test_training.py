@@ -109,7 +109,10 @@ def test_mixup_cutmix_ema_and_clipping_run(tmp_path, monkeypatch):
         assert fit_cli.main(args) == 0
     # the EMA copy is in eval mode by design: Lightning's "modules in eval mode" warning is not shown for it
     assert not [w for w in caught if 'in eval mode at the start of training' in str(w.message)]
+    # 4 steps per epoch against the default logging interval of 20: the interval is lowered, every step is logged
+    assert not [w for w in caught if 'smaller than the logging interval' in str(w.message)]
     metrics = pd.read_csv(tmp_path / 'r' / 'metrics.csv')
+    assert metrics['train/loss_step'].notna().sum() >= 1
     assert metrics['val_ema/acc1'].notna().any()
     ckpt = torch.load(tmp_path / 'r' / 'last.ckpt', map_location='cpu', weights_only=True)
     assert any(k.startswith('ema.module.') for k in ckpt['state_dict'])

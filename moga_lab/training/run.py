@@ -101,13 +101,24 @@ def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
     return out
 
 
-def _trainer(cfg: RunConfig, run_dir: str, callbacks, **overrides) -> L.Trainer:
+def _log_every(cfg: RunConfig, dm: ClassificationDataModule) -> int:
+    """``log_every_n_steps``, lowered to the epoch's length: Lightning logs step metrics every n global steps and warns
+    when an epoch is shorter, so a short run (tests, ``--limit-train-batches``) would log no training step at all."""
+    t = cfg.trainer
+    n = len(dm.train_set) // dm.batch_size if dm.train_set is not None else t.log_every_n_steps
+    limit = t.limit_train_batches
+    if limit is not None:  # Lightning's rule: an int (or a float > 1) counts batches, a float <= 1 is a fraction
+        n = min(n, int(limit)) if isinstance(limit, int) or limit > 1 else int(n * limit)
+    return max(1, min(t.log_every_n_steps, n))
+
+
+def _trainer(cfg: RunConfig, run_dir: str, callbacks, log_every: Optional[int] = None, **overrides) -> L.Trainer:
     t = cfg.trainer
     kwargs = dict(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         precision=t.precision, default_root_dir=run_dir, callbacks=callbacks,
         logger=build_loggers(t.loggers, run_dir, f'{cfg.model.name} ({os.path.basename(run_dir)})', t.tracking_uri),
-        log_every_n_steps=t.log_every_n_steps,
+        log_every_n_steps=log_every or t.log_every_n_steps,
         gradient_clip_val=cfg.optim.grad_clip, enable_progress_bar=t.progress_bar, enable_model_summary=False,
         deterministic=False, num_sanity_val_steps=0,
     )
@@ -195,7 +206,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         images, labels = zip(*(dm.val_set[k] for k in range(n)))
         callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
                                                   every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
-    trainer = _trainer(cfg, run_dir, callbacks)
+    trainer = _trainer(cfg, run_dir, callbacks, log_every=_log_every(cfg, dm))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
