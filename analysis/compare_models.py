@@ -21,7 +21,6 @@ can be pointed at with --out); the interaction table is cached per (model, image
 import argparse
 import os
 import sys
-import time
 
 import pandas as pd
 import torch
@@ -38,8 +37,8 @@ from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
-from moga_lab.studies import (Budget, add_wall_time, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_models, provenance, publish_artefacts, train_variant)
+from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
+                              interaction_of_models, provenance, publish_artefacts, train_variant, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -162,7 +161,6 @@ def record(args, accuracy, frame, params):
 
 def compare_named(args):
     """The paper's comparison on models the user named (released weights or fit checkpoints): nothing trained."""
-    import time
     models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
     data = None if models[0].is_fit_checkpoint else 'imagefolder'
     count = max(args.num_images, args.gradcam_images)
@@ -188,10 +186,9 @@ def compare_named(args):
                          top1_on_images=round(100 * float((pred == ev.labels).float().mean()), 1),
                          images=len(ev.ids)))
     accuracy = pd.DataFrame(rows)
-    start = time.perf_counter()
     frame = interaction_of_models(models, ev.images[:n_inter], ev.labels[:n_inter], ev.ids[:n_inter], settings,
-                                  cache=os.path.join(args.out, 'interaction.csv'))
-    wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
+                                  cache=os.path.join(args.out, 'interaction.csv'), wall_times=args.out)
+    wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
     title = f'{ev.info.name}, {n_inter} images at {ev.images.shape[-1]} px'
     caption = (f'{frame.image_id.nunique()} images, {settings.grid}x{settings.grid} patches, {settings.num_pairs} pairs, '
                f'{describe_contexts(frame)}')
@@ -212,7 +209,7 @@ Images: {len(ev.ids)} drawn with seed {args.seed}{' (one per class)' if args.one
 `middle_share` (with its 95 % bootstrap interval over images): fraction of the normalised multi-order interaction strength
 in orders 0.2n-0.6n ({caption}; statistic: {STATISTIC_TEXT[args.statistic]}); a flat curve (no preferred order) gives
 {flat:.3f}. {_separation(shares)} {describe_precision(frame)}. Interaction wall time: {wall / 60:.1f} min in all
-(summed over resumed runs).
+(each image as it finished, summed across resumed runs).
 
 {provenance('analysis/compare_models.py', args.argv)}
 
@@ -346,10 +343,9 @@ def train_and_compare(args):
 
     trained = [load_classifier(checkpoints[m], m) for m in args.models]
     ev = load_eval_images(trained[0], num_images, seed=args.seed)
-    start = time.perf_counter()
     frame = interaction_of_models(trained, ev.images, ev.labels, ev.ids, settings,
-                                  cache=os.path.join(args.out, 'interaction.csv'))
-    wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
+                                  cache=os.path.join(args.out, 'interaction.csv'), wall_times=args.out)
+    wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
     curve, shares, flat = _curves(args, frame, accuracy, f'Fashion-MNIST at {ev.images.shape[-1]} px')
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
@@ -373,8 +369,8 @@ preferred order) gives {flat:.3f}. {_separation(shares)} {describe_precision(fra
 
 `train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
 benchmarks/study_speed.py measures the models side by side. Wall time on this machine: training
-{accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model), interactions {wall / 60:.0f} min (summed over
-resumed runs). {provenance('analysis/compare_models.py', args.argv)}
+{accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model), interactions {wall / 60:.0f} min (each image as it
+finished, summed across resumed runs). {provenance('analysis/compare_models.py', args.argv)}
 
 ![interaction curves ({frame.image_id.nunique()} test images; models trained {budget.describe_epochs()} at batch
 {budget.batch_size})](interaction_curves.png)

@@ -21,7 +21,6 @@ import dataclasses
 import os
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,8 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, descri
                                      middle_share_interval, per_image_target, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
-from moga_lab.studies import (Budget, add_wall_time, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts)
+from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
+                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -149,10 +148,9 @@ def main(argv=None):
             continue
         # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
         # (they depend on the seed and the data only); cached per row
-        start = time.perf_counter()
         frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
-                                                 **inter_kwargs))
-        interaction_wall = add_wall_time(args.out, 'interaction', time.perf_counter() - start)
+                                                 wall_times=args.out, **inter_kwargs))
+        interaction_wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
         if args.no_report:
             continue
         model_cfg = ModelConfig(name=budget.model, **{k: tuple(v) if isinstance(v, list) else v
@@ -203,8 +201,8 @@ def main(argv=None):
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
     md += (f'\nWall time on this machine: training {result.wall_min.sum() / 60:.1f} h (summed over the (row, seed) '
-           f'jobs, {options.concurrency} at a time), interactions {interaction_wall / 60:.0f} min (summed over resumed '
-           f'runs). {provenance("experiments/ablate.py", command)}\n\n'
+           f'jobs, {options.concurrency} at a time), interactions {interaction_wall / 60:.0f} min (each image as it '
+           f'finished, summed across resumed runs). {provenance("experiments/ablate.py", command)}\n\n'
            f'![interaction curves of every row ({frame.image_id.nunique()} test images, seed-{budget.seeds[0]} '
            f'checkpoints; {budget.describe_epochs()} at batch {budget.batch_size}, lr {budget.lr:g})]'
            f'(ablation_curves.png)\n')

@@ -5,6 +5,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -18,7 +19,7 @@ from .runtime import describe_machine
 from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
-           'check_interaction_cache', 'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time',
+           'check_interaction_cache', 'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time', 'wall_time',
            'ARTEFACT_SUFFIXES']
 
 ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
@@ -136,14 +137,15 @@ def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: i
 def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, grid: int, pairs: int, contexts: int,
                                ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
                                progress: bool = True, target_ci: Optional[float] = None,
-                               max_forwards: Optional[int] = None) -> pd.DataFrame:
+                               max_forwards: Optional[int] = None, wall_times: Optional[str] = None) -> pd.DataFrame:
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
     with ``seed``); see `interaction_of_models`."""
     models = [load_classifier(path, name) for name, path in checkpoints.items()]
     images = load_eval_images(models[0], num_images, seed=seed)
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
                                    target_ci=target_ci, max_forwards=max_forwards)
-    return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress)
+    return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress,
+                                 wall_times=wall_times)
 
 
 def check_interaction_cache(cache: Optional[str], settings: InteractionSettings) -> None:
@@ -163,12 +165,14 @@ def check_interaction_cache(cache: Optional[str], settings: InteractionSettings)
 
 def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, labels: torch.Tensor,
                           ids: Sequence[int], settings: InteractionSettings, cache: Optional[str] = None,
-                          progress: bool = True) -> pd.DataFrame:
+                          progress: bool = True, wall_times: Optional[str] = None) -> pd.DataFrame:
     """Per-image strength rows of every model on the same ``images`` [N, C, H, W] and pairs (and, in the
     fixed-budget mode, contexts; with ``settings.target_ci`` each model gets the contexts its precision needs, see
     `InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
     results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed, one
-    from another design is an error (`check_interaction_cache`)."""
+    from another design is an error (`check_interaction_cache`). With ``wall_times`` (a study folder) each
+    (model, image) computed adds its seconds to the ``interaction`` total there (`add_wall_time`) as soon as it is
+    cached, so a run stopped part-way loses at most one image's time from the study's wall time."""
     from tqdm.auto import tqdm
     from .atomic import atomic_write_csv
     check_interaction_cache(cache, settings)
@@ -183,11 +187,14 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
             if done is not None and ((done.model == m.name) & (done.image_id == image_id)).any():
                 bar.update(1)
                 continue
+            start = time.perf_counter()
             runner = runner or evaluation_model(m.model, settings)  # fused once per model
             frames.append(interaction_strength(runner, images[k:k + 1], labels[k:k + 1], settings, model_name=m.name,
                                                image_ids=[image_id]))
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
+            if wall_times:
+                add_wall_time(wall_times, 'interaction', time.perf_counter() - start)
             bar.update(1)
     bar.close()
     frame = pd.concat(frames, ignore_index=True)
@@ -231,6 +238,15 @@ def publish_artefacts(out: str, dest: str) -> List[str]:
     return names
 
 
+def wall_time(out: str, key: str) -> float:
+    """The running total ``key`` (e.g. ``interaction``) in ``out/wall_times.yaml`` in seconds; 0 when none was added."""
+    path = os.path.join(out, 'wall_times.yaml')
+    if not os.path.isfile(path):
+        return 0.0
+    with open(path) as f:
+        return float((yaml.safe_load(f) or {}).get(f'{key}_seconds', 0.0))
+
+
 def add_wall_time(out: str, key: str, seconds: float) -> float:
     """Add ``seconds`` to the running total ``key`` in ``out/wall_times.yaml`` (written atomically) and return the
     total: a study stopped and resumed reports the time of all its runs, not of the last one.
@@ -255,6 +271,6 @@ def add_wall_time(out: str, key: str, seconds: float) -> float:
         if os.path.isfile(path):
             with open(path) as f:
                 totals = yaml.safe_load(f) or {}
-        totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 1)
+        totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 3)  # ms: added per image
         atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
     return totals[f'{key}_seconds']

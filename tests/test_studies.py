@@ -1,10 +1,12 @@
 """The study scripts end to end at their --quick settings (real Fashion-MNIST, a few steps per row)."""
 import os
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import load_script, run_script
 
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
@@ -338,3 +340,36 @@ def test_target_over_images_and_the_precision_reached():
     assert describe_precision(frame) == (f'Monte-Carlo precision of each curve over its 2 images (given the images and '
                                          f'pairs): 95 % half-width at most {100 * expected:.1f} % (m) of the strength '
                                          'at any order')
+
+
+def test_interaction_wall_time_is_added_per_image_so_a_stopped_run_keeps_it(tmp_path, monkeypatch):
+    """A study's interaction wall time is summed per cached (model, image): a run stopped part-way keeps the time of
+    the images it finished, and a resumed run adds only the images it computes."""
+    import moga_lab.studies as studies
+    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.loaders import NamedModel
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 3)).eval()
+    model = NamedModel(net, 'linear', 'test', 3, 1, 16, (0.0,), (1.0,), ('a', 'b', 'c'))
+    images, labels = torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])
+    settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.5, 1.0))
+    cache = str(tmp_path / 'interaction.csv')
+    real, calls = studies.interaction_strength, []
+
+    def stops_at_the_third_image(*args, **kwargs):
+        calls.append(kwargs['image_ids'][0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the session ends while the third image is computed
+        time.sleep(0.2)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(studies, 'interaction_strength', stops_at_the_third_image)
+    with pytest.raises(KeyboardInterrupt):
+        studies.interaction_of_models([model], images, labels, [10, 11, 12], settings, cache=cache, progress=False,
+                                      wall_times=str(tmp_path))
+    first = studies.wall_time(str(tmp_path), 'interaction')
+    assert 0.4 <= first < 5  # two finished images of >= 0.2 s each
+    monkeypatch.setattr(studies, 'interaction_strength', real)
+    frame = studies.interaction_of_models([model], images, labels, [10, 11, 12], settings, cache=cache,
+                                          progress=False, wall_times=str(tmp_path))
+    assert sorted(frame.image_id.unique()) == [10, 11, 12]
+    assert first < studies.wall_time(str(tmp_path), 'interaction') < first + 2  # only image 12 was added
