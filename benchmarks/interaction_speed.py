@@ -25,6 +25,7 @@ import moga_lab  # noqa: F401  (registers moganet_* with timm)
 from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, InteractionSettings, evaluation_model, sample_pairs
 from moga_lab.analysis.interaction import _with_pairs, order_grid, sample_contexts
 from moga_lab.analysis.strength import estimate_strength
+from moga_lab.models.factory import SMALL_IMAGE_MAX, create_classifier
 from moga_lab.runtime import keep_freed_memory
 
 
@@ -53,6 +54,11 @@ def authors_forwards(grid: int, pairs: int = 50, contexts: int = 50) -> int:
 
 
 def build(name: str, size: int):
+    """The model as the game meets it: ImageNet-shaped (3 channels, 1000 classes) above 64 px; at <= 64 px the
+    Fashion-MNIST studies' classifier (1 channel, 10 classes, small-image stems: timm's ConvNeXt / Swin stems
+    cannot take 28 px)."""
+    if size <= SMALL_IMAGE_MAX:
+        return create_classifier(name, num_classes=10, in_chans=1, image_size=size).eval()
     kwargs = dict(img_size=size) if name.startswith('swin') else {}
     return timm.create_model(name, num_classes=1000, **kwargs).eval()
 
@@ -105,7 +111,7 @@ def main(argv=None):
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
     size, n = args.image_size, args.grid ** 2
-    image = torch.randn(3, size, size)
+    image = torch.randn(1 if size <= SMALL_IMAGE_MAX else 3, size, size)
     authors = authors_forwards(args.grid)
     print(f'{torch.get_num_threads()} threads; {size} px, {args.grid}x{args.grid} grid, batch {args.batch_size}; '
           f'authors\' design: {authors:,} distinct of 130,000 nominal forward passes; precision mode: '

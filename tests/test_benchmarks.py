@@ -57,6 +57,17 @@ def test_study_speed_prints_every_model(tmp_path):
         assert re.search(rf'\|\s+28 \| {name}\s+\|\s+[\d.]+\s+\| \d\.\d\dx\s+\|\s+[\d.]+\s+\| \d\.\d\dx', done.stdout), done.stdout
 
 
+def test_interaction_speed_at_the_studies_28_px(tmp_path):
+    """The documented small-image use: every study model through the game at 28 px (the baselines need the
+    small-image stems there; timm's own ConvNeXt stem cannot take 28 px)."""
+    done = run_script('benchmarks/interaction_speed.py', ['--image-size', '28', '--grid', '7', '--models', 'moganet_xtiny',
+                                                         'convnext_atto', 'swin_femto', '--batch-size', '8',
+                                                         '--repeats', '1', '--fused-only', '--bf16-pairs', '0'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, path in (('moganet_xtiny', 'fused'), ('convnext_atto', 'timm'), ('swin_femto', 'timm')):
+        assert re.search(rf'\| {name}\s+\| {path}\s+\| fp32', done.stdout), done.stdout
+
+
 @pytest.mark.parametrize('name', ['moganet_xtiny', 'convnext_atto', 'swin_tiny_patch4_window7_224'])
 def test_operator_traffic_counts_the_papers_macs(name):
     """The roofline's per-operator MACs (from the shapes each ATen call sees: oneDNN's fused convolutions, matrix
