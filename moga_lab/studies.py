@@ -271,6 +271,6 @@ def add_wall_time(out: str, key: str, seconds: float) -> float:
         if os.path.isfile(path):
             with open(path) as f:
                 totals = yaml.safe_load(f) or {}
-        totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 3)  # ms: added per image
+        totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 3)  # to the ms: added per image
         atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
     return totals[f'{key}_seconds']

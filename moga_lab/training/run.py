@@ -101,11 +101,12 @@ def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
     return out
 
 
-def _log_every(cfg: RunConfig, dm: ClassificationDataModule) -> int:
+def _log_every(cfg: RunConfig, dm: L.LightningDataModule) -> int:
     """``log_every_n_steps``, lowered to the epoch's length: Lightning logs step metrics every n global steps and warns
     when an epoch is shorter, so a short run (tests, ``--limit-train-batches``) would log no training step at all."""
     t = cfg.trainer
-    n = len(dm.train_set) // dm.batch_size if dm.train_set is not None else t.log_every_n_steps
+    train_set, batch = getattr(dm, 'train_set', None), getattr(dm, 'batch_size', None)  # (any DataModule `prepared`)
+    n = len(train_set) // batch if train_set is not None and batch else t.log_every_n_steps
     limit = t.limit_train_batches
     if limit is not None:  # Lightning's rule: an int (or a float > 1) counts batches, a float <= 1 is a fraction
         n = min(n, int(limit)) if isinstance(limit, int) or limit > 1 else int(n * limit)
