@@ -117,6 +117,11 @@ def main(argv=None):
           f'authors\' design: {authors:,} distinct of 130,000 nominal forward passes; precision mode: '
           f'{args.precision_forwards:,}', flush=True)
     rows = []
+    for name in args.models:  # every name checked before anything is timed: one line, not a traceback
+        try:
+            build(name, size)
+        except (ValueError, RuntimeError) as error:
+            p.error(f'--models {name}: {error}')
     for name in ([] if args.bf16_only else args.models):
         model = build(name, size)
         paths = [('unfused', dict(fuse=False))] if name.startswith('moganet') and not args.fused_only else []

@@ -66,6 +66,8 @@ def test_interaction_speed_at_the_studies_28_px(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for name, path in (('moganet_xtiny', 'fused'), ('convnext_atto', 'timm'), ('swin_femto', 'timm')):
         assert re.search(rf'\| {name}\s+\| {path}\s+\| fp32', done.stdout), done.stdout
+    bad = run_script('benchmarks/interaction_speed.py', ['--image-size', '28', '--models', 'convnext_foo'], tmp_path)
+    assert bad.returncode == 2 and '--models convnext_foo: ' in bad.stderr and 'Traceback' not in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize('name', ['moganet_xtiny', 'convnext_atto', 'swin_tiny_patch4_window7_224'])
