@@ -117,13 +117,14 @@ def main(argv=None):
           f'authors\' design: {authors:,} distinct of 130,000 nominal forward passes; precision mode: '
           f'{args.precision_forwards:,}', flush=True)
     rows = []
-    for name in args.models:  # every name checked before anything is timed: one line, not a traceback
+    models = {}
+    for name in args.models:  # every name built before anything is timed: a bad one is one line, not a traceback
         try:
-            build(name, size)
+            models[name] = build(name, size)
         except (ValueError, RuntimeError) as error:
             p.error(f'--models {name}: {error}')
     for name in ([] if args.bf16_only else args.models):
-        model = build(name, size)
+        model = models[name]
         paths = [('unfused', dict(fuse=False))] if name.startswith('moganet') and not args.fused_only else []
         paths += [('fused' if name.startswith('moganet') else 'timm', dict(fuse=True))]
         for label, kw in paths:
@@ -153,7 +154,7 @@ def main(argv=None):
             images, _, ids, _, _ = load_eval_images(trained, 1, seed=0)
             model, image, what = trained.model.eval(), images[0], f'{trained.name} ({args.checkpoint}), test image {ids[0]}'
         else:
-            model, what = build(moga[0], size), f'{moga[0]}, random weights'
+            model, what = models[moga[0]], f'{moga[0]}, random weights'
         fused = evaluation_model(model, InteractionSettings())
         print(f'\nbf16 vs fp32 through the fused model: {what}; same {args.bf16_pairs} pairs x {args.bf16_contexts} '
               'contexts:')

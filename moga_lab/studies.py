@@ -240,11 +240,14 @@ def publish_artefacts(out: str, dest: str) -> List[str]:
 
 def wall_time(out: str, key: str) -> float:
     """The running total ``key`` (e.g. ``interaction``) in ``out/wall_times.yaml`` in seconds; 0 when none was added."""
-    path = os.path.join(out, 'wall_times.yaml')
+    return float(_wall_totals(os.path.join(out, 'wall_times.yaml')).get(f'{key}_seconds', 0.0))
+
+
+def _wall_totals(path: str) -> Dict[str, float]:
     if not os.path.isfile(path):
-        return 0.0
+        return {}
     with open(path) as f:
-        return float((yaml.safe_load(f) or {}).get(f'{key}_seconds', 0.0))
+        return yaml.safe_load(f) or {}
 
 
 def add_wall_time(out: str, key: str, seconds: float) -> float:
@@ -267,10 +270,7 @@ def add_wall_time(out: str, key: str, seconds: float) -> float:
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # (no fcntl on Windows: one process per study there)
             pass
-        totals = {}
-        if os.path.isfile(path):
-            with open(path) as f:
-                totals = yaml.safe_load(f) or {}
+        totals = _wall_totals(path)
         totals[f'{key}_seconds'] = round(float(totals.get(f'{key}_seconds', 0.0)) + float(seconds), 3)  # to the ms: added per image
         atomic_write_text(path, yaml.safe_dump(totals, sort_keys=True))
     return totals[f'{key}_seconds']
