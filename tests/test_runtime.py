@@ -1,4 +1,5 @@
 """moga_lab.runtime: allocator settings change speed, never results."""
+import os
 import platform
 
 import pytest
@@ -35,3 +36,12 @@ def test_describe_machine_names_cpu_cores_and_torch():
         info = open('/proc/cpuinfo').read()
         model = next(line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name'))
         assert text.startswith(model) and ('(AMX)' in text) == ('amx_tile' in info)
+
+
+def test_test_workers_share_the_cores():
+    """Under pytest-xdist (setup.cfg) each worker, and what it starts, uses its share of the cores, not all of them."""
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if not workers:
+        pytest.skip('the suite runs in one process (-n 0)')
+    share = max(1, (os.cpu_count() or 1) // int(workers))
+    assert torch.get_num_threads() == share and os.environ['OMP_NUM_THREADS'] == str(share)
