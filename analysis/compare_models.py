@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -33,7 +34,7 @@ from moga_lab.cli import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_leas
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, describe_precision,  # noqa: E402
                                      flat_middle_share, InteractionSettings, default_settings, middle_share_interval,
                                      per_image_target, strength_curve)
-from moga_lab.analysis.gradcam import default_layer, grad_cam, plot_gradcam_grid  # noqa: E402
+from moga_lab.analysis.gradcam import default_layer, grad_cam, mass_inside, plot_gradcam_grid  # noqa: E402
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
@@ -103,6 +104,8 @@ def parse_args(argv=None):
                    'e.g. docs/studies/compare')
     p.add_argument('--num-images', type=int_at_least(1), default=8, help='images for the interaction curves')
     p.add_argument('--gradcam-images', type=int_at_least(1), default=6)
+    p.add_argument('--cam-images', type=int_at_least(2), default=256,
+                   help='test images for the Grad-CAM mass on the garment (with its interval); --quick: 8')
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder, or the ImageFolder for --weights')
     p.add_argument('--target-ci', type=positive_float, default=None,
@@ -274,6 +277,57 @@ def _gradcam(out, models, images, labels, info):
     return layers
 
 
+def _garment_masks(images, info, threshold: float = 0.1):
+    """Fashion-MNIST's garments on their black background: pixels brighter than ``threshold`` of full scale before
+    normalisation ([B, H, W] bool)."""
+    mean = torch.tensor(info.mean, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(info.std, dtype=images.dtype).view(1, -1, 1, 1)
+    return (images * std + mean).amax(1) > threshold
+
+
+def _interval(values, paired_with=None, seed: int = 0):
+    """Mean (or paired mean difference) with scipy's 95 % percentile bootstrap over images."""
+    from scipy.stats import bootstrap
+    data = (values,) if paired_with is None else (values, paired_with)
+    stat = (lambda a, axis: a.mean(axis)) if paired_with is None else (lambda a, b, axis: a.mean(axis) - b.mean(axis))
+    ci = bootstrap(data, stat, paired=paired_with is not None, n_resamples=2000, method='percentile',
+                   random_state=seed).confidence_interval
+    return float(stat(*data, axis=0)), float(ci.low), float(ci.high)
+
+
+def _cam_on_garment(models, images, info, seed: int):
+    """Per model: the share of its Grad-CAM mass on the garment (`mass_inside`, at the same layer as the grid,
+    explaining its top-1 class) over ``images``, with a 95 % bootstrap interval; the first model minus each other on
+    the same images (paired); the garments' mean area share (what an evenly spread map gets). Images whose map is
+    all zero are left out for every model."""
+    masks = _garment_masks(images, info)
+    shares = {}
+    for m in models:
+        _, layer, _ = gradcam_layer(m.model, images)
+        maps = []
+        for i in range(0, len(images), 64):  # (batches of 64: captum keeps the layer's activations and gradients)
+            with torch.no_grad():
+                pred = m.model(images[i:i + 64]).argmax(1)
+            maps.append(grad_cam(m.model, images[i:i + 64], pred, layer=layer))
+        shares[m.name] = mass_inside(torch.cat(maps), masks).numpy()
+    keep = ~np.isnan(np.stack(list(shares.values()))).any(0)
+    shares = {k: v[keep] for k, v in shares.items()}
+    first = models[0].name
+    rows = {k: _interval(v, seed=seed) for k, v in shares.items()}
+    diffs = {k: _interval(shares[first], shares[k], seed=seed) for k in shares if k != first}
+    return rows, diffs, float(masks[torch.from_numpy(keep)].float().mean()), int(keep.sum())
+
+
+def _cam_text(first, diffs, area, n, seed):
+    parts = [f'{first} - {k}: {d:+.3f} ({lo:+.3f} to {hi:+.3f}, '
+             + ('decided' if lo > 0 or hi < 0 else 'not decided') + ')' for k, (d, lo, hi) in diffs.items()]
+    return (f'`cam_on_garment` (with its 95 % bootstrap interval over images): the share of each model\'s Grad-CAM '
+            f'mass on the garment (energy-based pointing game; the grid\'s layer, explaining the top-1 class; {n} test '
+            f'images drawn with seed {seed + 2}; garment = pixels above 10 % of full scale, {area:.3f} of the image on '
+            f'average, which is what an evenly spread map gets). Paired differences on the same images: '
+            + '; '.join(parts) + '.')
+
+
 def _stems(size: int) -> str:
     """The stems moga_lab.models.factory chose at this input size, as the report states them."""
     if size <= SMALL_IMAGE_MAX:
@@ -351,6 +405,11 @@ def train_and_compare(args):
 
     images, labels, _, info, _ = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
     layers = _gradcam(args.out, trained, images, labels, info)
+    cam_images = load_eval_images(trained[0], 8 if args.quick else args.cam_images, seed=args.seed + 2).images
+    cam, cam_diffs, area, n_cam = _cam_on_garment(trained, cam_images, info, args.seed)
+    accuracy['cam_on_garment'] = [round(cam[m][0], 3) for m in args.models]
+    accuracy['cam_on_garment_95ci'] = [f'{cam[m][1]:.3f}-{cam[m][2]:.3f}' for m in args.models]
+    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
 
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
@@ -378,6 +437,8 @@ finished, summed across resumed runs). {provenance('analysis/compare_models.py',
 ## Grad-CAM
 
 Layers: {'; '.join(layers)}. Explained class: the top-1 prediction; {len(images)} test images (seed {args.seed + 1}).
+
+{_cam_text(args.models[0], cam_diffs, area, n_cam, args.seed)}
 
 ![Grad-CAM ({len(images)} test images; models trained {budget.describe_epochs()} at batch
 {budget.batch_size})](gradcam_grid.png)

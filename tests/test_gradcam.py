@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from moga_lab.analysis.gradcam import default_layer, grad_cam
+from moga_lab.analysis.gradcam import default_layer, grad_cam, mass_inside
 from moga_lab.training import ModelConfig, build_model
 
 
@@ -103,3 +103,18 @@ def test_maps_of_a_trained_model_differ_from_randomised_weights():
     b = randomised.flatten(1) - randomised.flatten(1).mean(1, keepdim=True)
     corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
     assert corr.mean() < 0.5, corr
+
+
+def test_mass_inside_closed_forms():
+    masks = torch.zeros(4, 8, 8, dtype=torch.bool)
+    masks[:, 2:6, 2:6] = True                                 # the object: 16 of 64 pixels
+    maps = torch.zeros(4, 8, 8)
+    maps[0, 3:5, 3:5] = 1.0                                   # all on the object
+    maps[1] = 0.5                                             # spread evenly: the object's area share
+    maps[2, 0, :] = 1.0                                       # all on the background
+    share = mass_inside(maps, masks)                          # maps[3]: all zero, no mass to place
+    assert share[:3].tolist() == [1.0, 0.25, 0.0] and torch.isnan(share[3])
+    with pytest.raises(ValueError, match='non-negative'):
+        mass_inside(-maps - 1, masks)
+    with pytest.raises(ValueError, match=r'\[B, H, W\]'):
+        mass_inside(maps, masks[:, :4])

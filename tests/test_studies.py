@@ -135,6 +135,13 @@ def test_compare_models_quick(tmp_path):
     assert re.search(r'convnext_atto: `stages\.2` \(7x7 map\)', report), report
     assert re.search(r'swin_femto: `layers\.2` \(4x4 map\)', report), report
     assert 'Monte-Carlo precision of each curve over its 2 images' in report
+    # Grad-CAM mass on the garment, per model with its interval, and paired against MogaNet on the same images
+    assert accuracy.cam_on_garment.between(0, 1).all()
+    low_high = accuracy.cam_on_garment_95ci.str.split('-', expand=True).astype(float)
+    assert ((low_high[0] <= accuracy.cam_on_garment + 1e-9) & (accuracy.cam_on_garment <= low_high[1] + 1e-9)).all()
+    assert re.search(r'Paired differences on the same images: moganet_xtiny - convnext_atto: [+-]\d\.\d{3} \(', report)
+    assert re.search(r'\d test images drawn with seed 2; garment = pixels above 10 % of full scale, 0\.\d{3} of the image',
+                     report), report
 
 
 def test_gradcam_cli(tmp_path):

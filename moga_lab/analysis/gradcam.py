@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ['grad_cam', 'default_layer', 'plot_gradcam_grid']
+__all__ = ['grad_cam', 'default_layer', 'mass_inside', 'plot_gradcam_grid']
 
 
 class _ToNCHW(nn.Module):
@@ -120,6 +120,35 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Ten
         return (maps / peak).detach()
     finally:
         model.train(was_training)
+
+
+def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The share of each map's mass that falls inside its mask: the energy-based pointing game (Wang et al.,
+    Score-CAM, CVPR-W 2020), a number for "the map concentrates on the object".
+
+    1 means all of the map lies on the object; a map spread evenly over the image gives the mask's area share, the
+    baseline to compare against. An all-zero map (no location supports the class) has no mass to place: NaN.
+
+    Args:
+        maps: [B, H, W] non-negative maps, e.g. from `grad_cam`.
+        masks: [B, H, W] boolean, True on the object.
+
+    Returns:
+        float [B] shares in [0, 1] (NaN for all-zero maps).
+
+    Example:
+        ```python
+        masks = raw_pixels > 0.1                      # e.g. Fashion-MNIST: the garment on a black background
+        share = mass_inside(grad_cam(model, images), masks).nanmean()
+        ```
+    """
+    if maps.shape != masks.shape or maps.ndim != 3:
+        raise ValueError(f'maps and masks must both be [B, H, W]; got {tuple(maps.shape)} and {tuple(masks.shape)}')
+    if (maps < 0).any():
+        raise ValueError('maps must be non-negative (Grad-CAM maps after the ReLU)')
+    total = maps.flatten(1).sum(1)
+    inside = (maps * masks.to(maps.dtype)).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, float('nan')))
 
 
 def _wrap_name(name: str, width: int = 18) -> str:
