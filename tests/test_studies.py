@@ -100,6 +100,7 @@ def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, messag
     (['--image-size', '5'], "argument --image-size: '5' is not accepted; accepted: an integer >= 16"),
     (['--lr', 'nope=1e-3'], "--lr 'nope=1e-3' names no model of --models"),
     (['--drop-path', '1.5'], "argument --drop-path: '1.5' is not accepted; accepted: a number in [0, 1)"),
+    (['--cam-images', '1'], "argument --cam-images: '1' is not accepted; accepted: an integer >= 2"),
 ])
 def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / 'out'
