@@ -4,6 +4,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -381,3 +382,17 @@ def test_interaction_wall_time_is_added_per_image_so_a_stopped_run_keeps_it(tmp_
                                           progress=False, wall_times=str(tmp_path))
     assert sorted(frame.image_id.unique()) == [10, 11, 12]
     assert first < studies.wall_time(str(tmp_path), 'interaction') < first + 2  # only image 12 was added
+
+
+def test_cam_on_garment_without_two_usable_images_says_so(monkeypatch):
+    """Models whose Grad-CAM maps are all zero (nothing supports the class) leave no image to measure: NaN and a
+    sentence in the report, not a failure after hours of training."""
+    import types
+    cmp = load_script('analysis/compare_models.py')
+    monkeypatch.setattr(cmp, 'gradcam_layer', lambda model, images: ('x', None, '4x4'))
+    monkeypatch.setattr(cmp, 'grad_cam', lambda model, images, layer=None: torch.zeros(len(images), 28, 28))
+    info = types.SimpleNamespace(mean=(0.5,), std=(0.5,))
+    models = [types.SimpleNamespace(name=n, model=None) for n in ('moganet_xtiny', 'convnext_atto')]
+    rows, diffs, area, n = cmp._cam_on_garment(models, torch.rand(8, 1, 28, 28), info, seed=0)
+    assert n == 0 and all(np.isnan(v).all() for v in rows.values()) and np.isnan(diffs['convnext_atto']).all()
+    assert 'not measured' in cmp._cam_text('moganet_xtiny', diffs, area, n, 0)
