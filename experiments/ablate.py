@@ -49,6 +49,8 @@ def main(argv=None):
     p.add_argument('--publish', metavar='DIR', help='also copy the tables, report and figures (not checkpoints) to DIR, '
                    'e.g. docs/studies/ablation')
     p.add_argument('--rows', nargs='+', help='only these rows (names in the config)')
+    p.add_argument('--seeds', nargs='+', type=int, help="only these of the budget's seeds (e.g. one (row, seed) job per "
+                   'call); the interactions need the first seed, the tables read back every finished seed')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
     p.add_argument('--no-report', action='store_true',
                    help='train the rows and compute their interactions, but write no tables (a later run without it '
@@ -123,9 +125,11 @@ def main(argv=None):
             check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), design)
         except ValueError as error:
             p.error(str(error))
+    if args.seeds and set(args.seeds) - set(budget.seeds):
+        p.error(f'--seeds {sorted(set(args.seeds) - set(budget.seeds))}: not in the config; accepted: {budget.seeds}')
     budget_dict = {k: v for k, v in budget.__dict__.items()}
     jobs = [TrainJob(os.path.join(args.out, name, f'seed{seed}'), budget_dict, seed, switches)
-            for name, switches in rows.items() for seed in budget.seeds]
+            for name, switches in rows.items() for seed in (args.seeds or budget.seeds)]
     failed = run_jobs(jobs, options, os.path.join(args.out, 'jobs'))
     if options.executor == 'slurm' and any(not os.path.isfile(os.path.join(j.run_dir, 'results.yaml')) for j in jobs):
         return  # submitted; run again once the array is done
@@ -146,6 +150,8 @@ def main(argv=None):
         first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'last.ckpt')
         if not accs or not os.path.isfile(os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'results.yaml')):
             continue
+        if args.no_report and args.seeds and budget.seeds[0] not in args.seeds:
+            continue  # the first seed's call computes this row's curves (two calls must not share one cache)
         # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
         # (they depend on the seed and the data only); cached per row
         frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),

@@ -139,11 +139,19 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
                                progress: bool = True, target_ci: Optional[float] = None,
                                max_forwards: Optional[int] = None, wall_times: Optional[str] = None) -> pd.DataFrame:
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
-    with ``seed``); see `interaction_of_models`."""
-    models = [load_classifier(path, name) for name, path in checkpoints.items()]
-    images = load_eval_images(models[0], num_images, seed=seed)
+    with ``seed``); see `interaction_of_models`. When ``cache`` already holds all ``num_images`` images of every
+    name (in this design), they are returned without loading any checkpoint: a finished study's curves can be kept
+    (e.g. in git) without its checkpoints."""
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
                                    target_ci=target_ci, max_forwards=max_forwards)
+    if cache and os.path.isfile(cache):
+        check_interaction_cache(cache, settings)
+        done = pd.read_csv(cache)
+        if 'I2' in done.columns and all(done.image_id[done.model == name].nunique() >= num_images
+                                        for name in checkpoints):
+            return done[done.model.isin(list(checkpoints))].reset_index(drop=True)
+    models = [load_classifier(path, name) for name, path in checkpoints.items()]
+    images = load_eval_images(models[0], num_images, seed=seed)
     return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress,
                                  wall_times=wall_times)
 

@@ -22,13 +22,20 @@ _run = run_script
 
 def test_ablate_quick_rows_resume(tmp_path):
     out = tmp_path / 'abl'
-    # the grid split over two processes (--no-report), then one run that reads everything back
-    for part in (['full', 'no_gating'], ['plain']):
-        done = _run('experiments/ablate.py', ['--quick', '--no-report', '--out', str(out), '--rows', *part], tmp_path)
+    # the grid split over processes (--no-report), by rows and by seeds, then one run that reads everything back
+    for part in (['--rows', 'full', 'no_gating'], ['--rows', 'plain', '--seeds', '1'], ['--rows', 'plain', '--seeds', '0']):
+        done = _run('experiments/ablate.py', ['--quick', '--no-report', '--out', str(out), *part], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
-        assert (out / part[0] / 'interaction.csv').is_file() and not (out / 'ablation.csv').exists()
+        assert not (out / 'ablation.csv').exists()
+        if part[-1] == '1':  # a later seed alone: trained, but the row's curves wait for its first seed
+            assert (out / 'plain' / 'seed1' / 'results.yaml').is_file()
+            assert not (out / 'plain' / 'seed0').exists() and not (out / 'plain' / 'interaction.csv').exists()
+        else:
+            assert (out / part[1] / 'interaction.csv').is_file()
     finished = [out / 'plain' / 'seed1' / 'results.yaml', out / 'full' / 'interaction.csv']
     stamps = [f.stat().st_mtime_ns for f in finished]
+    for checkpoint in out.rglob('*.ckpt'):  # as on a fresh clone of a committed study folder: results and curves only
+        checkpoint.unlink()
     args = ['--quick', '--rows', 'full', 'no_gating', 'plain', '--out', str(out)]
     docs = tmp_path / 'docs' / 'ablation'
     done = _run('experiments/ablate.py', [*args, '--publish', str(docs)], tmp_path)
@@ -75,6 +82,9 @@ def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, scri
 def test_ablate_unknown_row(tmp_path):
     done = _run('experiments/ablate.py', ['--quick', '--rows', 'nope', '--out', str(tmp_path)], tmp_path)
     assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
+    done = _run('experiments/ablate.py', ['--quick', '--seeds', '7', '--out', str(tmp_path / 'o')], tmp_path)
+    assert done.returncode == 2 and '--seeds [7]: not in the config; accepted: [0, 1]' in done.stderr
+    assert 'Traceback' not in done.stderr and not (tmp_path / 'o').exists()
 
 
 @pytest.mark.parametrize('edit, message', [
