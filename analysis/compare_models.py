@@ -13,18 +13,24 @@ Released ImageNet weights at 224 px (the paper's setting), nothing trained::
 
 (``--checkpoint FILE`` instead of ``--model/--weights`` compares fit checkpoints without training.) Training is
 resumable (a run directory that already holds results.yaml is reused, so the runs of benchmarks/fit_fashion_mnist.py
-can be pointed at with --out); the interaction table is cached per (model, image). Writes to ``<out>``:
+can be pointed at with --out). Each trained model is analysed as soon as it is trained and its results are kept in
+its run folder (``<out>/<model>/interaction.csv``, cached per image, and ``analysis.pt``: Grad-CAM maps and the
+per-image mass on the garment), so the report needs no checkpoint: the models of one comparison can be trained on
+different days or machines (``--only``). Writes to ``<out>``:
 ``accuracy.csv``, interaction curves with 95 % bootstrap bands on the same images / pairs / contexts
 (``interaction.csv``, ``curve.csv``, ``interaction_curves.png``), a Grad-CAM grid (``gradcam_grid.png``),
-``images.csv`` and ``report.md`` tying them together.
+``gradcam.csv`` (per model and image: the share of the Grad-CAM mass on the garment), ``images.csv`` and
+``report.md`` tying them together.
 """
 import argparse
+import dataclasses
 import os
 import sys
+import types
 
-import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -34,7 +40,8 @@ from moga_lab.cli import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_leas
 from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, describe_precision,  # noqa: E402
                                      flat_middle_share, InteractionSettings, default_settings, middle_share_interval,
                                      per_image_target, strength_curve)
-from moga_lab.analysis.gradcam import default_layer, grad_cam, mass_inside, plot_gradcam_grid  # noqa: E402
+from moga_lab.analysis.gradcam import (default_layer, grad_cam, mass_inside, mass_summary,  # noqa: E402
+                                       plot_gradcam_grid)
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
@@ -106,6 +113,9 @@ def parse_args(argv=None):
     p.add_argument('--gradcam-images', type=int_at_least(1), default=6)
     p.add_argument('--cam-images', type=int_at_least(2), default=256,
                    help='test images for the Grad-CAM mass on the garment (with its interval); --quick: 8')
+    p.add_argument('--only', nargs='+', metavar='MODEL',
+                   help='train and analyse only these of --models now and write no report (e.g. one model per '
+                        'session or per process); a later run without --only writes the report from what they cached')
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder, or the ImageFolder for --weights')
     p.add_argument('--target-ci', type=positive_float, default=None,
@@ -285,37 +295,35 @@ def _garment_masks(images, info, threshold: float = 0.1):
     return (images * std + mean).amax(1) > threshold
 
 
-def _interval(values, paired_with=None, seed: int = 0):
-    """Mean (or paired mean difference) with scipy's 95 % percentile bootstrap over images."""
-    from scipy.stats import bootstrap
-    data = (values,) if paired_with is None else (values, paired_with)
-    stat = (lambda a, axis: a.mean(axis)) if paired_with is None else (lambda a, b, axis: a.mean(axis) - b.mean(axis))
-    ci = bootstrap(data, stat, paired=paired_with is not None, n_resamples=2000, method='percentile',
-                   random_state=seed).confidence_interval
-    return float(stat(*data, axis=0)), float(ci.low), float(ci.high)
+def _analysed(run_dir: str) -> bool:
+    return os.path.isfile(os.path.join(run_dir, 'analysis.pt'))
 
 
-def _cam_on_garment(models, images, info, seed: int):
-    """Per model: the share of its Grad-CAM mass on the garment (`mass_inside`, at the same layer as the grid,
-    explaining its top-1 class) over ``images``, with a 95 % bootstrap interval; the first model minus each other on
-    the same images (paired); the garments' mean area share (what an evenly spread map gets). Images whose map is
-    all zero are left out for every model."""
-    masks = _garment_masks(images, info)
-    shares = {}
-    for m in models:
-        _, layer, _ = gradcam_layer(m.model, images)
-        # (batches of 64: captum keeps the layer's activations and gradients; grad_cam explains the top-1 class)
-        maps = [grad_cam(m.model, images[i:i + 64], layer=layer) for i in range(0, len(images), 64)]
-        shares[m.name] = mass_inside(torch.cat(maps), masks).numpy()
-    keep = ~np.isnan(np.stack(list(shares.values()))).any(0)
-    shares = {k: v[keep] for k, v in shares.items()}
-    first = models[0].name
-    if keep.sum() < 2:  # (e.g. barely trained models): no interval to give; the report says so instead of failing
-        nan = (float('nan'),) * 3
-        return {k: nan for k in shares}, {k: nan for k in shares if k != first}, float('nan'), int(keep.sum())
-    rows = {k: _interval(v, seed=seed) for k, v in shares.items()}
-    diffs = {k: _interval(shares[first], shares[k], seed=seed) for k in shares if k != first}
-    return rows, diffs, float(masks[torch.from_numpy(keep)].float().mean()), int(keep.sum())
+def _analyse_trained(args, m, settings, num_images: int, n_cam: int) -> None:
+    """Everything the report needs from one trained model ``m``, kept in its run folder so that the report needs no
+    checkpoint: its interaction rows (``interaction.csv``, cached per image), and in ``analysis.pt`` its Grad-CAM maps
+    of the grid images and, per image of ``n_cam`` others, the share of its Grad-CAM mass on the garment. Every model
+    draws the same test images (same data, same seeds)."""
+    run_dir = os.path.join(args.out, m.name)
+    ev = load_eval_images(m, num_images, seed=args.seed)
+    interaction_of_models([m], ev.images, ev.labels, ev.ids, settings, cache=os.path.join(run_dir, 'interaction.csv'),
+                          wall_times=args.out)
+    grid = load_eval_images(m, args.gradcam_images, seed=args.seed + 1)
+    with torch.no_grad():
+        preds = m.model(grid.images).argmax(1)
+    layer_name, layer, size = gradcam_layer(m.model, grid.images)
+    maps = grad_cam(m.model, grid.images, preds, layer=layer)
+    cam = load_eval_images(m, n_cam, seed=args.seed + 2)
+    masks = _garment_masks(cam.images, cam.info)
+    # (batches of 64: captum keeps the layer's activations and gradients; grad_cam explains the top-1 class)
+    cam_maps = torch.cat([grad_cam(m.model, cam.images[i:i + 64], layer=layer) for i in range(0, len(cam.ids), 64)])
+    result = dict(layer=f'{m.name}: `{layer_name}` ({size} map)', grid_ids=[int(i) for i in grid.ids], grid_images=grid.images,
+                  grid_labels=grid.labels, maps=maps, preds=preds, cam_ids=[int(i) for i in cam.ids],
+                  cam=mass_inside(cam_maps, masks), garment_area=masks.float().mean((1, 2)),
+                  class_names=list(grid.info.class_names), mean=tuple(grid.info.mean), std=tuple(grid.info.std))
+    path = os.path.join(run_dir, 'analysis.pt')
+    torch.save(result, path + '.tmp')  # then renamed: a stopped run never leaves half a file
+    os.replace(path + '.tmp', path)
 
 
 def _cam_text(first, diffs, area, n, seed):
@@ -359,8 +367,7 @@ def learning_rates(values, models):
 
 def train_and_compare(args):
     """Train each model with the same recipe on Fashion-MNIST (each at its own learning rate when --lr names one),
-    then compare them."""
-    import dataclasses
+    analyse each as soon as it is trained, then compare them."""
     rates = learning_rates(args.lr, args.models)
     if args.quick:
         budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir,
@@ -379,37 +386,67 @@ def train_and_compare(args):
         settings.bf16, settings.seed = args.bf16, args.seed
         num_images = args.num_images
     settings.target_ci = per_image_target(settings.target_ci, num_images, args.target_over)
+    unknown = sorted(set(args.only or ()) - set(args.models))
+    if unknown:
+        raise ValueError(f'--only {" ".join(unknown)}: not among --models; accepted: {", ".join(args.models)}')
     # cached interaction results of another design: said now, not after hours of training
-    check_interaction_cache(os.path.join(args.out, 'interaction.csv'), settings)
+    for name in args.models:
+        check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), settings)
+    n_cam = 8 if args.quick else args.cam_images
 
-    rows, checkpoints = [], {}
+    rows, missing = [], []
     for name in args.models:
         run_dir = os.path.join(args.out, name)
+        if args.only and name not in args.only:
+            if not _analysed(run_dir):
+                missing.append(name)
+            continue
         r = train_variant(run_dir, dataclasses.replace(budget, lr=rates[name]), args.seed, model_name=name)
+        if not _analysed(run_dir):
+            ckpt = os.path.join(run_dir, 'best.ckpt')
+            _analyse_trained(args, load_classifier(ckpt if os.path.isfile(ckpt) else os.path.join(run_dir, 'last.ckpt'),
+                                                   name), settings, num_images, n_cam)
+    if args.only:
+        if missing:
+            print(f'[compare] not analysed yet (the report waits for them): {", ".join(missing)}', file=sys.stderr)
+        return
+    for name in args.models:
+        with open(os.path.join(args.out, name, 'results.yaml')) as f:
+            r = yaml.safe_load(f)
         params, macs = count_params_macs(ModelConfig(name=name), image_size=args.image_size or 28)
         rows.append(dict(model=name, seed=args.seed, lr=rates[name], params_M=round(params / 1e6, 2),
                          MMACs=round(macs / 1e6, 1),
                          test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
                          train_images_per_s=r['train_images_per_second'],
                          train_wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1)))
-        ckpt = os.path.join(run_dir, 'best.ckpt')
-        checkpoints[name] = ckpt if os.path.isfile(ckpt) else os.path.join(run_dir, 'last.ckpt')
     accuracy = pd.DataFrame(rows)
     os.makedirs(args.out, exist_ok=True)
-    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
-
-    trained = [load_classifier(checkpoints[m], m) for m in args.models]
-    ev = load_eval_images(trained[0], num_images, seed=args.seed)
-    frame = interaction_of_models(trained, ev.images, ev.labels, ev.ids, settings,
-                                  cache=os.path.join(args.out, 'interaction.csv'), wall_times=args.out)
+    results = {name: torch.load(os.path.join(args.out, name, 'analysis.pt')) for name in args.models}
+    for name, res in results.items():  # every model on the same images (drawn from the same test set and seeds)
+        first = results[args.models[0]]
+        if res['cam_ids'] != first['cam_ids'] or res['grid_ids'] != first['grid_ids']:
+            raise ValueError(f'{name} was analysed on other test images than {args.models[0]} (another data set or '
+                             f'image size?); accepted: models analysed on the same images')
+    frame = pd.concat([pd.read_csv(os.path.join(args.out, name, 'interaction.csv')) for name in args.models],
+                      ignore_index=True)
+    atomic_write_csv(os.path.join(args.out, 'interaction.csv'), frame)  # the tidy per-image table of every model
     wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
-    curve, shares, flat = _curves(args, frame, accuracy, f'Fashion-MNIST at {ev.images.shape[-1]} px')
-    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
+    size = args.image_size or 28
+    curve, shares, flat = _curves(args, frame, accuracy, f'Fashion-MNIST at {size} px')
 
-    images, labels, _, info, _ = load_eval_images(trained[0], args.gradcam_images, seed=args.seed + 1)
-    layers = _gradcam(args.out, trained, images, labels, info)
-    cam_images = load_eval_images(trained[0], 8 if args.quick else args.cam_images, seed=args.seed + 2).images
-    cam, cam_diffs, area, n_cam = _cam_on_garment(trained, cam_images, info, args.seed)
+    grid = results[args.models[0]]
+    images, labels = grid['grid_images'], grid['grid_labels']
+    info = types.SimpleNamespace(mean=grid['mean'], std=grid['std'], class_names=grid['class_names'])
+    plot_gradcam_grid(images, [results[m]['maps'] for m in args.models], list(args.models), labels,
+                      [results[m]['preds'] for m in args.models], info.class_names, info.mean, info.std,
+                      os.path.join(args.out, 'gradcam_grid.png'))
+    layers = [results[m]['layer'] for m in args.models]
+    cam_table = pd.concat([pd.DataFrame(dict(model=m, image_id=results[m]['cam_ids'],
+                                             cam_on_garment=results[m]['cam'].numpy(),
+                                             garment_area=results[m]['garment_area'].numpy())) for m in args.models],
+                          ignore_index=True)
+    atomic_write_csv(os.path.join(args.out, 'gradcam.csv'), cam_table)
+    cam, cam_diffs, area, n_cam = mass_summary(cam_table, args.models, args.seed)
     accuracy['cam_on_garment'] = [round(cam[m][0], 3) for m in args.models]
     accuracy['cam_on_garment_95ci'] = [f'{cam[m][1]:.3f}-{cam[m][2]:.3f}' for m in args.models]
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
@@ -418,7 +455,7 @@ def train_and_compare(args):
 
 Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
 the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_path_rate:g}, seed {args.seed},
-{ev.images.shape[-1]} px. {_stems(ev.images.shape[-1])}
+{size} px. {_stems(size)}
 
 ## Accuracy (10k test images) and interactions
 
@@ -451,7 +488,7 @@ Layers: {'; '.join(layers)}. Explained class: the top-1 prediction; {len(images)
     print(f'wrote {args.out}/report.md')
     _publish(args)
     record(args, accuracy, frame, dict(budget=budget.describe_epochs(), batch_size=budget.batch_size,
-                                       image_size=ev.images.shape[-1], seed=args.seed,
+                                       image_size=size, seed=args.seed,
                                        interaction=describe_contexts(frame), statistic=args.statistic))
 
 

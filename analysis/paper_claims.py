@@ -21,6 +21,9 @@ Claims and how each is decided (95 % intervals; "decided" means the interval exc
 * MogaNet is more accurate than ConvNeXt / Swin of similar size: the top-1 difference on the 10k test images with
   a binomial interval (unpaired, so conservative for the same images; it does not cover seed-to-seed variation,
   which one seed per model cannot measure: the report says so).
+* MogaNet's Grad-CAM puts more of its mass on the object than ConvNeXt's / Swin's (where the comparison published
+  ``gradcam.csv``): the paired difference of the per-image shares, bootstrap over images
+  (``moga_lab.analysis.gradcam.mass_summary``).
 * With two resolutions: whether each verdict is the same at both, decided at one only, or reversed.
 """
 import argparse
@@ -35,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.analysis.games import middle_share_difference  # noqa: E402
+from moga_lab.analysis.gradcam import mass_summary  # noqa: E402
 from moga_lab.analysis.strength import Z95  # noqa: E402
 from moga_lab.atomic import atomic_write_text  # noqa: E402
 
@@ -49,7 +53,9 @@ INTERACTION_ROWS = (('no_gating', 'Gating', True), ('no_ca', 'Channel aggregatio
 
 
 def read_study(folder: str):
-    """(accuracy, interaction, resolution or None) of a published study folder; ValueError naming what is missing."""
+    """(accuracy, interaction, resolution or None, Grad-CAM table or None) of a published study folder; ValueError
+    naming what is missing. The Grad-CAM table is ``gradcam.csv`` (per model and image: the share of the map's mass
+    on the object), which comparisons published since 2026-11-27 hold."""
     files = {n: os.path.join(folder, n) for n in ('accuracy.csv', 'interaction.csv')}
     missing = [n for n, p in files.items() if not os.path.isfile(p)]
     if missing:
@@ -67,7 +73,8 @@ def read_study(folder: str):
         if os.path.isfile(path):
             found = re.search(r'(\d+) px', open(path).read())
             resolution = int(found.group(1)) if found else None
-    return accuracy, interaction, resolution
+    cams = os.path.join(folder, 'gradcam.csv')
+    return accuracy, interaction, resolution, pd.read_csv(cams) if os.path.isfile(cams) else None
 
 
 def verdict(low: float, high: float, positive: str, negative: str) -> str:
@@ -93,13 +100,23 @@ def welch(a: np.ndarray, b: np.ndarray):
     return diff, diff - t * se, diff + t * se
 
 
-def compare_claims(accuracy, interaction, px):
+def compare_claims(accuracy, interaction, px, cams=None):
     rows = []
     names = list(dict.fromkeys(accuracy.name))
     moga = next((n for n in names if n.startswith('moganet')), None)
     if moga is None:
         return rows
-    for peer in (n for n in names if n != moga):
+    peers = [n for n in names if n != moga]
+    if cams is not None:
+        _, diffs, area, n = mass_summary(cams, [moga] + peers)
+        for peer, (d, low, high) in diffs.items():
+            rows.append(dict(px=px, claim=f'MogaNet\'s Grad-CAM puts more of its mass on the object than {peer}\'s',
+                             evidence=f'{moga} - {peer}: {d:+.3f} ({low:+.3f} to {high:+.3f}), {n} images (an evenly '
+                                      f'spread map: {area:.3f})',
+                             status=verdict(low, high, 'MogaNet more on the object (as the paper\'s Grad-CAM shows)',
+                                            'MogaNet less on the object (against the paper)')
+                             if n >= 2 else 'not measured (fewer than 2 images with a non-zero map)'))
+    for peer in peers:
         d = middle_share_difference(interaction, moga, peer)
         rows.append(dict(px=px, claim=f'MogaNet has a larger middle-order share than {peer}',
                          evidence=f'{moga} - {peer}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
@@ -184,10 +201,10 @@ def main(argv=None):
     rows = []
     try:
         for i, folder in enumerate(args.compare):
-            accuracy, interaction, px = read_study(folder)
-            rows += compare_claims(accuracy, interaction, px or f'#{i + 1}')
+            accuracy, interaction, px, cams = read_study(folder)
+            rows += compare_claims(accuracy, interaction, px or f'#{i + 1}', cams)
         for i, folder in enumerate(args.ablation):
-            accuracy, interaction, px = read_study(folder)
+            accuracy, interaction, px, _ = read_study(folder)
             rows += ablation_claims(accuracy, interaction, px or f'#{i + 1}')
     except ValueError as error:
         p.error(str(error))

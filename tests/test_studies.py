@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import load_script, run_script
 
+from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,7 @@ def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, messag
     (['--lr', 'nope=1e-3'], "--lr 'nope=1e-3' names no model of --models"),
     (['--drop-path', '1.5'], "argument --drop-path: '1.5' is not accepted; accepted: a number in [0, 1)"),
     (['--cam-images', '1'], "argument --cam-images: '1' is not accepted; accepted: an integer >= 2"),
+    (['--only', 'nope'], '--only nope: not among --models; accepted: moganet_xtiny, convnext_atto, swin_femto'),
 ])
 def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / 'out'
@@ -123,6 +125,13 @@ def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args
 def test_compare_models_quick(tmp_path):
     out = tmp_path / 'cmp'
     docs = tmp_path / 'docs' / 'compare'
+    # one model alone first (as one session or one process would): trained and analysed, no report yet
+    done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3',
+                                               '--only', 'swin_femto'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / 'swin_femto' / 'analysis.pt').is_file() and not (out / 'moganet_xtiny').exists()
+    assert not (out / 'report.md').exists() and 'not analysed yet (the report waits for them): moganet_xtiny, ' \
+        'convnext_atto' in done.stderr
     done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3',
                                                '--publish', str(docs)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,7 +146,7 @@ def test_compare_models_quick(tmp_path):
     assert f'Command: `python analysis/compare_models.py --quick --out {out} --gradcam-images 3 --publish {docs}`' in report
     assert 'Machine: ' in report and re.search(r'interactions \d+ min', report)
     # published: the tables, report and figures only (the checkpoints stay in the run folder)
-    assert sorted(p.name for p in docs.iterdir()) == ['accuracy.csv', 'curve.csv', 'gradcam_grid.png',
+    assert sorted(p.name for p in docs.iterdir()) == ['accuracy.csv', 'curve.csv', 'gradcam.csv', 'gradcam_grid.png',
                                                       'interaction.csv', 'interaction_curves.png', 'report.md']
     assert list((out / 'moganet_xtiny').glob('*.ckpt')) and not list(docs.rglob('*.ckpt'))
     assert (docs / 'report.md').read_text() == report
@@ -154,6 +163,16 @@ def test_compare_models_quick(tmp_path):
     assert re.search(r'Paired differences on the same images: moganet_xtiny - convnext_atto: [+-]\d\.\d{3} \(', report)
     assert re.search(r'\d test images drawn with seed 2; garment = pixels above 10 % of full scale, 0\.\d{3} of the image',
                      report), report
+    cams = pd.read_csv(out / 'gradcam.csv')   # per model and image: what paper_claims reads
+    assert list(cams.columns) == ['model', 'image_id', 'cam_on_garment', 'garment_area'] and len(cams) == 3 * 8
+    assert (cams.groupby('model').image_id.apply(sorted).apply(tuple).nunique()) == 1   # the same images
+    # the report again from the run folders alone, as on a fresh clone of a committed study (no checkpoint)
+    for checkpoint in out.rglob('*.ckpt'):
+        checkpoint.unlink()
+    again = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3'], tmp_path)
+    assert again.returncode == 0 and 'Epoch' not in again.stderr, again.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'accuracy.csv'), accuracy)
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'gradcam.csv'), cams)
 
 
 def test_gradcam_cli(tmp_path):
@@ -239,6 +258,13 @@ def test_paper_claims_decide_by_construction(tmp_path):
                      'report.md')
     _synthetic_study(tmp_path / 'a28', ablation, {'full': 4.0, 'no_gating': 2.0, 'no_ca': 4.0, 'no_fd': 6.0}, 28,
                      'ablation.md')
+    # Grad-CAM mass on the object per image: MogaNet 0.1 above ConvNeXt on every image, level with Swin on average
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.4, 0.6, 20)
+    wiggle = 0.05 * rng.standard_normal(20)
+    pd.DataFrame(dict(model=np.repeat(compare['model'], 20), image_id=np.tile(np.arange(20), 3), garment_area=0.45,
+                      cam_on_garment=np.concatenate([base + 0.1, base, base + 0.1 + wiggle - wiggle.mean()]))
+                 ).to_csv(tmp_path / 'c28' / 'gradcam.csv', index=False)
     one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
     _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
     out = tmp_path / 'claims.md'
@@ -254,6 +280,11 @@ def test_paper_claims_decide_by_construction(tmp_path):
     # 92.5 vs 92.4 % on 10k images: the binomial interval contains 0
     assert status('MogaNet is more accurate than swin_femto').startswith('not decided')
     assert status('MogaNet is more accurate than convnext_atto') == 'decided: MogaNet more accurate'
+    assert status("MogaNet's Grad-CAM puts more of its mass on the object than convnext_atto's") == \
+        "decided: MogaNet more on the object (as the paper's Grad-CAM shows)"
+    assert status("MogaNet's Grad-CAM puts more of its mass on the object than swin_femto's").startswith('not decided')
+    assert 'moganet_xtiny - convnext_atto: +0.100 (+0.100 to +0.100), 20 images (an evenly spread map: 0.450)' \
+        in out.read_text()
     assert status('Gating raises middle-order interactions (full vs no_gating)') == 'decided: raises (as the paper says)'
     assert status('Channel aggregation raises middle-order interactions (full vs no_ca)').startswith('not decided')
     # a switch the paper's interaction ablation does not cover: no "against the paper"
@@ -330,12 +361,13 @@ def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
     """compare_models.py and ablate.py check the cached interaction results before any training: one line, exit 2,
     no run folder made."""
     out = tmp_path / 'cmp'
-    _cached_design(out / 'interaction.csv', contexts=99)
+    _cached_design(out / 'convnext_atto' / 'interaction.csv', contexts=99)
     done = _run('analysis/compare_models.py', ['--epochs', '1', '--limit-train-batches', '1', '--contexts', '7',
                                                '--out', str(out), '--no-tracking'], tmp_path)
     assert done.returncode == 2 and 'holds interaction results of another design: num_contexts [99] (this run: 7)' \
         in done.stderr, done.stderr[-2000:]
-    assert 'Traceback' not in done.stderr and sorted(p.name for p in out.iterdir()) == ['interaction.csv']
+    assert 'Traceback' not in done.stderr and [str(p.relative_to(out)) for p in out.rglob('*')] == [
+        'convnext_atto', 'convnext_atto/interaction.csv']
     grid = tmp_path / 'grid'
     _cached_design(grid / 'full' / 'interaction.csv', contexts=12)
     done = _run('experiments/ablate.py', ['--config', str(ROOT / 'experiments/configs/ablation_56px.yaml'),
@@ -394,15 +426,29 @@ def test_interaction_wall_time_is_added_per_image_so_a_stopped_run_keeps_it(tmp_
     assert first < studies.wall_time(str(tmp_path), 'interaction') < first + 2  # only image 12 was added
 
 
-def test_cam_on_garment_without_two_usable_images_says_so(monkeypatch):
+def test_cam_summary_pairs_the_images_every_model_can_use():
+    """mass_summary: gradcam.csv -> the per-model means, the paired differences and the garment area, over the images whose map is
+    non-zero for every model (here images 0-2; image 3 has an all-zero map for convnext_atto)."""
+    cmp = load_script('analysis/compare_models.py')
+    names = ['moganet_xtiny', 'convnext_atto']
+    table = pd.DataFrame(dict(model=np.repeat(names, 4), image_id=[3, 0, 1, 2, 0, 1, 2, 3],
+                              cam_on_garment=[0.9, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, np.nan],
+                              garment_area=[0.9, 0.3, 0.4, 0.5, 0.3, 0.4, 0.5, 0.9]))
+    rows, diffs, area, n = mass_summary(table, names, seed=0)
+    assert n == 3 and rows['moganet_xtiny'][0] == pytest.approx(0.7) and rows['convnext_atto'][0] == pytest.approx(0.5)
+    assert diffs['convnext_atto'] == pytest.approx((0.2, 0.2, 0.2))   # the same +0.2 on every image: no spread
+    assert area == pytest.approx(0.4)
+    assert 'moganet_xtiny - convnext_atto: +0.200 (+0.200 to +0.200, decided)' in cmp._cam_text(
+        'moganet_xtiny', diffs, area, n, 0)
+
+
+def test_cam_on_garment_without_two_usable_images_says_so():
     """Models whose Grad-CAM maps are all zero (nothing supports the class) leave no image to measure: NaN and a
     sentence in the report, not a failure after hours of training."""
-    import types
     cmp = load_script('analysis/compare_models.py')
-    monkeypatch.setattr(cmp, 'gradcam_layer', lambda model, images: ('x', None, '4x4'))
-    monkeypatch.setattr(cmp, 'grad_cam', lambda model, images, layer=None: torch.zeros(len(images), 28, 28))
-    info = types.SimpleNamespace(mean=(0.5,), std=(0.5,))
-    models = [types.SimpleNamespace(name=n, model=None) for n in ('moganet_xtiny', 'convnext_atto')]
-    rows, diffs, area, n = cmp._cam_on_garment(models, torch.rand(8, 1, 28, 28), info, seed=0)
+    names = ['moganet_xtiny', 'convnext_atto']
+    table = pd.DataFrame(dict(model=np.repeat(names, 8), image_id=np.tile(np.arange(8), 2), garment_area=0.4,
+                              cam_on_garment=[0.5, 0.6] + [np.nan] * 6 + [np.nan, np.nan] + [0.3] * 6))
+    rows, diffs, area, n = mass_summary(table, names, seed=0)
     assert n == 0 and all(np.isnan(v).all() for v in rows.values()) and np.isnan(diffs['convnext_atto']).all()
     assert 'not measured' in cmp._cam_text('moganet_xtiny', diffs, area, n, 0)

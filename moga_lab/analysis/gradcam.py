@@ -5,12 +5,17 @@ Default layers (overridable with ``layer=``): MogaNet ``norm4`` (as the authors'
 assumes channels in dim 1; without it the maps are silently wrong).
 """
 import contextlib
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ['grad_cam', 'default_layer', 'mass_inside', 'plot_gradcam_grid']
+if TYPE_CHECKING:
+    import pandas as pd
+
+Interval = Tuple[float, float, float]  # (value, 95 % low, 95 % high)
+
+__all__ = ['grad_cam', 'default_layer', 'mass_inside', 'mass_summary', 'plot_gradcam_grid']
 
 
 class _ToNCHW(nn.Module):
@@ -149,6 +154,45 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = maps.flatten(1).sum(1)
     inside = (maps * masks.to(maps.dtype)).flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, float('nan')))
+
+
+def _bootstrap(values, paired_with=None, seed: int = 0):
+    """Mean (or paired mean difference) with scipy's 95 % percentile bootstrap over images."""
+    from scipy.stats import bootstrap
+    data = (values,) if paired_with is None else (values, paired_with)
+    stat = (lambda a, axis: a.mean(axis)) if paired_with is None else (lambda a, b, axis: a.mean(axis) - b.mean(axis))
+    ci = bootstrap(data, stat, paired=paired_with is not None, n_resamples=2000, method='percentile',
+                   random_state=seed).confidence_interval
+    return float(stat(*data, axis=0)), float(ci.low), float(ci.high)
+
+
+def mass_summary(table: 'pd.DataFrame', names: Sequence[str], seed: int = 0) -> Tuple[Dict[str, Interval],
+                                                                                      Dict[str, Interval], float, int]:
+    """Summarise per-image shares of Grad-CAM mass inside the object (`mass_inside`) for a comparison of models.
+
+    Args:
+        table: a pandas DataFrame with columns ``model``, ``image_id``, ``cam_on_garment`` (the share; NaN where the
+            map is all zero) and ``garment_area`` (the mask's share of the image), e.g. compare_models' ``gradcam.csv``.
+        names: the models, the first being the one the others are compared with.
+        seed: the bootstrap's seed.
+
+    Returns:
+        ``(per_model, differences, area, n)``: per model (mean, 95 % low, high) over the images; for every other
+            model the paired difference first minus it on the same images (difference, low, high); the mean object
+            area (what an evenly spread map gets); the number of images used. Only images whose map is non-zero for
+            every model are used; with fewer than 2 every number is NaN.
+    """
+    wide = table.pivot(index='image_id', columns='model', values='cam_on_garment')[list(names)]
+    keep = wide.notna().all(axis=1)
+    shares = {k: wide[k][keep].to_numpy() for k in names}
+    first = names[0]
+    if keep.sum() < 2:  # (e.g. barely trained models): no interval to give
+        nan = (float('nan'),) * 3
+        return {k: nan for k in names}, {k: nan for k in names if k != first}, float('nan'), int(keep.sum())
+    rows = {k: _bootstrap(v, seed=seed) for k, v in shares.items()}
+    diffs = {k: _bootstrap(shares[first], shares[k], seed=seed) for k in names if k != first}
+    area = table[table.model == first].set_index('image_id').garment_area[keep[keep].index].mean()
+    return rows, diffs, float(area), int(keep.sum())
 
 
 def _wrap_name(name: str, width: int = 18) -> str:
