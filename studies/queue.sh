@@ -1,18 +1,56 @@
 #!/usr/bin/env bash
-# The issue-18 jobs still to run, in two one-thread lanes side by side (2 cores). Every command skips what is
-# finished (results.yaml per (row, seed), cached images per row), so re-running this after a stop, or on a fresh
-# clone, continues the study. Lane A trains each row's seed 0 and then its interaction curves (the checkpoint is
-# only on this machine, so both happen in one session); lane B trains seeds 1 and 2.
-#   nohup bash studies/queue.sh >/dev/null 2>&1 &      progress: tail studies/lane_*.log
+# The issue-18 jobs still to run, in two one-thread lanes side by side (2 cores):
+#   DEADLINE=13:50 nohup bash studies/queue.sh >/dev/null 2>&1 &      progress: tail studies/lane_*.log
+# (LANES="A" runs one lane; a second queue started later takes only units nobody holds)
+# A unit is one (row, seed) of the 28 px grid; a row's seed-0 unit also computes the row's interaction curves, which
+# need its checkpoint, and checkpoints are not in git: so a unit must finish in the session that starts it. Each lane
+# takes the first unit that is not finished, not taken by the other lane, and fits before DEADLINE (UTC, the
+# session's end minus a margin; estimates from PLAN.md: ~45 min for a training, ~70 min with the curves), and stops
+# when none fits. Every command skips what is finished, so this continues the study on a fresh clone.
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 CFG=experiments/configs/ablation_converged.yaml
 OUT=studies/ablation_converged
+CLAIMS=$OUT/.claims
 ROWS="full no_gating no_ca plain gate_sigmoid dilations_1-1-1 split_1-0-0 no_fd"
-run() { .venv/bin/python experiments/ablate.py --config $CFG --out $OUT --no-report "$@"; }
-laneA() { for r in $ROWS; do run --rows "$r" --seeds 0 || echo "failed: $r seed 0"; done; echo "lane A done"; }
-laneB() { for r in $ROWS; do for s in 1 2; do run --rows "$r" --seeds $s || echo "failed: $r seed $s"; done; done
-          echo "lane B done"; }
-laneA > studies/lane_A.log 2>&1 &
-laneB > studies/lane_B.log 2>&1 &
+TRAIN_MIN=${TRAIN_MIN:-45}
+CURVES_MIN=${CURVES_MIN:-25}
+deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)
+mkdir -p "$CLAIMS"
+
+finished() {  # row seed
+  [ -f "$OUT/$1/seed$2/results.yaml" ] || return 1
+  [ "$2" != 0 ] || [ "$(.venv/bin/python -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1]); print(d.image_id.nunique())" \
+                        "$OUT/$1/interaction.csv" 2>/dev/null)" = 32 ]
+}
+
+claim() {  # atomic (mkdir): the other lane cannot take the same unit; a claim whose process has gone is stale
+  local d=$CLAIMS/$1 p
+  if ! mkdir "$d" 2>/dev/null; then
+    p=$(cat "$d/pid" 2>/dev/null)
+    { [ -n "$p" ] && kill -0 "$p" 2>/dev/null; } && return 1
+    rm -rf "$d"; mkdir "$d" 2>/dev/null || return 1
+  fi
+  echo $BASHPID > "$d/pid"
+}
+
+lane() {
+  while true; do
+    picked=
+    for r in $ROWS; do for s in 0 1 2; do
+      finished "$r" "$s" && continue
+      need=$TRAIN_MIN; [ "$s" = 0 ] && need=$((TRAIN_MIN + CURVES_MIN))
+      [ $(( $(date -u +%s) + need * 60 )) -le "$deadline" ] || continue
+      claim "$r-$s" || continue
+      picked="$r $s"; break 2
+    done; done
+    [ -n "$picked" ] || { echo "lane $1: nothing left that fits before ${DEADLINE:-23:59} UTC"; return; }
+    set -- "$1" $picked
+    echo "lane $1: $2 seed $3 at $(date -u +%H:%M)"
+    .venv/bin/python experiments/ablate.py --config $CFG --out $OUT --no-report --rows "$2" --seeds "$3" \
+      || echo "failed: $2 seed $3"
+    set -- "$1"
+  done
+}
+for name in ${LANES:-A B}; do lane "$name" >> "studies/lane_$name.log" 2>&1 & done
 wait
