@@ -410,9 +410,12 @@ def train_and_compare(args):
         if missing:
             print(f'[compare] not analysed yet (the report waits for them): {", ".join(missing)}', file=sys.stderr)
         return
+    machines = []
     for name in args.models:
         with open(os.path.join(args.out, name, 'results.yaml')) as f:
             r = yaml.safe_load(f)
+        machine = f"{r.get('machine', 'not recorded')} ({r.get('threads', '?')} threads)"
+        machines += [machine] if machine not in machines else []
         params, macs = count_params_macs(ModelConfig(name=name), image_size=args.image_size or 28)
         rows.append(dict(model=name, seed=args.seed, lr=rates[name], params_M=round(params / 1e6, 2),
                          MMACs=round(macs / 1e6, 1),
@@ -467,7 +470,7 @@ strength in orders 0.2n-0.6n ({frame.image_id.nunique()} test images, {settings.
 preferred order) gives {flat:.3f}. {_separation(shares)} {describe_precision(frame)}.
 
 `train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
-benchmarks/study_speed.py measures the models side by side. Wall time on this machine: training
+benchmarks/study_speed.py measures the models side by side. Trained on: {'; '.join(machines)}. Wall time: training
 {accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model), interactions {wall / 60:.0f} min (each image as it
 finished, summed across resumed runs). {provenance('analysis/compare_models.py', args.argv)}
 

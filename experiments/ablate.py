@@ -189,7 +189,8 @@ def main(argv=None):
     # one line per (row, seed): what other scripts read (first column the row, a seed column, top-1 in percent)
     atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), pd.DataFrame([
         dict(row=name, seed=seed, test_top1=round(100 * r['test/acc1'], 2), test_top5=round(100 * r['test/acc5'], 2),
-             train_images_per_s=r['train_images_per_second'], wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1))
+             train_images_per_s=r['train_images_per_second'], wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1),
+             machine=r.get('machine', 'not recorded'), threads=r.get('threads'))
         for (name, seed), r in per_seed.items() if name in set(result.row)]))
     shown = result.copy()
     shown['top-1 (%)'] = [f'{m:.2f} ± {s:.2f}' if s == s else f'{m:.2f}' for m, s in zip(result.top1_mean,
@@ -206,8 +207,10 @@ def main(argv=None):
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
-    md += (f'\nWall time on this machine: training {result.wall_min.sum() / 60:.1f} h (summed over the (row, seed) '
-           f'jobs, {options.concurrency} at a time), interactions {interaction_wall / 60:.0f} min (each image as it '
+    machines = sorted({f"{r.get('machine', 'not recorded')} ({r.get('threads', '?')} threads)"
+                       for (name, _), r in per_seed.items() if name in set(result.row)})
+    md += (f'\nTrained on: {"; ".join(machines)}. Wall time: training {result.wall_min.sum() / 60:.1f} h (summed over '
+           f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
            f'finished, summed across resumed runs). {provenance("experiments/ablate.py", command)}\n\n'
            f'![interaction curves of every row ({frame.image_id.nunique()} test images, seed-{budget.seeds[0]} '
            f'checkpoints; {budget.describe_epochs()} at batch {budget.batch_size}, lr {budget.lr:g})]'

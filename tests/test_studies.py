@@ -43,7 +43,8 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = (out / 'ablation.md').read_text()
     assert f'Command: `python experiments/ablate.py {" ".join(args)} --publish {docs}`' in report
-    assert re.search(r'Wall time on this machine: training \d+\.\d h .* interactions \d+ min', report)
+    assert re.search(r'Trained on: .+, \d+ cores, torch [\d.]+ \(\d+ threads\)\. Wall time: training \d+\.\d h .* '
+                     r'interactions \d+ min', report), report
     assert '](ablation_curves.png)' in report
     assert sorted(p.name for p in docs.iterdir()) == ['ablation.csv', 'ablation.md', 'ablation_curves.png',
                                                       'accuracy.csv', 'curve.csv', 'interaction.csv']
@@ -57,6 +58,7 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert (out / 'ablation_curves.png').stat().st_size > 10_000
     accuracy = pd.read_csv(out / 'accuracy.csv')            # what other scripts read: row, seed, top-1 in percent
     assert list(accuracy.columns[:3]) == ['row', 'seed', 'test_top1'] and len(accuracy) == 6
+    assert accuracy.machine.str.contains(' cores, torch ').all() and accuracy.threads.ge(1).all()  # who trained each
     means = accuracy.groupby('row').test_top1.mean()
     assert (means - table.set_index('row').top1_mean).abs().max() < 0.01   # accuracy.csv rounds to 0.01 %
     inter = pd.read_csv(out / 'interaction.csv')
@@ -145,6 +147,7 @@ def test_compare_models_quick(tmp_path):
     # the exact command and the machine, and the wall times, are in the report
     assert f'Command: `python analysis/compare_models.py --quick --out {out} --gradcam-images 3 --publish {docs}`' in report
     assert 'Machine: ' in report and re.search(r'interactions \d+ min', report)
+    assert re.search(r'Trained on: [^.]+ cores, torch [\d.]+ \(\d+ threads\)\. Wall time', report), report
     # published: the tables, report and figures only (the checkpoints stay in the run folder)
     assert sorted(p.name for p in docs.iterdir()) == ['accuracy.csv', 'curve.csv', 'gradcam.csv', 'gradcam_grid.png',
                                                       'interaction.csv', 'interaction_curves.png', 'report.md']

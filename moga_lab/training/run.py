@@ -17,6 +17,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 
 from ..data import ClassificationDataModule, create_datamodule
+from ..runtime import describe_machine
 from .config import RunConfig
 from .loggers import build_loggers, log_figure, log_final_metrics
 from .module import ImageClassifier
@@ -240,6 +241,8 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
         summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
                        train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
-                       segments=segments, last_segment_wall_seconds=round(seconds, 1), **results)
+                       segments=segments, last_segment_wall_seconds=round(seconds, 1),
+                       # which machine and threads ran (the last segment): a study's runs may come from several
+                       machine=describe_machine(), threads=torch.get_num_threads(), **results)
         atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
     return FitResult(run_dir, results, int(trainer.global_step), total_seconds, ips)
