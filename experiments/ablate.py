@@ -147,7 +147,9 @@ def main(argv=None):
             speeds.append(r['train_images_per_second'])
             walls.append(r.get('wall_seconds', float('nan')))
             per_seed[(name, seed)] = r
-        first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'last.ckpt')
+        # the checkpoint whose test top-1 is reported (best val/acc1; as compare_models does), else the last
+        first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'best.ckpt')
+        first = first if os.path.isfile(first) else first.replace('best.ckpt', 'last.ckpt')
         if not accs or not os.path.isfile(os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'results.yaml')):
             continue
         if args.no_report and args.seeds and budget.seeds[0] not in args.seeds:
