@@ -156,8 +156,12 @@ def main(argv=None):
             continue  # the first seed's call computes this row's curves (two calls must not share one cache)
         # interaction on the first seed's checkpoint; every row uses the same test images, pairs and contexts
         # (they depend on the seed and the data only); cached per row
-        frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
-                                                 wall_times=args.out, **inter_kwargs))
+        try:
+            frames.append(interaction_of_checkpoints({name: first}, cache=os.path.join(args.out, name, 'interaction.csv'),
+                                                     wall_times=args.out, **inter_kwargs))
+        except FileNotFoundError as error:  # e.g. a fresh clone: results.yaml committed, curves unfinished, no checkpoint
+            p.exit(2, f'{p.prog}: error: row {name!r}: curves unfinished and {error}; delete '
+                      f'{os.path.join(args.out, name, f"seed{budget.seeds[0]}")} to train that seed again\n')
         interaction_wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
         if args.no_report:
             continue
