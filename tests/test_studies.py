@@ -69,6 +69,13 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert again.returncode == 0 and '[jobs]' not in again.stdout  # nothing left to run
     assert 'Epoch' not in again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(out / 'ablation.csv'), table)
+    # a committed row whose curves were stopped half-way, on a machine without its checkpoint: one line, the way out
+    cache = out / 'plain' / 'interaction.csv'
+    rows = pd.read_csv(cache)
+    rows[rows.image_id != rows.image_id.iloc[0]].to_csv(cache, index=False)
+    done = _run('experiments/ablate.py', ['--quick', '--no-report', '--rows', 'plain', '--out', str(out)], tmp_path)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr[-3000:]
+    assert "row 'plain': curves unfinished and" in done.stderr and f'delete {out / "plain" / "seed0"} to train' in done.stderr
 
 
 @pytest.mark.parametrize('script', ['experiments/ablate.py', 'analysis/compare_models.py'])
