@@ -2,6 +2,9 @@
 # The issue-18 jobs still to run, in two one-thread lanes side by side (2 cores):
 #   DEADLINE=13:50 nohup bash studies/queue.sh >/dev/null 2>&1 &      progress: tail studies/lane_*.log
 # (LANES="A" runs one lane; a second queue started later takes only units nobody holds)
+#   DEADLINE=13:50 LANES=A THREADS=2 nohup bash studies/queue.sh >/dev/null 2>&1 &    the 56 px units: one lane, alone
+# The 56 px units (the resolution check: ablation_56px.yaml's four rows, seed 0, and the 3-epoch comparison at 56 px)
+# cost ~4x a 28 px unit: they run only in the one-lane, two-thread mode, where one fits a session (PLAN.md).
 # A unit is one (row, seed) of the 28 px grid, or one model of the 3-epoch 28 px comparison (compare28_3ep: the
 # resolution check's 28 px side, the grid's budget; its MogaNet-XT is the grid's full row, seed 0). A row's seed-0
 # unit also computes the row's interaction curves, and a comparison unit its curves and Grad-CAM; both need the
@@ -10,7 +13,6 @@
 # session's end minus a margin; estimates from PLAN.md: ~45 min for a training, ~70 min with the curves), and stops
 # when none fits. Every command skips what is finished, so this continues the study on a fresh clone.
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 CFG=experiments/configs/ablation_converged.yaml
 OUT=studies/ablation_converged
 CLAIMS=$OUT/.claims
@@ -19,17 +21,62 @@ CMP=studies/compare28_3ep
 CMP_ARGS="--epochs 3 --batch-size 128 --drop-path 0 --lr convnext_atto=0.008 moganet_xtiny=0.004 swin_femto=0.001
   --num-images 32 --grid 7 --pairs 20 --contexts 50 --target-ci 0.1 --target-over images --gradcam-images 8
   --out $CMP --no-tracking"
-UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto"
+CFG56=experiments/configs/ablation_56px.yaml
+OUT56=studies/ablation_56px
+CMP56=studies/compare56_3ep
+CMP56_ARGS="${CMP_ARGS/--out $CMP/--out $CMP56} --image-size 56"
+# the 56 px grid's full row is also the 56 px comparison's MogaNet-XT (same configuration, images and design), so
+# g56:full is followed by c56:moganet_xtiny, which shares it (share_xt) and adds its Grad-CAM while the checkpoint
+# is here
+UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto
+  g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto"
+THREADS=${THREADS:-1}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 TRAIN_MIN=${TRAIN_MIN:-45}
 CURVES_MIN=${CURVES_MIN:-25}
-deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)
+# minutes of a 56 px unit alone at 2 threads (training + curves; Xeon speeds of benchmarks/study_speed.py, PLAN.md)
+declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
+deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)  # HH:MM: its next occurrence (a session may cross midnight)
+[[ ${DEADLINE:-23:59} =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$deadline" -lt "$(date -u +%s)" ] && deadline=$((deadline + 86400))
 mkdir -p "$CLAIMS"
 
-finished() {  # row seed, or cmp model
+finished() {  # row seed, cmp model, g56 row, or c56 model
   [ "$1" = cmp ] && { [ -f "$CMP/$2/analysis.pt" ]; return; }
+  [ "$1" = c56 ] && { [ -f "$CMP56/$2/analysis.pt" ]; return; }
+  [ "$1" = g56 ] && { curves_done "$OUT56/$2"; return; }
   [ -f "$OUT/$1/seed$2/results.yaml" ] || return 1
-  [ "$2" != 0 ] || [ "$(.venv/bin/python -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1]); print(d.image_id.nunique())" \
-                        "$OUT/$1/interaction.csv" 2>/dev/null)" = 32 ]
+  [ "$2" != 0 ] || curves_done "$OUT/$1"
+}
+
+curves_done() {  # a row folder whose seed-0 run is trained and whose 32 images are all in interaction.csv
+  [ -f "$1/seed0/results.yaml" ] &&
+  [ "$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "image_id") c = i; next} c {print $c}' \
+       "$1/interaction.csv" 2>/dev/null | sort -u | wc -l)" = 32 ]
+}
+
+minutes() {  # estimated minutes of a unit in this lane's mode; empty: not run in this mode
+  case $1 in
+    g56|c56) [ "$THREADS" = 2 ] || return
+      if [ "$2" = moganet_xtiny ]; then  # shared with g56:full once that is done; trained anew if its checkpoint is gone
+        curves_done "$OUT56/full" || return
+        { [ -f "$OUT56/full/seed0/best.ckpt" ] || [ -f "$CMP56/$2/results.yaml" ]; } && echo "${MIN56[$2]}" || echo "${MIN56[g56]}"
+      else
+        [ "$1" = g56 ] && echo "${MIN56[g56]}" || echo "${MIN56[$2]}"
+      fi ;;
+    *) { [ "$2" = 1 ] || [ "$2" = 2 ]; } && echo "$TRAIN_MIN" || echo $((TRAIN_MIN + CURVES_MIN)) ;;
+  esac
+}
+
+share_xt() {  # the 56 px grid's full row, seed 0, as the comparison's MogaNet-XT: run files and renamed curves
+  local src=$OUT56/full/seed0 dst=$CMP56/moganet_xtiny
+  [ -f "$dst/results.yaml" ] || [ ! -f "$src/best.ckpt" ] || ! curves_done "$OUT56/full" && return
+  mkdir -p "$dst"
+  cp "$src"/{config.yaml,metrics.csv,best.ckpt,last.ckpt} "$dst"/
+  sed '2,$ s/^full,/moganet_xtiny,/' "$OUT56/full/interaction.csv" > "$dst/interaction.csv.tmp"
+  mv "$dst/interaction.csv.tmp" "$dst/interaction.csv"
+  .venv/bin/python -c "import sys; from moga_lab.studies import add_wall_time, wall_time
+add_wall_time(sys.argv[2], 'interaction', wall_time(sys.argv[1], 'interaction'))" "$OUT56" "$CMP56"
+  cp "$src/results.yaml" "$dst/results.yaml"  # last: a results.yaml says the run folder is complete
 }
 
 claim() {  # atomic (mkdir): the other lane cannot take the same unit; a claim whose process has gone is stale
@@ -48,7 +95,7 @@ lane() {
     for unit in $UNITS; do
       r=${unit%%:*}; s=${unit#*:}
       finished "$r" "$s" && continue
-      need=$TRAIN_MIN; [ "$s" != 1 ] && [ "$s" != 2 ] && need=$((TRAIN_MIN + CURVES_MIN))
+      need=$(minutes "$r" "$s"); [ -n "$need" ] || continue
       [ $(( $(date -u +%s) + need * 60 )) -le "$deadline" ] || continue
       claim "$r-$s" || continue
       picked="$r $s"; break
@@ -58,6 +105,12 @@ lane() {
     echo "lane $1: $2 $3 at $(date -u +%H:%M)"
     if [ "$2" = cmp ]; then
       .venv/bin/python analysis/compare_models.py $CMP_ARGS --only "$3" || echo "failed: $2 $3"
+    elif [ "$2" = c56 ]; then
+      [ "$3" = moganet_xtiny ] && share_xt
+      .venv/bin/python analysis/compare_models.py $CMP56_ARGS --only "$3" || echo "failed: $2 $3"
+    elif [ "$2" = g56 ]; then
+      .venv/bin/python experiments/ablate.py --config $CFG56 --out $OUT56 --no-report --rows "$3" --seeds 0 \
+        || echo "failed: $2 $3"
     else
       .venv/bin/python experiments/ablate.py --config $CFG --out $OUT --no-report --rows "$2" --seeds "$3" \
         || echo "failed: $2 seed $3"

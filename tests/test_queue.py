@@ -1,0 +1,96 @@
+"""studies/queue.sh, the issue-18 job queue, with stub commands in place of the trainings: which units run, in
+which mode, each once, and what the 56 px comparison takes over from the 56 px grid."""
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
+
+# stands in for .venv/bin/python: logs each job (with its thread count), writes what the real one leaves behind
+STUB = r'''#!/usr/bin/env bash
+if [ "$1" = -c ]; then exec "$REAL_PY" "$@"; fi
+script=$1; shift
+out= only= rows= seeds=
+while [ $# -gt 0 ]; do
+  case $1 in --out) out=$2; shift;; --only) only=$2; shift;; --rows) rows=$2; shift;; --seeds) seeds=$2; shift;; esac
+  shift
+done
+echo "$script ${rows:-$only} ${seeds:--} $OMP_NUM_THREADS" >> "$JOBS"
+if [ "$script" = experiments/ablate.py ]; then
+  d=$out/$rows/seed$seeds; mkdir -p "$d"; touch "$d/best.ckpt" "$d/last.ckpt" "$d/config.yaml" "$d/metrics.csv"
+  echo "test_top1: 90.0" > "$d/results.yaml"
+  if [ "$seeds" = 0 ]; then
+    { echo model,image_id,J; for i in $(seq 1 32); do echo "$rows,$i,0.5"; done; } > "$out/$rows/interaction.csv"
+    echo "interaction_seconds: 600.0" > "$out/wall_times.yaml"
+  fi
+else
+  mkdir -p "$out/$only"; touch "$out/$only/analysis.pt"; echo "test_top1: 85.0" > "$out/$only/results.yaml"
+fi
+'''
+
+
+def _queue(root, jobs, **env):
+    done = subprocess.run(['bash', str(root / 'studies' / 'queue.sh')], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, 'JOBS': str(jobs), 'REAL_PY': sys.executable, **env})
+    assert done.returncode == 0, done.stderr
+    return [line.split() for line in jobs.read_text().splitlines()] if jobs.exists() else []
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / 'studies').mkdir()
+    shutil.copy(ROOT / 'studies' / 'queue.sh', tmp_path / 'studies')
+    stub = tmp_path / '.venv' / 'bin' / 'python'
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    return tmp_path
+
+
+def _in(minutes):
+    return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=minutes)).strftime('%H:%M')
+
+
+def test_queue_deadline_two_lanes_then_the_56px_units_alone(root, tmp_path):
+    # 60 minutes left: a seed-0 unit (training + curves, ~70 min) does not fit, later seeds (~45 min) do
+    jobs = tmp_path / 'jobs1.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(60))
+    assert len(ran) == len({tuple(j) for j in ran}) == 8 * 2        # the stubs take no time: every later seed runs
+    assert all(seed in ('1', '2') for _, _, seed, _ in ran)
+
+    # all day: two one-thread lanes run every 28 px unit exactly once and leave the 56 px units alone
+    jobs = tmp_path / 'jobs2.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(23 * 60))
+    units = [(script, unit, seed) for script, unit, seed, _ in ran]
+    assert len(units) == len(set(units)) == 8 + 2                    # the seed-0 units and the comparison's two
+    assert all(seed == '0' for s, _, seed in units if s.endswith('ablate.py'))
+    assert {threads for *_, threads in ran} == {'1'}
+    assert not (root / 'studies' / 'ablation_56px').exists()
+    assert sorted(u for s, u, _ in units if s.endswith('compare_models.py')) == ['convnext_atto', 'swin_femto']
+
+    # one two-thread lane: the 56 px units, the grid's full row first, then the comparison's MogaNet-XT shares it
+    jobs = tmp_path / 'jobs3.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2')
+    assert [(Path(s).name, u) for s, u, _, _ in ran] == [
+        ('ablate.py', 'full'), ('compare_models.py', 'moganet_xtiny'), ('ablate.py', 'no_gating'),
+        ('ablate.py', 'no_ca'), ('ablate.py', 'plain'), ('compare_models.py', 'swin_femto'),
+        ('compare_models.py', 'convnext_atto')]
+    assert {threads for *_, threads in ran} == {'2'}
+    shared = root / 'studies' / 'compare56_3ep' / 'moganet_xtiny'
+    assert (shared / 'best.ckpt').is_file() and (shared / 'results.yaml').is_file()
+    curves = pd.read_csv(shared / 'interaction.csv')
+    assert set(curves.model) == {'moganet_xtiny'} and curves.image_id.nunique() == 32
+    assert yaml.safe_load((root / 'studies' / 'compare56_3ep' / 'wall_times.yaml').read_text()) == {
+        'interaction_seconds': 600.0}
+
+    # nothing is left: a further call runs nothing
+    jobs = tmp_path / 'jobs4.txt'
+    assert _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2') == []
