@@ -34,8 +34,13 @@ THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 TRAIN_MIN=${TRAIN_MIN:-45}
 CURVES_MIN=${CURVES_MIN:-25}
-# minutes of a 56 px unit alone at 2 threads (training + curves; Xeon speeds of benchmarks/study_speed.py, PLAN.md)
-declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
+# minutes of a 56 px unit alone at 2 threads (training + curves), from benchmarks/study_speed.py's rates on each CPU
+# class (PLAN.md): the Xeon with AMX, else the AMD EPYC's (x 1.15 for data loading and evaluation)
+if grep -q amx /proc/cpuinfo 2>/dev/null; then
+  declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
+else
+  declare -A MIN56=([g56]=105 [moganet_xtiny]=15 [swin_femto]=55 [convnext_atto]=200)
+fi
 deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)  # HH:MM: its next occurrence (a session may cross midnight)
 [[ ${DEADLINE:-23:59} =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$deadline" -lt "$(date -u +%s)" ] && deadline=$((deadline + 86400))
 mkdir -p "$CLAIMS"
