@@ -46,7 +46,8 @@ from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_models, provenance, publish_artefacts, train_variant, wall_time)
+                              interaction_of_models, provenance, publish_artefacts, train_variant, trained_on,
+                              wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -414,7 +415,7 @@ def train_and_compare(args):
     for name in args.models:
         with open(os.path.join(args.out, name, 'results.yaml')) as f:
             r = yaml.safe_load(f)
-        machine = f"{r.get('machine', 'not recorded')} ({r.get('threads', '?')} threads)"
+        machine = trained_on(r)
         machines += [machine] if machine not in machines else []
         params, macs = count_params_macs(ModelConfig(name=name), image_size=args.image_size or 28)
         rows.append(dict(model=name, seed=args.seed, lr=rates[name], params_M=round(params / 1e6, 2),

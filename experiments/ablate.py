@@ -35,7 +35,8 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, descri
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, wall_time)
+                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, trained_on,
+                              wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -213,8 +214,7 @@ def main(argv=None):
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
-    machines = sorted({f"{r.get('machine', 'not recorded')} ({r.get('threads', '?')} threads)"
-                       for (name, _), r in per_seed.items() if name in set(result.row)})
+    machines = sorted({trained_on(r) for (name, _), r in per_seed.items() if name in set(result.row)})
     md += (f'\nTrained on: {"; ".join(machines)}. Wall time: training {result.wall_min.sum() / 60:.1f} h (summed over '
            f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
            f'finished, summed across resumed runs). {provenance("experiments/ablate.py", command)}\n\n'

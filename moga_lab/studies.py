@@ -19,7 +19,8 @@ from .runtime import describe_machine
 from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
-           'check_interaction_cache', 'load_study_config', 'provenance', 'publish_artefacts', 'add_wall_time', 'wall_time',
+           'check_interaction_cache', 'load_study_config', 'provenance', 'trained_on', 'publish_artefacts',
+           'add_wall_time', 'wall_time',
            'ARTEFACT_SUFFIXES']
 
 ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
@@ -209,6 +210,12 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     return frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(list(ids))]
 
 
+def trained_on(results: Dict[str, Any]) -> str:
+    """Who trained a run, from its ``results.yaml``: e.g. ``AMD EPYC, 2 cores, torch 2.14.1 (1 thread)``."""
+    threads = results.get('threads', '?')
+    return f"{results.get('machine', 'not recorded')} ({threads} thread{'' if threads == 1 else 's'})"
+
+
 def provenance(script: str, argv: Sequence[str]) -> str:
     """The exact command and the machine, as a study report states them (one Markdown line).
 
@@ -217,7 +224,7 @@ def provenance(script: str, argv: Sequence[str]) -> str:
         argv: its arguments (``sys.argv[1:]``).
     """
     return (f'Command: `python {script} {shlex.join(argv)}`. Machine: {describe_machine()}, '
-            f'{torch.get_num_threads()} threads per process.')
+            f'{torch.get_num_threads()} thread{"" if torch.get_num_threads() == 1 else "s"} per process.')
 
 
 def publish_artefacts(out: str, dest: str) -> List[str]:
