@@ -112,8 +112,9 @@ def parse_args(argv=None):
                    'e.g. docs/studies/compare')
     p.add_argument('--num-images', type=int_at_least(1), default=8, help='images for the interaction curves')
     p.add_argument('--gradcam-images', type=int_at_least(1), default=6)
-    p.add_argument('--cam-images', type=int_at_least(2), default=256,
-                   help='test images for the Grad-CAM mass on the garment (with its interval); --quick: 8')
+    p.add_argument('--cam-images', type=int_at_least(2), default=None,
+                   help='models trained here: test images for the Grad-CAM mass on the garment (with its interval); '
+                        'default 256, --quick: 8')
     p.add_argument('--only', nargs='+', metavar='MODEL',
                    help='train and analyse only these of --models now and write no report (e.g. one model per '
                         'session or per process); a later run without --only writes the report from what they cached')
@@ -146,6 +147,10 @@ def main(argv=None):
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the exact command, stated in the report
     if args.publish and os.path.exists(args.publish) and not os.path.isdir(args.publish):
         parser.error(f'--publish {args.publish}: a file is there; accepted: a folder (created if missing)')
+    if args.sources and args.cam_images is not None:  # the garment mask exists for Fashion-MNIST only
+        parser.error(f'--cam-images {args.cam_images}: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is '
+                     f'computed for the models this script trains only; accepted: no --cam-images with --checkpoint '
+                     f'or --model/--weights (their Grad-CAM grid shows --gradcam-images images)')
     try:
         args.store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
     except TrackingError as error:
@@ -393,7 +398,7 @@ def train_and_compare(args):
     # cached interaction results of another design: said now, not after hours of training
     for name in args.models:
         check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), settings)
-    n_cam = 8 if args.quick else args.cam_images
+    n_cam = 8 if args.quick else (args.cam_images or 256)
 
     rows, missing = [], []
     for name in args.models:

@@ -123,6 +123,9 @@ def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, messag
     (['--drop-path', '1.5'], "argument --drop-path: '1.5' is not accepted; accepted: a number in [0, 1)"),
     (['--cam-images', '1'], "argument --cam-images: '1' is not accepted; accepted: an integer >= 2"),
     (['--only', 'nope'], '--only nope: not among --models; accepted: moganet_xtiny, convnext_atto, swin_femto'),
+    (['--model', 'moganet_xtiny', '--weights', 'w.pth', '--cam-images', '64'],
+     '--cam-images 64: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is computed for the models this '
+     'script trains only'),
 ])
 def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / 'out'
