@@ -1,4 +1,4 @@
-"""Process-level CPU settings that change speed, never results.
+"""Process-level CPU settings that change speed, never results; a clock that skips the time the process was stopped.
 
 PyTorch's CPU allocator hands every tensor buffer to the C library's ``malloc``. glibc serves blocks above its
 mmap threshold (dynamic, at most 32 MB) with a fresh ``mmap`` and gives them back with ``munmap`` on free, so
@@ -11,7 +11,10 @@ working set resident instead of returning it between steps.
 """
 import ctypes
 import ctypes.util
+import os
 import sys
+import threading
+import time
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # <malloc.h>
 
@@ -45,7 +48,6 @@ def describe_machine() -> str:
     matrix units: they decide the bf16 columns of every benchmark), the cores this process may use and the torch
     version.
     """
-    import os
     import platform
 
     import torch
@@ -60,3 +62,41 @@ def describe_machine() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     return f'{name}{" (AMX)" if amx else ""}, {cores} cores, torch {torch.__version__.split("+")[0]}'
+
+
+# Seconds this process spent stopped. A study on a 2-core machine is paused (SIGSTOP / SIGCONT, studies/pause.sh)
+# while a benchmark or the tests run alone; its wall times should not count the pause. The kernel keeps no per-process
+# stopped time, and process CPU time counts every intra-op thread, so a daemon thread that wakes every _TICK seconds
+# measures it: a gap of more than _GAP seconds between two wake-ups is time the process did not run (a waiting
+# thread on a loaded 2-core machine is scheduled within milliseconds, far below _GAP).
+_TICK, _GAP = 0.25, 5.0
+_stopped = {'seconds': 0.0, 'thread': None, 'pid': None}
+_stopped_lock = threading.Lock()
+
+
+def _watch_stops():
+    last = time.monotonic()
+    while True:
+        time.sleep(_TICK)
+        now = time.monotonic()
+        if now - last > _GAP:
+            with _stopped_lock:
+                _stopped['seconds'] += now - last - _TICK
+        last = now
+
+
+def stopped_seconds() -> float:
+    """Seconds this process has been stopped (SIGSTOP until SIGCONT; ~0.25 s resolution, stops under 5 s not
+    counted) since the first call of this function or `running_time`, which starts the watching thread."""
+    with _stopped_lock:
+        if _stopped['thread'] is None or _stopped['pid'] != os.getpid():  # (a forked child has no watcher)
+            _stopped['thread'] = threading.Thread(target=_watch_stops, name='moga-lab-stop-watch', daemon=True)
+            _stopped['thread'].start()
+            _stopped['pid'], _stopped['seconds'] = os.getpid(), 0.0
+        return _stopped['seconds']
+
+
+def running_time() -> float:
+    """A clock (seconds) that stands still while the process is stopped: ``time.perf_counter()`` less
+    `stopped_seconds`. Differences of it are the wall times study reports give (pauses excluded)."""
+    return time.perf_counter() - stopped_seconds()

@@ -5,7 +5,6 @@ import dataclasses
 import os
 import shlex
 import shutil
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -15,7 +14,7 @@ import yaml
 
 from .analysis.games import InteractionSettings, ORDER_RATIOS, check_design, evaluation_model, interaction_strength
 from .loaders import NamedModel, load_classifier, load_eval_images
-from .runtime import describe_machine
+from .runtime import describe_machine, running_time
 from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
@@ -196,14 +195,14 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
             if done is not None and ((done.model == m.name) & (done.image_id == image_id)).any():
                 bar.update(1)
                 continue
-            start = time.perf_counter()
+            start = running_time()  # (stands still while the process is stopped: pauses are not counted)
             runner = runner or evaluation_model(m.model, settings)  # fused once per model
             frames.append(interaction_strength(runner, images[k:k + 1], labels[k:k + 1], settings, model_name=m.name,
                                                image_ids=[image_id]))
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
             if wall_times:
-                add_wall_time(wall_times, 'interaction', time.perf_counter() - start)
+                add_wall_time(wall_times, 'interaction', running_time() - start)
             bar.update(1)
     bar.close()
     frame = pd.concat(frames, ignore_index=True)

@@ -6,7 +6,6 @@
 training loop over all resumed segments plus the test; training images/s of the last segment).
 """
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -15,9 +14,10 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.trainer.states import RunningStage
 
 from ..data import ClassificationDataModule, create_datamodule
-from ..runtime import describe_machine
+from ..runtime import describe_machine, running_time
 from .config import RunConfig
 from .loggers import build_loggers, log_figure, log_final_metrics
 from .module import ImageClassifier
@@ -77,11 +77,11 @@ class _ThroughputClock(L.Callback):
         self._start = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._start = time.perf_counter()
+        self._start = running_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
+            self.seconds += running_time() - self._start
             self.images += len(batch[0]) * trainer.world_size
             self._start = None
 
@@ -89,6 +89,41 @@ class _ThroughputClock(L.Callback):
         if trainer.is_global_zero and self.seconds:
             for logger in trainer.loggers:
                 logger.log_metrics({'train/images_per_second': self.images / self.seconds}, step=trainer.global_step)
+
+
+class _RunningTimer(Timer):
+    """Lightning's Timer (its elapsed time is saved in checkpoints and continues on resume) on a clock that stands
+    still while the process is stopped (`moga_lab.runtime.running_time`): a study paused while a benchmark runs alone
+    does not count the pause in its wall times. Lightning's Timer reads ``time.monotonic()`` in each hook, so the
+    hooks that read it are restated here."""
+
+    def time_elapsed(self, stage: str = RunningStage.TRAINING) -> float:
+        start, end = self.start_time(stage), self.end_time(stage)
+        offset = self._offset if stage == RunningStage.TRAINING else 0
+        if start is None:
+            return offset
+        return (running_time() if end is None else end) - start + offset
+
+    def _mark(self, table, stage):
+        table[stage] = running_time()
+
+    def on_train_start(self, trainer, pl_module):
+        self._mark(self._start_time, RunningStage.TRAINING)
+
+    def on_train_end(self, trainer, pl_module):
+        self._mark(self._end_time, RunningStage.TRAINING)
+
+    def on_validation_start(self, trainer, pl_module):
+        self._mark(self._start_time, RunningStage.VALIDATING)
+
+    def on_validation_end(self, trainer, pl_module):
+        self._mark(self._end_time, RunningStage.VALIDATING)
+
+    def on_test_start(self, trainer, pl_module):
+        self._mark(self._start_time, RunningStage.TESTING)
+
+    def on_test_end(self, trainer, pl_module):
+        self._mark(self._end_time, RunningStage.TESTING)
 
 
 def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
@@ -198,7 +233,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
     periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
                                save_top_k=0, save_last=True)
     clock = _ThroughputClock()
-    timer = Timer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
+    timer = _RunningTimer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
     callbacks = [best, periodic, clock, timer]
     if cfg.trainer.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
@@ -209,7 +244,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
                                                   every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
     trainer = _trainer(cfg, run_dir, callbacks, log_every=_log_every(cfg, dm))
-    start = time.perf_counter()
+    start = running_time()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*Checkpoint directory .* exists and is not empty.*')
@@ -224,7 +259,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
             ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
             out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
-    seconds = time.perf_counter() - start
+    seconds = running_time() - start
     total_seconds = train_seconds + timer.time_elapsed('test')
     ips = clock.images / clock.seconds if clock.seconds else 0.0
     if trainer.is_global_zero:
