@@ -10,8 +10,7 @@
 # unit also computes the row's interaction curves, and a comparison unit its curves and Grad-CAM; both need the
 # checkpoint, and checkpoints are not in git: so a unit must finish in the session that starts it. Each lane
 # takes the first unit that is not finished, not taken by the other lane, and fits before DEADLINE (UTC, the
-# session's end minus a margin; estimates from PLAN.md: ~45 min for a training, ~70 min with the curves), and stops
-# when none fits. Every command skips what is finished, so this continues the study on a fresh clone.
+# session's end minus a margin; estimates below), and stops when none fits. Every command skips what is finished, so this continues the study on a fresh clone.
 cd "$(dirname "$0")/.."
 CFG=experiments/configs/ablation_converged.yaml
 OUT=studies/ablation_converged
@@ -32,13 +31,17 @@ UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:con
   g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto"
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-TRAIN_MIN=${TRAIN_MIN:-45}
-CURVES_MIN=${CURVES_MIN:-25}
-# minutes of a 56 px unit alone at 2 threads (training + curves), from benchmarks/study_speed.py's rates on each CPU
-# class (PLAN.md): the Xeon with AMX, else the AMD EPYC's (x 1.15 for data loading and evaluation)
+# Estimated minutes per unit on each CPU class (PLAN.md), the Xeon with AMX, else the AMD EPYC: a 28 px training
+# and a row's curves as one of two one-thread lanes (measured in the grid's runs), a 28 px comparison model (training
+# + curves + Grad-CAM, one thread), and a 56 px unit alone at 2 threads (benchmarks/study_speed.py's rates x 1.15
+# for data loading and evaluation). The AMD EPYC trains these models ~2x faster than the Xeon.
 if grep -q amx /proc/cpuinfo 2>/dev/null; then
+  TRAIN_MIN=${TRAIN_MIN:-45} CURVES_MIN=${CURVES_MIN:-25}
+  declare -A MINCMP=([convnext_atto]=175 [swin_femto]=70)
   declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
 else
+  TRAIN_MIN=${TRAIN_MIN:-40} CURVES_MIN=${CURVES_MIN:-22}
+  declare -A MINCMP=([convnext_atto]=95 [swin_femto]=45)
   declare -A MIN56=([g56]=105 [moganet_xtiny]=15 [swin_femto]=55 [convnext_atto]=200)
 fi
 deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)  # HH:MM: its next occurrence (a session may cross midnight)
@@ -68,6 +71,7 @@ minutes() {  # estimated minutes of a unit in this lane's mode; empty: not run i
       else
         [ "$1" = g56 ] && echo "${MIN56[g56]}" || echo "${MIN56[$2]}"
       fi ;;
+    cmp) echo "${MINCMP[$2]}" ;;
     *) { [ "$2" = 1 ] || [ "$2" = 2 ]; } && echo "$TRAIN_MIN" || echo $((TRAIN_MIN + CURVES_MIN)) ;;
   esac
 }
