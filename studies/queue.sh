@@ -10,7 +10,8 @@
 # unit also computes the row's interaction curves, and a comparison unit its curves and Grad-CAM; both need the
 # checkpoint, and checkpoints are not in git: so a unit must finish in the session that starts it. Each lane
 # takes the first unit that is not finished, not taken by the other lane, and fits before DEADLINE (UTC, the
-# session's end minus a margin; estimates below), and stops when none fits. Every command skips what is finished, so this continues the study on a fresh clone.
+# session's end minus a margin; estimates below), and stops when none fits. Every command skips what is finished,
+# so this continues the study on a fresh clone.
 cd "$(dirname "$0")/.."
 CFG=experiments/configs/ablation_converged.yaml
 OUT=studies/ablation_converged
@@ -30,6 +31,8 @@ CMP56_ARGS="${CMP_ARGS/--out $CMP/--out $CMP56} --image-size 56"
 UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto
   g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto"
 THREADS=${THREADS:-1}
+[[ $THREADS =~ ^[12]$ ]] || { echo "queue.sh: THREADS=$THREADS is not accepted; accepted: 1 (two lanes) or 2 (LANES=A, the 56 px units)" >&2; exit 2; }
+[[ ${LANES:-A B} =~ ^[AB]( [AB])?$ ]] || { echo "queue.sh: LANES=$LANES is not accepted; accepted: A, B or \"A B\"" >&2; exit 2; }
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 # Estimated minutes per unit on each CPU class (PLAN.md), the Xeon with AMX, else the AMD EPYC: a 28 px training
 # and a row's curves as one of two one-thread lanes (measured in the grid's runs), a 28 px comparison model (training
@@ -44,7 +47,8 @@ else
   declare -A MINCMP=([convnext_atto]=95 [swin_femto]=45)
   declare -A MIN56=([g56]=105 [moganet_xtiny]=15 [swin_femto]=55 [convnext_atto]=200)
 fi
-deadline=$(date -u -d "${DEADLINE:-23:59}" +%s)  # HH:MM: its next occurrence (a session may cross midnight)
+deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its next occurrence (sessions cross midnight)
+  { echo "queue.sh: DEADLINE=$DEADLINE is not accepted; accepted: HH:MM (UTC) or a date(1) time such as '2026-11-28 01:30'" >&2; exit 2; }
 [[ ${DEADLINE:-23:59} =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$deadline" -lt "$(date -u +%s)" ] && deadline=$((deadline + 86400))
 mkdir -p "$CLAIMS"
 

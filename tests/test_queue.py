@@ -96,3 +96,16 @@ def test_queue_deadline_two_lanes_then_the_56px_units_alone(root, tmp_path):
     # nothing is left: a further call runs nothing
     jobs = tmp_path / 'jobs4.txt'
     assert _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2') == []
+
+
+@pytest.mark.parametrize('env, message', [
+    ({'DEADLINE': '25:99'}, 'DEADLINE=25:99 is not accepted; accepted: HH:MM (UTC)'),
+    ({'THREADS': '3'}, 'THREADS=3 is not accepted; accepted: 1 (two lanes) or 2'),
+    ({'LANES': 'C'}, 'LANES=C is not accepted; accepted: A, B or "A B"'),
+])
+def test_queue_bad_settings_are_one_line_and_run_nothing(root, tmp_path, env, message):
+    jobs = tmp_path / 'jobs.txt'
+    done = subprocess.run(['bash', str(root / 'studies' / 'queue.sh')], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, 'JOBS': str(jobs), 'REAL_PY': sys.executable, **env})
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count('\n') == 1, done.stderr
+    assert not jobs.exists() and not (root / 'studies' / 'ablation_converged').exists()
