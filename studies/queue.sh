@@ -92,14 +92,19 @@ add_wall_time(sys.argv[2], 'interaction', wall_time(sys.argv[1], 'interaction'))
   cp "$src/results.yaml" "$dst/results.yaml"  # last: a results.yaml says the run folder is complete
 }
 
-claim() {  # atomic (mkdir): the other lane cannot take the same unit; a claim whose process has gone is stale
+claim() {  # the other lane cannot take the same unit; a claim whose process has gone is stale. Claims are made
+  # one at a time under a lock (flock): without it a lane could find the claim folder before its pid was written
+  # and take it as stale (both lanes then ran the same unit)
   local d=$CLAIMS/$1 p
-  if ! mkdir "$d" 2>/dev/null; then
-    p=$(cat "$d/pid" 2>/dev/null)
-    { [ -n "$p" ] && kill -0 "$p" 2>/dev/null; } && return 1
-    rm -rf "$d"; mkdir "$d" 2>/dev/null || return 1
-  fi
-  echo $BASHPID > "$d/pid"
+  {
+    flock 9
+    if [ -d "$d" ]; then
+      p=$(cat "$d/pid" 2>/dev/null)
+      { [ -n "$p" ] && kill -0 "$p" 2>/dev/null; } && return 1
+      rm -rf "$d"
+    fi
+    mkdir "$d" && echo $BASHPID > "$d/pid"
+  } 9> "$CLAIMS/.lock"
 }
 
 lane() {

@@ -109,3 +109,14 @@ def test_queue_bad_settings_are_one_line_and_run_nothing(root, tmp_path, env, me
                           env={**os.environ, 'JOBS': str(jobs), 'REAL_PY': sys.executable, **env})
     assert done.returncode == 2 and message in done.stderr and done.stderr.count('\n') == 1, done.stderr
     assert not jobs.exists() and not (root / 'studies' / 'ablation_converged').exists()
+
+
+def test_queues_started_together_run_each_unit_once(root, tmp_path):
+    # four queues of two lanes each start at once on one folder: eight lanes race for every claim (a lane that
+    # found a claim folder before its pid was written used to take it as stale, and two lanes ran one unit)
+    jobs = tmp_path / 'jobs.txt'
+    env = {**os.environ, 'JOBS': str(jobs), 'REAL_PY': sys.executable, 'DEADLINE': _in(23 * 60)}
+    queues = [subprocess.Popen(['bash', str(root / 'studies' / 'queue.sh')], env=env) for _ in range(4)]
+    assert all(q.wait(timeout=600) == 0 for q in queues)
+    units = [tuple(line.split()[:3]) for line in jobs.read_text().splitlines()]
+    assert len(units) == len(set(units)) == 8 * 3 + 2, sorted(units)
