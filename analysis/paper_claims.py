@@ -200,12 +200,19 @@ def main(argv=None):
         p.error('nothing to read: give --compare DIR and/or --ablation DIR (folders a study published)')
     rows = []
     try:
-        for i, folder in enumerate(args.compare):
-            accuracy, interaction, px, cams = read_study(folder)
-            rows += compare_claims(accuracy, interaction, px or f'#{i + 1}', cams)
-        for i, folder in enumerate(args.ablation):
-            accuracy, interaction, px, _ = read_study(folder)
-            rows += ablation_claims(accuracy, interaction, px or f'#{i + 1}')
+        for kind, folders in (('--compare', args.compare), ('--ablation', args.ablation)):
+            # the claims of one kind are keyed by resolution: two folders at one resolution (e.g. the 6-epoch and
+            # the 3-epoch comparison at 28 px) would silently merge into one verdict per claim
+            seen = {}
+            for i, folder in enumerate(folders):
+                accuracy, interaction, px, cams = read_study(folder)
+                px = px or f'#{i + 1}'
+                if px in seen:
+                    raise ValueError(f'{kind} {seen[px]} and {kind} {folder} are both at {px} px; accepted: one '
+                                     f'{kind} folder per resolution (run paper_claims.py once per set of studies)')
+                seen[px] = folder
+                rows += (compare_claims(accuracy, interaction, px, cams) if kind == '--compare'
+                         else ablation_claims(accuracy, interaction, px))
     except ValueError as error:
         p.error(str(error))
     rows += resolution_rows(rows)

@@ -318,6 +318,19 @@ def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     assert exit_.value.code == 2 and 'missing accuracy.csv, interaction.csv' in capsys.readouterr().err
 
 
+def test_paper_claims_two_studies_at_one_resolution_is_one_line(tmp_path, capsys):
+    # e.g. the 6-epoch and the 3-epoch comparison, both at 28 px: their verdicts would merge under one key
+    compare = {'model': ['moganet_xtiny', 'convnext_atto'], 'seed': [0, 0], 'test_top1': [92.5, 90.0]}
+    for name in ('c6', 'c3'):
+        _synthetic_study(tmp_path / name, compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0}, 28, 'report.md')
+    with pytest.raises(SystemExit) as exit_:
+        load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c6'), '--compare', str(tmp_path / 'c3'),
+                                                      '--out', str(tmp_path / 'claims.md')])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and 'are both at 28 px; accepted: one --compare folder per resolution' in err
+    assert err.strip().count('\n') == 1 and not (tmp_path / 'claims.md').exists()  # usage line + the error
+
+
 def _add_seconds(out, n):
     from moga_lab.studies import add_wall_time
     for _ in range(n):
