@@ -283,7 +283,7 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
     assert tool.main(args) == 0
     printed = capsys.readouterr().out
     # over 2 images, each image is held to 0.5 * sqrt(2)
-    assert "budget: contexts until every order's 95 % interval is within 70.7107 % of its value" in printed
+    assert "budget: contexts until each image's 95 % interval at every order is within 70.7 % of its value" in printed
     assert 'moganet_xtiny: Monte-Carlo precision of the curve over 2 images: 95 % half-width at most' in printed
     frame = pd.read_csv(out / 'interaction.csv')
     assert frame.image_id.nunique() == 2 and frame.I2.notna().all()

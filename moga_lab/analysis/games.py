@@ -379,7 +379,7 @@ def describe_contexts(frame: pd.DataFrame) -> str:
     target = frame['target_ci'].iloc[0] if 'target_ci' in frame else float('nan')
     if target == target:  # not NaN: the precision mode
         met = frame.converged.mean() if 'converged' in frame else float('nan')
-        return (f"contexts until every order's 95 % interval is within {100 * target:g} % of its value "
+        return (f"contexts until each image's 95 % interval at every order is within {100 * target:.3g} % of its value "
                 f"(met by {100 * met:.0f} % of image-orders; mean {frame.contexts.mean():.0f} contexts per pair and "
                 f"order{paid})")
     return f'{int(frame.num_contexts.iloc[0])} contexts per pair and order{paid}'
