@@ -174,6 +174,8 @@ def main(argv=None):
                           top1_spread=float(np.std(accs, ddof=1)) if len(accs) > 1 else float('nan'),
                           seeds=len(accs), train_images_per_s=float(np.mean(speeds)),
                           wall_min=float(np.sum(walls)) / 60))
+    if args.no_report:  # no tables: check again (a row's curves take minutes; another job may have finished a seed)
+        missing = [m for m in missing if not os.path.isfile(os.path.join(args.out, m, 'results.yaml'))]
     if missing:
         print(f'[ablate] not finished (left out of the tables; run the command again to resume them): '
               f'{", ".join(missing)}' + (f'; failed jobs: {", ".join(failed)} (logs in {args.out}/jobs)' if failed else ''),

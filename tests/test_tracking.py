@@ -170,3 +170,26 @@ def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_report
     assert 'not finished' in again.stderr and 'full/seed1' in again.stderr and 'failed jobs' in again.stderr
     table = pd.read_csv(out / 'ablation.csv')
     assert table.seeds.tolist() == [1]
+
+
+@needs_fmnist
+def test_no_report_lists_only_the_seeds_still_unfinished_when_it_prints(tmp_path, monkeypatch, capsys):
+    """A queue lane (``--no-report --seeds 0``) prints what is not finished after the row's curves, which take
+    minutes: a seed another lane finished meanwhile is not listed."""
+    ablate = _ablate_module()
+    out = tmp_path / 'abl'
+
+    def curves_while_another_lane_finishes_seed1(checkpoints, cache, wall_times, **kwargs):
+        seed1 = out / 'full' / 'seed1'
+        seed1.mkdir(parents=True, exist_ok=True)
+        (seed1 / 'results.yaml').write_text(yaml.safe_dump({'test/acc1': 0.5, 'train_images_per_second': 1.0}))
+        return pd.DataFrame()
+    monkeypatch.setattr(ablate, 'interaction_of_checkpoints', curves_while_another_lane_finishes_seed1)
+    args = ['--quick', '--rows', 'full', '--seeds', '0', '--no-report', '--out', str(out), '--no-tracking']
+    (out / 'full').mkdir(parents=True)
+    ablate.main(args)
+    assert 'not finished' not in capsys.readouterr().err
+    os.remove(out / 'full' / 'seed1' / 'results.yaml')  # seed 1 unfinished for good: still listed
+    monkeypatch.setattr(ablate, 'interaction_of_checkpoints', lambda *a, **k: pd.DataFrame())
+    ablate.main(args)
+    assert 'full/seed1' in capsys.readouterr().err
