@@ -179,8 +179,11 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     `InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
     results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed, one
     from another design is an error (`check_interaction_cache`). With ``wall_times`` (a study folder) each
-    (model, image) computed adds its seconds to the ``interaction`` total there (`add_wall_time`) as soon as it is
-    cached, so a run stopped part-way loses at most one image's time from the study's wall time."""
+    (model, image) computed adds its seconds to the ``interaction`` total there (`add_wall_time`). With a cache too,
+    the seconds are kept beside it (``<cache>.seconds``) as each image is cached, and moved into the total once
+    every requested (model, image) is in the cache: a run stopped part-way keeps its time with its unfinished cache
+    and resumes it, and a study folder committed mid-run never holds time whose images are lost with the machine
+    (they would be computed, and counted, again)."""
     from tqdm.auto import tqdm
     from .atomic import atomic_write_csv
     check_interaction_cache(cache, settings)
@@ -202,11 +205,26 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
             if wall_times:
-                add_wall_time(wall_times, 'interaction', running_time() - start)
+                _add_seconds(cache + '.seconds', running_time() - start) if cache else \
+                    add_wall_time(wall_times, 'interaction', running_time() - start)
             bar.update(1)
     bar.close()
+    if wall_times and cache and os.path.isfile(cache + '.seconds'):  # every image is cached: the time joins the total
+        with open(cache + '.seconds') as f:
+            add_wall_time(wall_times, 'interaction', float(f.read()))
+        os.remove(cache + '.seconds')
     frame = pd.concat(frames, ignore_index=True)
     return frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(list(ids))]
+
+
+def _add_seconds(path: str, seconds: float) -> None:
+    """Add ``seconds`` to the number in the text file ``path`` (0 when missing), written atomically."""
+    from .atomic import atomic_write_text
+    total = 0.0
+    if os.path.isfile(path):
+        with open(path) as f:
+            total = float(f.read())
+    atomic_write_text(path, f'{total + seconds:.3f}')
 
 
 def trained_on(results: Dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """The study scripts end to end at their --quick settings (real Fashion-MNIST, a few steps per row)."""
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -419,9 +420,11 @@ def test_target_over_images_and_the_precision_reached():
                                          'at any order')
 
 
-def test_interaction_wall_time_is_added_per_image_so_a_stopped_run_keeps_it(tmp_path, monkeypatch):
+def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_cache_is_complete(tmp_path, monkeypatch):
     """A study's interaction wall time is summed per cached (model, image): a run stopped part-way keeps the time of
-    the images it finished, and a resumed run adds only the images it computes."""
+    the images it finished beside its unfinished cache, a resumed run adds only the images it computes, and the
+    study's total gets the time once every image is cached. If the unfinished cache is lost (a fresh machine, the
+    study folder from git), its images are computed again and counted once."""
     import moga_lab.studies as studies
     from moga_lab.analysis.games import InteractionSettings
     from moga_lab.loaders import NamedModel
@@ -430,26 +433,46 @@ def test_interaction_wall_time_is_added_per_image_so_a_stopped_run_keeps_it(tmp_
     model = NamedModel(net, 'linear', 'test', 3, 1, 16, (0.0,), (1.0,), ('a', 'b', 'c'))
     images, labels = torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])
     settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.5, 1.0))
-    cache = str(tmp_path / 'interaction.csv')
+    study = tmp_path / 'study'
+    cache = study / 'row' / 'interaction.csv'
     real, calls = studies.interaction_strength, []
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)
+        return real(*args, **kwargs)
 
     def stops_at_the_third_image(*args, **kwargs):
         calls.append(kwargs['image_ids'][0])
         if len(calls) == 3:
             raise KeyboardInterrupt  # the session ends while the third image is computed
-        time.sleep(0.2)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(studies, 'interaction_strength', stops_at_the_third_image)
+        return slow(*args, **kwargs)
+
+    def run(fn):
+        monkeypatch.setattr(studies, 'interaction_strength', fn)
+        return studies.interaction_of_models([model], images, labels, [10, 11, 12], settings, cache=str(cache),
+                                             progress=False, wall_times=str(study))
     with pytest.raises(KeyboardInterrupt):
-        studies.interaction_of_models([model], images, labels, [10, 11, 12], settings, cache=cache, progress=False,
-                                      wall_times=str(tmp_path))
-    first = studies.wall_time(str(tmp_path), 'interaction')
-    assert 0.4 <= first < 5  # two finished images of >= 0.2 s each
-    monkeypatch.setattr(studies, 'interaction_strength', real)
-    frame = studies.interaction_of_models([model], images, labels, [10, 11, 12], settings, cache=cache,
-                                          progress=False, wall_times=str(tmp_path))
+        run(stops_at_the_third_image)
+    kept = float((study / 'row' / 'interaction.csv.seconds').read_text())
+    assert 0.4 <= kept < 5  # two finished images of >= 0.2 s each, beside the unfinished cache
+    assert studies.wall_time(str(study), 'interaction') == 0  # not in the study's total yet
+    frame = run(slow)
     assert sorted(frame.image_id.unique()) == [10, 11, 12]
-    assert first < studies.wall_time(str(tmp_path), 'interaction') < first + 2  # only image 12 was added
+    total = studies.wall_time(str(study), 'interaction')
+    assert kept + 0.2 <= total < kept + 2  # only image 12 was added
+    assert not (study / 'row' / 'interaction.csv.seconds').exists()
+    run(slow)  # everything cached: nothing computed, nothing added
+    assert studies.wall_time(str(study), 'interaction') == total
+
+    # the machine is lost mid-row: the unfinished cache and its time go together; the rerun counts its images once
+    (study / 'wall_times.yaml').unlink()
+    cache.unlink()
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run(stops_at_the_third_image)
+    shutil.rmtree(study / 'row')
+    run(slow)
+    assert 0.6 <= studies.wall_time(str(study), 'interaction') < 3  # three images, each counted once
 
 
 def test_cam_summary_pairs_the_images_every_model_can_use():
