@@ -204,14 +204,14 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
                                                image_ids=[image_id]))
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
-            if wall_times:
-                _add_seconds(cache + '.seconds', running_time() - start) if cache else \
-                    add_wall_time(wall_times, 'interaction', running_time() - start)
+            if wall_times and cache:
+                _add_seconds(cache + '.seconds', running_time() - start)
+            elif wall_times:
+                add_wall_time(wall_times, 'interaction', running_time() - start)
             bar.update(1)
     bar.close()
     if wall_times and cache and os.path.isfile(cache + '.seconds'):  # every image is cached: the time joins the total
-        with open(cache + '.seconds') as f:
-            add_wall_time(wall_times, 'interaction', float(f.read()))
+        add_wall_time(wall_times, 'interaction', _read_seconds(cache + '.seconds'))
         os.remove(cache + '.seconds')
     frame = pd.concat(frames, ignore_index=True)
     return frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(list(ids))]
@@ -220,11 +220,18 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
 def _add_seconds(path: str, seconds: float) -> None:
     """Add ``seconds`` to the number in the text file ``path`` (0 when missing), written atomically."""
     from .atomic import atomic_write_text
-    total = 0.0
-    if os.path.isfile(path):
-        with open(path) as f:
-            total = float(f.read())
+    total = _read_seconds(path) if os.path.isfile(path) else 0.0
     atomic_write_text(path, f'{total + seconds:.3f}')
+
+
+def _read_seconds(path: str) -> float:
+    with open(path) as f:
+        text = f.read()
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f'{path} holds {text[:40]!r}, not a number of seconds (the interaction time of an unfinished '
+                         f'cache); delete it to go on without that time') from None
 
 
 def trained_on(results: Dict[str, Any]) -> str:

@@ -473,6 +473,10 @@ def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_ca
     shutil.rmtree(study / 'row')
     run(slow)
     assert 0.6 <= studies.wall_time(str(study), 'interaction') < 3  # three images, each counted once
+    # a damaged time file: an error naming it and what to do, not a bare float() traceback
+    (study / 'row' / 'interaction.csv.seconds').write_text('garbage')
+    with pytest.raises(ValueError, match=r"interaction\.csv\.seconds holds 'garbage', not a number .* delete it"):
+        run(slow)
 
 
 def test_cam_summary_pairs_the_images_every_model_can_use():
