@@ -2,16 +2,19 @@
 # The issue-18 jobs still to run, in two one-thread lanes side by side (2 cores):
 #   DEADLINE=13:50 nohup bash studies/queue.sh >/dev/null 2>&1 &      progress: tail studies/lane_*.log
 # (LANES="A" runs one lane; a second queue started later takes only units nobody holds)
-#   DEADLINE=13:50 LANES=A THREADS=2 nohup bash studies/queue.sh >/dev/null 2>&1 &    the 56 px units: one lane, alone
+#   DEADLINE=13:50 LANES=A THREADS=2 nohup bash studies/queue.sh >/dev/null 2>&1 &    one lane at two threads
 # The 56 px units (the resolution check: ablation_56px.yaml's four rows, seed 0, and the 3-epoch comparison at 56 px)
-# cost ~4x a 28 px unit: they run only in the one-lane, two-thread mode, where one fits a session (PLAN.md).
+# cost ~4x a 28 px unit. In the one-lane, two-thread mode one fits a session; in two one-thread lanes one takes
+# ~2x as long (more than a session) but the two lanes together train ~5-20 % more images/s (AMD EPYC, 56 px: 2 x 24
+# vs 40-46 images/s, benchmarks/study_speed.py): set DEADLINE past the session's end for that only on a machine that
+# persists between sessions, where an unfinished unit resumes from its last.ckpt (PLAN.md).
 # A unit is one (row, seed) of the 28 px grid, or one model of the 3-epoch 28 px comparison (compare28_3ep: the
 # resolution check's 28 px side, the grid's budget; its MogaNet-XT is the grid's full row, seed 0). A row's seed-0
 # unit also computes the row's interaction curves, and a comparison unit its curves and Grad-CAM; both need the
-# checkpoint, and checkpoints are not in git: so a unit must finish in the session that starts it. Each lane
-# takes the first unit that is not finished, not taken by the other lane, and fits before DEADLINE (UTC, the
-# session's end minus a margin; estimates below), and stops when none fits. Every command skips what is finished,
-# so this continues the study on a fresh clone.
+# checkpoint, and checkpoints are not in git: so on a fresh machine a unit must finish in the session that starts
+# it. Each lane takes the first unit that is not finished, not taken by the other lane, and fits before DEADLINE
+# (UTC, the session's end minus a margin; estimates below), and stops when none fits. Every command skips what is
+# finished, so this continues the study on a fresh clone.
 cd "$(dirname "$0")/.."
 CFG=experiments/configs/ablation_converged.yaml
 OUT=studies/ablation_converged
@@ -31,13 +34,14 @@ CMP56_ARGS="${CMP_ARGS/--out $CMP/--out $CMP56} --image-size 56"
 UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto
   g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto"
 THREADS=${THREADS:-1}
-[[ $THREADS =~ ^[12]$ ]] || { echo "queue.sh: THREADS=$THREADS is not accepted; accepted: 1 (two lanes) or 2 (LANES=A, the 56 px units)" >&2; exit 2; }
+[[ $THREADS =~ ^[12]$ ]] || { echo "queue.sh: THREADS=$THREADS is not accepted; accepted: 1 (a thread per lane) or 2 (LANES=A: one lane)" >&2; exit 2; }
 [[ ${LANES:-A B} =~ ^[AB]( [AB])?$ ]] || { echo "queue.sh: LANES=$LANES is not accepted; accepted: A, B or \"A B\"" >&2; exit 2; }
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 # Estimated minutes per unit on each CPU class (PLAN.md), the Xeon with AMX, else the AMD EPYC: a 28 px training
 # and a row's curves as one of two one-thread lanes (measured in the grid's runs), a 28 px comparison model (training
 # + curves + Grad-CAM, one thread), and a 56 px unit alone at 2 threads (benchmarks/study_speed.py's rates x 1.15
-# for data loading and evaluation). The AMD EPYC trains these models ~2x faster than the Xeon.
+# for data loading and evaluation; x 2 as one of two one-thread lanes). The AMD EPYC trains these models ~2x faster
+# than the Xeon.
 if grep -q amx /proc/cpuinfo 2>/dev/null; then
   TRAIN_MIN=${TRAIN_MIN:-45} CURVES_MIN=${CURVES_MIN:-25}
   declare -A MINCMP=([convnext_atto]=175 [swin_femto]=70)
@@ -66,15 +70,16 @@ curves_done() {  # a row folder whose seed-0 run is trained and whose 32 images 
        "$1/interaction.csv" 2>/dev/null | sort -u | wc -l)" = 32 ]
 }
 
-minutes() {  # estimated minutes of a unit in this lane's mode; empty: not run in this mode
+minutes() {  # estimated minutes of a unit in this lane's mode
   case $1 in
-    g56|c56) [ "$THREADS" = 2 ] || return
+    g56|c56) local m
       if [ "$2" = moganet_xtiny ]; then  # shared with g56:full once that is done; trained anew if its checkpoint is gone
         curves_done "$OUT56/full" || return
-        { [ -f "$OUT56/full/seed0/best.ckpt" ] || [ -f "$CMP56/$2/results.yaml" ]; } && echo "${MIN56[$2]}" || echo "${MIN56[g56]}"
+        { [ -f "$OUT56/full/seed0/best.ckpt" ] || [ -f "$CMP56/$2/results.yaml" ]; } && m=${MIN56[$2]} || m=${MIN56[g56]}
       else
-        [ "$1" = g56 ] && echo "${MIN56[g56]}" || echo "${MIN56[$2]}"
-      fi ;;
+        [ "$1" = g56 ] && m=${MIN56[g56]} || m=${MIN56[$2]}
+      fi
+      echo $(( m * (3 - THREADS) )) ;;
     cmp) echo "${MINCMP[$2]}" ;;
     *) { [ "$2" = 1 ] || [ "$2" = 2 ]; } && echo "$TRAIN_MIN" || echo $((TRAIN_MIN + CURVES_MIN)) ;;
   esac

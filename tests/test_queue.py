@@ -1,5 +1,5 @@
 """studies/queue.sh, the issue-18 job queue, with stub commands in place of the trainings: which units run, in
-which mode, each once, and what the 56 px comparison takes over from the 56 px grid."""
+which mode, each once, and what the 56 px comparison takes over from the 56 px grid (in either mode)."""
 import datetime
 import os
 import shutil
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   case $1 in --out) out=$2; shift;; --only) only=$2; shift;; --rows) rows=$2; shift;; --seeds) seeds=$2; shift;; esac
   shift
 done
-echo "$script ${rows:-$only} ${seeds:--} $OMP_NUM_THREADS" >> "$JOBS"
+echo "$script ${rows:-$only} ${seeds:--} $OMP_NUM_THREADS $out" >> "$JOBS"
 if [ "$script" = experiments/ablate.py ]; then
   d=$out/$rows/seed$seeds; mkdir -p "$d"; touch "$d/best.ckpt" "$d/last.ckpt" "$d/config.yaml" "$d/metrics.csv"
   echo "test_top1: 90.0" > "$d/results.yaml"
@@ -59,33 +59,8 @@ def _in(minutes):
     return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=minutes)).strftime('%H:%M')
 
 
-def test_queue_deadline_two_lanes_then_the_56px_units_alone(root, tmp_path):
-    # 60 minutes left: a seed-0 unit (training + curves, ~62-70 min) and ConvNeXt-atto (95-175 min) do not fit,
-    # later seeds (~40-45 min) do
-    jobs = tmp_path / 'jobs1.txt'
-    ran = _queue(root, jobs, DEADLINE=_in(60))
-    trained = [(unit, seed) for script, unit, seed, _ in ran if script.endswith('ablate.py')]
-    assert len(trained) == len(set(trained)) == 8 * 2 and all(seed in ('1', '2') for _, seed in trained)
-    assert {unit for script, unit, *_ in ran if script.endswith('compare_models.py')} <= {'swin_femto'}
-
-    # all day: two one-thread lanes run every 28 px unit exactly once and leave the 56 px units alone
-    jobs = tmp_path / 'jobs2.txt'
-    ran = _queue(root, jobs, DEADLINE=_in(23 * 60))
-    units = [(script, unit, seed) for script, unit, seed, _ in ran]
-    assert len(units) == len(set(units)) and sum(s.endswith('ablate.py') for s, *_ in units) == 8
-    assert all(seed == '0' for s, _, seed in units if s.endswith('ablate.py'))
-    assert {threads for *_, threads in ran} == {'1'}
-    assert not (root / 'studies' / 'ablation_56px').exists()
-    assert all((root / 'studies' / 'compare28_3ep' / m / 'analysis.pt').is_file() for m in ('convnext_atto', 'swin_femto'))
-
-    # one two-thread lane: the 56 px units, the grid's full row first, then the comparison's MogaNet-XT shares it
-    jobs = tmp_path / 'jobs3.txt'
-    ran = _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2')
-    assert [(Path(s).name, u) for s, u, _, _ in ran] == [
-        ('ablate.py', 'full'), ('compare_models.py', 'moganet_xtiny'), ('ablate.py', 'no_gating'),
-        ('ablate.py', 'no_ca'), ('ablate.py', 'plain'), ('compare_models.py', 'swin_femto'),
-        ('compare_models.py', 'convnext_atto')]
-    assert {threads for *_, threads in ran} == {'2'}
+def _check_shared_xt(root):
+    # the 56 px comparison's MogaNet-XT is the 56 px grid's full row: its run files, curves (renamed) and their time
     shared = root / 'studies' / 'compare56_3ep' / 'moganet_xtiny'
     assert (shared / 'best.ckpt').is_file() and (shared / 'results.yaml').is_file()
     curves = pd.read_csv(shared / 'interaction.csv')
@@ -93,14 +68,53 @@ def test_queue_deadline_two_lanes_then_the_56px_units_alone(root, tmp_path):
     assert yaml.safe_load((root / 'studies' / 'compare56_3ep' / 'wall_times.yaml').read_text()) == {
         'interaction_seconds': 600.0}
 
+
+UNITS56 = [('ablate.py', 'full'), ('compare_models.py', 'moganet_xtiny'), ('ablate.py', 'no_gating'),
+           ('ablate.py', 'no_ca'), ('ablate.py', 'plain'), ('compare_models.py', 'swin_femto'),
+           ('compare_models.py', 'convnext_atto')]
+
+
+def test_queue_deadline_then_every_unit_once_in_two_lanes(root, tmp_path):
+    # 60 minutes left: a seed-0 unit (training + curves, ~62-70 min), ConvNeXt-atto (95-175 min) and every 56 px
+    # unit (>= 110 min at one thread) do not fit, later seeds (~40-45 min) do
+    jobs = tmp_path / 'jobs1.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(60))
+    trained = [(unit, seed) for script, unit, seed, *_ in ran if script.endswith('ablate.py')]
+    assert len(trained) == len(set(trained)) == 8 * 2 and all(seed in ('1', '2') for _, seed in trained)
+    assert {unit for script, unit, *_ in ran if script.endswith('compare_models.py')} <= {'swin_femto'}
+    assert not any('56' in out for *_, out in ran)
+
+    # all day (a machine that persists): two one-thread lanes run every unit exactly once, the 56 px ones included;
+    # the 56 px comparison's MogaNet-XT waits for the grid's full row and takes it over
+    jobs = tmp_path / 'jobs2.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(23 * 60))
+    units = [(script, unit, seed, out) for script, unit, seed, _, out in ran]
+    assert len(units) == len(set(units)) and {threads for *_, threads, _ in ran} == {'1'}
+    assert sum(s.endswith('ablate.py') and '56' not in out for s, _, _, out in units) == 8
+    assert sorted((Path(s).name, u) for s, u, _, out in units if '56' in out) == sorted(UNITS56)
+    done56 = [(Path(s).name, u) for s, u, _, out in units if '56' in out]
+    assert done56.index(('ablate.py', 'full')) < done56.index(('compare_models.py', 'moganet_xtiny'))
+    assert all((root / 'studies' / 'compare28_3ep' / m / 'analysis.pt').is_file() for m in ('convnext_atto', 'swin_femto'))
+    _check_shared_xt(root)
+    assert _queue(root, tmp_path / 'jobs3.txt', DEADLINE=_in(23 * 60)) == []
+
+
+def test_queue_one_two_thread_lane_runs_the_56px_units_in_order(root, tmp_path):
+    # the 56 px units in one two-thread lane: the grid's full row first, then the comparison's MogaNet-XT shares it
+    jobs = tmp_path / 'jobs1.txt'
+    ran = _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2')
+    assert [(Path(s).name, u) for s, u, _, _, out in ran if '56' in out] == UNITS56
+    assert {threads for *_, threads, _ in ran} == {'2'}
+    _check_shared_xt(root)
+
     # nothing is left: a further call runs nothing
-    jobs = tmp_path / 'jobs4.txt'
+    jobs = tmp_path / 'jobs2.txt'
     assert _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2') == []
 
 
 @pytest.mark.parametrize('env, message', [
     ({'DEADLINE': '25:99'}, 'DEADLINE=25:99 is not accepted; accepted: HH:MM (UTC)'),
-    ({'THREADS': '3'}, 'THREADS=3 is not accepted; accepted: 1 (two lanes) or 2'),
+    ({'THREADS': '3'}, 'THREADS=3 is not accepted; accepted: 1 (a thread per lane) or 2 (LANES=A: one lane)'),
     ({'LANES': 'C'}, 'LANES=C is not accepted; accepted: A, B or "A B"'),
 ])
 def test_queue_bad_settings_are_one_line_and_run_nothing(root, tmp_path, env, message):
@@ -118,5 +132,5 @@ def test_queues_started_together_run_each_unit_once(root, tmp_path):
     env = {**os.environ, 'JOBS': str(jobs), 'REAL_PY': sys.executable, 'DEADLINE': _in(23 * 60)}
     queues = [subprocess.Popen(['bash', str(root / 'studies' / 'queue.sh')], env=env) for _ in range(4)]
     assert all(q.wait(timeout=600) == 0 for q in queues)
-    units = [tuple(line.split()[:3]) for line in jobs.read_text().splitlines()]
-    assert len(units) == len(set(units)) == 8 * 3 + 2, sorted(units)
+    units = [tuple(line.split()[:3]) + tuple(line.split()[4:]) for line in jobs.read_text().splitlines()]
+    assert len(units) == len(set(units)) == 8 * 3 + 2 + 7, sorted(units)
