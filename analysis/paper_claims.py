@@ -13,7 +13,9 @@ Claims and how each is decided (95 % intervals; "decided" means the interval exc
 * MogaNet's interactions sit more in the middle orders than ConvNeXt's / Swin's: the middle-share difference on
   the same images, paired bootstrap over images (``moga_lab.analysis.games.middle_share_difference``).
 * Gating raises middle-order interactions; channel aggregation (CA) raises them: ``full`` minus ``no_gating`` /
-  ``no_ca`` (and ``plain``) in the ablation, the same paired bootstrap. The grid's other switches (sigmoid gate,
+  ``no_ca`` (and ``plain``) in the ablation, the same paired bootstrap; where the grid published curves on several
+  seeds' checkpoints (``interaction_seeds.csv``, ``ablate.py --curve-seeds``), also across training seeds: the
+  difference on each seed's checkpoints and Welch's interval over the seeds' shares. The grid's other switches (sigmoid gate,
   dilations 1-1-1, split 1:0:0, no FD) get the same row, without "as the paper says": the paper's interaction
   ablation does not cover them.
 * Each component raises accuracy: ``full`` minus every row in mean test top-1 over seeds, Welch's t interval (with a
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.analysis.games import middle_share_difference  # noqa: E402
 from moga_lab.analysis.gradcam import mass_summary  # noqa: E402
+from moga_lab.analysis.seeds import middle_share_difference_over_seeds, welch  # noqa: E402
 from moga_lab.analysis.strength import Z95  # noqa: E402
 from moga_lab.atomic import atomic_write_text  # noqa: E402
 
@@ -85,21 +88,6 @@ def verdict(low: float, high: float, positive: str, negative: str) -> str:
     return 'not decided (the interval contains 0)'
 
 
-def welch(a: np.ndarray, b: np.ndarray):
-    """(mean(a) - mean(b), 95 % Welch interval) or an interval of NaN when a side has one value."""
-    from scipy import stats
-    diff = float(np.mean(a) - np.mean(b))
-    if len(a) < 2 or len(b) < 2:
-        return diff, float('nan'), float('nan')
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    t = stats.t.ppf(0.975, df)
-    return diff, diff - t * se, diff + t * se
-
-
 def compare_claims(accuracy, interaction, px, cams=None):
     rows = []
     names = list(dict.fromkeys(accuracy.name))
@@ -137,7 +125,14 @@ def compare_claims(accuracy, interaction, px, cams=None):
     return rows
 
 
-def ablation_claims(accuracy, interaction, px):
+def read_seeded(folder: str):
+    """The per-image table with a seed column that a grid publishes when it has curves on several seeds' checkpoints
+    (``interaction_seeds.csv``), or None."""
+    path = os.path.join(folder, 'interaction_seeds.csv')
+    return pd.read_csv(path) if os.path.isfile(path) else None
+
+
+def ablation_claims(accuracy, interaction, px, seeded=None):
     rows = []
     names = list(dict.fromkeys(accuracy.name))
     if 'full' not in names:
@@ -151,6 +146,8 @@ def ablation_claims(accuracy, interaction, px):
                          evidence=f'full - {row}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
                                   f'{d["num_images"]} images',
                          status=verdict(d['ci_low'], d['ci_high'], positive, negative)))
+        if seeded is not None and {'full', row} <= set(seeded.model):
+            rows.append(_across_seeds(seeded, row, what, px, positive, negative))
     full = accuracy[accuracy.name == 'full'].top1.to_numpy()
     for row in names:
         if row == 'full':
@@ -166,6 +163,24 @@ def ablation_claims(accuracy, interaction, px):
             status = 'one seed, not decided'
         rows.append(dict(px=px, claim=f'The full model is more accurate than {row}', evidence=evidence, status=status))
     return rows
+
+
+def _across_seeds(seeded, row, what, px, positive, negative):
+    d = middle_share_difference_over_seeds(seeded, 'full', row)
+    per_seed = d['per_seed']
+    higher = sum(v['ci_low'] > 0 for v in per_seed.values())
+    lower = sum(v['ci_high'] < 0 for v in per_seed.values())
+    evidence = ('per seed ' + ' / '.join(f"{s}: {v['difference']:+.3f} ({v['ci_low']:+.3f} to {v['ci_high']:+.3f})"
+                                         for s, v in per_seed.items())
+                + f' (decided higher on {higher}, lower on {lower} of {len(per_seed)} seeds); mean over seeds '
+                  f'{d["difference"]:+.3f}')
+    if d['ci_low'] == d['ci_low']:
+        evidence += f' ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}, Welch, {len(d["seeds_a"])} / {len(d["seeds_b"])} seeds)'
+        status = verdict(d['ci_low'], d['ci_high'], positive, negative)
+    else:
+        status = 'one seed on a side, not decided'
+    return dict(px=px, claim=f'{what} raises middle-order interactions across training seeds (full vs {row})',
+                evidence=evidence, status=status)
 
 
 def resolution_rows(rows):
@@ -212,14 +227,15 @@ def main(argv=None):
                                      f'{kind} folder per resolution (run paper_claims.py once per set of studies)')
                 seen[px] = folder
                 rows += (compare_claims(accuracy, interaction, px, cams) if kind == '--compare'
-                         else ablation_claims(accuracy, interaction, px))
+                         else ablation_claims(accuracy, interaction, px, read_seeded(folder)))
     except ValueError as error:
         p.error(str(error))
     rows += resolution_rows(rows)
     table = pd.DataFrame(rows, columns=['px', 'claim', 'evidence', 'status'])
     text = ('Each claim with its numbers and 95 % interval; "decided" = the interval excludes 0 '
             '(analysis/paper_claims.py). Middle-share intervals are over the images, on one checkpoint per model or '
-            'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation.'
+            'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation, except in '
+            'the claims "across training seeds" (curves on every seed\'s checkpoint, Welch\'s interval over the seeds).'
             '\n\n' + table.to_markdown(index=False) + '\n')
     print(text)
     if args.out:

@@ -6,7 +6,9 @@ Rows (experiments/configs/ablation.yaml): full; no gating branch; gate activatio
 (1,1,1); channel splits 1:0:0 and 1:1:1; no FD; no CA; no FD + no CA + no gating (the plain baseline).
 Columns: parameters, MACs (fvcore, at the budget's image size), test top-1 (mean and spread over seeds), training images/s, and
 the share of interaction strength in the middle orders (0.2n-0.6n by default) from the interaction tool on
-the seed-0 checkpoint, all rows on the same images, pairs and contexts.
+the seed-0 checkpoint, all rows on the same images, pairs and contexts. ``--curve-seeds 1 2`` also computes the curves
+on those seeds' checkpoints: the report then gives each row's middle share per seed and full minus each row on every
+seed and across seeds (``seed_shares.csv``, ``interaction_seeds.csv``; `moga_lab.analysis.seeds`).
 
 Writes ``<out>/ablation.csv`` (a row per variant), ``ablation.md``, ``ablation_curves.png``, ``accuracy.csv`` (a line per
 (row, seed)), ``interaction.csv`` (the tidy per-image table) and ``curve.csv``, and records every row
@@ -33,6 +35,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, descri
                                      describe_precision, flat_middle_share, middle_share_difference,
                                      middle_share_interval, per_image_target, strength_curve)
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
+from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
                               interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, trained_on,
@@ -52,6 +55,10 @@ def main(argv=None):
     p.add_argument('--rows', nargs='+', help='only these rows (names in the config)')
     p.add_argument('--seeds', nargs='+', type=int, help="only these of the budget's seeds (e.g. one (row, seed) job per "
                    'call); the interactions need the first seed, the tables read back every finished seed')
+    p.add_argument('--curve-seeds', nargs='+', type=int, default=[], metavar='S',
+                   help="also compute each row's curves on these seeds' checkpoints (cached in <row>/seed<S>/"
+                        "interaction.csv; the first seed's are always computed): the report adds the middle share per "
+                        'seed and full minus each row across seeds. A report reads the finished caches without it')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
     p.add_argument('--no-report', action='store_true',
                    help='train the rows and compute their interactions, but write no tables (a later run without it '
@@ -126,8 +133,9 @@ def main(argv=None):
             check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), design)
         except ValueError as error:
             p.error(str(error))
-    if args.seeds and set(args.seeds) - set(budget.seeds):
-        p.error(f'--seeds {sorted(set(args.seeds) - set(budget.seeds))}: not in the config; accepted: {budget.seeds}')
+    for flag, seeds in (('--seeds', args.seeds), ('--curve-seeds', args.curve_seeds)):
+        if seeds and set(seeds) - set(budget.seeds):
+            p.error(f'{flag} {sorted(set(seeds) - set(budget.seeds))}: not in the config; accepted: {budget.seeds}')
     budget_dict = {k: v for k, v in budget.__dict__.items()}
     jobs = [TrainJob(os.path.join(args.out, name, f'seed{seed}'), budget_dict, seed, switches)
             for name, switches in rows.items() for seed in (args.seeds or budget.seeds)]
@@ -151,6 +159,19 @@ def main(argv=None):
         # the checkpoint whose test top-1 is reported (best val/acc1; as compare_models does), else the last
         first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'best.ckpt')
         first = first if os.path.isfile(first) else first.replace('best.ckpt', 'last.ckpt')
+        # curves on later seeds' checkpoints (--curve-seeds; each (row, seed) call computes its own seed's)
+        for seed in args.curve_seeds:
+            run = os.path.join(args.out, name, f'seed{seed}')
+            if seed == budget.seeds[0] or (args.seeds and seed not in args.seeds) or not os.path.isfile(
+                    os.path.join(run, 'results.yaml')):
+                continue
+            ckpt = os.path.join(run, 'best.ckpt')
+            try:
+                interaction_of_checkpoints({name: ckpt if os.path.isfile(ckpt) else ckpt.replace('best', 'last')},
+                                           cache=os.path.join(run, 'interaction.csv'), wall_times=args.out,
+                                           **inter_kwargs)
+            except FileNotFoundError as error:
+                p.exit(2, f'{p.prog}: error: row {name!r} seed {seed}: curves unfinished and {error}\n')
         if not accs or not os.path.isfile(os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'results.yaml')):
             continue
         if args.no_report and args.seeds and budget.seeds[0] not in args.seeds:
@@ -216,6 +237,7 @@ def main(argv=None):
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
+    md += _seed_claims(args.out, frame, budget.seeds, inter_kwargs['num_images'], band)
     machines = sorted({trained_on(r) for (name, _), r in per_seed.items() if name in set(result.row)})
     md += (f'\nTrained on: {"; ".join(machines)}. Wall time: training {result.wall_min.sum() / 60:.1f} h (summed over '
            f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
@@ -255,6 +277,57 @@ def _claims(frame, result, band) -> str:
         verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
                    else 'no (interval contains 0)')
         lines.append(f"| {row} | {d['difference']:+.3f} | {d['ci_low']:+.3f} to {d['ci_high']:+.3f} | {verdict} |")
+    return '\n'.join(lines) + '\n'
+
+
+def _seed_claims(out, frame, seeds, num_images, band) -> str:
+    """Rows whose curves exist on several seeds' checkpoints (``--curve-seeds``; a seed's cache counts once it
+    holds all the images): their middle share per seed, and full minus each of them on every seed and across seeds.
+    Writes ``interaction_seeds.csv`` (the tidy per-image table with a seed column) and ``seed_shares.csv``."""
+    parts = [frame.assign(seed=seeds[0])]
+    for name in frame.model.unique():
+        for seed in seeds[1:]:
+            cache = os.path.join(out, name, f'seed{seed}', 'interaction.csv')
+            if os.path.isfile(cache):
+                done = pd.read_csv(cache)
+                if done.image_id.nunique() >= num_images:
+                    parts.append(done[done.model == name].assign(seed=seed))
+    seeded = pd.concat(parts, ignore_index=True)
+    counts = seeded.groupby('model').seed.nunique()
+    seeded = seeded[seeded.model.isin(counts[counts > 1].index)]
+    if seeded.empty:
+        return ''
+    shares = middle_share_by_seed(seeded, *band)
+    atomic_write_csv(os.path.join(out, 'interaction_seeds.csv'), seeded)
+    atomic_write_csv(os.path.join(out, 'seed_shares.csv'), shares)
+    used = sorted(shares.seed.unique())
+    lines = ['', 'Middle share on each training seed\'s checkpoint (rows with curves on several seeds: the same images, pairs '
+             'and design; 95 % bootstrap interval over the images):', '',
+             '| row | ' + ' | '.join(f'seed {s}' for s in used) + ' | mean ± s.d. over seeds |',
+             '| --- |' + ' --- |' * len(used) + ' ---: |']
+    for name, sub in shares.groupby('model', sort=False):
+        by = sub.set_index('seed')
+        cells = [f"{by.share[s]:.3f} [{by.ci_low[s]:.3f}, {by.ci_high[s]:.3f}]" if s in by.index else '–' for s in used]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {sub.share.mean():.3f} ± {sub.share.std(ddof=1):.3f} |')
+    if 'full' in set(shares.model):
+        lines += ['', "Full minus each row on every seed's checkpoints (seed k of both, paired bootstrap over the images) and "
+                  "across seeds (mean over each row's seeds, Welch's 95 % interval over the seeds' shares: it covers "
+                  'training-seed variation on these images):', '',
+                  '| row | ' + ' | '.join(f'seed {s}' for s in used) + ' | across seeds | decided across seeds? |',
+                  '| --- |' + ' --- |' * len(used) + ' --- | --- |']
+        for name in shares.model.unique():
+            if name == 'full':
+                continue
+            d = middle_share_difference_over_seeds(seeded, 'full', name, *band)
+            cells = [f"{d['per_seed'][s]['difference']:+.3f} ({d['per_seed'][s]['ci_low']:+.3f} to "
+                     f"{d['per_seed'][s]['ci_high']:+.3f})" if s in d['per_seed'] else '–' for s in used]
+            if d['ci_low'] == d['ci_low']:
+                across = f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+                verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
+                           else 'no (interval contains 0)')
+            else:
+                across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
+            lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
     return '\n'.join(lines) + '\n'
 
 

@@ -25,16 +25,22 @@ _run = run_script
 def test_ablate_quick_rows_resume(tmp_path):
     out = tmp_path / 'abl'
     # the grid split over processes (--no-report), by rows and by seeds, then one run that reads everything back
-    for part in (['--rows', 'full', 'no_gating'], ['--rows', 'plain', '--seeds', '1'], ['--rows', 'plain', '--seeds', '0']):
+    # --curve-seeds 1: curves on seed 1's checkpoints too (full and no_gating by the call that trains both seeds; plain
+    # by its seed-1 call)
+    for part in (['--rows', 'full', 'no_gating', '--curve-seeds', '1'], ['--rows', 'plain', '--seeds', '1', '--curve-seeds', '1'],
+                 ['--rows', 'plain', '--seeds', '0']):
         done = _run('experiments/ablate.py', ['--quick', '--no-report', '--out', str(out), *part], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         assert not (out / 'ablation.csv').exists()
-        if part[-1] == '1':  # a later seed alone: trained, but the row's curves wait for its first seed
+        if '--seeds' in part and part[-1] == '1':  # a later seed alone: its own curves; the row's wait for seed 0
             assert (out / 'plain' / 'seed1' / 'results.yaml').is_file()
+            assert (out / 'plain' / 'seed1' / 'interaction.csv').is_file()
             assert not (out / 'plain' / 'seed0').exists() and not (out / 'plain' / 'interaction.csv').exists()
         else:
             assert (out / part[1] / 'interaction.csv').is_file()
-    finished = [out / 'plain' / 'seed1' / 'results.yaml', out / 'full' / 'interaction.csv']
+    assert (out / 'full' / 'seed1' / 'interaction.csv').is_file() and (out / 'no_gating' / 'seed1' / 'interaction.csv').is_file()
+    finished = [out / 'plain' / 'seed1' / 'results.yaml', out / 'full' / 'interaction.csv',
+                out / 'full' / 'seed1' / 'interaction.csv']
     stamps = [f.stat().st_mtime_ns for f in finished]
     for checkpoint in out.rglob('*.ckpt'):  # as on a fresh clone of a committed study folder: results and curves only
         checkpoint.unlink()
@@ -48,7 +54,16 @@ def test_ablate_quick_rows_resume(tmp_path):
                      r'interactions \d+ min', report), report
     assert '](ablation_curves.png)' in report
     assert sorted(p.name for p in docs.iterdir()) == ['ablation.csv', 'ablation.md', 'ablation_curves.png',
-                                                      'accuracy.csv', 'curve.csv', 'interaction.csv']
+                                                      'accuracy.csv', 'curve.csv', 'interaction.csv',
+                                                      'interaction_seeds.csv', 'seed_shares.csv']
+    # the seed curves, read back without checkpoints: a share per (row, seed), full minus each row on both seeds
+    shares = pd.read_csv(out / 'seed_shares.csv')
+    assert list(zip(shares.model, shares.seed)) == [(r, s) for r in ('full', 'no_gating', 'plain') for s in (0, 1)]
+    assert shares.share.between(0, 1).all()
+    seeded = pd.read_csv(out / 'interaction_seeds.csv')
+    assert seeded.groupby(['model', 'seed']).image_id.nunique().eq(1).all()
+    assert "Middle share on each training seed's checkpoint" in report and '| no_gating | ' in report
+    assert re.search(r'\| plain \| [+-]\d\.\d{3} \([^)]*\) \| [+-]\d\.\d{3} \([^)]*\) \| [+-]\d\.\d{3}', report), report
     assert [f.stat().st_mtime_ns for f in finished] == stamps   # nothing trained or computed again
     table = pd.read_csv(out / 'ablation.csv')
     assert list(table.row) == ['full', 'no_gating', 'plain']
@@ -93,9 +108,10 @@ def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, scri
 def test_ablate_unknown_row(tmp_path):
     done = _run('experiments/ablate.py', ['--quick', '--rows', 'nope', '--out', str(tmp_path)], tmp_path)
     assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
-    done = _run('experiments/ablate.py', ['--quick', '--seeds', '7', '--out', str(tmp_path / 'o')], tmp_path)
-    assert done.returncode == 2 and '--seeds [7]: not in the config; accepted: [0, 1]' in done.stderr
-    assert 'Traceback' not in done.stderr and not (tmp_path / 'o').exists()
+    for flag in ('--seeds', '--curve-seeds'):
+        done = _run('experiments/ablate.py', ['--quick', flag, '7', '--out', str(tmp_path / 'o')], tmp_path)
+        assert done.returncode == 2 and f'{flag} [7]: not in the config; accepted: [0, 1]' in done.stderr
+        assert 'Traceback' not in done.stderr and not (tmp_path / 'o').exists()
 
 
 @pytest.mark.parametrize('edit, message', [
@@ -279,6 +295,10 @@ def test_paper_claims_decide_by_construction(tmp_path):
     pd.DataFrame(dict(model=np.repeat(compare['model'], 20), image_id=np.tile(np.arange(20), 3), garment_area=0.45,
                       cam_on_garment=np.concatenate([base + 0.1, base, base + 0.1 + wiggle - wiggle.mean()]))
                  ).to_csv(tmp_path / 'c28' / 'gradcam.csv', index=False)
+    # curves on three seeds' checkpoints: gating's effect holds on every seed, CA's only on seed 0's
+    from test_seeds import seeded_table
+    seeded_table({'full': [4.0, 4.4, 3.6], 'no_gating': [2.0, 2.2, 1.8], 'no_ca': [2.0, 6.0, 9.0]}).to_csv(
+        tmp_path / 'a28' / 'interaction_seeds.csv', index=False)
     one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
     _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
     out = tmp_path / 'claims.md'
@@ -304,6 +324,12 @@ def test_paper_claims_decide_by_construction(tmp_path):
     # a switch the paper's interaction ablation does not cover: no "against the paper"
     assert status('Feature decomposition raises middle-order interactions (full vs no_fd)') == 'decided: lowers'
     assert status('The full model is more accurate than no_gating') == 'decided: full more accurate'
+    across = 'raises middle-order interactions across training seeds'
+    assert status(f'Gating {across} (full vs no_gating)') == 'decided: raises (as the paper says)'
+    assert status(f'Channel aggregation {across} (full vs no_ca)').startswith('not decided')
+    assert '(decided higher on 1, lower on 2 of 3 seeds); mean over seeds' in out.read_text()  # CA: a seed lottery
+    assert not [line for line in out.read_text().splitlines()   # the 56 px grid has curves of one seed only
+                if across in line and line.split('|')[1].strip() != '28']
     assert status('The full model is more accurate than no_gating', 56) == 'one seed, not decided'
     assert status('Gating raises middle-order interactions (full vs no_gating)', 56).startswith('not decided')
     assert status('Gating raises middle-order interactions (full vs no_gating)', 'both') == 'decided at 28 px only'

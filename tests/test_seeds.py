@@ -1,0 +1,67 @@
+"""moga_lab.analysis.seeds: Welch's interval against scipy, and middle shares per training seed on tables whose
+shares are known by construction."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds, welch
+
+RATIOS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)  # three orders in the band 0.2n-0.6n, four outside
+
+
+def seeded_table(levels, images=16, noise=0.01, seed=0):
+    """Per-image rows with I2 = level in the middle orders and 1 elsewhere (times 1 + noise per image and order):
+    the debiased middle share of (model, seed) is 3 sqrt(level) / (3 sqrt(level) + 4). ``levels``: model -> one
+    level per training seed."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame([dict(model=m, seed=s, image_id=i, ratio=r,
+                              I2=(level if 0.2 <= r <= 0.6 else 1.0) * (1 + noise * rng.standard_normal()), J=1.0)
+                         for m, per_seed in levels.items() for s, level in enumerate(per_seed)
+                         for i in range(images) for r in RATIOS])
+
+
+def share(level):
+    return 3 * math.sqrt(level) / (3 * math.sqrt(level) + 4)
+
+
+def test_welch_matches_scipy():
+    a, b = [90.9, 90.86, 90.68], [90.32, 90.33, 90.79, 90.5]
+    diff, low, high = welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(np.mean(a) - np.mean(b), abs=1e-12)
+    assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    assert all(math.isnan(v) for v in welch([1.0], [2.0, 3.0])[1:])   # one value: no spread to estimate
+    assert welch([2.0, 2.0], [1.0, 1.0]) == (1.0, 1.0, 1.0)
+
+
+def test_middle_share_per_seed_is_the_closed_form():
+    table = middle_share_by_seed(seeded_table({'full': [4.0, 9.0], 'row': [1.0, 1.0]}, noise=0.0))
+    assert list(zip(table.model, table.seed)) == [('full', 0), ('full', 1), ('row', 0), ('row', 1)]
+    assert table.share.tolist() == pytest.approx([share(4.0), share(9.0), share(1.0), share(1.0)], abs=1e-12)
+    assert (table.ci_low <= table.share).all() and (table.share <= table.ci_high).all() and (table.num_images == 16).all()
+
+
+def test_a_difference_on_every_seed_is_decided_across_seeds_and_a_seed_lottery_is_not():
+    # 'steady': full above on every seed by a similar margin; 'lottery': full above on seed 0 only
+    frame = seeded_table({'full': [4.0, 4.4, 3.6], 'steady': [2.0, 2.2, 1.8], 'lottery': [2.0, 6.0, 9.0]})
+    steady = middle_share_difference_over_seeds(frame, 'full', 'steady')
+    assert sorted(steady['per_seed']) == [0, 1, 2] and steady['seeds_a'] == steady['seeds_b'] == [0, 1, 2]
+    assert all(d['ci_low'] > 0 for d in steady['per_seed'].values())
+    expected = np.mean([share(v) for v in (4.0, 4.4, 3.6)]) - np.mean([share(v) for v in (2.0, 2.2, 1.8)])
+    assert steady['difference'] == pytest.approx(expected, abs=2e-3) and steady['ci_low'] > 0
+    lottery = middle_share_difference_over_seeds(frame, 'full', 'lottery')
+    assert lottery['per_seed'][0]['ci_low'] > 0 and lottery['per_seed'][2]['ci_high'] < 0
+    assert lottery['ci_low'] < 0 < lottery['ci_high']   # decided on seed 0's checkpoints, not across seeds
+
+
+def test_seed_tables_say_what_is_missing():
+    frame = seeded_table({'full': [4.0], 'row': [2.0, 2.0]})
+    one = middle_share_difference_over_seeds(frame, 'full', 'row')
+    assert list(one['per_seed']) == [0] and math.isnan(one['ci_low'])    # one seed of full: no interval over seeds
+    with pytest.raises(ValueError, match='needs a seed column'):
+        middle_share_by_seed(frame.drop(columns='seed'))
+    with pytest.raises(ValueError, match='no curves of nope'):
+        middle_share_difference_over_seeds(frame, 'full', 'nope')
