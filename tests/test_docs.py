@@ -16,7 +16,7 @@ from conftest import ROOT
 # the packages whose public API (their __all__) must document every argument (issue: API reference)
 DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', 'moga_lab.analysis.games',
                       'moga_lab.analysis.interaction', 'moga_lab.analysis.strength', 'moga_lab.analysis.known_games',
-                      'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots']
+                      'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds']
 
 
 def build_site(root, site_dir):
