@@ -130,7 +130,9 @@ def main(argv=None):
                                  target_ci=inter_kwargs['target_ci'])
     for name in rows:  # cached results of another design: said now, not after hours of training
         try:
-            check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), design)
+            for cache in [os.path.join(args.out, name, 'interaction.csv')] + [
+                    os.path.join(args.out, name, f'seed{seed}', 'interaction.csv') for seed in budget.seeds[1:]]:
+                check_interaction_cache(cache, design)
         except ValueError as error:
             p.error(str(error))
     for flag, seeds in (('--seeds', args.seeds), ('--curve-seeds', args.curve_seeds)):
@@ -167,7 +169,7 @@ def main(argv=None):
                 continue
             ckpt = os.path.join(run, 'best.ckpt')
             try:
-                interaction_of_checkpoints({name: ckpt if os.path.isfile(ckpt) else ckpt.replace('best', 'last')},
+                interaction_of_checkpoints({name: ckpt if os.path.isfile(ckpt) else os.path.join(run, 'last.ckpt')},
                                            cache=os.path.join(run, 'interaction.csv'), wall_times=args.out,
                                            **inter_kwargs)
             except FileNotFoundError as error:

@@ -427,6 +427,14 @@ def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
                                           '--out', str(grid), '--no-tracking'], tmp_path)
     assert done.returncode == 2 and 'num_contexts [12] (this run: 50)' in done.stderr, done.stderr[-2000:]
     assert 'Traceback' not in done.stderr and sorted(p.name for p in (grid / 'full').iterdir()) == ['interaction.csv']
+    # the same for a later seed's curves (--curve-seeds), before any training
+    grid = tmp_path / 'grid3'
+    _cached_design(grid / 'no_ca' / 'seed2' / 'interaction.csv', contexts=12, target_ci=0.1 * 32 ** 0.5)
+    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'experiments/configs/ablation_converged.yaml'),
+                                          '--out', str(grid), '--no-tracking'], tmp_path)
+    assert done.returncode == 2 and f'{grid / "no_ca" / "seed2" / "interaction.csv"}' in done.stderr, done.stderr[-2000:]
+    assert 'num_contexts [12] (this run: 50)' in done.stderr and 'Traceback' not in done.stderr
+    assert [str(p.relative_to(grid)) for p in grid.rglob('*')] == ['no_ca', 'no_ca/seed2', 'no_ca/seed2/interaction.csv']
 
 
 def test_target_over_images_and_the_precision_reached():
