@@ -7,7 +7,7 @@ here take the per-image table of `interaction_strength` with a ``seed`` column (
 all on the same images, pairs and design) and say whether a difference between two architectures holds on every
 seed's checkpoint and across seeds.
 """
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from .games import middle_share_difference, middle_share_interval
 __all__ = ['welch', 'middle_share_by_seed', 'middle_share_difference_over_seeds']
 
 
-def welch(a, b) -> Tuple[float, float, float]:
+def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
     """mean(a) - mean(b) with its 95 % Welch interval (unequal variances, Welch-Satterthwaite degrees of freedom).
 
     Args:
