@@ -37,7 +37,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, descri
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
-from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
+from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs, finished_interaction,  # noqa: E402
                               interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, trained_on,
                               wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
@@ -289,15 +289,16 @@ def _seed_claims(out, frame, seeds, num_images, band) -> str:
     parts = [frame.assign(seed=seeds[0])]
     for name in frame.model.unique():
         for seed in seeds[1:]:
-            cache = os.path.join(out, name, f'seed{seed}', 'interaction.csv')
-            if os.path.isfile(cache):
-                done = pd.read_csv(cache)
-                if done.image_id.nunique() >= num_images:
-                    parts.append(done[done.model == name].assign(seed=seed))
+            done = finished_interaction(os.path.join(out, name, f'seed{seed}', 'interaction.csv'), [name], num_images)
+            if done is not None:
+                parts.append(done.assign(seed=seed))
     seeded = pd.concat(parts, ignore_index=True)
     counts = seeded.groupby('model').seed.nunique()
     seeded = seeded[seeded.model.isin(counts[counts > 1].index)]
-    if seeded.empty:
+    if seeded.empty:  # (tables of an earlier report whose seed caches are gone would otherwise be published)
+        for stale in ('interaction_seeds.csv', 'seed_shares.csv'):
+            if os.path.isfile(os.path.join(out, stale)):
+                os.remove(os.path.join(out, stale))
         return ''
     shares = middle_share_by_seed(seeded, *band)
     atomic_write_csv(os.path.join(out, 'interaction_seeds.csv'), seeded)

@@ -144,16 +144,32 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
     (e.g. in git) without its checkpoints."""
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
                                    target_ci=target_ci, max_forwards=max_forwards)
-    if cache and os.path.isfile(cache):
-        check_interaction_cache(cache, settings)
-        done = pd.read_csv(cache)
-        if 'I2' in done.columns and all(done.image_id[done.model == name].nunique() >= num_images
-                                        for name in checkpoints):
-            return done[done.model.isin(list(checkpoints))].reset_index(drop=True)
+    check_interaction_cache(cache, settings)
+    done = finished_interaction(cache, list(checkpoints), num_images)
+    if done is not None:
+        return done
     models = [load_classifier(path, name) for name, path in checkpoints.items()]
     images = load_eval_images(models[0], num_images, seed=seed)
     return interaction_of_models(models, images.images, images.labels, images.ids, settings, cache, progress,
                                  wall_times=wall_times)
+
+
+def finished_interaction(cache: Optional[str], names: Sequence[str], num_images: int) -> Optional[pd.DataFrame]:
+    """The cached per-image rows of ``names`` when the CSV at ``cache`` holds all ``num_images`` images of every one
+    of them (with the debiased columns), else None: the one test of "these curves are finished" that the studies
+    share (a part-done cache is resumed, never reported).
+
+    Args:
+        cache: a per-image interaction CSV a study wrote (None or absent: not finished).
+        names: the model (row) names whose curves are needed.
+        num_images: the images each curve needs.
+    """
+    if not cache or not os.path.isfile(cache):
+        return None
+    done = pd.read_csv(cache)
+    if 'I2' not in done.columns or not all(done.image_id[done.model == name].nunique() >= num_images for name in names):
+        return None
+    return done[done.model.isin(list(names))].reset_index(drop=True)
 
 
 def check_interaction_cache(cache: Optional[str], settings: InteractionSettings) -> None:

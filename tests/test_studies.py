@@ -85,6 +85,13 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert again.returncode == 0 and '[jobs]' not in again.stdout  # nothing left to run
     assert 'Epoch' not in again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(out / 'ablation.csv'), table)
+    # the seed caches gone (deleted by hand): the report drops its seed tables instead of publishing the old ones
+    for cache in out.glob('*/seed1/interaction.csv'):
+        cache.unlink()
+    again = _run('experiments/ablate.py', args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not (out / 'interaction_seeds.csv').exists() and not (out / 'seed_shares.csv').exists()
+    assert "Middle share on each training seed's checkpoint" not in (out / 'ablation.md').read_text()
     # a committed row whose curves were stopped half-way, on a machine without its checkpoint: one line, the way out
     cache = out / 'plain' / 'interaction.csv'
     rows = pd.read_csv(cache)
@@ -386,6 +393,19 @@ def _cached_design(path, contexts=50, target_ci=float('nan'), n_players=49):
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(dict(model='full', image_id=[1, 1], ratio=[0.0, 1.0], I2=[1.0, 2.0], I2_se=[0.1, 0.1],
                       n_players=n_players, num_pairs=20, num_contexts=contexts, target_ci=target_ci)).to_csv(path, index=False)
+
+
+def test_finished_interaction_needs_every_image_of_every_name(tmp_path):
+    from moga_lab.studies import finished_interaction
+    cache = tmp_path / 'interaction.csv'
+    assert finished_interaction(str(cache), ['a'], 2) is None              # no cache yet
+    rows = pd.DataFrame({'model': ['a', 'a', 'b'], 'image_id': [3, 5, 3], 'I2': [0.1, 0.2, 0.3]})
+    rows.to_csv(cache, index=False)
+    assert list(finished_interaction(str(cache), ['a'], 2).image_id) == [3, 5]  # only the names asked for
+    assert finished_interaction(str(cache), ['a', 'b'], 2) is None          # b has one image of two
+    assert finished_interaction(str(cache), ['a'], 3) is None
+    rows.drop(columns='I2').to_csv(cache, index=False)                      # before the debiased statistic: not finished
+    assert finished_interaction(str(cache), ['a'], 2) is None
 
 
 def test_interaction_cache_of_another_design_is_refused():
