@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, describe_contexts,  # noqa: E402
                                      describe_precision, flat_middle_share, middle_share_difference,
                                      middle_share_interval, per_image_target, strength_curve)
-from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
+from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels, plot_middle_share_by_seed  # noqa: E402
 from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs, finished_interaction,  # noqa: E402
@@ -239,7 +239,9 @@ def main(argv=None):
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band)
-    md += _seed_claims(args.out, frame, budget.seeds, inter_kwargs['num_images'], band)
+    md += _seed_claims(args.out, frame, budget.seeds, inter_kwargs['num_images'], band,
+                       f'{budget.image_size or 28} px, {budget.describe_epochs()} at batch {budget.batch_size}, '
+                       f'lr {budget.lr:g}')
     machines = sorted({trained_on(r) for (name, _), r in per_seed.items() if name in set(result.row)})
     md += (f'\nTrained on: {"; ".join(machines)}. Wall time: training {result.wall_min.sum() / 60:.1f} h (summed over '
            f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
@@ -282,10 +284,11 @@ def _claims(frame, result, band) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _seed_claims(out, frame, seeds, num_images, band) -> str:
+def _seed_claims(out, frame, seeds, num_images, band, budget_text) -> str:
     """Rows whose curves exist on several seeds' checkpoints (``--curve-seeds``; a seed's cache counts once it
     holds all the images): their middle share per seed, and full minus each of them on every seed and across seeds.
-    Writes ``interaction_seeds.csv`` (the tidy per-image table with a seed column) and ``seed_shares.csv``."""
+    Writes ``interaction_seeds.csv`` (the tidy per-image table with a seed column), ``seed_shares.csv`` and
+    ``seed_shares.png``."""
     parts = [frame.assign(seed=seeds[0])]
     for name in frame.model.unique():
         for seed in seeds[1:]:
@@ -296,7 +299,7 @@ def _seed_claims(out, frame, seeds, num_images, band) -> str:
     counts = seeded.groupby('model').seed.nunique()
     seeded = seeded[seeded.model.isin(counts[counts > 1].index)]
     if seeded.empty:  # (tables of an earlier report whose seed caches are gone would otherwise be published)
-        for stale in ('interaction_seeds.csv', 'seed_shares.csv'):
+        for stale in ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png'):
             if os.path.isfile(os.path.join(out, stale)):
                 os.remove(os.path.join(out, stale))
         return ''
@@ -304,6 +307,8 @@ def _seed_claims(out, frame, seeds, num_images, band) -> str:
     atomic_write_csv(os.path.join(out, 'interaction_seeds.csv'), seeded)
     atomic_write_csv(os.path.join(out, 'seed_shares.csv'), shares)
     used = sorted(shares.seed.unique())
+    plot_middle_share_by_seed(shares, os.path.join(out, 'seed_shares.png'), band=band,
+                              title=f'MogaNet-XT ablations: middle-order share on each training seed ({budget_text})')
     lines = ['', 'Middle share on each training seed\'s checkpoint (rows with curves on several seeds: the same images, pairs '
              'and design; 95 % bootstrap interval over the images):', '',
              '| row | ' + ' | '.join(f'seed {s}' for s in used) + ' | mean ± s.d. over seeds |',
@@ -331,6 +336,8 @@ def _seed_claims(out, frame, seeds, num_images, band) -> str:
             else:
                 across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
             lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
+    lines += ['', f'![middle-order share of each row on each training seed ({frame.image_id.nunique()} test images, 95 % '
+              f'intervals over images; bar: mean over seeds; {budget_text})](seed_shares.png)']
     return '\n'.join(lines) + '\n'
 
 

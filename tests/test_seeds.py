@@ -65,3 +65,25 @@ def test_seed_tables_say_what_is_missing():
         middle_share_by_seed(frame.drop(columns='seed'))
     with pytest.raises(ValueError, match='no curves of nope'):
         middle_share_difference_over_seeds(frame, 'full', 'nope')
+
+
+def test_seed_share_figure_marks_every_seed_once_and_the_mean(tmp_path, monkeypatch):
+    from moga_lab.analysis import plots
+    shares = middle_share_by_seed(seeded_table({'full': [4.0, 9.0, 1.0], 'row': [1.0, 2.0]}, images=4, noise=0.0))
+    seen = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        bars = [seg for c in ax.collections for seg in c.get_segments()
+                if abs(seg[1][0] - seg[0][0]) > 0.5]       # the mean bars (0.7 wide; error-bar caps are markers)
+        seen.update(legend=[t.get_text() for t in ax.get_legend().get_texts()],
+                    ticks=[t.get_text() for t in ax.get_xticklabels()], means=sorted(float(s[0][1]) for s in bars))
+    monkeypatch.setattr(plots, 'save_figure', keep)
+    plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))
+    assert seen['legend'] == ['seed 0', 'seed 1', 'seed 2', 'mean over seeds']   # once each, not once per marker
+    assert seen['ticks'] == ['full', 'row']
+    expected = sorted([np.mean([share(4.0), share(9.0), share(1.0)]), np.mean([share(1.0), share(2.0)])])
+    assert seen['means'] == pytest.approx(expected, abs=1e-9)
+    monkeypatch.undo()
+    plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))       # a real PNG
+    assert (tmp_path / 's.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

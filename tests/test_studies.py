@@ -55,7 +55,7 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert '](ablation_curves.png)' in report
     assert sorted(p.name for p in docs.iterdir()) == ['ablation.csv', 'ablation.md', 'ablation_curves.png',
                                                       'accuracy.csv', 'curve.csv', 'interaction.csv',
-                                                      'interaction_seeds.csv', 'seed_shares.csv']
+                                                      'interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png']
     # the seed curves, read back without checkpoints: a share per (row, seed), full minus each row on both seeds
     shares = pd.read_csv(out / 'seed_shares.csv')
     assert list(zip(shares.model, shares.seed)) == [(r, s) for r in ('full', 'no_gating', 'plain') for s in (0, 1)]
@@ -63,6 +63,8 @@ def test_ablate_quick_rows_resume(tmp_path):
     seeded = pd.read_csv(out / 'interaction_seeds.csv')
     assert seeded.groupby(['model', 'seed']).image_id.nunique().eq(1).all()
     assert "Middle share on each training seed's checkpoint" in report and '| no_gating | ' in report
+    assert re.search(r'!\[middle-order share of each row on each training seed \(1 test images.*28 px, .*\]\(seed_shares\.png\)',
+                     report), report
     assert re.search(r'\| plain \| [+-]\d\.\d{3} \([^)]*\) \| [+-]\d\.\d{3} \([^)]*\) \| [+-]\d\.\d{3}', report), report
     assert [f.stat().st_mtime_ns for f in finished] == stamps   # nothing trained or computed again
     table = pd.read_csv(out / 'ablation.csv')
@@ -90,7 +92,7 @@ def test_ablate_quick_rows_resume(tmp_path):
         cache.unlink()
     again = _run('experiments/ablate.py', args, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert not (out / 'interaction_seeds.csv').exists() and not (out / 'seed_shares.csv').exists()
+    assert not any((out / f).exists() for f in ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png'))
     assert "Middle share on each training seed's checkpoint" not in (out / 'ablation.md').read_text()
     # a committed row whose curves were stopped half-way, on a machine without its checkpoint: one line, the way out
     cache = out / 'plain' / 'interaction.csv'

@@ -4,7 +4,8 @@ from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
 import pandas as pd
 
-__all__ = ['plot_interaction_curves', 'plot_interaction_panels', 'plot_interaction_evolution', 'save_figure']
+__all__ = ['plot_interaction_curves', 'plot_interaction_panels', 'plot_interaction_evolution', 'plot_middle_share_by_seed',
+           'save_figure']
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -160,5 +161,45 @@ def plot_interaction_evolution(frame: pd.DataFrame, path: str, title: Optional[s
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8, ncol=2)
     ax.set_title(title or 'Interaction strength during training', fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_middle_share_by_seed(shares: pd.DataFrame, path: str, title: Optional[str] = None,
+                              band: Tuple[float, float] = (0.2, 0.6)) -> None:
+    """Middle-order share per training seed: for each model (row) one marker per seed with its 95 % interval over
+    images, and a bar at the mean over seeds, so the seed-to-seed spread sits beside the within-checkpoint intervals.
+
+    Args:
+        shares: the table of `moga_lab.analysis.seeds.middle_share_by_seed` (model, seed, share, ci_low, ci_high).
+        path: the PNG to write.
+        title: the figure title (say the budget here).
+        band: the middle orders the share covers, as fractions of n (for the axis label).
+    """
+    plt = _plt()
+    models = list(dict.fromkeys(shares.model))
+    seeds = sorted(shares.seed.unique())
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(models) + 2.0), 3.8))
+    colors = plt.get_cmap('tab10')
+    width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
+    for x, model in enumerate(models):
+        sub = shares[shares.model == model]
+        for k, seed in enumerate(seeds):
+            row = sub[sub.seed == seed]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            ax.errorbar(x - 0.25 + k * width, r.share, yerr=[[r.share - r.ci_low], [r.ci_high - r.share]], fmt='o', ms=5,
+                        color=colors(k), capsize=3, lw=1.2, label=f'seed {seed}')
+        ax.hlines(sub.share.mean(), x - 0.35, x + 0.35, color='k', lw=2, label='mean over seeds')
+    ax.set_xticks(range(len(models)), models)
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.set_ylabel(f'middle-order share ({band[0]:g}n-{band[1]:g}n)')
+    ax.grid(axis='y', alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one entry per seed, not per marker; the seeds first
+    order = [f'seed {s}' for s in seeds if f'seed {s}' in unique] + ['mean over seeds']
+    ax.legend([unique[k] for k in order], order, frameon=False, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title or 'Middle-order share on each training seed (95 % intervals over images)', fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
