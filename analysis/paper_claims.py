@@ -137,12 +137,13 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
     names = list(dict.fromkeys(accuracy.name))
     if 'full' not in names:
         return rows
+    first = int(accuracy.seed.min())  # a grid's curves are on its first seed's checkpoints (ablate.py)
     for row, what, papers in INTERACTION_ROWS:
         if row not in set(interaction.model):
             continue
         d = middle_share_difference(interaction, 'full', row)
         positive, negative = ('raises (as the paper says)', 'lowers (against the paper)') if papers else ('raises', 'lowers')
-        rows.append(dict(px=px, claim=f'{what} raises middle-order interactions (full vs {row})',
+        rows.append(dict(px=px, claim=f'{what} raises middle-order interactions on the seed-{first} checkpoints (full vs {row})',
                          evidence=f'full - {row}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
                                   f'{d["num_images"]} images',
                          status=verdict(d['ci_low'], d['ci_high'], positive, negative)))
@@ -172,7 +173,7 @@ def _across_seeds(seeded, row, what, px, positive, negative):
     lower = sum(v['ci_high'] < 0 for v in per_seed.values())
     evidence = ('per seed ' + ' / '.join(f"{s}: {v['difference']:+.3f} ({v['ci_low']:+.3f} to {v['ci_high']:+.3f})"
                                          for s, v in per_seed.items())
-                + f' (decided higher on {higher}, lower on {lower} of {len(per_seed)} seeds); mean over seeds '
+                + f' (decided: higher on {higher} of {len(per_seed)} seeds, lower on {lower}); mean over seeds '
                   f'{d["difference"]:+.3f}')
     if d['ci_low'] == d['ci_low']:
         evidence += f' ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}, Welch, {len(d["seeds_a"])} / {len(d["seeds_b"])} seeds)'
