@@ -238,7 +238,7 @@ def main(argv=None):
           f'curve gives {flat:.3f}; 95 % interval by bootstrap over the images); images/s as measured by each training '
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
-    md += _claims(frame, result, band)
+    md += _claims(frame, result, band, budget.seeds[0])
     md += _seed_claims(args.out, frame, budget.seeds, inter_kwargs['num_images'], band,
                        f'{budget.image_size or 28} px, {budget.describe_epochs()} at batch {budget.batch_size}, '
                        f'lr {budget.lr:g}')
@@ -265,14 +265,16 @@ def main(argv=None):
     _record(store, args, budget, rows, result, per_seed, band, frame)
 
 
-def _claims(frame, result, band) -> str:
+def _claims(frame, result, band, seed) -> str:
     """The paper's claim (gating and channel aggregation raise middle-order interactions), tested row by row against
-    'full' with a paired bootstrap over the shared images: does removing the part lower the middle share?"""
+    'full' with a paired bootstrap over the shared images of the ``seed`` checkpoints: does removing the part lower
+    the middle share?"""
     rows = list(result.row)
     if 'full' not in rows:
         return ''
-    lines = ['', "Middle share of 'full' minus that of each row (paired 95 % bootstrap interval over the same images); the "
-             'paper predicts > 0 where the row removes gating or channel aggregation:', '',
+    lines = ['', f"Middle share of 'full' minus that of each row on the seed-{seed} checkpoints (paired 95 % bootstrap "
+             'interval over the same images; training-seed variation is not in it); the paper predicts > 0 where the '
+             'row removes gating or channel aggregation:', '',
              '| row | full - row | 95 % interval | decided? |', '| --- | ---: | --- | --- |']
     for row in rows:
         if row == 'full':
