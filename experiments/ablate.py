@@ -319,6 +319,7 @@ def _seed_claims(out, frame, seeds, num_images, band, budget_text) -> str:
         by = sub.set_index('seed')
         cells = [f"{by.share[s]:.3f} [{by.ci_low[s]:.3f}, {by.ci_high[s]:.3f}]" if s in by.index else '–' for s in used]
         lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {sub.share.mean():.3f} ± {sub.share.std(ddof=1):.3f} |')
+    lines += [''] + [f'Seed {s}: {describe_precision(seeded[seeded.seed == s])}.' for s in used[1:]]
     if 'full' in set(shares.model):
         lines += ['', "Full minus each row on every seed's checkpoints (seed k of both, paired bootstrap over the images) and "
                   "across seeds (mean over each row's seeds, Welch's 95 % interval over the seeds' shares: it covers "
