@@ -20,6 +20,9 @@ Claims and how each is decided (95 % intervals; "decided" means the interval exc
   ablation does not cover them.
 * Each component raises accuracy: ``full`` minus every row in mean test top-1 over seeds, Welch's t interval (with a
   single seed on either side there is no interval: "one seed, not decided").
+* Where the comparison's MogaNet is the grid's full row on its first seed (the 3-epoch comparison) and the grid has
+  the full row's curves on other seeds: MogaNet's larger middle share on each of its training seeds, each seed's
+  curves paired with the baseline's over the images (the baselines have one seed each).
 * MogaNet is more accurate than ConvNeXt / Swin of similar size: the top-1 difference on the 10k test images with
   a binomial interval (unpaired, so conservative for the same images; it does not cover seed-to-seed variation,
   which one seed per model cannot measure: the report says so).
@@ -184,6 +187,51 @@ def _across_seeds(seeded, row, what, px, positive, negative):
                 evidence=evidence, status=status)
 
 
+def moga_seed_claims(interaction, seeded, px):
+    """MogaNet against each baseline on every training seed of MogaNet, when the comparison's MogaNet is the grid's
+    full row on its first seed (the same per-image strengths: the same checkpoint, images, pairs and design, as in the
+    3-epoch comparison that shares the grid's full run) and the grid has the full row's curves on other seeds
+    (``interaction_seeds.csv``). Each seed's curves are paired with the baseline's over the same images; the
+    baselines' own seed variation stays uncovered (one seed each)."""
+    names = list(dict.fromkeys(interaction.model))
+    moga = next((n for n in names if n.startswith('moganet')), None)
+    if moga is None or seeded is None or 'full' not in set(seeded.model):
+        return []
+    full = seeded[seeded.model == 'full']
+    first = int(full.seed.min())
+    key = ['image_id', 'ratio']
+    ours = interaction[interaction.model == moga].set_index(key).I2.sort_index()
+    grid = full[full.seed == first].set_index(key).I2.sort_index()
+    if len(ours) != len(grid) or not ours.index.equals(grid.index) or not np.allclose(ours, grid, rtol=1e-9, atol=0):
+        return []  # another checkpoint or design: no per-seed pairing
+    seeds = sorted(int(s) for s in full.seed.unique())
+    if len(seeds) < 2:
+        return []
+    rows = []
+    for peer in (n for n in names if n != moga):
+        per_seed = {}
+        for seed in seeds:
+            table = pd.concat([interaction[interaction.model == peer],
+                               full[full.seed == seed].drop(columns='seed').assign(model=moga)], ignore_index=True)
+            per_seed[seed] = middle_share_difference(table, moga, peer)
+        higher = [s for s, d in per_seed.items() if d['ci_low'] > 0]
+        lower = [s for s, d in per_seed.items() if d['ci_high'] < 0]
+        cells = ' / '.join(f"{s}: {d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+                           for s, d in per_seed.items())
+        evidence = (f'{moga} - {peer} with MogaNet on seed {cells} (the baseline on one seed; paired over '
+                    f'{per_seed[first]["num_images"]} images)')
+        if len(higher) == len(seeds):
+            status = "decided on every MogaNet seed: MogaNet higher (the baseline's seed variation not covered)"
+        elif lower and not higher:
+            status = f'decided lower on {len(lower)} of {len(seeds)} MogaNet seeds (against the paper)'
+        else:
+            status = (f'decided higher on {len(higher)} of {len(seeds)} MogaNet seeds, lower on {len(lower)}: '
+                      f'not decided on every seed')
+        rows.append(dict(px=px, claim=f"MogaNet has a larger middle-order share than {peer} on each of MogaNet's "
+                                      f'training seeds', evidence=evidence, status=status))
+    return rows
+
+
 def resolution_rows(rows):
     """For claims made at two resolutions: whether the verdict is the same."""
     table = pd.DataFrame(rows)
@@ -214,7 +262,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.compare and not args.ablation:
         p.error('nothing to read: give --compare DIR and/or --ablation DIR (folders a study published)')
-    rows = []
+    rows, compared, seeded_grids = [], {}, {}
     try:
         for kind, folders in (('--compare', args.compare), ('--ablation', args.ablation)):
             # the claims of one kind are keyed by resolution: two folders at one resolution (e.g. the 6-epoch and
@@ -227,8 +275,14 @@ def main(argv=None):
                     raise ValueError(f'{kind} {seen[px]} and {kind} {folder} are both at {px} px; accepted: one '
                                      f'{kind} folder per resolution (run paper_claims.py once per set of studies)')
                 seen[px] = folder
-                rows += (compare_claims(accuracy, interaction, px, cams) if kind == '--compare'
-                         else ablation_claims(accuracy, interaction, px, read_seeded(folder)))
+                if kind == '--compare':
+                    rows += compare_claims(accuracy, interaction, px, cams)
+                    compared[px] = interaction
+                else:
+                    seeded_grids[px] = read_seeded(folder)
+                    rows += ablation_claims(accuracy, interaction, px, seeded_grids[px])
+        for px, interaction in compared.items():  # a comparison whose MogaNet is the grid's full row
+            rows += moga_seed_claims(interaction, seeded_grids.get(px), px)
     except ValueError as error:
         p.error(str(error))
     rows += resolution_rows(rows)

@@ -349,6 +349,30 @@ def test_paper_claims_decide_by_construction(tmp_path):
         'same at both resolutions'
     assert status('The full model is more accurate than no_gating', 'both') == 'decided at 28 px only'
 
+    # a comparison whose MogaNet *is* the grid's full seed-0 run (the 3-epoch comparison): MogaNet on every grid seed
+    seeded = pd.read_csv(tmp_path / 'a28' / 'interaction_seeds.csv')
+    peers = seeded_table({'convnext_atto': [2.0], 'swin_femto': [4.0]}, seed=5).drop(columns='seed')
+    _synthetic_study(tmp_path / 'c28b', compare, {}, 28, 'report.md')
+    pd.concat([seeded[(seeded.model == 'full') & (seeded.seed == 0)].drop(columns='seed').assign(model='moganet_xtiny'),
+               peers]).to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
+    assert load_script('analysis/paper_claims.py').main([
+        '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
+    each = "on each of MogaNet's training seeds"
+    # full's seeds at 4.0 / 4.4 / 3.6 against ConvNeXt at 2.0: higher on all; against Swin at 4.0: higher on seed 1
+    # (4.4), lower on seed 2 (3.6)
+    assert status(f'MogaNet has a larger middle-order share than convnext_atto {each}').startswith(
+        'decided on every MogaNet seed: MogaNet higher')
+    assert status(f'MogaNet has a larger middle-order share than swin_femto {each}') == \
+        'decided higher on 1 of 3 MogaNet seeds, lower on 1: not decided on every seed'
+    assert 'moganet_xtiny - convnext_atto with MogaNet on seed 0: +' in out.read_text()
+    # one strength off by a millionth: another checkpoint or design than the grid's full seed 0, no per-seed pairing
+    table = pd.read_csv(tmp_path / 'c28b' / 'interaction.csv')
+    table.loc[0, 'I2'] *= 1 + 1e-6
+    table.to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
+    assert load_script('analysis/paper_claims.py').main([
+        '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
+    assert each not in out.read_text() and re.search(r'share than swin_femto +\|', out.read_text())
+
 
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     (tmp_path / 'c').mkdir()
