@@ -290,7 +290,8 @@ def main(argv=None):
     text = ('Each claim with its numbers and 95 % interval; "decided" = the interval excludes 0 '
             '(analysis/paper_claims.py). Middle-share intervals are over the images, on one checkpoint per model or '
             'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation, except in '
-            'the claims "across training seeds" (curves on every seed\'s checkpoint, Welch\'s interval over the seeds).'
+            'the claims "across training seeds" (curves on every seed\'s checkpoint, Welch\'s interval over the seeds) and '
+            '"on each of MogaNet\'s training seeds" (MogaNet\'s seeds only: the baselines have one each).'
             '\n\n' + table.to_markdown(index=False) + '\n')
     print(text)
     if args.out:
