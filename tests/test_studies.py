@@ -371,7 +371,7 @@ def test_paper_claims_decide_by_construction(tmp_path):
     table.to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
     assert load_script('analysis/paper_claims.py').main([
         '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
-    assert each not in out.read_text() and re.search(r'share than swin_femto +\|', out.read_text())
+    assert f'convnext_atto {each}' not in out.read_text() and re.search(r'share than swin_femto +\|', out.read_text())
 
 
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
