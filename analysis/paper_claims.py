@@ -195,8 +195,8 @@ def moga_seed_claims(interaction, seeded, px):
     baselines' own seed variation stays uncovered (one seed each)."""
     names = list(dict.fromkeys(interaction.model))
     moga = next((n for n in names if n.startswith('moganet')), None)
-    if moga is None or seeded is None or 'full' not in set(seeded.model):
-        return []
+    if moga is None or seeded is None or 'full' not in set(seeded.model) or not {'I2', 'ratio'} <= set(interaction.columns):
+        return []  # (a table without the debiased columns cannot be matched to the grid's run)
     full = seeded[seeded.model == 'full']
     first = int(full.seed.min())
     key = ['image_id', 'ratio']

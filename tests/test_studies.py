@@ -372,6 +372,8 @@ def test_paper_claims_decide_by_construction(tmp_path):
     assert load_script('analysis/paper_claims.py').main([
         '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
     assert f'convnext_atto {each}' not in out.read_text() and re.search(r'share than swin_femto +\|', out.read_text())
+    # a comparison table without the debiased columns cannot be matched to the grid's run: no pairing, no traceback
+    assert load_script('analysis/paper_claims.py').moga_seed_claims(table.drop(columns='I2'), seeded, 28) == []
 
 
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
