@@ -140,7 +140,10 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
     names = list(dict.fromkeys(accuracy.name))
     if 'full' not in names:
         return rows
-    first = int(accuracy.seed.min())  # a grid's curves are on its first seed's checkpoints (ablate.py)
+    # a grid's curves are on its first seed's checkpoints, the first the grid lists (ablate.py writes accuracy.csv in
+    # the config's seed order); with seed curves published, the seed whose curves are interaction.csv's says so
+    first = _curve_seed(interaction, seeded, 'full')
+    first = int(accuracy[accuracy.name == 'full'].seed.iloc[0]) if first is None else first
     for row, what, papers in INTERACTION_ROWS:
         if row not in set(interaction.model):
             continue
@@ -187,6 +190,21 @@ def _across_seeds(seeded, row, what, px, positive, negative):
                 evidence=evidence, status=status)
 
 
+def _curve_seed(interaction, seeded, name):
+    """The seed of ``seeded``'s 'full' curves whose per-image strengths are ``interaction``'s curves of ``name``
+    (the same checkpoint, images, pairs and design), or None."""
+    if seeded is None or 'full' not in set(seeded.model) or not {'I2', 'ratio'} <= set(interaction.columns):
+        return None
+    key = ['image_id', 'ratio']
+    ours = interaction[interaction.model == name].set_index(key).I2.sort_index()
+    full = seeded[seeded.model == 'full']
+    for seed in sorted(full.seed.unique()):
+        grid = full[full.seed == seed].set_index(key).I2.sort_index()
+        if len(ours) == len(grid) and ours.index.equals(grid.index) and np.allclose(ours, grid, rtol=1e-9, atol=0):
+            return int(seed)
+    return None
+
+
 def moga_seed_claims(interaction, seeded, px):
     """MogaNet against each baseline on every training seed of MogaNet, when the comparison's MogaNet is the grid's
     full row on its first seed (the same per-image strengths: the same checkpoint, images, pairs and design, as in the
@@ -195,15 +213,12 @@ def moga_seed_claims(interaction, seeded, px):
     baselines' own seed variation stays uncovered (one seed each)."""
     names = list(dict.fromkeys(interaction.model))
     moga = next((n for n in names if n.startswith('moganet')), None)
-    if moga is None or seeded is None or 'full' not in set(seeded.model) or not {'I2', 'ratio'} <= set(interaction.columns):
-        return []  # (a table without the debiased columns cannot be matched to the grid's run)
+    # (no match: another checkpoint or design than any of the grid's full curves, or a table without the debiased
+    # columns: no per-seed pairing)
+    first = None if moga is None else _curve_seed(interaction, seeded, moga)
+    if first is None:
+        return []
     full = seeded[seeded.model == 'full']
-    first = int(full.seed.min())
-    key = ['image_id', 'ratio']
-    ours = interaction[interaction.model == moga].set_index(key).I2.sort_index()
-    grid = full[full.seed == first].set_index(key).I2.sort_index()
-    if len(ours) != len(grid) or not ours.index.equals(grid.index) or not np.allclose(ours, grid, rtol=1e-9, atol=0):
-        return []  # another checkpoint or design: no per-seed pairing
     seeds = sorted(int(s) for s in full.seed.unique())
     if len(seeds) < 2:
         return []

@@ -376,6 +376,23 @@ def test_paper_claims_decide_by_construction(tmp_path):
     assert load_script('analysis/paper_claims.py').moga_seed_claims(table.drop(columns='I2'), seeded, 28) == []
 
 
+def test_paper_claims_name_the_seed_whose_checkpoints_the_curves_are_on(tmp_path):
+    from test_seeds import seeded_table
+    paper_claims = load_script('analysis/paper_claims.py')
+    out = tmp_path / 'claims.md'
+    # a grid listing its seeds as 2, 0, 1 (ablate.py computes the curves on the first): seed 2's checkpoints
+    grid = {'row': ['full'] * 3 + ['no_gating'] * 3, 'seed': [2, 0, 1] * 2, 'test_top1': [92.0, 92.1, 91.9, 91.0, 91.1, 90.9]}
+    _synthetic_study(tmp_path / 'g', grid, {'full': 4.0, 'no_gating': 2.0}, 28, 'ablation.md')
+    assert paper_claims.main(['--ablation', str(tmp_path / 'g'), '--out', str(out)]) == 0
+    assert 'Gating raises middle-order interactions on the seed-2 checkpoints (full vs no_gating)' in out.read_text()
+    # with seed curves published, the seed whose curves interaction.csv holds says it (here seed 1's)
+    seeded = seeded_table({'full': [4.0, 4.4, 3.6], 'no_gating': [2.0, 2.2, 1.8]})
+    seeded.to_csv(tmp_path / 'g' / 'interaction_seeds.csv', index=False)
+    seeded[seeded.seed == 1].drop(columns='seed').to_csv(tmp_path / 'g' / 'interaction.csv', index=False)
+    assert paper_claims.main(['--ablation', str(tmp_path / 'g'), '--out', str(out)]) == 0
+    assert 'Gating raises middle-order interactions on the seed-1 checkpoints (full vs no_gating)' in out.read_text()
+
+
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     (tmp_path / 'c').mkdir()
     with pytest.raises(SystemExit) as exit_:
