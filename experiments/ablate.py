@@ -247,7 +247,8 @@ def main(argv=None):
            f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
            f'finished, summed across resumed runs). {provenance("experiments/ablate.py", command)}\n\n'
            f'![interaction curves of every row ({frame.image_id.nunique()} test images, seed-{budget.seeds[0]} '
-           f'checkpoints; {budget.describe_epochs()} at batch {budget.batch_size}, lr {budget.lr:g})]'
+           f'checkpoints; {budget.image_size or 28} px, {budget.describe_epochs()} at batch {budget.batch_size}, '
+           f'lr {budget.lr:g})]'
            f'(ablation_curves.png)\n')
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
     title = 'MogaNet-XT ablations: multi-order interaction strength'

@@ -76,10 +76,10 @@ class Budget:
         return cls(**{**values, **overrides})
 
     def describe_epochs(self) -> str:
-        """'1 epoch(s) over 0.25 of the training set' — the training budget as the reports state it."""
+        """'1 epoch over 0.25 of the training set', '3 epochs' — the training budget as the reports state it."""
         limit = self.limit_train_batches
         part = '' if limit is None else (f' over {limit:g} of the training set' if limit <= 1 else f' of {limit:g} batches')
-        return f'{self.epochs} epoch(s){part}'
+        return f'{self.epochs} epoch{"" if self.epochs == 1 else "s"}{part}'
 
 
 def load_study_config(path: str) -> Dict[str, Any]:

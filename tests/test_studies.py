@@ -52,7 +52,9 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert f'Command: `python experiments/ablate.py {" ".join(args)} --publish {docs}`' in report
     assert re.search(r'Trained on: .+, \d+ cores, torch [\d.]+ \(\d+ threads?\)\. Wall time: training \d+\.\d h .* '
                      r'interactions \d+ min', report), report
-    assert '](ablation_curves.png)' in report
+    # every figure's caption names the resolution and the budget in words
+    assert re.search(r'!\[interaction curves of every row \([^\]]*seed-0 checkpoints; 28 px, 1 epoch of 6 batches [^\]]*\]'
+                     r'\(ablation_curves\.png\)', report), report
     assert sorted(p.name for p in docs.iterdir()) == ['ablation.csv', 'ablation.md', 'ablation_curves.png',
                                                       'accuracy.csv', 'curve.csv', 'interaction.csv',
                                                       'interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png']
@@ -114,6 +116,13 @@ def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, scri
         load_script(script).main(['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'])
     assert exit_.value.code == 2 and f'--publish {target}: a file is there' in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_budget_states_its_epochs_in_words():
+    from moga_lab.studies import Budget
+    assert Budget(epochs=1, limit_train_batches=0.25).describe_epochs() == '1 epoch over 0.25 of the training set'
+    assert Budget(epochs=3).describe_epochs() == '3 epochs'
+    assert Budget(epochs=2, limit_train_batches=40).describe_epochs() == '2 epochs of 40 batches'
 
 
 def test_ablate_unknown_row(tmp_path):
