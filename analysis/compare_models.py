@@ -21,6 +21,12 @@ different days or machines (``--only``). Writes to ``<out>``:
 (``interaction.csv``, ``curve.csv``, ``interaction_curves.png``), a Grad-CAM grid (``gradcam_grid.png``),
 ``gradcam.csv`` (per model and image: the share of the Grad-CAM mass on the garment), ``images.csv`` and
 ``report.md`` tying them together.
+
+``--train-seeds 1 2`` also trains each model on those training seeds (``<out>/<model>/seed<S>/``) and computes its
+curves there, on the same images, pairs and design: one checkpoint per model says nothing about how much a model's
+middle share moves from one training seed to the next. The report then adds each model's top-1 and middle share per
+seed and the first model minus each other on every seed and across seeds (Welch over the seeds' shares;
+``interaction_seeds.csv``, ``seed_shares.csv``, ``seed_shares.png``), and ``accuracy.csv`` a line per (model, seed).
 """
 import argparse
 import dataclasses
@@ -46,8 +52,8 @@ from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_models, provenance, publish_artefacts, train_variant, trained_on,
-                              wall_time)
+                              finished_interaction, interaction_of_models, provenance, publish_artefacts, seed_tables,
+                              train_variant, trained_on, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -106,7 +112,12 @@ def parse_args(argv=None):
     p.add_argument('--limit-train-batches', type=positive_float, default=None,
                    help='fraction of the training set per epoch (default: all of it)')
     p.add_argument('--drop-path', type=unit_fraction, default=0.05, help='stochastic depth rate for every model')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='training seed of the compared runs, and the seed that draws '
+                   'the test images, pairs and contexts')
+    p.add_argument('--train-seeds', nargs='+', type=int, default=[], metavar='S',
+                   help='models trained here: also train each model on these training seeds (<out>/<model>/seed<S>/) '
+                        'and compute its curves on the same images, pairs and design (no Grad-CAM); with --only, '
+                        'just those models. The report reads every finished seed folder without it')
     p.add_argument('--out', default='runs/compare')
     p.add_argument('--publish', metavar='DIR', help='also copy the tables, report and figures (not checkpoints) to DIR, '
                    'e.g. docs/studies/compare')
@@ -147,6 +158,12 @@ def main(argv=None):
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the exact command, stated in the report
     if args.publish and os.path.exists(args.publish) and not os.path.isdir(args.publish):
         parser.error(f'--publish {args.publish}: a file is there; accepted: a folder (created if missing)')
+    if args.sources and args.train_seeds:
+        parser.error(f'--train-seeds {" ".join(map(str, args.train_seeds))}: trains the models again; accepted: no '
+                     f'--train-seeds with --checkpoint or --model/--weights (nothing is trained there)')
+    if args.seed in args.train_seeds:
+        parser.error(f'--train-seeds {args.seed}: that is --seed, the compared runs\' own training seed; accepted: '
+                     f'other seeds')
     if args.sources and args.cam_images is not None:  # the garment mask exists for Fashion-MNIST only
         parser.error(f'--cam-images {args.cam_images}: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is '
                      f'computed for the models this script trains only; accepted: no --cam-images with --checkpoint '
@@ -293,6 +310,43 @@ def _gradcam(out, models, images, labels, info):
     return layers
 
 
+def _checkpoint(run_dir: str) -> str:
+    """The checkpoint whose test top-1 a run reports (best val/acc1), else its last."""
+    best = os.path.join(run_dir, 'best.ckpt')
+    return best if os.path.isfile(best) else os.path.join(run_dir, 'last.ckpt')
+
+
+def _later_seeds(args, rates) -> pd.DataFrame:
+    """A line per finished later-seed run (``<out>/<model>/seed<S>/results.yaml``) of the compared models."""
+    rows = []
+    for name in args.models:
+        folder = os.path.join(args.out, name)
+        seeds = sorted(int(d[4:]) for d in os.listdir(folder) if d.startswith('seed') and d[4:].isdigit()
+                       and os.path.isfile(os.path.join(folder, d, 'results.yaml')))
+        for seed in seeds:
+            with open(os.path.join(folder, f'seed{seed}', 'results.yaml')) as f:
+                r = yaml.safe_load(f)
+            rows.append(dict(model=name, seed=seed, lr=rates[name], test_top1=round(100 * r['test/acc1'], 2),
+                             test_top5=round(100 * r['test/acc5'], 2), train_images_per_s=r['train_images_per_second'],
+                             train_wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1)))
+    return pd.DataFrame(rows, columns=['model', 'seed', 'lr', 'test_top1', 'test_top5', 'train_images_per_s',
+                                       'train_wall_min'])
+
+
+def _seed_accuracy(accuracy, seed_rows) -> str:
+    """Test top-1 of every model on each training seed, with the mean and s.d. over its seeds."""
+    table = pd.concat([accuracy[['model', 'seed', 'test_top1']], seed_rows[['model', 'seed', 'test_top1']]])
+    seeds = sorted(table.seed.unique())
+    lines = ['Test top-1 (%, 10k images) on each training seed:', '',
+             '| model | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | mean ± s.d. |', '| --- |' + ' ---: |' * (len(seeds) + 1)]
+    for name, sub in table.groupby('model', sort=False):
+        by = sub.set_index('seed').test_top1
+        spread = f' ± {by.std(ddof=1):.2f}' if len(by) > 1 else ''
+        lines.append(f'| {name} | ' + ' | '.join(f'{by[s]:.2f}' if s in by.index else '–' for s in seeds)
+                     + f' | {by.mean():.2f}{spread} |')
+    return '\n'.join(lines) + '\n'
+
+
 def _garment_masks(images, info, threshold: float = 0.1):
     """Fashion-MNIST's garments on their black background: pixels brighter than ``threshold`` of full scale before
     normalisation ([B, H, W] bool)."""
@@ -397,7 +451,8 @@ def train_and_compare(args):
         raise ValueError(f'--only {" ".join(unknown)}: not among --models; accepted: {", ".join(args.models)}')
     # cached interaction results of another design: said now, not after hours of training
     for name in args.models:
-        check_interaction_cache(os.path.join(args.out, name, 'interaction.csv'), settings)
+        for seed_dir in [''] + [f'seed{seed}' for seed in args.train_seeds]:
+            check_interaction_cache(os.path.join(args.out, name, seed_dir, 'interaction.csv'), settings)
     n_cam = 8 if args.quick else (args.cam_images or 256)
 
     rows, missing = [], []
@@ -407,11 +462,17 @@ def train_and_compare(args):
             if not _analysed(run_dir):
                 missing.append(name)
             continue
-        r = train_variant(run_dir, dataclasses.replace(budget, lr=rates[name]), args.seed, model_name=name)
+        train_variant(run_dir, dataclasses.replace(budget, lr=rates[name]), args.seed, model_name=name)
         if not _analysed(run_dir):
-            ckpt = os.path.join(run_dir, 'best.ckpt')
-            _analyse_trained(args, load_classifier(ckpt if os.path.isfile(ckpt) else os.path.join(run_dir, 'last.ckpt'),
-                                                   name), settings, num_images, n_cam)
+            _analyse_trained(args, load_classifier(_checkpoint(run_dir), name), settings, num_images, n_cam)
+        for seed in args.train_seeds:  # the same recipe on another training seed; curves on the same images and design
+            seed_dir = os.path.join(run_dir, f'seed{seed}')
+            train_variant(seed_dir, dataclasses.replace(budget, lr=rates[name]), seed, model_name=name)
+            cache = os.path.join(seed_dir, 'interaction.csv')
+            if finished_interaction(cache, [name], num_images) is None:
+                m = load_classifier(_checkpoint(seed_dir), name)
+                ev = load_eval_images(m, num_images, seed=args.seed)
+                interaction_of_models([m], ev.images, ev.labels, ev.ids, settings, cache=cache, wall_times=args.out)
     if args.only:
         if missing:
             print(f'[compare] not analysed yet (the report waits for them): {", ".join(missing)}', file=sys.stderr)
@@ -429,6 +490,7 @@ def train_and_compare(args):
                          train_images_per_s=r['train_images_per_second'],
                          train_wall_min=round(r.get('wall_seconds', float('nan')) / 60, 1)))
     accuracy = pd.DataFrame(rows)
+    seed_rows = _later_seeds(args, rates)
     os.makedirs(args.out, exist_ok=True)
     results = {name: torch.load(os.path.join(args.out, name, 'analysis.pt')) for name in args.models}
     for name, res in results.items():  # every model on the same images (drawn from the same test set and seeds)
@@ -458,7 +520,15 @@ def train_and_compare(args):
     cam, cam_diffs, area, n_cam = mass_summary(cam_table, args.models, args.seed)
     accuracy['cam_on_garment'] = [round(cam[m][0], 3) for m in args.models]
     accuracy['cam_on_garment_95ci'] = [f'{cam[m][1]:.3f}-{cam[m][2]:.3f}' for m in args.models]
-    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), accuracy)
+    # a line per (model, seed): the compared runs' first, then the later training seeds' (top-1 and speed only)
+    atomic_write_csv(os.path.join(args.out, 'accuracy.csv'), pd.concat([accuracy, seed_rows], ignore_index=True))
+    budget_text = f'{size} px, {budget.describe_epochs()} at batch {budget.batch_size}'
+    seeds = [args.seed] + sorted(set(seed_rows.seed)) if len(seed_rows) else [args.seed]
+    seed_md = (_seed_accuracy(accuracy, seed_rows) if len(seed_rows) else '') + seed_tables(
+        args.out, frame, seeds, frame.image_id.nunique(), (0.2, 0.6), args.models[0],
+        f'Middle-order share of each model on each training seed ({budget_text})', budget_text, noun='model')
+    seed_wall = (f', and {seed_rows.train_wall_min.sum():.0f} min for the later training seeds' if len(seed_rows)
+                 else '')
 
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
@@ -477,12 +547,12 @@ preferred order) gives {flat:.3f}. {_separation(shares)} {describe_precision(fra
 
 `train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
 benchmarks/study_speed.py measures the models side by side. Trained on: {'; '.join(machines)}. Wall time: training
-{accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model), interactions {wall / 60:.0f} min (each image as it
+{accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model){seed_wall}, interactions {wall / 60:.0f} min (each image as it
 finished, summed across resumed runs). {provenance('analysis/compare_models.py', args.argv)}
 
 ![interaction curves ({frame.image_id.nunique()} test images; models trained {budget.describe_epochs()} at batch
 {budget.batch_size})](interaction_curves.png)
-
+{'' if not seed_md else chr(10) + '## Training seeds' + chr(10) * 2 + seed_md}
 ## Grad-CAM
 
 Layers: {'; '.join(layers)}. Explained class: the top-1 prediction; {len(images)} test images (seed {args.seed + 1}).

@@ -22,10 +22,15 @@ Claims and how each is decided (95 % intervals; "decided" means the interval exc
   single seed on either side there is no interval: "one seed, not decided").
 * Where the comparison's MogaNet is the grid's full row on its first seed (the 3-epoch comparison) and the grid has
   the full row's curves on other seeds: MogaNet's larger middle share on each of its training seeds, each seed's
-  curves paired with the baseline's over the images (the baselines have one seed each).
-* MogaNet is more accurate than ConvNeXt / Swin of similar size: the top-1 difference on the 10k test images with
-  a binomial interval (unpaired, so conservative for the same images; it does not cover seed-to-seed variation,
-  which one seed per model cannot measure: the report says so).
+  curves paired with the baseline's over the images (the baselines have one seed each there).
+* Where the comparison published curves on several training seeds of MogaNet and a baseline
+  (``interaction_seeds.csv``, ``compare_models.py --train-seeds``): MogaNet's larger middle share across training
+  seeds, as for the grid (per seed paired over the images; Welch over the seeds' shares). It supersedes the
+  per-MogaNet-seed claim when every compared model has several seeds.
+* MogaNet is more accurate than ConvNeXt / Swin of similar size: with several seeds of both, Welch's interval over
+  the seeds' top-1; with one seed, the top-1 difference on the 10k test images with a binomial interval (unpaired,
+  so conservative for the same images; it does not cover seed-to-seed variation, which one seed per model cannot
+  measure: the evidence says so).
 * MogaNet's Grad-CAM puts more of its mass on the object than ConvNeXt's / Swin's (where the comparison published
   ``gradcam.csv``): the paired difference of the per-image shares, bootstrap over images
   (``moga_lab.analysis.gradcam.mass_summary``).
@@ -91,7 +96,10 @@ def verdict(low: float, high: float, positive: str, negative: str) -> str:
     return 'not decided (the interval contains 0)'
 
 
-def compare_claims(accuracy, interaction, px, cams=None):
+def compare_claims(accuracy, interaction, px, cams=None, seeded=None):
+    """The comparison's claims; with ``seeded`` (its ``interaction_seeds.csv``: curves on several training seeds of
+    MogaNet and a baseline) also MogaNet's larger middle share across training seeds, and the accuracy claim from the
+    seeds (Welch) when both models have several."""
     rows = []
     names = list(dict.fromkeys(accuracy.name))
     moga = next((n for n in names if n.startswith('moganet')), None)
@@ -114,15 +122,27 @@ def compare_claims(accuracy, interaction, px, cams=None):
                                   f'{d["num_images"]} images',
                          status=verdict(d['ci_low'], d['ci_high'], 'MogaNet higher (as the paper says)',
                                         'MogaNet lower (against the paper)')))
+        if seeded is not None and all(seeded[seeded.model == n].seed.nunique() > 1 for n in (moga, peer)):
+            rows.append(_across_seeds(seeded, moga, peer, f'MogaNet has a larger middle-order share than {peer} across '
+                                      'training seeds (both models)', px, 'MogaNet higher (as the paper says)',
+                                      'MogaNet lower (against the paper)'))
+        ours, theirs = (accuracy[accuracy.name == n].top1.to_numpy() for n in (moga, peer))
+        if len(ours) > 1 and len(theirs) > 1:  # seed-to-seed variation measured: Welch over the seeds
+            diff, low, high = welch(ours, theirs)
+            rows.append(dict(px=px, claim=f'MogaNet is more accurate than {peer}',
+                             evidence=f'top-1 {ours.mean():.2f} vs {theirs.mean():.2f} % ({len(ours)} / {len(theirs)} '
+                                      f'seeds): {diff:+.2f} ({low:+.2f} to {high:+.2f}, Welch over the seeds)',
+                             status=verdict(low, high, 'MogaNet more accurate', 'MogaNet less accurate')))
+            continue
         a = accuracy[accuracy.name == moga].top1.mean() / 100
         b = accuracy[accuracy.name == peer].top1.mean() / 100
         se = np.sqrt(a * (1 - a) / TEST_IMAGES + b * (1 - b) / TEST_IMAGES) * 100
         diff = (a - b) * 100
-        seeds = min((accuracy.name == moga).sum(), (accuracy.name == peer).sum())
+        seeds = f'{len(ours)} / {len(theirs)} seeds' if len(ours) + len(theirs) > 2 else 'one seed each'
         rows.append(dict(px=px, claim=f'MogaNet is more accurate than {peer}',
                          evidence=f'top-1 {100 * a:.2f} vs {100 * b:.2f} %: {diff:+.2f} ({diff - Z95 * se:+.2f} to '
-                                  f'{diff + Z95 * se:+.2f}, test-set sampling only'
-                                  + (', one seed each: seed-to-seed variation not covered)' if seeds < 2 else ')'),
+                                  f'{diff + Z95 * se:+.2f}, test-set sampling only, {seeds}: seed-to-seed variation '
+                                  'not covered)',
                          status=verdict(diff - Z95 * se, diff + Z95 * se, 'MogaNet more accurate',
                                         'MogaNet less accurate')))
     return rows
@@ -154,7 +174,8 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
                                   f'{d["num_images"]} images',
                          status=verdict(d['ci_low'], d['ci_high'], positive, negative)))
         if seeded is not None and {'full', row} <= set(seeded.model):
-            rows.append(_across_seeds(seeded, row, what, px, positive, negative))
+            rows.append(_across_seeds(seeded, 'full', row, f'{what} raises middle-order interactions across training '
+                                      f'seeds (full vs {row})', px, positive, negative))
     full = accuracy[accuracy.name == 'full'].top1.to_numpy()
     for row in names:
         if row == 'full':
@@ -172,8 +193,10 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
     return rows
 
 
-def _across_seeds(seeded, row, what, px, positive, negative):
-    d = middle_share_difference_over_seeds(seeded, 'full', row)
+def _across_seeds(seeded, a, b, claim, px, positive, negative):
+    """``claim``: ``a``'s middle share minus ``b``'s on each seed's checkpoints (paired over the images) and across
+    seeds (Welch over the seeds' shares)."""
+    d = middle_share_difference_over_seeds(seeded, a, b)
     per_seed = d['per_seed']
     higher = sum(v['ci_low'] > 0 for v in per_seed.values())
     lower = sum(v['ci_high'] < 0 for v in per_seed.values())
@@ -186,8 +209,7 @@ def _across_seeds(seeded, row, what, px, positive, negative):
         status = verdict(d['ci_low'], d['ci_high'], positive, negative)
     else:
         status = 'one seed on a side, not decided'
-    return dict(px=px, claim=f'{what} raises middle-order interactions across training seeds (full vs {row})',
-                evidence=evidence, status=status)
+    return dict(px=px, claim=claim, evidence=evidence, status=status)
 
 
 def _curve_seed(interaction, seeded, name):
@@ -291,8 +313,12 @@ def main(argv=None):
                                      f'{kind} folder per resolution (run paper_claims.py once per set of studies)')
                 seen[px] = folder
                 if kind == '--compare':
-                    rows += compare_claims(accuracy, interaction, px, cams)
-                    compared[px] = interaction
+                    seeded = read_seeded(folder)
+                    rows += compare_claims(accuracy, interaction, px, cams, seeded)
+                    # (a comparison with its own seeds for every model: the per-MogaNet-seed claims are superseded)
+                    if seeded is None or not all(seeded[seeded.model == n].seed.nunique() > 1
+                                                 for n in dict.fromkeys(interaction.model)):
+                        compared[px] = interaction
                 else:
                     seeded_grids[px] = read_seeded(folder)
                     rows += ablation_claims(accuracy, interaction, px, seeded_grids[px])
@@ -306,7 +332,7 @@ def main(argv=None):
             '(analysis/paper_claims.py). Middle-share intervals are over the images, on one checkpoint per model or '
             'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation, except in '
             'the claims "across training seeds" (curves on every seed\'s checkpoint, Welch\'s interval over the seeds) and '
-            '"on each of MogaNet\'s training seeds" (MogaNet\'s seeds only: the baselines have one each).'
+            '"on each of MogaNet\'s training seeds" (MogaNet\'s seeds only: there the baselines have one each).'
             '\n\n' + table.to_markdown(index=False) + '\n')
     print(text)
     if args.out:

@@ -34,12 +34,11 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, describe_contexts,  # noqa: E402
                                      describe_precision, flat_middle_share, middle_share_difference,
                                      middle_share_interval, per_image_target, strength_curve)
-from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels, plot_middle_share_by_seed  # noqa: E402
-from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds  # noqa: E402
+from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
-from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs, finished_interaction,  # noqa: E402
-                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, trained_on,
-                              wall_time)
+from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
+                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, seed_tables,
+                              trained_on, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -239,9 +238,10 @@ def main(argv=None):
           f'process (with whatever else ran on the machine at the time). {describe_precision(frame)}.\n\n'
           + shown.to_markdown(index=False, floatfmt='.3f') + '\n')
     md += _claims(frame, result, band, budget.seeds[0])
-    md += _seed_claims(args.out, frame, budget.seeds, inter_kwargs['num_images'], band,
-                       f'{budget.image_size or 28} px, {budget.describe_epochs()} at batch {budget.batch_size}, '
-                       f'lr {budget.lr:g}')
+    budget_text = (f'{budget.image_size or 28} px, {budget.describe_epochs()} at batch {budget.batch_size}, '
+                   f'lr {budget.lr:g}')
+    md += seed_tables(args.out, frame, budget.seeds, inter_kwargs['num_images'], band, 'full',
+                      f'MogaNet-XT ablations: middle-order share on each training seed ({budget_text})', budget_text)
     machines = sorted({trained_on(r) for (name, _), r in per_seed.items() if name in set(result.row)})
     md += (f'\nTrained on: {"; ".join(machines)}. Wall time: training {result.wall_min.sum() / 60:.1f} h (summed over '
            f'the (row, seed) jobs), interactions {interaction_wall / 60:.0f} min (each image as it '
@@ -284,64 +284,6 @@ def _claims(frame, result, band, seed) -> str:
         verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
                    else 'no (interval contains 0)')
         lines.append(f"| {row} | {d['difference']:+.3f} | {d['ci_low']:+.3f} to {d['ci_high']:+.3f} | {verdict} |")
-    return '\n'.join(lines) + '\n'
-
-
-def _seed_claims(out, frame, seeds, num_images, band, budget_text) -> str:
-    """Rows whose curves exist on several seeds' checkpoints (``--curve-seeds``; a seed's cache counts once it
-    holds all the images): their middle share per seed, and full minus each of them on every seed and across seeds.
-    Writes ``interaction_seeds.csv`` (the tidy per-image table with a seed column), ``seed_shares.csv`` and
-    ``seed_shares.png``."""
-    parts = [frame.assign(seed=seeds[0])]
-    for name in frame.model.unique():
-        for seed in seeds[1:]:
-            done = finished_interaction(os.path.join(out, name, f'seed{seed}', 'interaction.csv'), [name], num_images)
-            if done is not None:
-                parts.append(done.assign(seed=seed))
-    seeded = pd.concat(parts, ignore_index=True)
-    counts = seeded.groupby('model').seed.nunique()
-    seeded = seeded[seeded.model.isin(counts[counts > 1].index)]
-    if seeded.empty:  # (tables of an earlier report whose seed caches are gone would otherwise be published)
-        for stale in ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png'):
-            if os.path.isfile(os.path.join(out, stale)):
-                os.remove(os.path.join(out, stale))
-        return ''
-    shares = middle_share_by_seed(seeded, *band)
-    atomic_write_csv(os.path.join(out, 'interaction_seeds.csv'), seeded)
-    atomic_write_csv(os.path.join(out, 'seed_shares.csv'), shares)
-    used = sorted(shares.seed.unique())
-    plot_middle_share_by_seed(shares, os.path.join(out, 'seed_shares.png'), band=band,
-                              title=f'MogaNet-XT ablations: middle-order share on each training seed ({budget_text})')
-    lines = ['', 'Middle share on each training seed\'s checkpoint (rows with curves on several seeds: the same images, pairs '
-             'and design; 95 % bootstrap interval over the images):', '',
-             '| row | ' + ' | '.join(f'seed {s}' for s in used) + ' | mean ± s.d. over seeds |',
-             '| --- |' + ' --- |' * len(used) + ' ---: |']
-    for name, sub in shares.groupby('model', sort=False):
-        by = sub.set_index('seed')
-        cells = [f"{by.share[s]:.3f} [{by.ci_low[s]:.3f}, {by.ci_high[s]:.3f}]" if s in by.index else '–' for s in used]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {sub.share.mean():.3f} ± {sub.share.std(ddof=1):.3f} |')
-    lines += [''] + [f'Seed {s}: {describe_precision(seeded[seeded.seed == s])}.' for s in used[1:]]
-    if 'full' in set(shares.model):
-        lines += ['', "Full minus each row on every seed's checkpoints (seed k of both, paired bootstrap over the images) and "
-                  "across seeds (mean over each row's seeds, Welch's 95 % interval over the seeds' shares: it covers "
-                  'training-seed variation on these images):', '',
-                  '| row | ' + ' | '.join(f'seed {s}' for s in used) + ' | across seeds | decided across seeds? |',
-                  '| --- |' + ' --- |' * len(used) + ' --- | --- |']
-        for name in shares.model.unique():
-            if name == 'full':
-                continue
-            d = middle_share_difference_over_seeds(seeded, 'full', name, *band)
-            cells = [f"{d['per_seed'][s]['difference']:+.3f} ({d['per_seed'][s]['ci_low']:+.3f} to "
-                     f"{d['per_seed'][s]['ci_high']:+.3f})" if s in d['per_seed'] else '–' for s in used]
-            if d['ci_low'] == d['ci_low']:
-                across = f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
-                verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
-                           else 'no (interval contains 0)')
-            else:
-                across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
-            lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
-    lines += ['', f'![middle-order share of each row on each training seed ({frame.image_id.nunique()} test images, 95 % '
-              f'intervals over images; bar: mean over seeds; {budget_text})](seed_shares.png)']
     return '\n'.join(lines) + '\n'
 
 

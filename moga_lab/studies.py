@@ -19,7 +19,7 @@ from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
            'check_interaction_cache', 'load_study_config', 'provenance', 'trained_on', 'publish_artefacts',
-           'add_wall_time', 'wall_time',
+           'add_wall_time', 'wall_time', 'finished_interaction', 'seed_tables',
            'ARTEFACT_SUFFIXES']
 
 ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
@@ -170,6 +170,89 @@ def finished_interaction(cache: Optional[str], names: Sequence[str], num_images:
     if 'I2' not in done.columns or not all(done.image_id[done.model == name].nunique() >= num_images for name in names):
         return None
     return done[done.model.isin(list(names))].reset_index(drop=True)
+
+
+SEED_TABLES = ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png')
+"""What `seed_tables` writes into a study folder."""
+
+
+def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images: int, band: Sequence[float],
+                reference: str, title: str, caption: str, noun: str = 'row') -> str:
+    """The Markdown section of a study whose curves exist on several training seeds' checkpoints: each name's
+    middle share per seed, and ``reference`` minus each other name on every seed and across seeds. Shared by the
+    ablation grid (rows; ``ablate.py --curve-seeds``) and the comparison (models; ``compare_models.py
+    --train-seeds``): both keep a later seed's curves in ``<out>/<name>/seed<S>/interaction.csv``, on the same
+    images, pairs and design as the first seed's (``frame``). A later seed counts once its cache holds all the
+    images (`finished_interaction`). Writes ``interaction_seeds.csv`` (the tidy per-image table with a seed column),
+    ``seed_shares.csv`` and ``seed_shares.png`` into ``out``, or removes them (and returns '') when no name has
+    curves on two seeds, so that an earlier report's tables are not published.
+
+    Args:
+        out: the study folder.
+        frame: the per-image rows of the first seed's curves (``model``, ``image_id``, ...).
+        seeds: the training seeds, the first being the one ``frame`` is on.
+        num_images: the images each curve needs.
+        band: the middle orders (fractions of n).
+        reference: the name the others are compared with ('full', or the comparison's MogaNet).
+        title: the figure's title (say the budget).
+        caption: the budget as the figure's caption states it.
+        noun: what the names are ('row' or 'model'), for the text.
+    """
+    from .analysis.games import describe_precision
+    from .analysis.plots import plot_middle_share_by_seed
+    from .analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds
+    from .atomic import atomic_write_csv
+
+    parts = [frame.assign(seed=seeds[0])]
+    for name in frame.model.unique():
+        for seed in seeds[1:]:
+            done = finished_interaction(os.path.join(out, name, f'seed{seed}', 'interaction.csv'), [name], num_images)
+            if done is not None:
+                parts.append(done.assign(seed=seed))
+    seeded = pd.concat(parts, ignore_index=True)
+    counts = seeded.groupby('model').seed.nunique()
+    seeded = seeded[seeded.model.isin(counts[counts > 1].index)]
+    if seeded.empty:
+        for stale in SEED_TABLES:
+            if os.path.isfile(os.path.join(out, stale)):
+                os.remove(os.path.join(out, stale))
+        return ''
+    shares = middle_share_by_seed(seeded, *band)
+    atomic_write_csv(os.path.join(out, 'interaction_seeds.csv'), seeded)
+    atomic_write_csv(os.path.join(out, 'seed_shares.csv'), shares)
+    used = sorted(shares.seed.unique())
+    plot_middle_share_by_seed(shares, os.path.join(out, 'seed_shares.png'), band=band, title=title)
+    lines = ['', f"Middle share on each training seed's checkpoint ({noun}s with curves on several seeds: the same "
+             'images, pairs and design; 95 % bootstrap interval over the images):', '',
+             f'| {noun} | ' + ' | '.join(f'seed {s}' for s in used) + ' | mean ± s.d. over seeds |',
+             '| --- |' + ' --- |' * len(used) + ' ---: |']
+    for name, sub in shares.groupby('model', sort=False):
+        by = sub.set_index('seed')
+        cells = [f"{by.share[s]:.3f} [{by.ci_low[s]:.3f}, {by.ci_high[s]:.3f}]" if s in by.index else '–' for s in used]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {sub.share.mean():.3f} ± {sub.share.std(ddof=1):.3f} |')
+    lines += [''] + [f'Seed {s}: {describe_precision(seeded[seeded.seed == s])}.' for s in used[1:]]
+    if reference in set(shares.model) and shares.model.nunique() > 1:
+        lines += ['', f"The middle share of {reference} minus that of each {noun} on every seed's checkpoints (seed k "
+                  f"of both, paired bootstrap over the images) and across seeds (mean over each {noun}'s seeds, Welch's "
+                  "95 % interval over the seeds' shares: it covers training-seed variation on these images):", '',
+                  f'| {noun} | ' + ' | '.join(f'seed {s}' for s in used) + ' | across seeds | decided across seeds? |',
+                  '| --- |' + ' --- |' * len(used) + ' --- | --- |']
+        for name in shares.model.unique():
+            if name == reference:
+                continue
+            d = middle_share_difference_over_seeds(seeded, reference, name, *band)
+            cells = [f"{d['per_seed'][s]['difference']:+.3f} ({d['per_seed'][s]['ci_low']:+.3f} to "
+                     f"{d['per_seed'][s]['ci_high']:+.3f})" if s in d['per_seed'] else '–' for s in used]
+            if d['ci_low'] == d['ci_low']:
+                across = f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+                verdict = (f'yes: {reference} higher' if d['ci_low'] > 0 else f'yes: {reference} lower'
+                           if d['ci_high'] < 0 else 'no (interval contains 0)')
+            else:
+                across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
+            lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
+    lines += ['', f'![middle-order share of each {noun} on each training seed ({frame.image_id.nunique()} test images, '
+              f'95 % intervals over images; bar: mean over seeds; {caption})](seed_shares.png)']
+    return '\n'.join(lines) + '\n'
 
 
 def check_interaction_cache(cache: Optional[str], settings: InteractionSettings) -> None:

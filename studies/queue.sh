@@ -30,9 +30,12 @@ CMP56=studies/compare56_3ep
 CMP56_ARGS="${CMP_ARGS/--out $CMP/--out $CMP56} --image-size 56"
 # the 56 px grid's full row is also the 56 px comparison's MogaNet-XT (same configuration, images and design), so
 # g56:full is followed by c56:moganet_xtiny, which shares it (share_xt) and adds its Grad-CAM while the checkpoint
-# is here
+# is here. Last, cs:<model>:<seed>: the 28 px comparison's models on training seeds 1 and 2 (compare_models.py
+# --train-seeds; curves on the same images and design, no Grad-CAM), so that MogaNet against each baseline is
+# tested across training seeds; MogaNet-XT's are the grid's full row on those seeds (share_xt_seed).
 UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto
-  g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto"
+  g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto
+  $(for m in moganet_xtiny swin_femto convnext_atto; do for s in 1 2; do echo "cs:$m:$s"; done; done)"
 THREADS=${THREADS:-1}
 [[ $THREADS =~ ^[12]$ ]] || { echo "queue.sh: THREADS=$THREADS is not accepted; accepted: 1 (a thread per lane) or 2 (LANES=A: one lane)" >&2; exit 2; }
 [[ ${LANES:-A B} =~ ^[AB]( [AB])?$ ]] || { echo "queue.sh: LANES=$LANES is not accepted; accepted: A, B or \"A B\"" >&2; exit 2; }
@@ -56,18 +59,26 @@ deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its nex
 [[ ${DEADLINE:-23:59} =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$deadline" -lt "$(date -u +%s)" ] && deadline=$((deadline + 86400))
 mkdir -p "$CLAIMS"
 
-finished() {  # row seed, cmp model, g56 row, or c56 model
+finished() {  # row seed, cmp model, g56 row, c56 model, or cs model:seed
   [ "$1" = cmp ] && { [ -f "$CMP/$2/analysis.pt" ]; return; }
+  [ "$1" = cs ] && { seed_done "$CMP/${2%%:*}/seed${2#*:}"; return; }
   [ "$1" = c56 ] && { [ -f "$CMP56/$2/analysis.pt" ]; return; }
   [ "$1" = g56 ] && { curves_done "$OUT56/$2"; return; }
   [ -f "$OUT/$1/seed$2/results.yaml" ] || return 1
   [ "$2" != 0 ] || curves_done "$OUT/$1"
 }
 
+images_in() {  # the distinct images of an interaction.csv (0 when it is missing)
+  awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "image_id") c = i; next} c {print $c}' "$1" 2>/dev/null |
+    sort -u | wc -l
+}
+
 curves_done() {  # a row folder whose seed-0 run is trained and whose 32 images are all in interaction.csv
-  [ -f "$1/seed0/results.yaml" ] &&
-  [ "$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "image_id") c = i; next} c {print $c}' \
-       "$1/interaction.csv" 2>/dev/null | sort -u | wc -l)" = 32 ]
+  [ -f "$1/seed0/results.yaml" ] && [ "$(images_in "$1/interaction.csv")" = 32 ]
+}
+
+seed_done() {  # a run folder that is trained and holds its curves on all 32 images
+  [ -f "$1/results.yaml" ] && [ "$(images_in "$1/interaction.csv")" = 32 ]
 }
 
 minutes() {  # estimated minutes of a unit in this lane's mode
@@ -81,6 +92,11 @@ minutes() {  # estimated minutes of a unit in this lane's mode
       fi
       echo $(( m * (3 - THREADS) )) ;;
     cmp) echo "${MINCMP[$2]}" ;;
+    cs) if [ "${2%%:*}" = moganet_xtiny ]; then  # the grid's run when its curves on that seed are there
+          seed_done "$OUT/full/seed${2#*:}" && echo 1 || echo $((TRAIN_MIN + CURVES_MIN))
+        else
+          echo "${MINCMP[${2%%:*}]}"
+        fi ;;
     *) { [ "$2" = 1 ] || [ "$2" = 2 ]; } && echo "$TRAIN_MIN" || echo $((TRAIN_MIN + CURVES_MIN)) ;;
   esac
 }
@@ -94,6 +110,18 @@ share_xt() {  # the 56 px grid's full row, seed 0, as the comparison's MogaNet-X
   mv "$dst/interaction.csv.tmp" "$dst/interaction.csv"
   .venv/bin/python -c "import sys; from moga_lab.studies import add_wall_time, wall_time
 add_wall_time(sys.argv[2], 'interaction', wall_time(sys.argv[1], 'interaction'))" "$OUT56" "$CMP56"
+  cp "$src/results.yaml" "$dst/results.yaml"  # last: a results.yaml says the run folder is complete
+}
+
+share_xt_seed() {  # the 28 px grid's full row on seed $1 as the comparison's MogaNet-XT on that seed: the same
+  # configuration (the seed-0 run is shared the same way) and its curves on the same images and design, renamed
+  local src=$OUT/full/seed$1 dst=$CMP/moganet_xtiny/seed$1 f
+  [ -f "$dst/results.yaml" ] || ! seed_done "$src" && return
+  mkdir -p "$dst"
+  cp "$src"/{config.yaml,metrics.csv} "$dst"/
+  for f in best.ckpt last.ckpt; do [ ! -f "$src/$f" ] || cp "$src/$f" "$dst"/; done
+  sed '2,$ s/^full,/moganet_xtiny,/' "$src/interaction.csv" > "$dst/interaction.csv.tmp"
+  mv "$dst/interaction.csv.tmp" "$dst/interaction.csv"
   cp "$src/results.yaml" "$dst/results.yaml"  # last: a results.yaml says the run folder is complete
 }
 
@@ -128,6 +156,10 @@ lane() {
     echo "lane $1: $2 $3 at $(date -u +%H:%M)"
     if [ "$2" = cmp ]; then
       .venv/bin/python analysis/compare_models.py $CMP_ARGS --only "$3" || echo "failed: $2 $3"
+    elif [ "$2" = cs ]; then
+      [ "${3%%:*}" = moganet_xtiny ] && share_xt_seed "${3#*:}"
+      .venv/bin/python analysis/compare_models.py $CMP_ARGS --only "${3%%:*}" --train-seeds "${3#*:}" \
+        || echo "failed: $2 $3"
     elif [ "$2" = c56 ]; then
       [ "$3" = moganet_xtiny ] && share_xt
       .venv/bin/python analysis/compare_models.py $CMP56_ARGS --only "$3" || echo "failed: $2 $3"

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash
 STUB = r'''#!/usr/bin/env bash
 if [ "$1" = -c ]; then exec "$REAL_PY" "$@"; fi
 script=$1; shift
-out= only= rows= seeds=
+out= only= rows= seeds= train=
 while [ $# -gt 0 ]; do
-  case $1 in --out) out=$2; shift;; --only) only=$2; shift;; --rows) rows=$2; shift;; --seeds) seeds=$2; shift;; esac
+  case $1 in --out) out=$2; shift;; --only) only=$2; shift;; --rows) rows=$2; shift;; --seeds) seeds=$2; shift;;
+    --train-seeds) train=$2; seeds=$2; shift;; esac
   shift
 done
 echo "$script ${rows:-$only} ${seeds:--} $OMP_NUM_THREADS $out" >> "$JOBS"
@@ -30,6 +31,12 @@ if [ "$script" = experiments/ablate.py ]; then
   if [ "$seeds" = 0 ]; then
     { echo model,image_id,J; for i in $(seq 1 32); do echo "$rows,$i,0.5"; done; } > "$out/$rows/interaction.csv"
     echo "interaction_seconds: 600.0" > "$out/wall_times.yaml"
+  fi
+elif [ -n "$train" ]; then  # another training seed: its run and curves (a finished one is left as it is)
+  d=$out/$only/seed$train
+  if [ ! -f "$d/results.yaml" ]; then
+    mkdir -p "$d"; echo "test_top1: 85.0" > "$d/results.yaml"
+    { echo model,image_id,J; for i in $(seq 1 32); do echo "$only,$i,0.5"; done; } > "$d/interaction.csv"
   fi
 else
   mkdir -p "$out/$only"; touch "$out/$only/analysis.pt"; echo "test_top1: 85.0" > "$out/$only/results.yaml"
@@ -96,6 +103,12 @@ def test_queue_deadline_then_every_unit_once_in_two_lanes(root, tmp_path):
     assert done56.index(('ablate.py', 'full')) < done56.index(('compare_models.py', 'moganet_xtiny'))
     assert all((root / 'studies' / 'compare28_3ep' / m / 'analysis.pt').is_file() for m in ('convnext_atto', 'swin_femto'))
     _check_shared_xt(root)
+    # last, the 28 px comparison's models on training seeds 1 and 2 (MogaNet-XT trained too: no grid curves on them;
+    # Swin-femto's may have fit the 60 minutes above)
+    seeds = [(u, seed) for s, u, seed, _ in units if s.endswith('compare_models.py') and seed != '-']
+    assert {('convnext_atto', '1'), ('convnext_atto', '2'), ('moganet_xtiny', '1'), ('moganet_xtiny', '2')} <= set(seeds)
+    assert all((root / 'studies' / 'compare28_3ep' / m / f'seed{s}' / 'results.yaml').is_file()
+               for m in ('moganet_xtiny', 'swin_femto', 'convnext_atto') for s in (1, 2))
     assert _queue(root, tmp_path / 'jobs3.txt', DEADLINE=_in(23 * 60)) == []
 
 
@@ -133,4 +146,25 @@ def test_queues_started_together_run_each_unit_once(root, tmp_path):
     queues = [subprocess.Popen(['bash', str(root / 'studies' / 'queue.sh')], env=env) for _ in range(4)]
     assert all(q.wait(timeout=600) == 0 for q in queues)
     units = [tuple(line.split()[:3]) + tuple(line.split()[4:]) for line in jobs.read_text().splitlines()]
-    assert len(units) == len(set(units)) == 8 * 3 + 2 + 7, sorted(units)
+    assert len(units) == len(set(units)) == 8 * 3 + 2 + 7 + 6, sorted(units)
+
+
+def test_queue_takes_moganet_seeds_of_the_comparison_from_the_grid(root, tmp_path):
+    # the grid's full row on seed 1 with its curves (as ablate.py --curve-seeds leaves it): the comparison's MogaNet-XT
+    # on seed 1 is that run, its curves renamed; seed 2 has no grid curves and is trained
+    grid = root / 'studies' / 'ablation_converged' / 'full' / 'seed1'
+    grid.mkdir(parents=True)
+    for name in ('config.yaml', 'metrics.csv'):
+        (grid / name).write_text('x\n')
+    (grid / 'results.yaml').write_text('test_top1: 90.86\n')
+    (grid / 'interaction.csv').write_text('model,image_id,J\n' + ''.join(f'full,{i},0.{i}\n' for i in range(1, 33)))
+    queue = root / 'studies' / 'queue.sh'
+    text = queue.read_text()
+    start, end = text.index('UNITS="'), text.index('THREADS=${THREADS:-1}')
+    queue.write_text(text[:start] + 'UNITS="cs:moganet_xtiny:1 cs:moganet_xtiny:2"\n' + text[end:])  # these two only
+    ran = _queue(root, tmp_path / 'jobs.txt', DEADLINE=_in(23 * 60), LANES='A')
+    assert [(u, s) for _, u, s, *_ in ran] == [('moganet_xtiny', '1'), ('moganet_xtiny', '2')]
+    shared = root / 'studies' / 'compare28_3ep' / 'moganet_xtiny' / 'seed1'
+    assert (shared / 'results.yaml').read_text() == 'test_top1: 90.86\n'
+    curves = pd.read_csv(shared / 'interaction.csv')
+    assert set(curves.model) == {'moganet_xtiny'} and curves.image_id.nunique() == 32 and curves.J.iloc[0] == 0.1

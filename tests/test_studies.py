@@ -160,6 +160,9 @@ def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, messag
     (['--drop-path', '1.5'], "argument --drop-path: '1.5' is not accepted; accepted: a number in [0, 1)"),
     (['--cam-images', '1'], "argument --cam-images: '1' is not accepted; accepted: an integer >= 2"),
     (['--only', 'nope'], '--only nope: not among --models; accepted: moganet_xtiny, convnext_atto, swin_femto'),
+    (['--train-seeds', '1', '0'], "--train-seeds 0: that is --seed, the compared runs' own training seed; accepted: other"),
+    (['--model', 'moganet_xtiny', '--weights', 'w.pth', '--train-seeds', '1'],
+     '--train-seeds 1: trains the models again; accepted: no --train-seeds with --checkpoint or --model/--weights'),
     (['--model', 'moganet_xtiny', '--weights', 'w.pth', '--cam-images', '64'],
      '--cam-images 64: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is computed for the models this '
      'script trains only'),
@@ -223,6 +226,43 @@ def test_compare_models_quick(tmp_path):
     assert again.returncode == 0 and 'Epoch' not in again.stderr, again.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_csv(out / 'accuracy.csv'), accuracy)
     pd.testing.assert_frame_equal(pd.read_csv(out / 'gradcam.csv'), cams)
+
+
+def test_compare_models_train_seeds(tmp_path):
+    """Each model on a second training seed, curves on the same images and design: per-seed top-1 and middle share,
+    MogaNet minus each model on every seed and across seeds; the report reads the seed folders back without the flag."""
+    out = tmp_path / 'cmp'
+    base = ['--quick', '--models', 'moganet_xtiny', 'swin_femto', '--out', str(out), '--gradcam-images', '2']
+    done = _run('analysis/compare_models.py', [*base, '--only', 'swin_femto', '--train-seeds', '1'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / 'swin_femto' / 'seed1' / 'results.yaml').is_file() and not (out / 'moganet_xtiny').exists()
+    seed1 = pd.read_csv(out / 'swin_femto' / 'seed1' / 'interaction.csv')
+    first = pd.read_csv(out / 'swin_femto' / 'interaction.csv')
+    # the same images and design, another checkpoint
+    assert sorted(seed1.image_id.unique()) == sorted(first.image_id.unique()) and len(seed1) == len(first)
+    assert not np.allclose(seed1.sort_values(['image_id', 'ratio']).I2, first.sort_values(['image_id', 'ratio']).I2)
+    done = _run('analysis/compare_models.py', [*base, '--only', 'moganet_xtiny', '--train-seeds', '1'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run('analysis/compare_models.py', base, tmp_path)   # the report: no --train-seeds needed
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = pd.read_csv(out / 'accuracy.csv')
+    assert list(zip(accuracy.model, accuracy.seed)) == [('moganet_xtiny', 0), ('swin_femto', 0), ('moganet_xtiny', 1),
+                                                        ('swin_femto', 1)]
+    assert accuracy.test_top1.between(0, 100).all() and accuracy.cam_on_garment.notna().sum() == 2
+    shares = pd.read_csv(out / 'seed_shares.csv')
+    assert sorted(zip(shares.model, shares.seed)) == [('moganet_xtiny', 0), ('moganet_xtiny', 1), ('swin_femto', 0),
+                                                      ('swin_femto', 1)]
+    seeded = pd.read_csv(out / 'interaction_seeds.csv')
+    assert sorted(seeded.seed.unique()) == [0, 1] and (out / 'seed_shares.png').stat().st_size > 10_000
+    report = (out / 'report.md').read_text()
+    assert '## Training seeds' in report and 'Test top-1 (%, 10k images) on each training seed' in report
+    assert re.search(r'\| swin_femto \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \|', report), report
+    assert 'The middle share of moganet_xtiny minus that of each model' in report
+    assert re.search(r'\| swin_femto \| [+-]\d\.\d{3} \([+-]\d\.\d{3} to [+-]\d\.\d{3}\) \| [+-]\d\.\d{3} .* \| '
+                     r'[+-]\d\.\d{3} \([+-]\d\.\d{3} to [+-]\d\.\d{3}\) \| (yes|no)', report), report
+    assert re.search(r'!\[middle-order share of each model on each training seed \(2 test images.*28 px, 1 epoch of 6 '
+                     r'batches at batch 32\)\]\(seed_shares\.png\)', report), report
+    assert 'and ' in report and 'min for the later training seeds' in report
 
 
 def test_gradcam_cli(tmp_path):
@@ -400,6 +440,36 @@ def test_paper_claims_name_the_seed_whose_checkpoints_the_curves_are_on(tmp_path
     seeded[seeded.seed == 1].drop(columns='seed').to_csv(tmp_path / 'g' / 'interaction.csv', index=False)
     assert paper_claims.main(['--ablation', str(tmp_path / 'g'), '--out', str(out)]) == 0
     assert 'Gating raises middle-order interactions on the seed-1 checkpoints (full vs no_gating)' in out.read_text()
+
+
+def test_paper_claims_across_seeds_of_every_compared_model(tmp_path):
+    """A comparison with curves and top-1 on three training seeds of every model (compare_models.py --train-seeds):
+    the middle-share and accuracy claims are decided across seeds (Welch), and the per-MogaNet-seed claims give way."""
+    from test_seeds import seeded_table
+    seeded = seeded_table({'moganet_xtiny': [4.0, 4.4, 3.6], 'convnext_atto': [2.0, 2.1, 1.9],
+                           'swin_femto': [4.0, 4.8, 3.2]})
+    accuracy = {'model': ['moganet_xtiny', 'convnext_atto', 'swin_femto'] * 3, 'seed': [0] * 3 + [1] * 3 + [2] * 3,
+                'test_top1': [92.5, 90.0, 92.4, 92.6, 90.1, 92.9, 92.4, 89.9, 91.9]}
+    _synthetic_study(tmp_path / 'c', accuracy, {}, 28, 'report.md')
+    seeded[seeded.seed == 0].drop(columns='seed').to_csv(tmp_path / 'c' / 'interaction.csv', index=False)
+    seeded.to_csv(tmp_path / 'c' / 'interaction_seeds.csv', index=False)
+    out = tmp_path / 'claims.md'
+    assert load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c'), '--out', str(out)]) == 0
+    text = out.read_text()
+
+    def status(claim):
+        return next(line for line in text.splitlines() if f'| {claim} ' in line).split('|')[4].strip()
+    across = 'across training seeds (both models)'
+    assert status(f'MogaNet has a larger middle-order share than convnext_atto {across}') == \
+        'decided: MogaNet higher (as the paper says)'
+    assert status(f'MogaNet has a larger middle-order share than swin_femto {across}').startswith('not decided')
+    assert '(decided: higher on 3 of 3 seeds, lower on 0)' in text
+    # top-1 from the seeds: 92.50 vs 90.00 (s.d. 0.1 each) decided; 92.50 vs 92.40 (s.d. 0.5) not
+    assert status('MogaNet is more accurate than convnext_atto') == 'decided: MogaNet more accurate'
+    assert status('MogaNet is more accurate than swin_femto').startswith('not decided')
+    assert 'top-1 92.50 vs 90.00 % (3 / 3 seeds): +2.50 (' in text and 'Welch over the seeds' in text
+    claims = [line for line in text.splitlines() if line.startswith('|')]
+    assert not [line for line in claims if 'test-set sampling only' in line or "on each of MogaNet's training" in line]
 
 
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
