@@ -42,16 +42,17 @@ THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 # Estimated minutes per unit on each CPU class (PLAN.md), the Xeon with AMX, else the AMD EPYC: a 28 px training
 # and a row's curves as one of two one-thread lanes (measured in the grid's runs), a 28 px comparison model (training
-# + curves + Grad-CAM, one thread), and a 56 px unit alone at 2 threads (benchmarks/study_speed.py's rates x 1.15
-# for data loading and evaluation; x 2 as one of two one-thread lanes). The AMD EPYC trains these models ~2x faster
-# than the Xeon.
+# + curves + Grad-CAM, one thread), a later training seed of a 28 px comparison model (MINCS: training + curves,
+# measured in compare28_3ep on the AMD EPYC: ConvNeXt-atto 50 + 75 min, Swin-femto 15 + 34; the Xeon ~2x), and a
+# 56 px unit alone at 2 threads (benchmarks/study_speed.py's rates x 1.15 for data loading and evaluation; x 2 as one
+# of two one-thread lanes). The AMD EPYC trains these models ~2x faster than the Xeon.
 if grep -q amx /proc/cpuinfo 2>/dev/null; then
   TRAIN_MIN=${TRAIN_MIN:-45} CURVES_MIN=${CURVES_MIN:-25}
-  declare -A MINCMP=([convnext_atto]=175 [swin_femto]=70)
+  declare -A MINCMP=([convnext_atto]=175 [swin_femto]=70) MINCS=([convnext_atto]=250 [swin_femto]=100)
   declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
 else
   TRAIN_MIN=${TRAIN_MIN:-40} CURVES_MIN=${CURVES_MIN:-22}
-  declare -A MINCMP=([convnext_atto]=95 [swin_femto]=45)
+  declare -A MINCMP=([convnext_atto]=95 [swin_femto]=45) MINCS=([convnext_atto]=130 [swin_femto]=50)
   declare -A MIN56=([g56]=105 [moganet_xtiny]=15 [swin_femto]=55 [convnext_atto]=200)
 fi
 deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its next occurrence (sessions cross midnight)
@@ -95,7 +96,7 @@ minutes() {  # estimated minutes of a unit in this lane's mode
     cs) if [ "${2%%:*}" = moganet_xtiny ]; then  # the grid's run when its curves on that seed are there
           seed_done "$OUT/full/seed${2#*:}" && echo 1 || echo $((TRAIN_MIN + CURVES_MIN))
         else
-          echo "${MINCMP[${2%%:*}]}"
+          echo "${MINCS[${2%%:*}]}"
         fi ;;
     *) { [ "$2" = 1 ] || [ "$2" = 2 ]; } && echo "$TRAIN_MIN" || echo $((TRAIN_MIN + CURVES_MIN)) ;;
   esac
