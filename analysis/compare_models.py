@@ -184,7 +184,7 @@ def record(args, accuracy, frame, params):
     if args.store is None:
         return
     files = [os.path.join(args.out, n) for n in ('report.md', 'accuracy.csv', 'curve.csv', 'interaction_curves.png',
-                                                 'gradcam_grid.png', 'images.csv')]
+                                                 'gradcam_grid.png', 'images.csv', 'seed_shares.csv', 'seed_shares.png')]
     for row in accuracy.to_dict('records'):
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         low, high = (float(x) for x in row['middle_share_95ci'].split('-'))

@@ -317,7 +317,8 @@ def _record(store, args, budget, rows, result, per_seed, band, frame):
                         parent_run_id=parent, name=f'{name} seed {seed}', tags=dict(row=name, seed=seed))
     safe_record(store, f'{args.out}:summary', common, {'rows': len(result)},
                 artifacts=[os.path.join(args.out, n) for n in ('ablation.csv', 'ablation.md', 'ablation_curves.png',
-                                                               'curve.csv', 'accuracy.csv')] + [args.config],
+                                                               'curve.csv', 'accuracy.csv', 'seed_shares.csv',
+                                                               'seed_shares.png')] + [args.config],
                 name='summary', tags=dict(study='ablation'))
     print(f'recorded {len(result)} rows in {store.uri} (experiment {store.experiment!r}); browse: mlflow ui '
           f'--backend-store-uri {store.uri}')

@@ -254,6 +254,13 @@ def test_compare_models_train_seeds(tmp_path):
                                                       ('swin_femto', 1)]
     seeded = pd.read_csv(out / 'interaction_seeds.csv')
     assert sorted(seeded.seed.unique()) == [0, 1] and (out / 'seed_shares.png').stat().st_size > 10_000
+    # the study store's run of each model carries the seed figure and table with the report
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(os.environ['MLFLOW_TRACKING_URI'])
+    runs = client.search_runs([client.get_experiment_by_name('compare').experiment_id],
+                              filter_string=f"tags.`moga_lab.key` = '{os.path.abspath(out)}:swin_femto'")
+    assert len(runs) == 1
+    assert {'seed_shares.png', 'seed_shares.csv', 'report.md'} <= {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     report = (out / 'report.md').read_text()
     assert '## Training seeds' in report and 'Test top-1 (%, 10k images) on each training seed' in report
     assert re.search(r'\| swin_femto \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \|', report), report
