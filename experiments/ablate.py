@@ -251,7 +251,8 @@ def main(argv=None):
            f'lr {budget.lr:g})]'
            f'(ablation_curves.png)\n')
     atomic_write_text(os.path.join(args.out, 'ablation.md'), md)
-    title = 'MogaNet-XT ablations: multi-order interaction strength'
+    title = (f'MogaNet-XT ablations: multi-order interaction strength\n{budget.image_size or 28} px, '
+             f'{budget.describe_epochs()}, seed-{budget.seeds[0]} checkpoints')
     if curve.model.nunique() > 4:  # more overlapping bands than one axes can show: one panel per row
         labels = {name: f'{name}\n' + textwrap.fill(', '.join(f'{k}={v}' for k, v in sw.items()) or 'paper default', 34)
                   for name, sw in rows.items()}
