@@ -52,8 +52,8 @@ from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
 from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
-                              finished_interaction, interaction_of_models, provenance, publish_artefacts, seed_tables,
-                              train_variant, trained_on, wall_time)
+                              finished_interaction, interaction_of_models, provenance, publish_artefacts,
+                              reported_checkpoint, seed_tables, train_variant, trained_on, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -310,12 +310,6 @@ def _gradcam(out, models, images, labels, info):
     return layers
 
 
-def _checkpoint(run_dir: str) -> str:
-    """The checkpoint whose test top-1 a run reports (best val/acc1), else its last."""
-    best = os.path.join(run_dir, 'best.ckpt')
-    return best if os.path.isfile(best) else os.path.join(run_dir, 'last.ckpt')
-
-
 def _later_seeds(args, rates) -> pd.DataFrame:
     """A line per finished later-seed run (``<out>/<model>/seed<S>/results.yaml``) of the compared models."""
     rows = []
@@ -464,13 +458,13 @@ def train_and_compare(args):
             continue
         train_variant(run_dir, dataclasses.replace(budget, lr=rates[name]), args.seed, model_name=name)
         if not _analysed(run_dir):
-            _analyse_trained(args, load_classifier(_checkpoint(run_dir), name), settings, num_images, n_cam)
+            _analyse_trained(args, load_classifier(reported_checkpoint(run_dir), name), settings, num_images, n_cam)
         for seed in args.train_seeds:  # the same recipe on another training seed; curves on the same images and design
             seed_dir = os.path.join(run_dir, f'seed{seed}')
             train_variant(seed_dir, dataclasses.replace(budget, lr=rates[name]), seed, model_name=name)
             cache = os.path.join(seed_dir, 'interaction.csv')
             if finished_interaction(cache, [name], num_images) is None:
-                m = load_classifier(_checkpoint(seed_dir), name)
+                m = load_classifier(reported_checkpoint(seed_dir), name)
                 ev = load_eval_images(m, num_images, seed=args.seed)
                 interaction_of_models([m], ev.images, ev.labels, ev.ids, settings, cache=cache, wall_times=args.out)
     if args.only:

@@ -37,8 +37,8 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, descri
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels  # noqa: E402
 from moga_lab.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
-                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts, seed_tables,
-                              trained_on, wall_time)
+                              interaction_of_checkpoints, load_study_config, provenance, publish_artefacts,
+                              reported_checkpoint, seed_tables, trained_on, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.training import ModelConfig, build_model  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -157,18 +157,15 @@ def main(argv=None):
             speeds.append(r['train_images_per_second'])
             walls.append(r.get('wall_seconds', float('nan')))
             per_seed[(name, seed)] = r
-        # the checkpoint whose test top-1 is reported (best val/acc1; as compare_models does), else the last
-        first = os.path.join(args.out, name, f'seed{budget.seeds[0]}', 'best.ckpt')
-        first = first if os.path.isfile(first) else first.replace('best.ckpt', 'last.ckpt')
+        first = reported_checkpoint(os.path.join(args.out, name, f'seed{budget.seeds[0]}'))
         # curves on later seeds' checkpoints (--curve-seeds; each (row, seed) call computes its own seed's)
         for seed in args.curve_seeds:
             run = os.path.join(args.out, name, f'seed{seed}')
             if seed == budget.seeds[0] or (args.seeds and seed not in args.seeds) or not os.path.isfile(
                     os.path.join(run, 'results.yaml')):
                 continue
-            ckpt = os.path.join(run, 'best.ckpt')
             try:
-                interaction_of_checkpoints({name: ckpt if os.path.isfile(ckpt) else os.path.join(run, 'last.ckpt')},
+                interaction_of_checkpoints({name: reported_checkpoint(run)},
                                            cache=os.path.join(run, 'interaction.csv'), wall_times=args.out,
                                            **inter_kwargs)
             except FileNotFoundError as error:

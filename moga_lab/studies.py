@@ -19,7 +19,7 @@ from .training import ModelConfig, build_model, fit, small_data_recipe
 
 __all__ = ['Budget', 'train_variant', 'count_params_macs', 'interaction_of_checkpoints', 'interaction_of_models',
            'check_interaction_cache', 'load_study_config', 'provenance', 'trained_on', 'publish_artefacts',
-           'add_wall_time', 'wall_time', 'finished_interaction', 'seed_tables',
+           'add_wall_time', 'wall_time', 'finished_interaction', 'seed_tables', 'reported_checkpoint',
            'ARTEFACT_SUFFIXES']
 
 ARTEFACT_SUFFIXES = ('.csv', '.md', '.png')
@@ -122,6 +122,13 @@ def train_variant(run_dir: str, budget: Budget, seed: int, model_name: Optional[
     fit(cfg, resume=os.path.isfile(os.path.join(run_dir, 'last.ckpt')))
     with open(results) as f:
         return yaml.safe_load(f)
+
+
+def reported_checkpoint(run_dir: str) -> str:
+    """The checkpoint of a `train_variant` run whose test top-1 its results.yaml reports (``best.ckpt``: best
+    val/acc1), else its ``last.ckpt``: the one whose interactions and Grad-CAM a study computes."""
+    best = os.path.join(run_dir, 'best.ckpt')
+    return best if os.path.isfile(best) else os.path.join(run_dir, 'last.ckpt')
 
 
 def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):

@@ -125,6 +125,14 @@ def test_budget_states_its_epochs_in_words():
     assert Budget(epochs=2, limit_train_batches=40).describe_epochs() == '2 epochs of 40 batches'
 
 
+def test_reported_checkpoint_is_the_best_else_the_last(tmp_path):
+    from moga_lab.studies import reported_checkpoint
+    (tmp_path / 'last.ckpt').touch()
+    assert reported_checkpoint(str(tmp_path)) == str(tmp_path / 'last.ckpt')
+    (tmp_path / 'best.ckpt').touch()
+    assert reported_checkpoint(str(tmp_path)) == str(tmp_path / 'best.ckpt')
+
+
 def test_ablate_unknown_row(tmp_path):
     done = _run('experiments/ablate.py', ['--quick', '--rows', 'nope', '--out', str(tmp_path)], tmp_path)
     assert done.returncode == 2 and "unknown rows ['nope']" in done.stderr
