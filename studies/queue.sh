@@ -32,10 +32,15 @@ CMP56_ARGS="${CMP_ARGS/--out $CMP/--out $CMP56} --image-size 56"
 # g56:full is followed by c56:moganet_xtiny, which shares it (share_xt) and adds its Grad-CAM while the checkpoint
 # is here. Last, cs:<model>:<seed>: the 28 px comparison's models on training seeds 1 and 2 (compare_models.py
 # --train-seeds; curves on the same images and design, no Grad-CAM), so that MogaNet against each baseline is
-# tested across training seeds; MogaNet-XT's are the grid's full row on those seeds (share_xt_seed).
+# tested across training seeds; MogaNet-XT's are the grid's full row on those seeds (share_xt_seed). After them,
+# g56s:<row>:<seed>: the 56 px key rows on training seeds 1 and 2, each trained and its curves computed on its own
+# checkpoint (ablate.py --curve-seeds): the 56 px seed-0 verdicts can reverse from one seed to the next as the 28 px
+# ones do, so whether a conclusion changes with resolution needs the seed spread at 56 px too. Gating first (full
+# and no_gating on seed 1, then on seed 2), then no_ca and plain: ~3.5 h each as one of two one-thread lanes.
 UNITS="$(for r in $ROWS; do for s in 0 1 2; do echo "$r:$s"; done; done) cmp:convnext_atto cmp:swin_femto
   g56:full c56:moganet_xtiny g56:no_gating g56:no_ca g56:plain c56:swin_femto c56:convnext_atto
-  $(for m in moganet_xtiny swin_femto convnext_atto; do for s in 1 2; do echo "cs:$m:$s"; done; done)"
+  $(for m in moganet_xtiny swin_femto convnext_atto; do for s in 1 2; do echo "cs:$m:$s"; done; done)
+  g56s:full:1 g56s:no_gating:1 g56s:full:2 g56s:no_gating:2 g56s:no_ca:1 g56s:no_ca:2 g56s:plain:1 g56s:plain:2"
 THREADS=${THREADS:-1}
 [[ $THREADS =~ ^[12]$ ]] || { echo "queue.sh: THREADS=$THREADS is not accepted; accepted: 1 (a thread per lane) or 2 (LANES=A: one lane)" >&2; exit 2; }
 [[ ${LANES:-A B} =~ ^[AB]( [AB])?$ ]] || { echo "queue.sh: LANES=$LANES is not accepted; accepted: A, B or \"A B\"" >&2; exit 2; }
@@ -60,7 +65,8 @@ deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its nex
 [[ ${DEADLINE:-23:59} =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$deadline" -lt "$(date -u +%s)" ] && deadline=$((deadline + 86400))
 mkdir -p "$CLAIMS"
 
-finished() {  # row seed, cmp model, g56 row, c56 model, or cs model:seed
+finished() {  # row seed, cmp model, g56 row, c56 model, cs model:seed, or g56s row:seed
+  [ "$1" = g56s ] && { seed_done "$OUT56/${2%%:*}/seed${2#*:}"; return; }
   [ "$1" = cmp ] && { [ -f "$CMP/$2/analysis.pt" ]; return; }
   [ "$1" = cs ] && { seed_done "$CMP/${2%%:*}/seed${2#*:}"; return; }
   [ "$1" = c56 ] && { [ -f "$CMP56/$2/analysis.pt" ]; return; }
@@ -84,6 +90,7 @@ seed_done() {  # a run folder that is trained and holds its curves on all 32 ima
 
 minutes() {  # estimated minutes of a unit in this lane's mode
   case $1 in
+    g56s) echo $(( MIN56[g56] * (3 - THREADS) )) ;;
     g56|c56) local m
       if [ "$2" = moganet_xtiny ]; then  # shared with g56:full once that is done; trained anew if its checkpoint is gone
         curves_done "$OUT56/full" || return
@@ -164,6 +171,9 @@ lane() {
     elif [ "$2" = c56 ]; then
       [ "$3" = moganet_xtiny ] && share_xt
       .venv/bin/python analysis/compare_models.py $CMP56_ARGS --only "$3" || echo "failed: $2 $3"
+    elif [ "$2" = g56s ]; then
+      .venv/bin/python experiments/ablate.py --config $CFG56 --out $OUT56 --no-report --rows "${3%%:*}" \
+        --seeds "${3#*:}" --curve-seeds "${3#*:}" || echo "failed: $2 $3"
     elif [ "$2" = g56 ]; then
       .venv/bin/python experiments/ablate.py --config $CFG56 --out $OUT56 --no-report --rows "$3" --seeds 0 \
         || echo "failed: $2 $3"

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash
 STUB = r'''#!/usr/bin/env bash
 if [ "$1" = -c ]; then exec "$REAL_PY" "$@"; fi
 script=$1; shift
-out= only= rows= seeds= train=
+out= only= rows= seeds= train= curves=
 while [ $# -gt 0 ]; do
   case $1 in --out) out=$2; shift;; --only) only=$2; shift;; --rows) rows=$2; shift;; --seeds) seeds=$2; shift;;
-    --train-seeds) train=$2; seeds=$2; shift;; esac
+    --train-seeds) train=$2; seeds=$2; shift;; --curve-seeds) curves=$2; shift;; esac
   shift
 done
 echo "$script ${rows:-$only} ${seeds:--} $OMP_NUM_THREADS $out" >> "$JOBS"
@@ -31,6 +31,8 @@ if [ "$script" = experiments/ablate.py ]; then
   if [ "$seeds" = 0 ]; then
     { echo model,image_id,J; for i in $(seq 1 32); do echo "$rows,$i,0.5"; done; } > "$out/$rows/interaction.csv"
     echo "interaction_seconds: 600.0" > "$out/wall_times.yaml"
+  elif [ -n "$curves" ]; then  # a later seed's curves on its own checkpoint
+    { echo model,image_id,J; for i in $(seq 1 32); do echo "$rows,$i,0.5"; done; } > "$d/interaction.csv"
   fi
 elif [ -n "$train" ]; then  # another training seed: its run and curves (a finished one is left as it is)
   d=$out/$only/seed$train
@@ -98,7 +100,7 @@ def test_queue_deadline_then_every_unit_once_in_two_lanes(root, tmp_path):
     units = [(script, unit, seed, out) for script, unit, seed, _, out in ran]
     assert len(units) == len(set(units)) and {threads for *_, threads, _ in ran} == {'1'}
     assert sum(s.endswith('ablate.py') and '56' not in out for s, _, _, out in units) == 8
-    assert sorted((Path(s).name, u) for s, u, _, out in units if '56' in out) == sorted(UNITS56)
+    assert sorted((Path(s).name, u) for s, u, seed, out in units if '56' in out and seed in ('0', '-')) == sorted(UNITS56)
     done56 = [(Path(s).name, u) for s, u, _, out in units if '56' in out]
     assert done56.index(('ablate.py', 'full')) < done56.index(('compare_models.py', 'moganet_xtiny'))
     assert all((root / 'studies' / 'compare28_3ep' / m / 'analysis.pt').is_file() for m in ('convnext_atto', 'swin_femto'))
@@ -109,6 +111,12 @@ def test_queue_deadline_then_every_unit_once_in_two_lanes(root, tmp_path):
     assert {('convnext_atto', '1'), ('convnext_atto', '2'), ('moganet_xtiny', '1'), ('moganet_xtiny', '2')} <= set(seeds)
     assert all((root / 'studies' / 'compare28_3ep' / m / f'seed{s}' / 'results.yaml').is_file()
                for m in ('moganet_xtiny', 'swin_femto', 'convnext_atto') for s in (1, 2))
+    # then the 56 px key rows on training seeds 1 and 2, each with its own curves (gating's rows first)
+    seeds56 = [(u, seed) for s, u, seed, _, out in ran if s.endswith('ablate.py') and '56' in out and seed != '0']
+    assert sorted(seeds56) == sorted((r, s) for r in ('full', 'no_gating', 'no_ca', 'plain') for s in ('1', '2'))
+    assert seeds56.index(('no_gating', '2')) < seeds56.index(('no_ca', '1'))
+    assert all(pd.read_csv(root / 'studies' / 'ablation_56px' / r / f'seed{s}' / 'interaction.csv').image_id.nunique() == 32
+               for r, s in seeds56)
     assert _queue(root, tmp_path / 'jobs3.txt', DEADLINE=_in(23 * 60)) == []
 
 
@@ -116,7 +124,7 @@ def test_queue_one_two_thread_lane_runs_the_56px_units_in_order(root, tmp_path):
     # the 56 px units in one two-thread lane: the grid's full row first, then the comparison's MogaNet-XT shares it
     jobs = tmp_path / 'jobs1.txt'
     ran = _queue(root, jobs, DEADLINE=_in(23 * 60), LANES='A', THREADS='2')
-    assert [(Path(s).name, u) for s, u, _, _, out in ran if '56' in out] == UNITS56
+    assert [(Path(s).name, u) for s, u, seed, _, out in ran if '56' in out and seed in ('0', '-')] == UNITS56
     assert {threads for *_, threads, _ in ran} == {'2'}
     _check_shared_xt(root)
 
@@ -146,7 +154,7 @@ def test_queues_started_together_run_each_unit_once(root, tmp_path):
     queues = [subprocess.Popen(['bash', str(root / 'studies' / 'queue.sh')], env=env) for _ in range(4)]
     assert all(q.wait(timeout=600) == 0 for q in queues)
     units = [tuple(line.split()[:3]) + tuple(line.split()[4:]) for line in jobs.read_text().splitlines()]
-    assert len(units) == len(set(units)) == 8 * 3 + 2 + 7 + 6, sorted(units)
+    assert len(units) == len(set(units)) == 8 * 3 + 2 + 7 + 6 + 8, sorted(units)
 
 
 def test_queue_takes_moganet_seeds_of_the_comparison_from_the_grid(root, tmp_path):
