@@ -1,6 +1,7 @@
 """Trackers and study store (TensorBoard, MLflow) and grids as jobs (submitit), read back through the tools' own APIs."""
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -170,6 +171,9 @@ def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_report
     assert 'not finished' in again.stderr and 'full/seed1' in again.stderr and 'failed jobs' in again.stderr
     table = pd.read_csv(out / 'ablation.csv')
     assert table.seeds.tolist() == [1]
+    report = (out / 'ablation.md').read_text()  # the report says which runs its tables lack
+    assert 'Not finished yet, so left out of every table and figure here: full/seed1.' in report
+    assert re.search(r'\| full +\| .* \| +1 \| ', report), report
 
 
 @needs_fmnist
