@@ -115,9 +115,10 @@ def compare_claims(accuracy, interaction, px, cams=None, seeded=None):
                              status=verdict(low, high, 'MogaNet more on the object (as the paper\'s Grad-CAM shows)',
                                             'MogaNet less on the object (against the paper)')
                              if n >= 2 else 'not measured (fewer than 2 images with a non-zero map)'))
+    first = int(accuracy[accuracy.name == moga].seed.iloc[0])  # the compared runs' seed: compare_models lists it first
     for peer in peers:
         d = middle_share_difference(interaction, moga, peer)
-        rows.append(dict(px=px, claim=f'MogaNet has a larger middle-order share than {peer}',
+        rows.append(dict(px=px, claim=f'MogaNet has a larger middle-order share than {peer} on the seed-{first} checkpoints',
                          evidence=f'{moga} - {peer}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
                                   f'{d["num_images"]} images',
                          status=verdict(d['ci_low'], d['ci_high'], 'MogaNet higher (as the paper says)',
