@@ -53,7 +53,7 @@ from moga_lab.interaction import write_image_list  # noqa: E402
 from moga_lab.loaders import load_classifier, load_eval_images, load_models  # noqa: E402
 from moga_lab.studies import (Budget, check_interaction_cache, count_params_macs,  # noqa: E402
                               finished_interaction, interaction_of_models, provenance, publish_artefacts,
-                              reported_checkpoint, seed_tables, train_variant, trained_on, wall_time)
+                              reported_checkpoint, seed_tables, shared_from, train_variant, trained_on, wall_time)
 from moga_lab.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record  # noqa: E402
 from moga_lab.models.factory import SMALL_IMAGE_MAX  # noqa: E402
 from moga_lab.training import ModelConfig  # noqa: E402
@@ -523,6 +523,14 @@ def train_and_compare(args):
         f'Middle-order share of each model on each training seed ({budget_text})', budget_text, noun='model')
     seed_wall = (f', and {seed_rows.train_wall_min.sum():.0f} min for the later training seeds' if len(seed_rows)
                  else '')
+    # runs copied in from another study (queue.sh's share_xt / share_xt_seed): their curves were computed, and timed,
+    # there; their training time is in the table as that study measured it
+    shared = [(f'{name} seed {seed}', source) for name, seed, folder in
+              [(m, args.seed, os.path.join(args.out, m)) for m in args.models]
+              + [(m, s, os.path.join(args.out, m, f'seed{s}')) for m, s in zip(seed_rows.model, seed_rows.seed)]
+              for source in [shared_from(folder)] if source]
+    shared_wall = ('' if not shared else '; the curves of runs copied from another study were computed and timed '
+                   'there, not in this total: ' + ', '.join(f'{run} (`{source}`)' for run, source in shared))
 
     report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
 
@@ -542,7 +550,7 @@ preferred order) gives {flat:.3f}. {_separation(shares)} {describe_precision(fra
 `train_images_per_s` is what each training process measured (with whatever else ran on the machine at the time);
 benchmarks/study_speed.py measures the models side by side. Trained on: {'; '.join(machines)}. Wall time: training
 {accuracy.train_wall_min.sum():.0f} min (`train_wall_min` per model){seed_wall}, interactions {wall / 60:.0f} min (each image as it
-finished, summed across resumed runs). {provenance('analysis/compare_models.py', args.argv)}
+finished, summed across resumed runs{shared_wall}). {provenance('analysis/compare_models.py', args.argv)}
 
 ![interaction curves ({frame.image_id.nunique()} test images; models trained {budget.describe_epochs()} at batch
 {budget.batch_size})](interaction_curves.png)

@@ -131,6 +131,24 @@ def reported_checkpoint(run_dir: str) -> str:
     return best if os.path.isfile(best) else os.path.join(run_dir, 'last.ckpt')
 
 
+def shared_from(run_dir: str) -> Optional[str]:
+    """Where a run folder was trained when it was copied in from another study (studies/queue.sh shares the grid's
+    full row as a comparison's MogaNet-XT), else None: its ``config.yaml`` names the folder it trained in. Compared
+    by the folder's own path components (the model or row, and ``seed<S>`` when the folder is a later seed's), so a
+    study folder that was moved as a whole still counts as trained in place."""
+    path = os.path.join(run_dir, 'config.yaml')
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        trained = str(((yaml.safe_load(f) or {}).get('trainer') or {}).get('run_dir') or '')
+    if not trained:
+        return None
+    ours = os.path.normpath(run_dir).split(os.sep)
+    depth = 2 if ours[-1].startswith('seed') and ours[-1][4:].isdigit() else 1
+    theirs = os.path.normpath(trained).split(os.sep)
+    return None if theirs[-depth:] == ours[-depth:] else trained
+
+
 def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
     """(parameters, MACs) at one image; MACs with fvcore, the paper's "FLOPs"."""
     from fvcore.nn import FlopCountAnalysis

@@ -109,15 +109,14 @@ minutes() {  # estimated minutes of a unit in this lane's mode
   esac
 }
 
-share_xt() {  # the 56 px grid's full row, seed 0, as the comparison's MogaNet-XT: run files and renamed curves
+share_xt() {  # the 56 px grid's full row, seed 0, as the comparison's MogaNet-XT: run files and renamed curves (their
+  # interaction time stays the grid's: the comparison's report names the shared runs and leaves them out of its total)
   local src=$OUT56/full/seed0 dst=$CMP56/moganet_xtiny
   [ -f "$dst/results.yaml" ] || [ ! -f "$src/best.ckpt" ] || ! curves_done "$OUT56/full" && return
   mkdir -p "$dst"
   cp "$src"/{config.yaml,metrics.csv,best.ckpt,last.ckpt} "$dst"/
   sed '2,$ s/^full,/moganet_xtiny,/' "$OUT56/full/interaction.csv" > "$dst/interaction.csv.tmp"
   mv "$dst/interaction.csv.tmp" "$dst/interaction.csv"
-  .venv/bin/python -c "import sys; from moga_lab.studies import add_wall_time, wall_time
-add_wall_time(sys.argv[2], 'interaction', wall_time(sys.argv[1], 'interaction'))" "$OUT56" "$CMP56"
   cp "$src/results.yaml" "$dst/results.yaml"  # last: a results.yaml says the run folder is complete
 }
 

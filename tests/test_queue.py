@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
@@ -69,13 +68,13 @@ def _in(minutes):
 
 
 def _check_shared_xt(root):
-    # the 56 px comparison's MogaNet-XT is the 56 px grid's full row: its run files, curves (renamed) and their time
+    # the 56 px comparison's MogaNet-XT is the 56 px grid's full row: its run files and curves (renamed); their
+    # interaction time stays the grid's (the comparison's report names the shared run instead)
     shared = root / 'studies' / 'compare56_3ep' / 'moganet_xtiny'
     assert (shared / 'best.ckpt').is_file() and (shared / 'results.yaml').is_file()
     curves = pd.read_csv(shared / 'interaction.csv')
     assert set(curves.model) == {'moganet_xtiny'} and curves.image_id.nunique() == 32
-    assert yaml.safe_load((root / 'studies' / 'compare56_3ep' / 'wall_times.yaml').read_text()) == {
-        'interaction_seconds': 600.0}
+    assert not (root / 'studies' / 'compare56_3ep' / 'wall_times.yaml').exists()
 
 
 UNITS56 = [('ablate.py', 'full'), ('compare_models.py', 'moganet_xtiny'), ('ablate.py', 'no_gating'),

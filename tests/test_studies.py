@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import load_script, run_script
 
 from moga_lab.analysis.gradcam import mass_summary
@@ -278,6 +279,33 @@ def test_compare_models_train_seeds(tmp_path):
     assert re.search(r'!\[middle-order share of each model on each training seed \(2 test images.*28 px, 1 epoch of 6 '
                      r'batches at batch 32\)\]\(seed_shares\.png\)', report), report
     assert 'and ' in report and 'min for the later training seeds' in report
+    assert 'copied from another study' not in report
+    # MogaNet's seed-1 run as queue.sh's share_xt_seed leaves it (trained by the grid): the report names it as timed there
+    config = out / 'moganet_xtiny' / 'seed1' / 'config.yaml'
+    cfg = yaml.safe_load(config.read_text())
+    cfg['trainer']['run_dir'] = 'studies/ablation_converged/full/seed1'
+    config.write_text(yaml.safe_dump(cfg))
+    done = _run('analysis/compare_models.py', base, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ('the curves of runs copied from another study were computed and timed there, not in this total: '
+            'moganet_xtiny seed 1 (`studies/ablation_converged/full/seed1`)') in (out / 'report.md').read_text()
+
+
+def test_shared_from_names_the_folder_a_copied_run_trained_in(tmp_path):
+    from moga_lab.studies import shared_from
+
+    def run(folder, trained_in):
+        folder.mkdir(parents=True)
+        (folder / 'config.yaml').write_text(yaml.safe_dump({'trainer': {'run_dir': trained_in, 'seed': 0}}))
+        return str(folder)
+    assert shared_from(run(tmp_path / 'cmp' / 'swin_femto', str(tmp_path / 'cmp' / 'swin_femto'))) is None
+    # a study folder moved as a whole (or named relative to another directory) still trained in place
+    assert shared_from(run(tmp_path / 'moved' / 'swin_femto', 'studies/cmp/swin_femto')) is None
+    assert shared_from(run(tmp_path / 'moved' / 'swin_femto' / 'seed2', 'studies/cmp/swin_femto/seed2')) is None
+    assert shared_from(run(tmp_path / 'cmp' / 'moganet_xtiny', 'studies/grid/full/seed0')) == 'studies/grid/full/seed0'
+    assert shared_from(run(tmp_path / 'cmp' / 'moganet_xtiny' / 'seed1', 'studies/grid/full/seed1')) == \
+        'studies/grid/full/seed1'
+    assert shared_from(str(tmp_path / 'nothing')) is None
 
 
 def test_gradcam_cli(tmp_path):
