@@ -270,8 +270,15 @@ def moga_seed_claims(interaction, seeded, px):
     return rows
 
 
+def _is_decided(status: str) -> bool:
+    """A verdict the data decide as a whole ("decided on 2 of 3 seeds" is not)."""
+    return status.startswith('decided:') or status.startswith('decided on every')
+
+
 def resolution_rows(rows):
-    """For claims made at two resolutions: whether the verdict is the same."""
+    """For claims made at two resolutions: whether the verdict is the same. A verdict on one seed's checkpoints that
+    differs between the resolutions says so when the same comparison across training seeds shows the verdict moving
+    between seeds at some resolution: then one seed per resolution cannot tell a resolution effect from a seed one."""
     table = pd.DataFrame(rows)
     if table.empty or table.px.nunique() < 2:
         return []
@@ -280,16 +287,35 @@ def resolution_rows(rows):
         if group.px.nunique() < 2:
             continue
         statuses = dict(zip(group.px, group.status))
-        decided = {px: s for px, s in statuses.items() if s.startswith('decided')}
-        if len(set(statuses.values())) == 1:
+        decided = {px: s for px, s in statuses.items() if _is_decided(s)}
+        if not decided:
+            status = 'not decided at either resolution'
+        elif len(set(statuses.values())) == 1:
             status = 'same at both resolutions'
         elif len(decided) == 1:
             status = f'decided at {next(iter(decided))} px only'
         else:
             status = 'reverses with resolution'
+        if status.startswith(('decided at', 'reverses')) and re.search(r'on the seed-\d+ checkpoints', claim):
+            status += _seed_caveat(table, re.sub(r'on the seed-\d+ checkpoints', 'across training seeds', claim))
         out.append(dict(px='both', claim=claim, evidence='; '.join(f'{px} px: {s}' for px, s in statuses.items()),
                         status=status))
     return out
+
+
+def _seed_caveat(table, across: str) -> str:
+    """Why a one-seed difference between resolutions may be a seed effect: the ``across`` claim's seeds disagree,
+    or it is not decided, at some resolution."""
+    notes = []
+    for row in table[table.claim == across].itertuples():
+        found = re.search(r'higher on (\d+) of (\d+) seeds, lower on (\d+)', row.evidence)
+        if found and int(found.group(1)) and int(found.group(3)):
+            notes.append(f'at {row.px} px its verdict also flips between training seeds (higher on {found.group(1)} of '
+                         f'{found.group(2)}, lower on {found.group(3)})')
+        elif not _is_decided(row.status):
+            notes.append(f'at {row.px} px it is not decided across training seeds')
+    return ('; one seed per resolution, and ' + '; '.join(notes) + ': not shown to be an effect of resolution'
+            if notes else '')
 
 
 def main(argv=None):
