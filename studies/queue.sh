@@ -3,6 +3,7 @@
 #   DEADLINE=13:50 nohup bash studies/queue.sh >/dev/null 2>&1 &      progress: tail studies/lane_*.log
 # (LANES="A" runs one lane; a second queue started later takes only units nobody holds)
 #   DEADLINE=13:50 LANES=A THREADS=2 nohup bash studies/queue.sh >/dev/null 2>&1 &    one lane at two threads
+#   bash studies/queue.sh --status      every unit: done, running (which lane's pid) or waiting, with its progress
 # The 56 px units (the resolution check: ablation_56px.yaml's four rows, seed 0, and the 3-epoch comparison at 56 px)
 # cost ~4x a 28 px unit. In the one-lane, two-thread mode one fits a session; in two one-thread lanes one takes
 # ~2x as long (more than a session) but the two lanes together train ~5-20 % more images/s (AMD EPYC, 56 px: 2 x 24
@@ -183,5 +184,45 @@ lane() {
     set -- "$1"
   done
 }
+run_dir() {  # the run folder a unit trains in, and the interaction cache its curves go to
+  case $1 in
+    cmp) echo "$CMP/$2 $CMP/$2/interaction.csv" ;;
+    c56) echo "$CMP56/$2 $CMP56/$2/interaction.csv" ;;
+    g56) echo "$OUT56/$2/seed0 $OUT56/$2/interaction.csv" ;;
+    cs) echo "$CMP/${2%%:*}/seed${2#*:} $CMP/${2%%:*}/seed${2#*:}/interaction.csv" ;;
+    g56s) echo "$OUT56/${2%%:*}/seed${2#*:} $OUT56/${2%%:*}/seed${2#*:}/interaction.csv" ;;
+    *) [ "$2" = 0 ] && echo "$OUT/$1/seed0 $OUT/$1/interaction.csv" || echo "$OUT/$1/seed$2 -" ;;
+  esac
+}
+
+status() {  # one line per unit; reads files only (no Python), so it can run beside the lanes
+  local unit r s dir cache state log step epochs p done=0 total=0
+  for unit in $UNITS; do
+    r=${unit%%:*}; s=${unit#*:}; total=$((total + 1))
+    if finished "$r" "$s"; then done=$((done + 1)); continue; fi
+    read -r dir cache <<< "$(run_dir "$r" "$s")"
+    p=$(cat "$CLAIMS/$r-$s/pid" 2>/dev/null)
+    { [ -n "$p" ] && kill -0 "$p" 2>/dev/null; } && state="running (lane pid $p)" || state=waiting
+    if [ -f "$dir/results.yaml" ]; then
+      state+=", trained, curves on $(images_in "$cache") of 32 images"
+    else
+      log=$(ls -t "$dir"/logs/*/metrics.csv 2>/dev/null | head -1)
+      epochs=$(awk '/^  epochs:/ {print $2; exit}' "$dir/config.yaml" 2>/dev/null)
+      # the last step logged, and of how many: the steps per epoch from the step at which the epoch number first
+      # went up in this log (a resumed run's log starts mid-way)
+      step=$([ -n "$log" ] && awk -F, -v epochs="${epochs:-0}" '
+        NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "step") c = i; if ($i == "epoch") e = i}; next}
+        c && $c != "" {last = $c; if (prev != "" && $e > prev && !per) per = $c / $e; prev = $e}
+        END {if (last != "") printf "%d%s", last, (per && epochs ? sprintf(" of ~%d", per * epochs) : "")}' "$log")
+      [ -n "$step" ] && state+=", training: step $step (${epochs:-?} epochs)" || state+=", not started"
+      [ -f "$dir/last.ckpt" ] && state+=", last.ckpt kept (a restart resumes from it)"
+    fi
+    echo "$r $s: $state"
+  done
+  echo "$done of $total units finished"
+}
+
+if [ "${1:-}" = --status ]; then status; exit 0; fi
+[ $# -eq 0 ] || { echo "queue.sh: $1 is not accepted; accepted: no argument (run the lanes) or --status" >&2; exit 2; }
 for name in ${LANES:-A B}; do lane "$name" >> "studies/lane_$name.log" 2>&1 & done
 wait

@@ -175,3 +175,37 @@ def test_queue_takes_moganet_seeds_of_the_comparison_from_the_grid(root, tmp_pat
     assert (shared / 'results.yaml').read_text() == 'test_top1: 90.86\n'
     curves = pd.read_csv(shared / 'interaction.csv')
     assert set(curves.model) == {'moganet_xtiny'} and curves.image_id.nunique() == 32 and curves.J.iloc[0] == 0.1
+
+
+def test_queue_status_names_each_unfinished_unit_and_its_progress(root, tmp_path):
+    # the 28 px grid finished (stub runs), then: the 56 px plain row training in a live lane (its log resumed mid-way,
+    # at epoch 1 of 3, 100 steps per epoch), no_ca trained with 5 of its 32 images' curves, nobody holding it
+    _queue(root, tmp_path / 'jobs.txt', DEADLINE=_in(60))
+    studies = root / 'studies'
+    plain = studies / 'ablation_56px' / 'plain' / 'seed0'
+    (plain / 'logs' / 'version_1').mkdir(parents=True)
+    (plain / 'config.yaml').write_text('trainer:\n  epochs: 3\n  seed: 0\n')
+    (plain / 'last.ckpt').touch()
+    (plain / 'logs' / 'version_1' / 'metrics.csv').write_text(
+        'epoch,lr,step,train/loss_step,val/acc1\n0,0.1,59,1.0,\n0,0.1,79,1.0,\n1,,99,,0.8\n1,0.1,119,0.9,\n1,0.1,139,0.9,\n')
+    claim = studies / 'ablation_converged' / '.claims' / 'g56-plain'
+    claim.mkdir(parents=True)
+    (claim / 'pid').write_text(f'{os.getpid()}\n')
+    no_ca = studies / 'ablation_56px' / 'no_ca'
+    (no_ca / 'seed0').mkdir(parents=True)
+    (no_ca / 'seed0' / 'results.yaml').write_text('test_top1: 92.6\n')
+    (no_ca / 'interaction.csv').write_text('model,image_id,J\n' + ''.join(f'no_ca,{i},0.5\n' for i in range(5)))
+    done = subprocess.run(['bash', str(studies / 'queue.sh'), '--status'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f'g56 plain: running (lane pid {os.getpid()}), training: step 139 of ~297 (3 epochs), last.ckpt kept ' \
+           '(a restart resumes from it)' in lines
+    assert 'g56 no_ca: waiting, trained, curves on 5 of 32 images' in lines
+    assert 'g56 full: waiting, not started' in lines and 'g56s full:1: waiting, not started' in lines
+    assert not [line for line in lines if line.startswith(('full 1:', 'no_gating 2:'))]  # finished units: counted only
+    assert lines[-1].endswith('of 47 units finished')
+    # status reads files only: nothing was run or claimed
+    assert (claim / 'pid').read_text() == f'{os.getpid()}\n' and not (studies / 'lane_A.log').read_text().count('g56')
+    bad = subprocess.run(['bash', str(studies / 'queue.sh'), '--stats'], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr == 'queue.sh: --stats is not accepted; accepted: no argument (run the lanes) or --status\n'
