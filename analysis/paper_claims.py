@@ -296,24 +296,29 @@ def resolution_rows(rows):
             status = f'decided at {next(iter(decided))} px only'
         else:
             status = 'reverses with resolution'
-        if status.startswith(('decided at', 'reverses')) and re.search(r'on the seed-\d+ checkpoints', claim):
-            status += _seed_caveat(table, re.sub(r'on the seed-\d+ checkpoints', 'across training seeds', claim))
+        if status.startswith(('decided at', 'reverses')) and re.search(r' on the seed-\d+ checkpoints', claim):
+            status += _seed_caveat(table, claim)
         out.append(dict(px='both', claim=claim, evidence='; '.join(f'{px} px: {s}' for px, s in statuses.items()),
                         status=status))
     return out
 
 
-def _seed_caveat(table, across: str) -> str:
-    """Why a one-seed difference between resolutions may be a seed effect: the ``across`` claim's seeds disagree,
-    or it is not decided, at some resolution."""
+def _seed_caveat(table, claim: str) -> str:
+    """Why a difference between resolutions in ``claim`` (made on one seed's checkpoints) may be a seed effect: the
+    same claim across training seeds (or on each of MogaNet's seeds) has seeds that disagree, or is not decided, at
+    some resolution."""
     notes = []
-    for row in table[table.claim == across].itertuples():
-        found = re.search(r'higher on (\d+) of (\d+) seeds, lower on (\d+)', row.evidence)
+    across = re.sub(r' on the seed-\d+ checkpoints', ' across training seeds', claim)  # (+ ' (both models)')
+    each = re.sub(r' on the seed-\d+ checkpoints', " on each of MogaNet's training seeds", claim)
+    seeded = table.claim.str.startswith(across) | (table.claim == each)
+    for row in table[seeded & (table.px != 'both')].itertuples():
+        found = re.search(r'higher on (\d+) of (\d+)(?: MogaNet)? seeds, lower on (\d+)', f'{row.evidence} {row.status}')
         if found and int(found.group(1)) and int(found.group(3)):
             notes.append(f'at {row.px} px its verdict also flips between training seeds (higher on {found.group(1)} of '
                          f'{found.group(2)}, lower on {found.group(3)})')
         elif not _is_decided(row.status):
-            notes.append(f'at {row.px} px it is not decided across training seeds')
+            notes.append(f'at {row.px} px it is not decided ' + ('on every MogaNet seed' if 'on each of' in row.claim
+                                                                 else 'across training seeds'))
     return ('; one seed per resolution, and ' + '; '.join(notes) + ': not shown to be an effect of resolution'
             if notes else '')
 
