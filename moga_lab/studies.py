@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -201,6 +202,28 @@ SEED_TABLES = ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png')
 """What `seed_tables` writes into a study folder."""
 
 
+SEED_PLAN_HALF_WIDTH = 0.03  # a middle-share difference the size of the larger seed-0 effects of the 28 px grid
+
+
+def _seed_plan(shares: pd.DataFrame, noun: str) -> List[str]:
+    """How many seeds would decide a difference at the spread these seeds show: the pooled seed-to-seed s.d. of the
+    middle share over the names with several seeds, Welch's expected half-width with as many seeds as here, and the
+    seeds per name for a half-width of `SEED_PLAN_HALF_WIDTH`."""
+    from .analysis.seeds import seeds_for_half_width, welch_half_width
+    sds = shares.groupby('model').share.std(ddof=1).dropna()
+    counts = shares.groupby('model').seed.nunique()
+    if sds.empty:
+        return []
+    pooled = float(np.sqrt(np.mean(sds ** 2)))
+    have = int(counts[sds.index].min())
+    return ['', f"Planning: a {noun}'s middle share moves by {sds.min():.3f}-{sds.max():.3f} (s.d.) from one training seed "
+            f'to the next (pooled {pooled:.3f}). At that spread Welch\'s 95 % interval on the difference of two '
+            f"{noun}s' means is about ±{welch_half_width(pooled, have):.3f} with {have} seeds each, and ±"
+            f'{SEED_PLAN_HALF_WIDTH:.2f} (enough to decide a difference of that size) needs '
+            f'{seeds_for_half_width(pooled, SEED_PLAN_HALF_WIDTH)} seeds each '
+            '(`moga_lab.analysis.seeds.seeds_for_half_width`).']
+
+
 def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images: int, band: Sequence[float],
                 reference: str, title: str, caption: str, noun: str = 'row') -> str:
     """The Markdown section of a study whose curves exist on several training seeds' checkpoints: each name's
@@ -275,6 +298,7 @@ def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images:
             else:
                 across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
             lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
+    lines += _seed_plan(shares, noun)
     lines += ['', f'![middle-order share of each {noun} on each training seed ({frame.image_id.nunique()} test images, '
               f'95 % intervals over images; bar: mean over seeds; {caption})](seed_shares.png)']
     return '\n'.join(lines) + '\n'

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds, welch
+from moga_lab.analysis.seeds import (middle_share_by_seed, middle_share_difference_over_seeds, seeds_for_half_width,
+                                     welch, welch_half_width)
 
 RATIOS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)  # three orders in the band 0.2n-0.6n, four outside
 
@@ -35,6 +36,25 @@ def test_welch_matches_scipy():
     assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-9)
     assert all(math.isnan(v) for v in welch([1.0], [2.0, 3.0])[1:])   # one value: no spread to estimate
     assert welch([2.0, 2.0], [1.0, 1.0]) == (1.0, 1.0, 1.0)
+
+
+def test_seeds_needed_for_a_welch_half_width():
+    # two groups of n values whose sample s.d. is exactly sd: Welch's interval is then the planning formula's
+    for n in (2, 3, 7):
+        z = np.arange(n) - (n - 1) / 2
+        z = z / z.std(ddof=1)
+        diff, low, high = welch(0.30 + 0.025 * z, 0.28 + 0.025 * z)
+        assert (high - low) / 2 == pytest.approx(welch_half_width(0.025, n), rel=1e-9)
+    # t(0.975, 4) = 2.7764 and t(0.975, 12) = 2.1788 (tables): 3 and 7 seeds at s.d. 0.025
+    assert welch_half_width(0.025, 3) == pytest.approx(2.7764 * 0.025 * math.sqrt(2 / 3), rel=1e-4)
+    assert welch_half_width(0.025, 7) == pytest.approx(2.1788 * 0.025 * math.sqrt(2 / 7), rel=1e-4)
+    # +-0.03 at s.d. 0.025: 6 seeds give 0.0322, 7 give 0.0291
+    assert seeds_for_half_width(0.025, 0.03) == 7 and seeds_for_half_width(0.0, 0.01) == 2
+    assert seeds_for_half_width(1.0, 1e-6, most=50) == 50
+    with pytest.raises(ValueError, match='seeds=1 is not accepted; accepted: an integer >= 2'):
+        welch_half_width(0.1, 1)
+    with pytest.raises(ValueError, match='half_width=0 is not accepted; accepted: a number > 0'):
+        seeds_for_half_width(0.1, 0)
 
 
 def test_middle_share_per_seed_is_the_closed_form():

@@ -14,7 +14,8 @@ import pandas as pd
 
 from .games import middle_share_difference, middle_share_interval
 
-__all__ = ['welch', 'middle_share_by_seed', 'middle_share_difference_over_seeds']
+__all__ = ['welch', 'welch_half_width', 'seeds_for_half_width', 'middle_share_by_seed',
+           'middle_share_difference_over_seeds']
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
@@ -40,6 +41,38 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     t = stats.t.ppf(0.975, df)
     return diff, float(diff - t * se), float(diff + t * se)
+
+
+def welch_half_width(sd: float, seeds: int) -> float:
+    """The expected half-width of `welch`'s 95 % interval for two groups of ``seeds`` values each with the same
+    standard deviation ``sd`` (then Welch's degrees of freedom are 2 (seeds - 1)): t * sd * sqrt(2 / seeds).
+
+    Args:
+        sd: the seed-to-seed standard deviation of the quantity (e.g. a row's middle share).
+        seeds: values (training seeds) per group, >= 2.
+    """
+    from scipy import stats
+    if seeds < 2:
+        raise ValueError(f'seeds={seeds} is not accepted; accepted: an integer >= 2 (one value has no spread)')
+    return float(stats.t.ppf(0.975, 2 * (seeds - 1)) * sd * np.sqrt(2 / seeds))
+
+
+def seeds_for_half_width(sd: float, half_width: float, most: int = 1000) -> int:
+    """The fewest training seeds per group for which `welch_half_width` is at most ``half_width``: the planning
+    question "how many seeds would decide a difference of this size at this seed spread" (a difference larger than
+    the half-width is then decided, on average).
+
+    Args:
+        sd: the seed-to-seed standard deviation.
+        half_width: the wanted half-width of the 95 % interval, > 0.
+        most: the answer's cap (returned when even that many are not enough).
+    """
+    if not half_width > 0:
+        raise ValueError(f'half_width={half_width} is not accepted; accepted: a number > 0')
+    for seeds in range(2, most + 1):
+        if welch_half_width(sd, seeds) <= half_width:
+            return seeds
+    return most
 
 
 def _check_seeded(frame: pd.DataFrame) -> None:
