@@ -4,6 +4,7 @@
 # (LANES="A" runs one lane; a second queue started later takes only units nobody holds)
 #   DEADLINE=13:50 LANES=A THREADS=2 nohup bash studies/queue.sh >/dev/null 2>&1 &    one lane at two threads
 #   bash studies/queue.sh --status      every unit: done, running (which lane's pid) or waiting, with its progress
+#   bash studies/pause.sh stop; bash studies/queue.sh --carry      at a session's end: pack unfinished units (below)
 # The 56 px units (the resolution check: ablation_56px.yaml's four rows, seed 0, and the 3-epoch comparison at 56 px)
 # cost ~4x a 28 px unit. In the one-lane, two-thread mode one fits a session; in two one-thread lanes one takes
 # ~2x as long (more than a session) but the two lanes together train ~5-20 % more images/s (AMD EPYC, 56 px: 2 x 24
@@ -52,14 +53,21 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 # measured in compare28_3ep on the AMD EPYC: ConvNeXt-atto 50 + 75 min, Swin-femto 15 + 34; the Xeon ~2x), and a
 # 56 px unit alone at 2 threads (benchmarks/study_speed.py's rates x 1.15 for data loading and evaluation; x 2 as one
 # of two one-thread lanes). The AMD EPYC trains these models ~2x faster than the Xeon.
-if grep -q amx /proc/cpuinfo 2>/dev/null; then
+# A third class, an AMD EPYC with AVX2 only (Zen 3: no AVX-512), trains and infers 1.4-2.6x slower than the one with
+# AVX-512 (study_speed.py, 2 threads alone, 2026-11-28): its estimates are the AVX-512 ones scaled by those ratios.
+CPUINFO=${CPUINFO:-/proc/cpuinfo}
+if grep -q amx "$CPUINFO" 2>/dev/null; then
   TRAIN_MIN=${TRAIN_MIN:-45} CURVES_MIN=${CURVES_MIN:-25}
   declare -A MINCMP=([convnext_atto]=175 [swin_femto]=70) MINCS=([convnext_atto]=250 [swin_femto]=100)
   declare -A MIN56=([g56]=135 [moganet_xtiny]=15 [swin_femto]=65 [convnext_atto]=190)
-else
+elif grep -q avx512f "$CPUINFO" 2>/dev/null; then
   TRAIN_MIN=${TRAIN_MIN:-40} CURVES_MIN=${CURVES_MIN:-22}
   declare -A MINCMP=([convnext_atto]=95 [swin_femto]=45) MINCS=([convnext_atto]=130 [swin_femto]=50)
   declare -A MIN56=([g56]=105 [moganet_xtiny]=15 [swin_femto]=55 [convnext_atto]=200)
+else
+  TRAIN_MIN=${TRAIN_MIN:-90} CURVES_MIN=${CURVES_MIN:-50}
+  declare -A MINCMP=([convnext_atto]=175 [swin_femto]=80) MINCS=([convnext_atto]=240 [swin_femto]=90)
+  declare -A MIN56=([g56]=275 [moganet_xtiny]=35 [swin_femto]=80 [convnext_atto]=340)
 fi
 deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its next occurrence (sessions cross midnight)
   { echo "queue.sh: DEADLINE=$DEADLINE is not accepted; accepted: HH:MM (UTC) or a date(1) time such as '2026-11-28 01:30'" >&2; exit 2; }
@@ -217,12 +225,54 @@ status() {  # one line per unit; reads files only (no Python), so it can run bes
       [ -n "$step" ] && state+=", training: step $step (${epochs:-?} epochs)" || state+=", not started"
       [ -f "$dir/last.ckpt" ] && state+=", last.ckpt kept (a restart resumes from it)"
     fi
+    [ -f "$CARRY/$r@$s.tar" ] && state+=", packed in $CARRY/$r@$s.tar"
     echo "$r $s: $state"
   done
   echo "$done of $total units finished"
 }
 
+# Carrying an unfinished unit to the next session. Checkpoints and training logs are git-ignored, so a session that
+# starts on a fresh machine has lost them and redoes the unit from its start; a unit longer than a session then never
+# finishes. What a session leaves uncommitted (and not ignored) can reach the next machine, so `--carry`, at the
+# session's end with the lanes stopped, packs each unfinished unit's last.ckpt, best.ckpt and logs/ into
+# studies/carry/<unit>.tar (never committed: .gitignore cannot list it, or it would not be carried), and a queue
+# started on the next machine unpacks them into run folders that lack them. A pack also holds the run's results.yaml
+# if it had one, and is unpacked only while the run folder is in that same state: a pack from mid-training must not
+# meet curves computed on a later best.ckpt.
+CARRY=studies/carry
+
+carry_save() {
+  local unit r s dir cache f pack files
+  mkdir -p "$CARRY"
+  for unit in $UNITS; do
+    r=${unit%%:*}; s=${unit#*:}; pack=$CARRY/$r@$s.tar
+    if finished "$r" "$s"; then rm -f "$pack"; continue; fi
+    read -r dir cache <<< "$(run_dir "$r" "$s")"
+    files=(); for f in last.ckpt best.ckpt logs results.yaml; do [ -e "$dir/$f" ] && files+=("$f"); done
+    [[ " ${files[*]} " =~ \.ckpt ]] || continue
+    tar -cf "$pack.tmp" -C "$dir" "${files[@]}" && mv "$pack.tmp" "$pack" &&
+      echo "carried $r $s: ${files[*]} ($(du -h "$pack" | cut -f1))"
+  done
+}
+
+carry_restore() {
+  local pack name r s dir cache
+  for pack in "$CARRY"/*@*.tar; do
+    [ -f "$pack" ] || continue
+    name=$(basename "$pack" .tar); r=${name%%@*}; s=${name#*@}
+    if finished "$r" "$s"; then rm -f "$pack"; continue; fi
+    read -r dir cache <<< "$(run_dir "$r" "$s")"
+    { [ -f "$dir/last.ckpt" ] || [ -f "$dir/best.ckpt" ]; } && continue  # this machine kept its own
+    if [ "$(tar -xOf "$pack" results.yaml 2>/dev/null)" != "$(cat "$dir/results.yaml" 2>/dev/null)" ]; then
+      echo "not restored $r $s: $pack was packed when the run's results.yaml was different (stale)"; continue
+    fi
+    mkdir -p "$dir" && tar -xf "$pack" -C "$dir" --exclude=results.yaml && echo "restored $r $s from $pack"
+  done
+}
+
 if [ "${1:-}" = --status ]; then status; exit 0; fi
-[ $# -eq 0 ] || { echo "queue.sh: $1 is not accepted; accepted: no argument (run the lanes) or --status" >&2; exit 2; }
+if [ "${1:-}" = --carry ]; then carry_save; exit 0; fi
+[ $# -eq 0 ] || { echo "queue.sh: $1 is not accepted; accepted: no argument (run the lanes), --status or --carry" >&2; exit 2; }
+carry_restore | tee -a studies/carry.log  # what was unpacked, also when the queue runs under nohup
 for name in ${LANES:-A B}; do lane "$name" >> "studies/lane_$name.log" 2>&1 & done
 wait

@@ -82,11 +82,17 @@ UNITS56 = [('ablate.py', 'full'), ('compare_models.py', 'moganet_xtiny'), ('abla
            ('compare_models.py', 'convnext_atto')]
 
 
+def _cpu(tmp_path, flags):
+    info = tmp_path / f'cpuinfo_{flags[-1]}'
+    info.write_text(f'processor\t: 0\nflags\t\t: fpu sse2 {" ".join(flags)}\n')
+    return str(info)
+
+
 def test_queue_deadline_then_every_unit_once_in_two_lanes(root, tmp_path):
-    # 60 minutes left: a seed-0 unit (training + curves, ~62-70 min), ConvNeXt-atto (95-175 min) and every 56 px
-    # unit (>= 110 min at one thread) do not fit, later seeds (~40-45 min) do
+    # 60 minutes left on the AVX-512 AMD EPYC: a seed-0 unit (training + curves, ~62 min), ConvNeXt-atto (95 min) and
+    # every 56 px unit (>= 110 min at one thread) do not fit, later seeds (~40 min) do
     jobs = tmp_path / 'jobs1.txt'
-    ran = _queue(root, jobs, DEADLINE=_in(60))
+    ran = _queue(root, jobs, DEADLINE=_in(60), CPUINFO=_cpu(tmp_path, ['avx2', 'avx512f']))
     trained = [(unit, seed) for script, unit, seed, *_ in ran if script.endswith('ablate.py')]
     assert len(trained) == len(set(trained)) == 8 * 2 and all(seed in ('1', '2') for _, seed in trained)
     assert {unit for script, unit, *_ in ran if script.endswith('compare_models.py')} <= {'swin_femto'}
@@ -180,7 +186,7 @@ def test_queue_takes_moganet_seeds_of_the_comparison_from_the_grid(root, tmp_pat
 def test_queue_status_names_each_unfinished_unit_and_its_progress(root, tmp_path):
     # the 28 px grid finished (stub runs), then: the 56 px plain row training in a live lane (its log resumed mid-way,
     # at epoch 1 of 3, 100 steps per epoch), no_ca trained with 5 of its 32 images' curves, nobody holding it
-    _queue(root, tmp_path / 'jobs.txt', DEADLINE=_in(60))
+    _queue(root, tmp_path / 'jobs.txt', DEADLINE=_in(60), CPUINFO=_cpu(tmp_path, ['avx512f']))
     studies = root / 'studies'
     plain = studies / 'ablation_56px' / 'plain' / 'seed0'
     (plain / 'logs' / 'version_1').mkdir(parents=True)
@@ -208,4 +214,48 @@ def test_queue_status_names_each_unfinished_unit_and_its_progress(root, tmp_path
     assert (claim / 'pid').read_text() == f'{os.getpid()}\n' and not (studies / 'lane_A.log').read_text().count('g56')
     bad = subprocess.run(['bash', str(studies / 'queue.sh'), '--stats'], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
-    assert bad.stderr == 'queue.sh: --stats is not accepted; accepted: no argument (run the lanes) or --status\n'
+    assert bad.stderr == 'queue.sh: --stats is not accepted; accepted: no argument (run the lanes), --status or --carry\n'
+
+
+def test_queue_estimates_follow_the_cpu_class(root, tmp_path):
+    # the AVX2-only AMD EPYC trains ~2x slower than the AVX-512 one: 60 minutes fit no unit there (a later seed ~90 min)
+    assert _queue(root, tmp_path / 'jobs_avx2.txt', DEADLINE=_in(60), CPUINFO=_cpu(tmp_path, ['avx2'])) == []
+    assert _queue(root, tmp_path / 'jobs_amx.txt', DEADLINE=_in(60), CPUINFO=_cpu(tmp_path, ['avx512f', 'amx_tile']))
+
+
+def test_queue_carries_an_unfinished_unit_to_a_fresh_machine(root, tmp_path):
+    studies = root / 'studies'
+    _queue(root, tmp_path / 'jobs.txt', DEADLINE=_in(60), CPUINFO=_cpu(tmp_path, ['avx512f']))  # later seeds: finished
+    # the 56 px plain row mid-training (a last.ckpt and a log), no_ca trained with part of its curves
+    plain = studies / 'ablation_56px' / 'plain' / 'seed0'
+    (plain / 'logs' / 'version_0').mkdir(parents=True)
+    (plain / 'last.ckpt').write_bytes(b'step 500')
+    (plain / 'logs' / 'version_0' / 'metrics.csv').write_text('epoch,step\n1,499\n')
+    (plain / 'config.yaml').write_text('trainer:\n  epochs: 3\n')
+    no_ca = studies / 'ablation_56px' / 'no_ca' / 'seed0'
+    no_ca.mkdir(parents=True)
+    (no_ca / 'best.ckpt').write_bytes(b'best of no_ca')
+    (no_ca / 'results.yaml').write_text('test_top1: 92.6\n')
+    finished = studies / 'ablation_converged' / 'full' / 'seed1'
+    (studies / 'carry').mkdir()
+    (studies / 'carry' / 'full@1.tar').write_bytes(b'an old pack of a unit since finished')
+    done = subprocess.run(['bash', str(studies / 'queue.sh'), '--carry'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (studies / 'carry').iterdir()) == ['g56@no_ca.tar', 'g56@plain.tar']
+    assert 'carried g56 plain: last.ckpt logs' in done.stdout and (finished / 'results.yaml').is_file()
+    assert 'packed in studies/carry/g56@plain.tar' in subprocess.run(
+        ['bash', str(studies / 'queue.sh'), '--status'], capture_output=True, text=True, timeout=60).stdout
+
+    # the next machine: git-ignored files are gone. no_ca's pack is from before a retraining (its results.yaml differs
+    # now), so its best.ckpt must not meet this run's curves
+    shutil.rmtree(plain / 'logs')
+    (plain / 'last.ckpt').unlink()
+    (no_ca / 'best.ckpt').unlink()
+    (no_ca / 'results.yaml').write_text('test_top1: 92.1\n')
+    _queue(root, tmp_path / 'jobs_next.txt', DEADLINE=_in(1), LANES='A')  # nothing fits: the restore alone
+    assert (plain / 'last.ckpt').read_bytes() == b'step 500'
+    assert (plain / 'logs' / 'version_0' / 'metrics.csv').read_text() == 'epoch,step\n1,499\n'
+    assert not (no_ca / 'best.ckpt').exists()
+    log = (studies / 'carry.log').read_text()
+    assert 'restored g56 plain from studies/carry/g56@plain.tar' in log
+    assert 'not restored g56 no_ca: studies/carry/g56@no_ca.tar was packed when the run\'s results.yaml was different' in log
