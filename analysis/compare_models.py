@@ -60,6 +60,9 @@ from moga_lab.training import ModelConfig  # noqa: E402
 from moga_lab.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 
+FAMILIES = {'moganet': 'MogaNet', 'convnext': 'ConvNeXt', 'swin': 'Swin'}
+
+
 def _stage_candidates(model):
     """(name, module) of each family's stage outputs Grad-CAM can explain, deepest first."""
     if hasattr(model, 'norm1') and hasattr(model, 'num_stages'):                # MogaNet: the stage norms
@@ -119,6 +122,8 @@ def parse_args(argv=None):
                         'and compute its curves on the same images, pairs and design (no Grad-CAM); with --only, '
                         'just those models. The report reads every finished seed folder without it')
     p.add_argument('--out', default='runs/compare')
+    p.add_argument('--note', help='a paragraph for the report, under its title (e.g. why a model of the study is '
+                   'not in this report)')
     p.add_argument('--publish', metavar='DIR', help='also copy the tables, report and figures (not checkpoints) to DIR, '
                    'e.g. docs/studies/compare')
     p.add_argument('--num-images', type=int_at_least(1), default=8, help='images for the interaction curves')
@@ -393,6 +398,15 @@ def _cam_text(first, diffs, area, n, seed):
             + '; '.join(parts) + '.')
 
 
+def _title(models) -> str:
+    """'MogaNet vs ConvNeXt vs Swin' for the models compared (each family once, in their order)."""
+    families = []
+    for name in models:
+        family = FAMILIES.get(name.split('_')[0], name)
+        families += [family] if family not in families else []
+    return ' vs '.join(families)
+
+
 def _stems(size: int) -> str:
     """The stems moga_lab.models.factory chose at this input size, as the report states them."""
     if size <= SMALL_IMAGE_MAX:
@@ -532,9 +546,10 @@ def train_and_compare(args):
     shared_wall = ('' if not shared else '; the curves of runs copied from another study were computed and timed '
                    'there, not in this total: ' + ', '.join(f'{run} (`{source}`)' for run, source in shared))
 
-    report = f"""# MogaNet vs ConvNeXt vs Swin on Fashion-MNIST
+    note = args.note + chr(10) * 2 if args.note else ''
+    report = f"""# {_title(args.models)} on Fashion-MNIST
 
-Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
+{note}Same recipe and budget for every model: {budget.describe_epochs()}, batch {budget.batch_size}, AdamW (lr per model in
 the table), cosine schedule, label smoothing 0.1, stochastic depth {budget.drop_path_rate:g}, seed {args.seed},
 {size} px. {_stems(size)}
 
