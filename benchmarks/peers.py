@@ -56,6 +56,7 @@ import torch
 
 import moga_lab  # noqa: F401
 from moga_lab.cli import int_at_least
+from moga_lab.models.fuse import onednn_bf16
 from moga_lab.runtime import describe_machine, keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -262,9 +263,12 @@ def macs(name: str) -> float:
     return float(throughput.macs(timm.create_model(name), 224))
 
 
-def matmul_peaks(peaks=None):
-    """{bf16: GMAC/s}: the float32 and bfloat16 matmul peaks measured now, or the best of these and ``peaks``."""
-    now = {False: throughput.matmul_peak(torch.float32) / 2, True: throughput.matmul_peak(torch.bfloat16) / 2}
+def matmul_peaks(peaks=None, bf16: bool = True):
+    """{bf16: GMAC/s}: the float32 (and, if ``bf16``, bfloat16) matmul peaks measured now, or the best of these and
+    ``peaks``. (Without native bfloat16 one 2048^2 bfloat16 product takes ~85 s on one AVX2 core: not measured then.)"""
+    now = {False: throughput.matmul_peak(torch.float32) / 2}
+    if bf16:
+        now[True] = throughput.matmul_peak(torch.bfloat16) / 2
     return {k: max(v, (peaks or {}).get(k, 0.0)) for k, v in now.items()}
 
 
@@ -279,7 +283,8 @@ def limits(pairs, best, columns, peaks, curve):
     bandwidths measured in this run."""
     op_us = cheapest_operator_us()
     print(f'\nmatrix-multiply peak (best of the rounds, measured between the models): {peaks[False]:.0f} GMAC/s '
-          f'float32, {peaks[True]:.0f} GMAC/s bfloat16; cheapest operator {op_us:.1f} us; a + b -> c bandwidth by '
+          'float32' + (f', {peaks[True]:.0f} GMAC/s bfloat16' if True in peaks else '')
+          + f'; cheapest operator {op_us:.1f} us; a + b -> c bandwidth by '
           'working set: ' + ', '.join(f'{mb} MB {g:.0f} GB/s' for mb, g in curve))
     per_model, rows = {}, []
     for key in pairs:
@@ -293,13 +298,13 @@ def limits(pairs, best, columns, peaks, curve):
             m = per_model[name]
             rows.append({'model': name, 'GMACs / image': round(m['macs'] / 1e9, 3),
                          'ceiling fp32 (images/s)': round(peaks[False] * 1e9 / m['macs']),
-                         'ceiling bf16 (images/s)': round(peaks[True] * 1e9 / m['macs']),
+                         'ceiling bf16 (images/s)': round(peaks[True] * 1e9 / m['macs']) if True in peaks else 'n/a',
                          'operators / forward': ops, 'operator floor (ms)': round(ops * op_us / 1e3, 2)})
     print(pd.DataFrame(rows).to_markdown(index=False))
     table = []
     for key in pairs:
         moga, _, peers = PAIRS[key]
-        ceiling = {bf16: peaks[bf16] * 1e9 / per_model[moga]['macs'] for bf16 in (False, True)}
+        ceiling = {bf16: peaks[bf16] * 1e9 / per_model[moga]['macs'] for bf16 in peaks}
         for peer, _ in peers:
             row = {'pair': f'{moga} vs {peer}'}
             for c in columns:
@@ -387,12 +392,20 @@ def main(argv=None):
     p.add_argument('--threads', type=int_at_least(1), help='intra-op threads (default: torch\'s)')
     p.add_argument('--no-limits', action='store_true', help='skip the compute-bound and per-operator tables')
     p.add_argument('--breakdown', action='store_true', help='also time every operator inside each model (first batch '
-                   'size, fp32 and bf16) against its roofline: where each model loses time')
+                   'size, each precision) against its roofline: where each model loses time')
+    p.add_argument('--precisions', nargs='+', choices=('fp32', 'bf16'), default=None,
+                   help='default: fp32, and bf16 where the CPU computes it natively (oneDNN bfloat16: AVX-512 BW/VL/DQ '
+                        'or AVX-NE-CONVERT); elsewhere bf16 autocast runs emulated, many times slower, and is left out')
     args = p.parse_args(argv)
+    if args.precisions is None:
+        args.precisions = ['fp32', 'bf16'] if onednn_bf16() else ['fp32']
+        if not onednn_bf16():
+            print('bf16 columns left out: this CPU has no native bfloat16 for oneDNN (AVX-512 BW/VL/DQ or '
+                  'AVX-NE-CONVERT); --precisions fp32 bf16 measures the emulated path', flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()
-    columns = [(b, bf16) for b in args.batch_sizes for bf16 in (False, True)]
+    columns = [(b, bf16) for b in args.batch_sizes for bf16 in (False, True) if ('bf16' if bf16 else 'fp32') in args.precisions]
     print(f'{describe_machine()}, {torch.get_num_threads()} threads, timm {timm.__version__}; '
           f'224 px, channels_last, best of {args.rounds} rounds of the median of {args.repeats} batches', flush=True)
     rows, rates, peaks, curve = [], {}, None, None
@@ -403,7 +416,7 @@ def main(argv=None):
         best = {(n, c): 0.0 for n, _ in names for c in columns}
         for _ in range(args.rounds):
             if not args.no_limits:  # the peak in every round, as the rates: the machine's slow moments hit both
-                peaks, curve = matmul_peaks(peaks), best_curve(curve)
+                peaks, curve = matmul_peaks(peaks, 'bf16' in args.precisions), best_curve(curve)
             for c in columns:
                 for n, _ in names:  # interleaved: each round measures the pair back to back
                     best[(n, c)] = max(best[(n, c)], rate(models[n], c[0], c[1], args.repeats))
@@ -427,7 +440,7 @@ def main(argv=None):
                 for c in columns:
                     x = torch.randn(c[0], 3, 224, 224).contiguous(memory_format=torch.channels_last)
                     times[(name, c)] = time_operators(model, x, c[1], alone=3)
-                for c in columns[:2]:
+                for c in [c for c in columns if c[0] == args.batch_sizes[0]]:
                     rows += breakdown(name, model, c, peaks, curve, times=times[(name, c)])
             print('\nWhere the time goes: the operators taking most of one forward pass, timed inside the model and '
                   'alone, against their operator-by-operator roofline (above):')

@@ -20,13 +20,16 @@ def test_peers_prints_rates_and_limits(tmp_path):
     assert re.search(r'% of peak: moganet_xtiny now / convnext_atto now / moganet_xtiny needed for 1\.0x +\| \d+ / \d+ / \d+ %',
                      out), out
     # the roofline: bytes per image, ceiling and share per model, then the pair against it
-    assert re.search(r'\| moganet_xtiny +\| \d+ MB, <= \d+/s, now \d+ % +\| \d+ MB, <= \d+/s, now \d+ %', out), out
+    assert re.search(r'\| moganet_xtiny +\| \d+ MB, <= \d+/s, now \d+ % +\|', out), out
     assert re.search(r'\| moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx; both at their ceilings \d+\.\d\dx',
                      out), out
     # --breakdown: per operator kind, measured inside the model against its roofline (MogaNet's depth-wise convs named)
     assert re.search(r'\| moganet_xtiny +\| batch 1 fp32 +\| [^|]*\(depth-wise \d+x\d+\) +\| +\d+ \| +[\d.]+ \| +\d+ % +\| +[\d.]+ \| '
                      r'+[\d.]+ \| +\d+ %', out), out
-    assert re.search(r'\| convnext_atto +\| batch 1 bf16 +\|', out), out
+    # bf16 where the CPU has it natively; elsewhere it is left out, and said (emulated, it is ~100x slower)
+    from moga_lab.models.fuse import onednn_bf16
+    assert bool(re.search(r'\| convnext_atto +\| batch 1 bf16 +\|', out)) == onednn_bf16(), out
+    assert ('bf16 columns left out: this CPU has no native bfloat16' in out) != onednn_bf16(), out
     # the kernel floor: every operator at its best alone, per model and column, then the pair against it
     assert re.search(r'\| moganet_xtiny +\| \d+ ms inside, \d+ ms alone: <= \d+/s, now \d+ % +\|', out), out
     assert re.search(r'\| moganet_xtiny vs convnext_atto +\| \d\.\d\dx now, <= \d+\.\d\dx; both at their kernel floors '

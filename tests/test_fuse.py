@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from moga_lab.models import MogaNet
+from moga_lab.models.fuse import onednn_bf16
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'reference-moganet'
 STAGE1 = Path(__file__).resolve().parent / 'data' / 'reference_xtiny_stage1.pt'  # vendored slice, any clone
@@ -100,7 +101,8 @@ def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
         fast = fused(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             fast16 = fused(x)
-        assert set(calls) == {torch.float32, torch.bfloat16}  # both precisions took the post-op path
+        # both precisions took the post-op path (bfloat16 where oneDNN has it on this CPU: else the plain ops)
+        assert set(calls) == ({torch.float32, torch.bfloat16} if fuse.onednn_bf16() else {torch.float32})
         calls.clear()
         with fuse.onednn_post_ops(False):
             plain = fused(x)
@@ -117,6 +119,31 @@ def test_onednn_post_op_path_equals_plain_ops(monkeypatch, options):
     assert plain.abs().max() > 1e-2
 
 
+def test_onednn_bf16_follows_the_cpu_flags_and_without_it_bf16_takes_the_plain_ops(monkeypatch):
+    """oneDNN's bfloat16 convolutions need AVX-512 BW/VL/DQ or AVX-NE-CONVERT (else they raise a RuntimeError deep in
+    the model, as on the AVX2-only AMD EPYC): without them the fused blocks compute bfloat16 autocast with the plain
+    ops, and give the logits of the unfused model under autocast."""
+    from moga_lab.models import fuse
+    flags = set()
+    if Path('/proc/cpuinfo').is_file():
+        flags = {f for line in Path('/proc/cpuinfo').read_text().splitlines() if line.startswith('flags')
+                 for f in line.split(':', 1)[1].split()}
+        assert onednn_bf16() == ({'avx512bw', 'avx512vl', 'avx512dq'} <= flags or 'avx_ne_convert' in flags)
+    monkeypatch.setitem(fuse._BF16, 'ok', False)  # as on a CPU without it
+    torch.manual_seed(3)
+    model = MogaNet('xtiny', num_classes=10).eval()
+    fused, x = model.for_inference(), torch.randn(2, 3, 64, 64)
+    calls = []
+    real = fuse._conv_act
+    monkeypatch.setattr(fuse, '_conv_act', lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        low, ref = fused(x), model(x)
+    assert not calls and low.dtype == ref.dtype
+    assert (low.float() - ref.float()).abs().max() < 2e-2 * ref.float().abs().max() + 1e-3
+
+
+@pytest.mark.skipif(not onednn_bf16(), reason="this CPU has no oneDNN bfloat16 (AVX-512 BW/VL/DQ or AVX-NE-CONVERT): "
+                    'the post-op path, whose casts this counts, does not run under bfloat16 here')
 def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeypatch):
     """Under CPU autocast the fused model casts each convolution / linear weight to bfloat16 once and reuses it:
     logits bit-identical to casting on every call, a quarter of the aten.to calls, and a weight changed in place

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_args
 
-__all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops']
+__all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops', 'onednn_bf16']
 
 
 def _bn_affine(bn: nn.BatchNorm2d):
@@ -86,10 +86,23 @@ def onednn_post_ops(enabled: bool):
         _POST_OPS['enabled'] = before
 
 
+_BF16 = {}  # asked once: whether oneDNN computes bfloat16 convolutions on this CPU
+
+
+def onednn_bf16() -> bool:
+    """Whether oneDNN has bfloat16 convolutions on this CPU: they need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT. On a
+    CPU without them (e.g. an AVX2-only AMD EPYC) the post-op path's bfloat16 primitives raise, so under bfloat16
+    autocast the fused blocks take the plain ops there, which PyTorch computes with its own (slower) kernels."""
+    if 'ok' not in _BF16:
+        _BF16['ok'] = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return _BF16['ok']
+
+
 def _onednn_dtype(x: torch.Tensor):
     """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
-    None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN, and with
-    gradients enabled (the fused ops have no backward; Grad-CAM through a fused model takes the plain ops)."""
+    None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN, bfloat16 on a
+    CPU without oneDNN's bfloat16 (`onednn_bf16`), and with gradients enabled (the fused ops have no backward;
+    Grad-CAM through a fused model takes the plain ops)."""
     # is_compiling() first: dynamo cannot trace mkldnn.is_available() and would break the graph at every block
     if torch.compiler.is_compiling() or torch.jit.is_scripting():
         return None
@@ -97,7 +110,8 @@ def _onednn_dtype(x: torch.Tensor):
             or not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
         return None
     if torch.is_autocast_enabled('cpu'):
-        return torch.bfloat16 if torch.get_autocast_dtype('cpu') == torch.bfloat16 else None
+        bf16 = torch.get_autocast_dtype('cpu') == torch.bfloat16
+        return torch.bfloat16 if bf16 and onednn_bf16() else None
     return torch.float32 if x.dtype == torch.float32 else None
 
 
