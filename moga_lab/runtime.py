@@ -44,24 +44,26 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 
 def describe_machine() -> str:
     """What a measurement ran on, for reports: 'Intel(R) Xeon(R) Processor (AMX), 2 cores, torch 2.14.1'.
 
-    The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere), whether it has AMX tiles (bf16
-    matrix units: they decide the bf16 columns of every benchmark), the cores this process may use and the torch
-    version.
+    The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere), its vector class (AMX tiles: bf16
+    matrix units that decide the bf16 columns of every benchmark; else AVX-512, or AVX2 only: one AMD EPYC model name
+    covers both, ~2x apart in speed), the cores this process may use and the torch version.
     """
     import platform
 
     import torch
-    name, amx = platform.processor() or 'unknown CPU', False
+    name, tag = platform.processor() or 'unknown CPU', ''
     try:
         with open('/proc/cpuinfo') as f:
             info = f.read()
         name = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')),
                     name)
-        amx = 'amx_tile' in info
+        flags = set(next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), []))
+        tag = (' (AMX)' if 'amx_tile' in flags else ' (AVX-512)' if 'avx512f' in flags else
+               ' (AVX2)' if 'avx2' in flags else '')
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return f'{name}{" (AMX)" if amx else ""}, {cores} cores, torch {torch.__version__.split("+")[0]}'
+    return f'{name}{tag}, {cores} cores, torch {torch.__version__.split("+")[0]}'
 
 
 # Seconds this process spent stopped. A study on a 2-core machine is paused (SIGSTOP / SIGCONT, studies/pause.sh)

@@ -39,7 +39,10 @@ def test_describe_machine_names_cpu_cores_and_torch():
     if os.path.isfile('/proc/cpuinfo'):
         info = open('/proc/cpuinfo').read()
         model = next(line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name'))
-        assert text.startswith(model) and ('(AMX)' in text) == ('amx_tile' in info)
+        flags = next(line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags'))
+        assert text.startswith(model) and ('(AMX)' in text) == ('amx_tile' in flags)
+        assert ('(AVX-512)' in text) == ('avx512f' in flags and 'amx_tile' not in flags)
+        assert ('(AVX2)' in text) == ('avx2' in flags and 'avx512f' not in flags)
 
 
 def test_test_workers_share_the_cores():
