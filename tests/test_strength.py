@@ -202,3 +202,19 @@ def test_bf16_game_keeps_the_head_in_fp32():
     values = game(torch.tensor([[True, False, True, True]]))
     assert seen == dict(trunk_autocast=True, head_dtype=torch.float32, head_autocast=False)
     assert values.dtype == torch.float32 and values.shape == (1,)
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_bf16_game_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
+    import warnings
+    from moga_lab.analysis.games import ImageGame
+    from moga_lab.models import fuse
+    monkeypatch.setitem(fuse._BF16, 'ok', native)   # as on a CPU with / without AVX-512 BW/VL/DQ
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        ImageGame(net, torch.randn(1, 8, 8), 1, grid=2, bf16=True)
+        ImageGame(net, torch.randn(1, 8, 8), 1, grid=2, bf16=False)
+    messages = [str(w.message) for w in seen if 'bfloat16' in str(w.message)]
+    assert len(messages) == (0 if native else 1)
+    assert native or 'bf16=True on a CPU without native bfloat16' in messages[0] and 'use bf16=False' in messages[0]

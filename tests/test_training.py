@@ -279,13 +279,34 @@ def test_validate_fit_checkpoint_and_reference_weights(tmp_path, monkeypatch, ca
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path, monkeypatch):
+    from moga_lab.models.fuse import onednn_bf16
     monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
-    assert fit_cli.main(SYN + ['--epochs', '1', '--limit-train-batches', '3', '--precision', 'bf16-mixed',
-                               '--run-dir', str(tmp_path / 'r')]) == 0
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        assert fit_cli.main(SYN + ['--epochs', '1', '--limit-train-batches', '3', '--precision', 'bf16-mixed',
+                                   '--run-dir', str(tmp_path / 'r')]) == 0
+    # it trains either way; where the CPU has no native bfloat16 the user is told it runs emulated (slowly)
+    emulated = [w for w in seen if 'without native bfloat16' in str(w.message)]
+    assert len(emulated) == (0 if onednn_bf16() else 1), [str(w.message) for w in seen]
     cfg = yaml.safe_load((tmp_path / 'r' / 'config.yaml').read_text())
     assert cfg['trainer']['precision'] == 'bf16-mixed'
     results = yaml.safe_load((tmp_path / 'r' / 'results.yaml').read_text())
     assert results['global_step'] == 3 and 0 <= results['test/acc1'] <= 1
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_bf16_without_native_support_warns_only_on_cpu(monkeypatch, native):
+    from moga_lab.models import fuse
+    from moga_lab.training.run import _warn_emulated_bf16
+    monkeypatch.setitem(fuse._BF16, 'ok', native)   # as on a CPU with / without AVX-512 BW/VL/DQ
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        _warn_emulated_bf16('bf16-mixed', 'cpu')
+        _warn_emulated_bf16('32-true', 'cpu')
+        _warn_emulated_bf16('bf16-mixed', 'gpu')
+    messages = [str(w.message) for w in seen]
+    assert messages == ([] if native else [messages[0]]) and all("use --precision 32-true" in m for m in messages)
+    assert native or "precision 'bf16-mixed' on a CPU without native bfloat16" in messages[0]
 
 
 @pytest.mark.parametrize('epochs,labels', [(6, 6), (20, 3)])

@@ -21,6 +21,7 @@ Each table row holds two strengths (see `moga_lab.analysis.strength`): the autho
 pairs, inflated by Monte-Carlo noise by up to its ``noise_floor``, and the debiased root-mean-square J_debiased,
 whose square is unbiased. `strength_curve` draws the debiased one unless told otherwise.
 """
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
@@ -29,6 +30,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..models.fuse import onednn_bf16
 from .interaction import order_grid, sample_contexts
 from .strength import estimate_strength
 
@@ -67,7 +69,8 @@ class InteractionSettings:
         batch_size: masked images per forward pass.
         bf16: bf16 autocast for the trunk (``forward_features``; the head stays fp32): 2.2x faster on AMX but it
             moves v(S) by ~0.04 in log-odds; compare the exact orders (m = 0, n - 2) with and without it on one image
-            before relying on it.
+            before relying on it. On a CPU without native bfloat16 (e.g. AVX2 only) it is emulated and slower than
+            float32 (a warning says so).
         seed: seed of the pairs and contexts.
         target_ci: the precision mode, e.g. 0.05: every order's 95 % interval of the debiased strength at most 5 % of
             its value (see `moga_lab.analysis.strength.estimate_strength`); None = the fixed budget.
@@ -141,6 +144,10 @@ class ImageGame:
         if not 1 <= grid <= min(H, W):
             raise ValueError(f'grid={grid} is not valid for a {H}x{W} image; accepted: 1..{min(H, W)}')
         self.model, self.label, self.grid, self.value, self.bf16 = model, int(label), grid, value, bf16
+        if bf16 and image.device.type == 'cpu' and not onednn_bf16():
+            warnings.warn('bf16=True on a CPU without native bfloat16 (it needs AVX-512 BW/VL/DQ, AVX-NE-CONVERT or '
+                          'AMX): autocast emulates it here, many times slower than float32 and no more precise; '
+                          'use bf16=False (--bf16 off) on this machine', UserWarning, stacklevel=2)
         self.pad_to = pad_to  # a compiled model sees one batch shape only (no recompiles for the last batch)
         device = next(model.parameters()).device if any(True for _ in model.parameters()) else image.device
         self.image = image.to(device)

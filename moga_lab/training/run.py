@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.trainer.states import RunningStage
 
 from ..data import ClassificationDataModule, create_datamodule
+from ..models.fuse import onednn_bf16
 from ..runtime import describe_machine, running_time
 from .config import RunConfig
 from .loggers import build_loggers, log_figure, log_final_metrics
@@ -149,8 +150,18 @@ def _log_every(cfg: RunConfig, dm: L.LightningDataModule) -> int:
     return max(1, min(t.log_every_n_steps, n))
 
 
+def _warn_emulated_bf16(precision: str, accelerator: str) -> None:
+    """bf16 on a CPU without native bfloat16 runs emulated: it trains, many times slower than float32, so say so."""
+    on_cpu = accelerator == 'cpu' or (accelerator == 'auto' and not torch.cuda.is_available())
+    if str(precision).startswith('bf16') and on_cpu and not onednn_bf16():
+        warnings.warn(f'precision {precision!r} on a CPU without native bfloat16 (it needs AVX-512 BW/VL/DQ, '
+                      'AVX-NE-CONVERT or AMX): autocast emulates it here, many times slower than float32; '
+                      "use --precision 32-true on this machine", UserWarning, stacklevel=3)
+
+
 def _trainer(cfg: RunConfig, run_dir: str, callbacks, log_every: Optional[int] = None, **overrides) -> L.Trainer:
     t = cfg.trainer
+    _warn_emulated_bf16(overrides.get('precision', t.precision), overrides.get('accelerator', t.accelerator))
     kwargs = dict(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         precision=t.precision, default_root_dir=run_dir, callbacks=callbacks,
