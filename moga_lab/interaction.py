@@ -53,7 +53,8 @@ def build_parser() -> Parser:
     p.add_argument('--statistic', type=choice(STATISTICS), default='debiased',
                    help="curve, plot and shares: debiased (root-mean-square of I, noise removed; default) or naive "
                         "(the authors' mean |I|, drawn with its noise floor)")
-    p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes (faster only where the CPU has native bfloat16: AMX, AVX-512)')
+    p.add_argument('--bf16', action='store_true',
+                   help='bf16 autocast for the masked forward passes (faster only where the CPU has native bfloat16: AMX, AVX-512)')
     p.add_argument('--no-fuse', action='store_true', help="evaluate MogaNet as is, not through for_inference()")
     p.add_argument('--compile', action='store_true', help='torch.compile the evaluated model (compiles once per run)')
     p.add_argument('--seed', type=int, default=0, help='selects images, pairs and contexts')
