@@ -389,14 +389,15 @@ def trained_on(results: Dict[str, Any]) -> str:
 
 
 def provenance(script: str, argv: Sequence[str]) -> str:
-    """The exact command and the machine, as a study report states them (one Markdown line).
+    """The exact command and the machine that wrote the report, as a study report states them (one Markdown line).
+    Which machine trained each run is `trained_on`'s, from the run's own ``results.yaml``: a report is often
+    written on another machine than the one that trained (a study spans sessions).
 
     Args:
         script: the script's path as a user types it, e.g. ``experiments/ablate.py``.
         argv: its arguments (``sys.argv[1:]``).
     """
-    return (f'Command: `python {script} {shlex.join(argv)}`. Machine: {describe_machine()}, '
-            f'{torch.get_num_threads()} thread{"" if torch.get_num_threads() == 1 else "s"} per process.')
+    return f'Command: `python {script} {shlex.join(argv)}`. Report written on: {describe_machine()}.'
 
 
 def publish_artefacts(out: str, dest: str) -> List[str]:

@@ -207,7 +207,7 @@ def test_compare_models_quick(tmp_path):
     assert re.search(r'!\[Grad-CAM \(3 test images; models trained 1 epoch[^\]]*\]\(gradcam_grid\.png\)', report), report
     # the exact command and the machine, and the wall times, are in the report
     assert f'Command: `python analysis/compare_models.py --quick --out {out} --gradcam-images 3 --publish {docs}`' in report
-    assert 'Machine: ' in report and re.search(r'interactions \d+ min', report)
+    assert 'Report written on: ' in report and re.search(r'interactions \d+ min', report)
     assert re.search(r'Trained on: [^.]+ cores, torch [\d.]+ \(\d+ threads?\)\. Wall time', report), report
     # published: the tables, report and figures only (the checkpoints stay in the run folder)
     assert sorted(p.name for p in docs.iterdir()) == ['accuracy.csv', 'curve.csv', 'gradcam.csv', 'gradcam_grid.png',
