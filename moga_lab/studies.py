@@ -216,7 +216,9 @@ def _seed_plan(shares: pd.DataFrame, noun: str) -> List[str]:
         return []
     pooled = float(np.sqrt(np.mean(sds ** 2)))
     have = int(counts[sds.index].min())
-    return ['', f"Planning: a {noun}'s middle share moves by {sds.min():.3f}-{sds.max():.3f} (s.d.) from one training seed "
+    spread = (f'{sds.iloc[0]:.3f} (s.d., {sds.index[0]}: the only {noun} with several seeds)' if len(sds) == 1
+              else f'{sds.min():.3f}-{sds.max():.3f} (s.d.)')
+    return ['', f"Planning: a {noun}'s middle share moves by {spread} from one training seed "
             f'to the next (pooled {pooled:.3f}). At that spread Welch\'s 95 % interval on the difference of two '
             f"{noun}s' means is about ±{welch_half_width(pooled, have):.3f} with {have} seeds each, and ±"
             f'{SEED_PLAN_HALF_WIDTH:.2f} (enough to decide a difference of that size) needs '

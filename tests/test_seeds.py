@@ -107,3 +107,16 @@ def test_seed_share_figure_marks_every_seed_once_and_the_mean(tmp_path, monkeypa
     monkeypatch.undo()
     plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))       # a real PNG
     assert (tmp_path / 's.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_seed_plan_names_the_spread_and_the_only_model_with_seeds():
+    from moga_lab.studies import _seed_plan
+    shares = pd.DataFrame({'model': ['a', 'a', 'a', 'b', 'b', 'c'], 'seed': [0, 1, 2, 0, 1, 0],
+                           'share': [0.30, 0.28, 0.32, 0.20, 0.26, 0.25]})
+    sd_a, sd_b = np.std([0.30, 0.28, 0.32], ddof=1), np.std([0.20, 0.26], ddof=1)
+    text = _seed_plan(shares, 'model')[1]
+    assert f'moves by {sd_a:.3f}-{sd_b:.3f} (s.d.)' in text and f'pooled {math.sqrt((sd_a ** 2 + sd_b ** 2) / 2):.3f}' in text
+    assert 'with 2 seeds each' in text            # the fewest seeds among the models that have several
+    one = _seed_plan(shares[shares.model != 'b'], 'model')[1]
+    assert f'moves by {sd_a:.3f} (s.d., a: the only model with several seeds)' in one and 'with 3 seeds each' in one
+    assert _seed_plan(shares[shares.seed == 0], 'model') == []    # no model on several seeds: no plan
