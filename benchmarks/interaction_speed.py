@@ -26,6 +26,7 @@ from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, InteractionSettings
 from moga_lab.analysis.interaction import _with_pairs, order_grid, sample_contexts
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.models.factory import SMALL_IMAGE_MAX, create_classifier
+from moga_lab.models.fuse import onednn_bf16
 from moga_lab.runtime import keep_freed_memory
 
 
@@ -116,6 +117,10 @@ def main(argv=None):
     print(f'{torch.get_num_threads()} threads; {size} px, {args.grid}x{args.grid} grid, batch {args.batch_size}; '
           f'authors\' design: {authors:,} distinct of 130,000 nominal forward passes; precision mode: '
           f'{args.precision_forwards:,}', flush=True)
+    # bf16 rows only where the CPU computes bfloat16 natively: emulated (AVX2 only) it is many times slower than fp32
+    precisions = (False, True) if onednn_bf16() else (False,)
+    if not onednn_bf16():
+        print('bf16 rows left out: this CPU has no native bfloat16 (oneDNN needs AVX-512 BW/VL/DQ, AVX-NE-CONVERT or AMX)')
     rows = []
     models = {}
     for name in args.models:  # every name built before anything is timed: a bad one is one line, not a traceback
@@ -133,7 +138,7 @@ def main(argv=None):
                     continue
                 runner = evaluation_model(model, InteractionSettings(compile=compile_, **kw))
                 runner.to(memory_format=torch.channels_last)
-                for bf16, batch in [(b, k) for b in (False, True) for k in args.batch_size]:
+                for bf16, batch in [(b, k) for b in precisions for k in args.batch_size]:
                     if compile_:
                         torch._dynamo.reset()
                     game = ImageGame(runner, image, 0, args.grid, bf16=bf16, pad_to=batch if compile_ else None)

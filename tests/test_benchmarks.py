@@ -69,6 +69,10 @@ def test_interaction_speed_at_the_studies_28_px(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for name, path in (('moganet_xtiny', 'fused'), ('convnext_atto', 'timm'), ('swin_femto', 'timm')):
         assert re.search(rf'\| {name}\s+\| {path}\s+\| fp32', done.stdout), done.stdout
+        # bf16 rows only where the CPU has native bfloat16 (emulated they would take minutes), and the output says so
+        from moga_lab.models.fuse import onednn_bf16
+        assert bool(re.search(rf'\| {name}\s+\| {path}\s+\| bf16', done.stdout)) == onednn_bf16(), done.stdout
+    assert ('bf16 rows left out: this CPU has no native bfloat16' in done.stdout) != onednn_bf16(), done.stdout
     bad = run_script('benchmarks/interaction_speed.py', ['--image-size', '28', '--models', 'convnext_foo'], tmp_path)
     assert bad.returncode == 2 and '--models convnext_foo: ' in bad.stderr and 'Traceback' not in bad.stderr, bad.stderr
 
