@@ -67,7 +67,7 @@ elif grep -q avx512f "$CPUINFO" 2>/dev/null; then
 else
   TRAIN_MIN=${TRAIN_MIN:-90} CURVES_MIN=${CURVES_MIN:-50}
   declare -A MINCMP=([convnext_atto]=175 [swin_femto]=80) MINCS=([convnext_atto]=240 [swin_femto]=90)
-  declare -A MIN56=([g56]=275 [moganet_xtiny]=35 [swin_femto]=80 [convnext_atto]=340)
+  declare -A MIN56=([g56]=275 [moganet_xtiny]=35 [swin_femto]=80 [convnext_atto]=370)
 fi
 deadline=$(date -u -d "${DEADLINE:-23:59}" +%s 2>/dev/null) ||  # HH:MM: its next occurrence (sessions cross midnight)
   { echo "queue.sh: DEADLINE=$DEADLINE is not accepted; accepted: HH:MM (UTC) or a date(1) time such as '2026-11-28 01:30'" >&2; exit 2; }
