@@ -248,7 +248,13 @@ carry_save() {
     r=${unit%%:*}; s=${unit#*:}; pack=$CARRY/$r@$s.tar
     if finished "$r" "$s"; then rm -f "$pack"; continue; fi
     read -r dir cache <<< "$(run_dir "$r" "$s")"
-    files=(); for f in last.ckpt best.ckpt logs results.yaml; do [ -e "$dir/$f" ] && files+=("$f"); done
+    files=()
+    for f in last.ckpt best.ckpt logs results.yaml; do
+      [ -e "$dir/$f" ] || continue
+      # trained (results.yaml): the curves and Grad-CAM read best.ckpt only, so last.ckpt (half the pack) stays here
+      [ "$f" = last.ckpt ] && [ -f "$dir/results.yaml" ] && [ -f "$dir/best.ckpt" ] && continue
+      files+=("$f")
+    done
     [[ " ${files[*]} " =~ \.ckpt ]] || continue
     tar -cf "$pack.tmp" -C "$dir" "${files[@]}" && mv "$pack.tmp" "$pack" &&
       echo "carried $r $s: ${files[*]} ($(du -h "$pack" | cut -f1))"

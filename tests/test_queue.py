@@ -235,6 +235,7 @@ def test_queue_carries_an_unfinished_unit_to_a_fresh_machine(root, tmp_path):
     no_ca = studies / 'ablation_56px' / 'no_ca' / 'seed0'
     no_ca.mkdir(parents=True)
     (no_ca / 'best.ckpt').write_bytes(b'best of no_ca')
+    (no_ca / 'last.ckpt').write_bytes(b'last of no_ca')
     (no_ca / 'results.yaml').write_text('test_top1: 92.6\n')
     finished = studies / 'ablation_converged' / 'full' / 'seed1'
     (studies / 'carry').mkdir()
@@ -243,6 +244,10 @@ def test_queue_carries_an_unfinished_unit_to_a_fresh_machine(root, tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (studies / 'carry').iterdir()) == ['g56@no_ca.tar', 'g56@plain.tar']
     assert 'carried g56 plain: last.ckpt logs' in done.stdout and (finished / 'results.yaml').is_file()
+    # a trained unit's curves read best.ckpt only: its last.ckpt (as large) is not carried
+    assert 'carried g56 no_ca: best.ckpt results.yaml' in done.stdout
+    assert 'last.ckpt' not in subprocess.run(['tar', '-tf', str(studies / 'carry' / 'g56@no_ca.tar')],
+                                             capture_output=True, text=True).stdout
     assert 'packed in studies/carry/g56@plain.tar' in subprocess.run(
         ['bash', str(studies / 'queue.sh'), '--status'], capture_output=True, text=True, timeout=60).stdout
 
@@ -251,6 +256,7 @@ def test_queue_carries_an_unfinished_unit_to_a_fresh_machine(root, tmp_path):
     shutil.rmtree(plain / 'logs')
     (plain / 'last.ckpt').unlink()
     (no_ca / 'best.ckpt').unlink()
+    (no_ca / 'last.ckpt').unlink()
     (no_ca / 'results.yaml').write_text('test_top1: 92.1\n')
     _queue(root, tmp_path / 'jobs_next.txt', DEADLINE=_in(1), LANES='A')  # nothing fits: the restore alone
     assert (plain / 'last.ckpt').read_bytes() == b'step 500'
