@@ -177,6 +177,7 @@ def test_strength_curve_statistics():
         strength_curve(frame.drop(columns='I2'))
 
 
+@pytest.mark.filterwarnings('ignore:bf16=True on a CPU without native bfloat16')   # expected on AVX2-only CPUs
 def test_bf16_game_keeps_the_head_in_fp32():
     from moga_lab.analysis.games import ImageGame
     seen = {}
