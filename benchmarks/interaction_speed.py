@@ -26,7 +26,7 @@ from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, InteractionSettings
 from moga_lab.analysis.interaction import _with_pairs, order_grid, sample_contexts
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.models.factory import SMALL_IMAGE_MAX, create_classifier
-from moga_lab.models.fuse import onednn_bf16
+from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
 from moga_lab.runtime import keep_freed_memory
 
 
@@ -120,7 +120,7 @@ def main(argv=None):
     # bf16 rows only where the CPU computes bfloat16 natively: emulated (AVX2 only) it is many times slower than fp32
     precisions = (False, True) if onednn_bf16() else (False,)
     if not onednn_bf16():
-        print('bf16 rows left out: this CPU has no native bfloat16 (oneDNN needs AVX-512 BW/VL/DQ, AVX-NE-CONVERT or AMX)')
+        print(f'bf16 rows left out: this CPU has no {NATIVE_BF16}')
     rows = []
     models = {}
     for name in args.models:  # every name built before anything is timed: a bad one is one line, not a traceback

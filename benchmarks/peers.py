@@ -56,7 +56,7 @@ import torch
 
 import moga_lab  # noqa: F401
 from moga_lab.cli import int_at_least
-from moga_lab.models.fuse import onednn_bf16
+from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
 from moga_lab.runtime import describe_machine, keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -394,14 +394,14 @@ def main(argv=None):
     p.add_argument('--breakdown', action='store_true', help='also time every operator inside each model (first batch '
                    'size, each precision) against its roofline: where each model loses time')
     p.add_argument('--precisions', nargs='+', choices=('fp32', 'bf16'), default=None,
-                   help='default: fp32, and bf16 where the CPU computes it natively (oneDNN bfloat16: AVX-512 BW/VL/DQ '
-                        'or AVX-NE-CONVERT); elsewhere bf16 autocast runs emulated, many times slower, and is left out')
+                   help=f'default: fp32, and bf16 where the CPU has {NATIVE_BF16}; elsewhere bf16 autocast runs '
+                        'emulated, many times slower, and is left out')
     args = p.parse_args(argv)
     if args.precisions is None:
         args.precisions = ['fp32', 'bf16'] if onednn_bf16() else ['fp32']
         if not onednn_bf16():
-            print('bf16 columns left out: this CPU has no native bfloat16 for oneDNN (AVX-512 BW/VL/DQ or '
-                  'AVX-NE-CONVERT); --precisions fp32 bf16 measures the emulated path', flush=True)
+            print(f'bf16 columns left out: this CPU has no {NATIVE_BF16}; --precisions fp32 bf16 measures the '
+                  'emulated path', flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()

@@ -141,7 +141,7 @@ def main():
     native16 = fuse_module.onednn_bf16()
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16) if native16 else float('nan')
     print(f'matmul peak: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 ({torch.get_num_threads()} threads)'
-          + ('' if native16 else '; bf16 rows left out: no native bfloat16 on this CPU'))
+          + ('' if native16 else f'; bf16 rows left out: this CPU has no {fuse_module.NATIVE_BF16}'))
     x = torch.randn(args.batch_size, 3, args.size, args.size)
     xc = x.contiguous(memory_format=torch.channels_last)
     rows = []

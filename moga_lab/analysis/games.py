@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..models.fuse import onednn_bf16
+from ..models.fuse import NATIVE_BF16, onednn_bf16
 from .interaction import order_grid, sample_contexts
 from .strength import estimate_strength
 
@@ -145,9 +145,9 @@ class ImageGame:
             raise ValueError(f'grid={grid} is not valid for a {H}x{W} image; accepted: 1..{min(H, W)}')
         self.model, self.label, self.grid, self.value, self.bf16 = model, int(label), grid, value, bf16
         if bf16 and image.device.type == 'cpu' and not onednn_bf16():
-            warnings.warn('bf16=True on a CPU without native bfloat16 (it needs AVX-512 BW/VL/DQ, AVX-NE-CONVERT or '
-                          'AMX): autocast emulates it here, many times slower than float32 and no more precise; '
-                          'use bf16=False (--bf16 off) on this machine', UserWarning, stacklevel=2)
+            warnings.warn(f'bf16=True on a CPU without {NATIVE_BF16}: autocast emulates it here, many times slower '
+                          'than float32 and no more precise; '
+                          'use bf16=False (leave out --bf16) on this machine', UserWarning, stacklevel=2)
         self.pad_to = pad_to  # a compiled model sees one batch shape only (no recompiles for the last batch)
         device = next(model.parameters()).device if any(True for _ in model.parameters()) else image.device
         self.image = image.to(device)

@@ -89,6 +89,10 @@ def onednn_post_ops(enabled: bool):
 _BF16 = {}  # asked once: whether oneDNN computes bfloat16 convolutions on this CPU
 
 
+# what a CPU needs for bfloat16 to run natively (the one wording every warning and benchmark note uses)
+NATIVE_BF16 = 'native bfloat16 (oneDNN needs AVX-512 BW/VL/DQ, AVX-NE-CONVERT or AMX)'
+
+
 def onednn_bf16() -> bool:
     """Whether oneDNN has bfloat16 convolutions on this CPU: they need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT. On a
     CPU without them (e.g. an AVX2-only AMD EPYC) the post-op path's bfloat16 primitives raise, so under bfloat16

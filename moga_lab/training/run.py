@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.trainer.states import RunningStage
 
 from ..data import ClassificationDataModule, create_datamodule
-from ..models.fuse import onednn_bf16
+from ..models.fuse import NATIVE_BF16, onednn_bf16
 from ..runtime import describe_machine, running_time
 from .config import RunConfig
 from .loggers import build_loggers, log_figure, log_final_metrics
@@ -154,8 +154,8 @@ def _warn_emulated_bf16(precision: str, accelerator: str) -> None:
     """bf16 on a CPU without native bfloat16 runs emulated: it trains, many times slower than float32, so say so."""
     on_cpu = accelerator == 'cpu' or (accelerator == 'auto' and not torch.cuda.is_available())
     if str(precision).startswith('bf16') and on_cpu and not onednn_bf16():
-        warnings.warn(f'precision {precision!r} on a CPU without native bfloat16 (it needs AVX-512 BW/VL/DQ, '
-                      'AVX-NE-CONVERT or AMX): autocast emulates it here, many times slower than float32; '
+        warnings.warn(f'precision {precision!r} on a CPU without {NATIVE_BF16}: autocast emulates it here, '
+                      'many times slower than float32; '
                       "use --precision 32-true on this machine", UserWarning, stacklevel=3)
 
 
