@@ -77,7 +77,7 @@ def user_errors() -> tuple:
     """Exceptions that mean bad input (reported in one line, exit 2), not a bug (full traceback)."""
     from .data import DataError
     from .models import CheckpointMismatchError
-    return (ValueError, FileNotFoundError, DataError, CheckpointMismatchError)
+    return (ValueError, FileNotFoundError, DataError, CheckpointMismatchError)  # UntrustedCheckpointError included
 
 
 class _InOrder(argparse.Action):
@@ -102,6 +102,7 @@ def add_model_arguments(p: argparse.ArgumentParser, images: bool = True) -> None
     p.add_argument('--label', action='append', help='a name per model for tables and legends, in the order named')
     p.add_argument('--no-ema', action='store_true',
                    help='--weights holding EMA weights: load the raw state_dict instead (default: EMA, as timm does)')
+    add_trust_argument(p)
     if images:
         p.add_argument('--one-per-class', action='store_true',
                        help='draw each image from another class (the authors\' list: one ImageNet image per class)')
@@ -109,6 +110,13 @@ def add_model_arguments(p: argparse.ArgumentParser, images: bool = True) -> None
                        help='--model/--weights on an ImageFolder: model = the (first) model\'s pretrained config, paper '
                             '= resize 256 (bilinear) -> centre crop 224, ImageNet mean/std for every model (the '
                             "authors'); auto (default) = model for one model, paper for several")
+
+
+def add_trust_argument(p: argparse.ArgumentParser) -> None:
+    """``--trust-weights``: the one way to unpickle a weights file fully (see `moga_lab.models.checkpoint.torch_load`)."""
+    p.add_argument('--trust-weights', action='store_true',
+                   help='unpickle --weights / --checkpoint files fully, which can run code stored in them; only for '
+                        'files whose source you trust (default: weights_only loading, tensors and a few plain types)')
 
 
 def model_sources(args) -> list:

@@ -42,7 +42,7 @@ def run(args) -> str:
     from .interaction import write_image_list
     from .loaders import load_eval_images, load_models
 
-    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
     images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
                                                          per_class=args.one_per_class, transform=args.eval_transform)
     for m in models:

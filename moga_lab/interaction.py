@@ -115,7 +115,7 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 
     from .tracking import open_study_store, safe_record
     store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking) if rank == 0 else None
-    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
     images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
                                                          per_class=args.one_per_class, transform=args.eval_transform)
     settings = _settings(args, images.shape[-1])

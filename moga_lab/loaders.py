@@ -17,6 +17,7 @@ ImageFolder class order: a 1000-class ImageNet model's labels are taken from fol
 (``n01440764`` ...), so a subset of ImageNet's class folders works too; otherwise the sorted folder names are the
 class indices 0..K-1 and their number must equal the classifier's K.
 """
+import json
 import math
 import os
 import sys
@@ -28,7 +29,7 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .data import DataError, DatasetInfo, create_datamodule
-from .models import MOGANET_ARCHS, CheckpointMismatchError, MogaNet, load_checkpoint, read_weights
+from .models import MOGANET_ARCHS, CheckpointMismatchError, MogaNet, load_checkpoint, read_weights, torch_load
 from .models.factory import create_classifier
 
 __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'load_models', 'load_classifiers',
@@ -39,6 +40,8 @@ __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'lo
 # ImageNet mean/std. crop_pct = 224/256.
 PAPER_TRANSFORM = dict(input_size=(3, 224, 224), interpolation='bilinear', crop_pct=224 / 256, crop_mode='center',
                        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+# the metadata key under which `moga_lab.export` stores a fit run's hyper-parameters (JSON) in a .safetensors file
+FIT_METADATA_KEY = 'moga_lab.hyper_parameters'
 # auto: one named model -> its own pretrained config; several -> the paper's shared transform
 EVAL_TRANSFORMS = ('auto', 'model', 'paper')
 
@@ -81,13 +84,34 @@ class EvalImages(NamedTuple):
 
 # ---- models -------------------------------------------------------------------------------------
 
-def load_classifier(path: str, label: Optional[str] = None) -> NamedModel:
+def _fit_checkpoint_contents(path: str, trust: bool = False) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """(hyper_parameters, network state dict) of a fit checkpoint, or of its ``.safetensors`` export
+    (`moga_lab.export`: the hyper-parameters as JSON in the file's metadata)."""
+    if path.endswith('.safetensors'):
+        from safetensors import safe_open
+        with safe_open(path, framework='pt') as f:
+            meta = f.metadata() or {}
+        if FIT_METADATA_KEY not in meta:
+            raise ValueError(f'{path} is a .safetensors file without moga_lab\'s run metadata; for released or timm '
+                             f'weights use --model NAME --weights {path}')
+        return json.loads(meta[FIT_METADATA_KEY]), read_weights(path)[0]
+    ckpt = torch_load(path, trust=trust)
+    hp = (ckpt.get('hyper_parameters') or {}) if isinstance(ckpt, dict) else {}
+    if 'config' not in hp:
+        raise ValueError(f'{path} is not a checkpoint written by moga_lab.fit (no hyper_parameters.config); for '
+                         f'released or timm weights use --model NAME --weights {path}')
+    return hp, {k[len('model.'):]: v for k, v in ckpt['state_dict'].items() if k.startswith('model.')}
+
+
+def load_classifier(path: str, label: Optional[str] = None, trust: bool = False) -> NamedModel:
     """The network a ``moga_lab.fit`` checkpoint holds ([B, C, H, W] -> [B, classes], eval mode), with its data's
     normalisation and class names. Imports nothing of ``moga_lab.training``.
 
     Args:
-        path: a ``best.ckpt`` / ``last.ckpt`` written by `moga_lab.training.fit`.
+        path: a ``best.ckpt`` / ``last.ckpt`` written by `moga_lab.training.fit`, or its ``.safetensors`` export
+            (`moga_lab.export`).
         label: the name reports use; None = the run's model name.
+        trust: allow full unpickling of the file (see `moga_lab.models.checkpoint.torch_load`).
 
     Returns:
         A `NamedModel`.
@@ -95,6 +119,7 @@ def load_classifier(path: str, label: Optional[str] = None) -> NamedModel:
     Raises:
         FileNotFoundError: the file does not exist.
         moga_lab.models.CheckpointMismatchError: the file is not a fit checkpoint or does not fit its model.
+        moga_lab.models.UntrustedCheckpointError: the file needs full unpickling and ``trust`` is False.
 
     Example:
         ```python
@@ -104,19 +129,11 @@ def load_classifier(path: str, label: Optional[str] = None) -> NamedModel:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's, reported in one line
-        raise ValueError(f'cannot read checkpoint {path!r}: {error.__class__.__name__}: {str(error)[:200]}') from None
-    hp = (ckpt.get('hyper_parameters') or {}) if isinstance(ckpt, dict) else {}
-    if 'config' not in hp:
-        raise ValueError(f'{path} is not a checkpoint written by moga_lab.fit (no hyper_parameters.config); for '
-                         f'released or timm weights use --model NAME --weights {path}')
+    hp, state = _fit_checkpoint_contents(path, trust)
     config = hp['config']
     n, in_chans, size = int(hp['num_classes']), int(hp['in_chans']), int(hp['image_size'])
     switches = dict(config.get('model') or {})
     model = create_classifier(num_classes=n, in_chans=in_chans, image_size=size, **switches)
-    state = {k[len('model.'):]: v for k, v in ckpt['state_dict'].items() if k.startswith('model.')}
     load_checkpoint(model, state, allow_classifier_change=False)
     return NamedModel(
         model=model.eval(), name=label or switches.get('name', 'model'), source=f'fit checkpoint {path}',
@@ -165,7 +182,8 @@ def _imagenet_names(num_classes: int):
     return names, tuple(info.label_names())
 
 
-def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, use_ema: bool = True) -> NamedModel:
+def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, use_ema: bool = True,
+                    trust: bool = False) -> NamedModel:
     """``timm.create_model(model_name)`` with ``weights`` (a local file) loaded strictly; the classifier size is read
     from the file. EMA weights are used when the file holds them (timm's rule); ``source`` of the result says which
     entry was loaded.
@@ -175,6 +193,7 @@ def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, 
         weights: the local weights file (the authors' release layout, timm's, or the original FB / MS formats).
         label: the name reports use; None = ``model_name``.
         use_ema: prefer the EMA entry when present; False takes ``state_dict``.
+        trust: allow full unpickling of the file (see `moga_lab.models.checkpoint.torch_load`).
 
     Returns:
         A `NamedModel` with ``data_config`` (timm's eval transform of the model).
@@ -183,6 +202,7 @@ def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, 
         FileNotFoundError: the file does not exist (nothing is downloaded).
         moga_lab.models.CheckpointMismatchError: the weights belong to another architecture (the message names what
             the file looks like).
+        moga_lab.models.UntrustedCheckpointError: the file needs full unpickling and ``trust`` is False.
 
     Example:
         ```python
@@ -198,7 +218,7 @@ def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, 
         raise ValueError(f'unknown --model {model_name!r}; accepted: moganet_xtiny ... moganet_xlarge or any timm '
                          f'model name, e.g. convnext_tiny, swin_tiny_patch4_window7_224')
     model = timm.create_model(model_name, pretrained=False)
-    state, entry = read_weights(weights, use_ema=use_ema)
+    state, entry = read_weights(weights, use_ema=use_ema, trust=trust)
     raw = dict(state)
     if not isinstance(model, MogaNet):
         # timm's per-family converter (original FB ConvNeXt / MS Swin formats, resized position tables)
@@ -232,13 +252,14 @@ Source = Union[Tuple[str, str], Tuple[str, str, str]]  # ('checkpoint', path) or
 
 
 def load_models(sources: Sequence[Source], labels: Optional[Sequence[str]] = None,
-                use_ema: bool = True) -> List[NamedModel]:
+                use_ema: bool = True, trust: bool = False) -> List[NamedModel]:
     """Several models that are to see the same images.
 
     Args:
         sources: ``('checkpoint', path)`` or ``('model', name, weights)`` per model, in order.
         labels: one name per model; None = the model names (made unique when two clash).
         use_ema: for named weights, prefer the EMA entry.
+        trust: allow full unpickling of the files (``--trust-weights``; see `moga_lab.models.checkpoint.torch_load`).
 
     Returns:
         The `NamedModel` list, in the order given.
@@ -254,8 +275,8 @@ def load_models(sources: Sequence[Source], labels: Optional[Sequence[str]] = Non
     models = []
     for k, src in enumerate(sources):
         label = labels[k] if labels else None
-        models.append(load_classifier(src[1], label) if src[0] == 'checkpoint'
-                      else load_pretrained(src[1], src[2], label, use_ema))
+        models.append(load_classifier(src[1], label, trust) if src[0] == 'checkpoint'
+                      else load_pretrained(src[1], src[2], label, use_ema, trust))
     names = [m.name for m in models]
     if len(set(names)) < len(names):
         for m, src in zip(models, sources):

@@ -40,11 +40,15 @@ def build_parser() -> Parser:
     return p
 
 
-def _is_fit_checkpoint(path: str) -> bool:
-    import torch
+def _is_fit_checkpoint(path: str, trust: bool = False) -> bool:
+    from .models import CheckpointMismatchError, UntrustedCheckpointError, torch_load
+    if path.endswith('.safetensors'):
+        return False
     try:
-        raw = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # noqa: BLE001 - weights saved with pickled extras are not fit checkpoints
+        raw = torch_load(path, trust=trust)
+    except UntrustedCheckpointError:
+        raise
+    except CheckpointMismatchError:  # weights saved with pickled extras are not fit checkpoints (refused later)
         return False
     return isinstance(raw, dict) and 'config' in (raw.get('hyper_parameters') or {})
 
@@ -53,7 +57,7 @@ def _validate_fit_checkpoint(args, path: str) -> str:
     import lightning as L
 
     from .training import ImageClassifier, RunConfig, build_datamodule
-    module = ImageClassifier.load_from_checkpoint(path, map_location='cpu', weights_only=True)
+    module = ImageClassifier.load_from_checkpoint(path, map_location='cpu', weights_only=not args.trust_weights)
     cfg = RunConfig.from_dict(module.hparams.config)
     if args.data:
         cfg.data.name = args.data
@@ -96,7 +100,7 @@ def _validate_weights(args, source) -> str:
 
     from .loaders import eval_dataset, load_pretrained
     _, name, weights = source
-    m = load_pretrained(name, weights, use_ema=not args.no_ema)
+    m = load_pretrained(name, weights, use_ema=not args.no_ema, trust=args.trust_weights)
     if args.data not in (None, 'imagefolder'):
         raise ValueError(f'--data {args.data} does not fit --weights (a {m.num_classes}-class model); use an '
                          f'ImageFolder: --data-dir DIR')
@@ -130,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise FileNotFoundError(f'{path!r} does not exist (pass a local file; nothing is downloaded)')
         lines = []
         for src in sources:
-            if src[0] == 'checkpoint' and _is_fit_checkpoint(src[1]):
+            if src[0] == 'checkpoint' and _is_fit_checkpoint(src[1], args.trust_weights):
                 lines.append(_validate_fit_checkpoint(args, src[1]))
                 continue
             if src[0] == 'checkpoint':
