@@ -202,7 +202,7 @@ def record(args, accuracy, frame, params):
 
 def compare_named(args):
     """The paper's comparison on models the user named (released weights or fit checkpoints): nothing trained."""
-    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema)
+    models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
     data = None if models[0].is_fit_checkpoint else 'imagefolder'
     count = max(args.num_images, args.gradcam_images)
     ev = load_eval_images(models, count, data, args.data_dir, args.seed, per_class=args.one_per_class,

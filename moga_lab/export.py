@@ -39,7 +39,6 @@ def export_safetensors(source: str, out: str, model_name: Optional[str] = None, 
         ValueError: ``out`` does not end in ``.safetensors``.
         moga_lab.models.UntrustedCheckpointError: ``source`` needs full unpickling and ``trust`` is False.
     """
-    import torch
     from safetensors.torch import save_file
 
     from .loaders import FIT_METADATA_KEY, load_pretrained

@@ -5,7 +5,6 @@ writes a marker file. It must be refused (one line that names the type and the o
 exist; with the opt-in the marker appears, which shows the test would notice a path that unpickles silently."""
 import argparse
 import json
-import os
 import warnings
 
 import numpy as np

@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 import torch
 import torch.nn as nn
 
-__all__ = ['CheckpointMismatchError', 'UntrustedCheckpointError', 'LoadReport', 'torch_load', 'safe_globals', 'read_state_dict', 'read_weights', 'load_checkpoint', 'EMA_KEYS']
+__all__ = ['CheckpointMismatchError', 'UntrustedCheckpointError', 'LoadReport', 'torch_load', 'safe_globals',
+           'read_state_dict', 'read_weights', 'load_checkpoint', 'EMA_KEYS']
 
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'net')
 _PREFIXES = ('module.', '_orig_mod.', 'model.')
