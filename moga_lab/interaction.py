@@ -26,7 +26,7 @@ PART_GLOB = 'parts/rank*.csv'
 
 def build_parser() -> Parser:
     """The command's options (``--help`` prints them with the module docstring)."""
-    from .analysis.games import ORDER_RATIOS, STATISTICS, VALUES
+    from .analysis.games import BASELINES, ORDER_RATIOS, STATISTIC_ALIASES, STATISTICS, VALUES
     from .data import DATASETS
     p = Parser(prog='python -m moga_lab.interaction', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
@@ -43,16 +43,22 @@ def build_parser() -> Parser:
     p.add_argument('--value', type=choice(VALUES), default='log-odds', help='v(S) (default log-odds of the true class)')
     p.add_argument('--batch-size', type=int, help='masked images per forward pass (default 256 up to 64 px, 64 above)')
     p.add_argument('--target-ci', type=float, metavar='REL',
-                   help="precision mode: add contexts until every order's 95 %% interval of the debiased strength is "
-                        'within REL of its value (e.g. 0.05); default: the fixed --contexts budget')
+                   help="precision mode: a pilot plans the contexts for every order's 95 %% interval to be within REL "
+                        'of its value (e.g. 0.05), then fresh contexts give the unbiased estimate; default: the fixed '
+                        '--contexts budget')
     p.add_argument('--target-over', type=choice(('image', 'images')), default='image',
                    help='--target-ci per image (default) or for the curve over the --num-images images (each image '
                         'then needs sqrt(N) x less precision; the precision reached is printed)')
     p.add_argument('--max-forwards', type=int,
                    help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
-    p.add_argument('--statistic', type=choice(STATISTICS), default='debiased',
-                   help="curve, plot and shares: debiased (root-mean-square of I, noise removed; default) or naive "
-                        "(the authors' mean |I|, drawn with its noise floor)")
+    p.add_argument('--statistic', type=choice(tuple(STATISTICS) + tuple(STATISTIC_ALIASES)), default='mean-abs',
+                   help="curve and plot: mean-abs (mean |I|, the paper's estimand, noise removed; default), rms "
+                        "(root-mean-square of I, noise removed; 'debiased' is its older name) or naive (the authors' "
+                        'mean |I| as computed, drawn with its noise floor); the middle shares are printed under all')
+    p.add_argument('--baseline', type=choice(BASELINES), default='zero',
+                   help="what masked patches show: zero (0 after normalisation, the mean colour: the authors'; "
+                        'default), pixel-mean (each pixel\'s mean over the training images, Deng et al.; over the '
+                        '--data-dir images for an ImageFolder), black, blur (the image Gaussian-blurred)')
     p.add_argument('--bf16', action='store_true',
                    help='bf16 autocast for the masked forward passes (faster only where the CPU has native bfloat16: AMX, AVX-512)')
     p.add_argument('--no-fuse', action='store_true', help="evaluate MogaNet as is, not through for_inference()")
@@ -74,6 +80,7 @@ def _settings(args, image_size: int):
     s.ratios = tuple(args.ratios)
     s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size or s.batch_size, args.bf16, args.seed
     s.target_ci, s.max_forwards, s.fuse, s.compile = args.target_ci, args.max_forwards, not args.no_fuse, args.compile
+    s.baseline = args.baseline
     if s.target_ci is not None and not 0 < s.target_ci <= 1:
         raise ValueError(f'--target-ci={s.target_ci} is out of range; accepted: a fraction in (0, 1], e.g. 0.05')
     if s.max_forwards is not None and s.max_forwards < 4:
@@ -96,7 +103,7 @@ def _read_parts(out: str):
             frame = pd.read_csv(path)
         except (pd.errors.EmptyDataError, OSError):
             continue
-        if 'I2' in frame.columns:  # parts from before the debiased statistic are recomputed
+        if 'J_abs' in frame.columns:  # parts written before moga_lab 1.0 are recomputed
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -107,10 +114,11 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     import torch
     from tqdm.auto import tqdm
 
-    from .analysis.games import (check_design, describe_contexts, evaluation_model, image_set_precision, interaction_strength,
-                                 middle_order_share, per_image_target, strength_curve)
+    from .analysis.games import (STATISTICS, check_design, describe_contexts, evaluation_model, image_set_precision,
+                                 interaction_strength, middle_order_share, middle_share_interval, per_image_target,
+                                 strength_curve)
     from .analysis.plots import plot_interaction_curves
-    from .loaders import load_eval_images, load_models
+    from .loaders import load_eval_images, load_models, pixel_mean_image
     from .atomic import atomic_write_csv
 
     from .tracking import open_study_store, safe_record
@@ -120,6 +128,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
                                                          per_class=args.one_per_class, transform=args.eval_transform)
     settings = _settings(args, images.shape[-1])
     settings.target_ci = per_image_target(settings.target_ci, len(ids), args.target_over)
+    pixel_mean = (pixel_mean_image(models, args.data, args.data_dir, args.eval_transform)
+                  if settings.baseline == 'pixel-mean' else None)
     torch.set_grad_enabled(False)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
@@ -137,8 +147,8 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
         check_design(done, settings, args.out)
     done_keys = set(zip(done.model, done.image_id)) if done is not None else set()
     mine = pd.read_csv(part_path) if os.path.isfile(part_path) else None
-    if mine is not None and 'I2' not in mine.columns:
-        mine = None  # a part from before the debiased statistic: recomputed (see _read_parts)
+    if mine is not None and 'J_abs' not in mine.columns:
+        mine = None  # a part written before moga_lab 1.0: recomputed (see _read_parts)
     todo = [(k, i) for k, i in enumerate(ids) if k % world == rank]
     work = [(k, i, m) for k, i in todo for m in models if (m.name, i) not in done_keys]
     if rank == 0 and done_keys:
@@ -149,7 +159,7 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     for k, image_id, m in work:
         runner = runners.setdefault(m.name, evaluation_model(m.model, settings))
         df = interaction_strength(runner, images[k:k + 1], targets[k:k + 1], settings, model_name=m.name,
-                                  image_ids=[image_id])
+                                  image_ids=[image_id], pixel_mean=pixel_mean, mean=info.mean, std=info.std)
         mine = df if mine is None else pd.concat([mine, df], ignore_index=True)
         atomic_write_csv(part_path, mine)  # the whole part so far, replaced atomically: nothing half-written
         bar.update(1)
@@ -179,14 +189,18 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
         print(f'{name}: Monte-Carlo precision of the curve over {len(ids)} images: 95 % half-width at most '
               f'{100 * rel:.1f} % of the value (given the images and pairs)')
     shares = middle_order_share(curve)
+    every = {statistic: middle_share_interval(frame, statistic).set_index('model') for statistic in STATISTICS}
     for name in [m.name for m in models]:
-        print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}): {100 * shares[name]:.1f} %')
+        print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}), 95 % bootstrap over images: '
+              + '; '.join(f'{statistic} {100 * row.share:.1f} % [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]'
+                          for statistic, row in ((st, table.loc[name]) for st, table in every.items())))
     print(f'wrote {args.out}/interaction.csv, curve.csv, interaction_curves.png, images.csv')
     if store is not None:
         params = dict(images=len(ids), data=info.name, transform=info.transform, grid=settings.grid,
                       pairs=settings.num_pairs, contexts=settings.num_contexts, ratios=list(settings.ratios),
                       target_ci=args.target_ci, target_over=args.target_over, max_forwards=settings.max_forwards,
-                      statistic=args.statistic, value=settings.value, bf16=settings.bf16, seed=args.seed)
+                      statistic=args.statistic, value=settings.value, bf16=settings.bf16, seed=args.seed,
+                      baseline=settings.baseline)
         files = [os.path.join(args.out, n) for n in ('interaction.csv', 'curve.csv', 'interaction_curves.png',
                                                      'images.csv')]
         for m in models:

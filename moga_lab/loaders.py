@@ -34,7 +34,7 @@ from .models.factory import create_classifier
 
 __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'load_models', 'load_classifiers',
            'load_eval_images', 'eval_dataset', 'transform_config', 'describe_transform', 'PAPER_TRANSFORM',
-           'EVAL_TRANSFORMS']
+           'EVAL_TRANSFORMS', 'pixel_mean_image', 'FIT_METADATA_KEY']
 
 # The authors' interaction / Grad-CAM inputs for every model: torchvision Resize(256) (bilinear) -> CenterCrop(224),
 # ImageNet mean/std. crop_pct = 224/256.
@@ -472,3 +472,46 @@ def load_eval_images(models: Union[NamedModel, Sequence[NamedModel]], num_images
     if not ref.is_fit_checkpoint:
         paths = [ds.samples[i][0] for i in ids]
     return EvalImages(images, labels, ids, info, paths)
+
+
+def pixel_mean_image(models: Union[NamedModel, Sequence[NamedModel]], data: Optional[str] = None,
+                     data_dir: Optional[str] = None, transform: str = 'auto', batch_size: int = 1024) -> torch.Tensor:
+    """Each pixel's mean over the training images, normalised as the models see them ([C, H, W]): the ``pixel-mean``
+    masking baseline (Deng et al. define the baseline as each input variable's mean over samples).
+
+    Fit checkpoints: the training split of their run's data (the validation split left out), through the eval
+    transform. Named models on an ImageFolder, which has no training split: the images of ``data_dir`` themselves.
+
+    Args:
+        models: the model(s) the images are for.
+        data: a dataset name instead of the checkpoint's.
+        data_dir: the dataset's folder.
+        transform: the eval transform choice for named models (see `transform_config`).
+        batch_size: images per step of the running mean.
+
+    Returns:
+        The mean image, float32 [C, H, W].
+    """
+    from torch.utils.data import DataLoader, Subset
+    models = [models] if isinstance(models, NamedModel) else list(models)
+    ref = models[0]
+    if ref.is_fit_checkpoint:
+        d = ref.run_data
+        kwargs: Dict[str, Any] = dict(data_dir=data_dir or d.get('data_dir'))
+        if d.get('image_size'):
+            kwargs['image_size'] = d['image_size']
+        for key in ('val_size', 'split_seed'):
+            if d.get(key) is not None:
+                kwargs[key] = d[key]
+        dm = create_datamodule(data or d.get('name', 'fashion-mnist'), **kwargs)
+        full = dm._load_train()
+        full.transform = dm.transforms(train=False)
+        ds = Subset(full, list(dm._split(len(full))[0]))
+    else:
+        ds, _ = eval_dataset(models, data_dir, transform)
+    total, count = None, 0
+    for x, _ in DataLoader(ds, batch_size=batch_size):
+        x = x.to(torch.float64)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        count += len(x)
+    return (total / count).to(torch.float32)

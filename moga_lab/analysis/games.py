@@ -21,9 +21,10 @@ Each table row holds two strengths (see `moga_lab.analysis.strength`): the autho
 pairs, inflated by Monte-Carlo noise by up to its ``noise_floor``, and the debiased root-mean-square J_debiased,
 whose square is unbiased. `strength_curve` draws the debiased one unless told otherwise.
 """
+import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -38,20 +39,40 @@ __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve'
            'ORDER_RATIOS', 'IMAGENET_DEFAULTS', 'SMALL_IMAGE_DEFAULTS', 'VALUES', 'STATISTICS', 'evaluation_model',
            'middle_order_share', 'flat_middle_share', 'STATISTIC_TEXT', 'describe_contexts',
            'image_set_precision', 'check_design', 'describe_precision', 'per_image_target', 'middle_share_interval',
-           'middle_share_difference']
+           'middle_share_difference', 'design_of', 'FIXED_DESIGN', 'TWO_PHASE_DESIGN', 'SEQUENTIAL_DESIGN',
+           'BASELINES', 'masking_baseline', 'resolve_statistic', 'STATISTIC_ALIASES']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 """The authors' 13 order ratios m / (n - 2)."""
 VALUES = ('log-odds', 'logit', 'log-p')
 """What v(S) measures of the true class (``InteractionSettings.value``)."""
-STATISTICS = {'debiased': 'I2', 'naive': 'J'}
-"""`strength_curve`'s statistic -> the per-image column it aggregates."""
+STATISTICS = {'mean-abs': 'J_abs', 'rms': 'I2', 'naive': 'J'}
+"""`strength_curve`'s statistic -> the per-image column it aggregates. ``mean-abs`` is the paper's estimand (mean |I_m|
+over images and pairs) with the Monte-Carlo noise removed, the default; ``rms`` the root-mean-square of I_m (its
+square unbiased); ``naive`` the authors' mean |Î_m| as computed, noise included."""
+STATISTIC_ALIASES = {'debiased': 'rms'}
+"""Older names still accepted: ``debiased`` was the root-mean-square."""
 STATISTIC_TEXT = {
-    'debiased': 'root-mean-square of I_m over images and pairs with the Monte-Carlo noise removed (sqrt of the mean '
-                'of Î² - se²; unbiased square)',
-    'naive': "the authors' mean |I_m| over images and pairs (biased upward by up to the noise floor)",
+    'mean-abs': "mean |I_m| over images and pairs, the paper's estimand, with the Monte-Carlo noise removed "
+                '(mean of sqrt(max(Î² - se², 0)); bias within 0.35 se per pair)',
+    'rms': 'root-mean-square of I_m over images and pairs with the Monte-Carlo noise removed (sqrt of the mean '
+           'of Î² - se²; unbiased square)',
+    'naive': "the authors' mean |Î_m| over images and pairs (biased upward by up to the noise floor)",
 }
 """The statistics in words, for reports and captions."""
+BASELINES = ('zero', 'pixel-mean', 'black', 'blur')
+"""What masked patches show (`masking_baseline`): ``zero`` = 0 after normalisation, the data set's mean colour (the
+authors', the default); ``pixel-mean`` = each pixel's mean over the training images (Deng et al.); ``black`` = pixel
+value 0; ``blur`` = a Gaussian-blurred copy of the image."""
+
+
+def resolve_statistic(name: str) -> str:
+    """The canonical name of a strength statistic (``debiased`` -> ``rms``); ValueError naming the accepted ones."""
+    canonical = STATISTIC_ALIASES.get(name, name)
+    if canonical not in STATISTICS:
+        raise ValueError(f'statistic={name!r} is not supported; accepted: {", ".join(STATISTICS)} '
+                         f'(debiased = rms, its older name)')
+    return canonical
 
 
 @dataclass
@@ -72,12 +93,16 @@ class InteractionSettings:
             before relying on it. On a CPU without native bfloat16 (e.g. AVX2 only) it is emulated and slower than
             float32 (a warning says so).
         seed: seed of the pairs and contexts.
-        target_ci: the precision mode, e.g. 0.05: every order's 95 % interval of the debiased strength at most 5 % of
-            its value (see `moga_lab.analysis.strength.estimate_strength`); None = the fixed budget.
+        target_ci: the precision mode, e.g. 0.05: a pilot plans the contexts each pair needs for every order's 95 %
+            interval of the debiased strength to be within 5 % of its value, then fresh contexts give the (unbiased)
+            estimate (see `moga_lab.analysis.strength.estimate_strength`); None = the fixed budget.
         max_forwards: cap on distinct masked forward passes per image in the precision mode; None = 4 x orders x
             pairs x num_contexts, the fixed design's cost.
-        initial_contexts: contexts per pair and order of the precision mode's pilot round.
+        initial_contexts: contexts per pair and order of the precision mode's pilot.
+        min_contexts: the fewest contexts per pair and order of the precision mode's estimate.
         ci_floor: orders weaker than this fraction of the curve's mean are held to that floor's precision.
+        baseline: what masked patches show, one of `BASELINES` (default ``zero``, the authors'; see
+            `masking_baseline`).
         fuse: evaluate through the model's ``for_inference()`` copy when it has one (MogaNet; same values to 1e-4).
         compile: ``torch.compile`` the evaluated model (batches are padded to ``batch_size`` so it compiles once).
 
@@ -99,7 +124,9 @@ class InteractionSettings:
     target_ci: Optional[float] = None
     max_forwards: Optional[int] = None
     initial_contexts: int = 8
+    min_contexts: int = 8
     ci_floor: float = 0.1
+    baseline: str = 'zero'
     fuse: bool = True
     compile: bool = False
 
@@ -109,6 +136,50 @@ IMAGENET_DEFAULTS = InteractionSettings(grid=14, num_pairs=50, num_contexts=50, 
 """The authors' design at 224 px (used above 64 px)."""
 SMALL_IMAGE_DEFAULTS = InteractionSettings(grid=7, num_pairs=20, num_contexts=24)
 """The design for 28-32 px inputs (see the module docstring for why)."""
+
+
+def masking_baseline(name: str, image: torch.Tensor, grid: int, mean: Sequence[float] = (0.0,),
+                     std: Sequence[float] = (1.0,), pixel_mean: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What the masked patches of ``image`` show, in normalised input space ([C, H, W], like ``image``).
+
+    Args:
+        name: one of `BASELINES`: ``zero`` (0, the data set's mean colour: the authors'), ``pixel-mean`` (each pixel's
+            mean over the training images, Deng et al.; pass ``pixel_mean``), ``black`` (pixel value 0, i.e.
+            -mean / std per channel), ``blur`` (the image blurred by a Gaussian of sigma = one patch's side: the
+            patch's local average, with no edge of its own).
+        image: the normalised image [C, H, W].
+        grid: patches per side (sets the blur's sigma).
+        mean: the normalisation's per-channel mean (``black``).
+        std: the normalisation's per-channel std (``black``).
+        pixel_mean: the mean training image, normalised [C, H, W] (``pixel-mean``; see
+            `moga_lab.loaders.pixel_mean_image`).
+
+    Returns:
+        The baseline image.
+
+    Raises:
+        ValueError: an unknown name, or ``pixel-mean`` without ``pixel_mean``.
+    """
+    if name not in BASELINES:
+        raise ValueError(f'baseline {name!r} is not accepted; accepted: {", ".join(BASELINES)}')
+    if name == 'zero':
+        return torch.zeros_like(image)
+    if name == 'black':
+        m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+        s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+        return ((0 - m) / s).expand_as(image).clone()
+    if name == 'pixel-mean':
+        if pixel_mean is None:
+            raise ValueError("baseline 'pixel-mean' needs the mean training image (pixel_mean=...; the commands "
+                             'compute it with moga_lab.loaders.pixel_mean_image)')
+        if tuple(pixel_mean.shape) != tuple(image.shape):
+            raise ValueError(f'pixel_mean has shape {tuple(pixel_mean.shape)}; the image {tuple(image.shape)}')
+        return pixel_mean.to(image.device, image.dtype).clone()
+    from torchvision.transforms.v2.functional import gaussian_blur
+    H, W = image.shape[-2:]
+    sigma = max(H, W) / grid
+    kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * ((min(H, W) - 1) // 2) + 1)  # odd, padding within the image
+    return gaussian_blur(image, [kernel, kernel], [sigma, sigma])
 
 
 def default_settings(image_size: int) -> InteractionSettings:
@@ -251,13 +322,14 @@ def evaluation_model(model: nn.Module, settings: InteractionSettings) -> nn.Modu
 
 # the per-image columns, in order (see interaction_strength)
 STRENGTH_COLUMNS = ('J', 'J_se', 'J_debiased', 'J_debiased_se', 'J_debiased_low', 'J_debiased_high', 'noise_floor',
-                    'I2', 'I2_se')
+                    'I2', 'I2_se', 'J_abs', 'J_abs_se', 'J_abs_bias_bound')
 
 
 def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          settings: Optional[InteractionSettings] = None, model_name: str = 'model',
-                         image_ids: Optional[Sequence[int]] = None, baseline: float = 0.0,
-                         progress: Optional[Callable[[int], None]] = None) -> pd.DataFrame:
+                         image_ids: Optional[Sequence[int]] = None, baseline: Optional[float] = None,
+                         progress: Optional[Callable[[int], None]] = None, pixel_mean: Optional[torch.Tensor] = None,
+                         mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)) -> pd.DataFrame:
     """Per-image multi-order interaction strength of a classifier, as a tidy table.
 
     ``model`` is any classifier ``nn.Module`` (evaluated in eval mode, through ``for_inference()`` when it has one).
@@ -265,10 +337,12 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
     `moga_lab.analysis.strength.order_statistics`: J (mean over pairs of |Î_m|: the authors' statistic, biased
     upward by up to noise_floor), J_se, J_debiased (root-mean-square of I_m over pairs with the noise removed:
     sqrt(mean(Î² - se²))), J_debiased_se, J_debiased_low / J_debiased_high (95 % interval), noise_floor (mean over
-    pairs of se * sqrt(2/pi)), I2 / I2_se (the unbiased mean square the curves aggregate) -- all Monte-Carlo
+    pairs of se * sqrt(2/pi)), I2 / I2_se (the unbiased mean square the RMS curve aggregates), J_abs / J_abs_se
+    (mean over pairs of sqrt(max(Î² - se², 0)): mean |I_m| with the noise removed, the paper's estimand, which the
+    default curve aggregates) and J_abs_bias_bound (0.35 x mean se: its bias bound) -- all Monte-Carlo
     uncertainties given the image's pairs; then contexts (mean contexts per pair at this order), converged (the
     order met ``target_ci``), forwards (distinct masked forward passes for this image), n_players, num_pairs,
-    num_contexts, target_ci.
+    num_contexts, target_ci, baseline.
 
     Args:
         model: the classifier.
@@ -277,8 +351,12 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
         settings: the design; None = `SMALL_IMAGE_DEFAULTS` at <= 64 px, `IMAGENET_DEFAULTS` above.
         model_name: the ``model`` column.
         image_ids: the ``image_id`` column; None = 0 .. N-1.
-        baseline: the value masked patches take in normalised space.
+        baseline: a number masked patches take in normalised space instead of ``settings.baseline`` (the
+            ``baseline`` column then says ``value=<number>``).
         progress: called with the number of forward passes done, for progress bars.
+        pixel_mean: the mean training image [C, H, W] for ``settings.baseline='pixel-mean'``.
+        mean: the normalisation's per-channel mean (for ``black``).
+        std: the normalisation's per-channel std (for ``black``).
 
     Returns:
         The per-image table (pandas); aggregate it with `strength_curve`.
@@ -299,7 +377,9 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
     rows = []
     try:
         for image, label, image_id in zip(images, labels, image_ids):
-            game = ImageGame(runner, image, int(label), s.grid, baseline=baseline, value=s.value, bf16=s.bf16,
+            fill = (torch.full_like(image, float(baseline)) if baseline is not None else
+                    masking_baseline(s.baseline, image, s.grid, mean, std, pixel_mean))
+            game = ImageGame(runner, image, int(label), s.grid, baseline=fill, value=s.value, bf16=s.bf16,
                              pad_to=s.batch_size if s.compile else None)
             n = game.n_players
             orders = order_grid(n, s.ratios)
@@ -311,52 +391,68 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
             else:
                 est = estimate_strength(game, n, pairs, orders, num_contexts=s.num_contexts, target_ci=s.target_ci,
                                         max_forwards=s.max_forwards, initial_contexts=s.initial_contexts,
-                                        ci_floor=s.ci_floor, generator=g, batch_size=s.batch_size, progress=progress)
+                                        min_contexts=s.min_contexts, ci_floor=s.ci_floor, generator=g,
+                                        batch_size=s.batch_size, progress=progress)
             for o, (m, r) in enumerate(zip(orders, s.ratios)):
                 row = dict(model=model_name, image_id=int(image_id), label=int(label), order=int(m), ratio=float(r))
                 row.update({c: float(est.stats[c][o]) for c in STRENGTH_COLUMNS})
                 row.update(contexts=float(est.stats['contexts'][o]), converged=bool(est.converged[o]),
                            forwards=est.forwards, n_players=n, num_pairs=len(pairs), num_contexts=s.num_contexts,
-                           target_ci=s.target_ci if s.target_ci is not None else float('nan'))
+                           target_ci=s.target_ci if s.target_ci is not None else float('nan'),
+                           baseline=s.baseline if baseline is None else f'value={float(baseline):g}',
+                           design=FIXED_DESIGN if s.target_ci is None else TWO_PHASE_DESIGN)
                 rows.append(row)
     finally:
         model.train(was_training)
     return pd.DataFrame(rows)
 
 
-def strength_curve(frame: pd.DataFrame, statistic: str = 'debiased', num_bootstrap: int = 1000,
+def _curve_of(statistic: str):
+    """Means over images [..., orders] of the statistic's column -> the curve: the root for ``rms`` (the mean of the
+    unbiased I2 first, then the root), the means themselves for ``mean-abs`` and ``naive``."""
+    if statistic == 'rms':
+        return lambda x: np.sqrt(np.clip(x, 0, None))
+    return lambda x: x
+
+
+def _statistic_column(frame: pd.DataFrame, statistic: str) -> Tuple[str, str]:
+    statistic = resolve_statistic(statistic)
+    column = STATISTICS[statistic]
+    if column not in frame.columns:
+        raise ValueError(f'the interaction table has no {column!r} column for statistic {statistic!r} (written by an '
+                         f'older moga_lab?); recompute it, or use a statistic whose column it has')
+    return statistic, column
+
+
+def strength_curve(frame: pd.DataFrame, statistic: str = 'mean-abs', num_bootstrap: int = 1000,
                    seed: int = 0) -> pd.DataFrame:
     """The strength curve per model, normalised by its mean over the orders evaluated, with a 95 % bootstrap interval
     over images (which covers the sampling of images, pairs and contexts).
 
     Args:
         frame: the per-image table of `interaction_strength` (several models allowed).
-        statistic: 'debiased' (default): J_m = sqrt(mean over images of I2), the root-mean-square of I_m over images
-            and pairs with the Monte-Carlo noise removed. 'naive': J_m = mean over images of J, the authors' mean
-            |I_m| (biased upward by the noise floor; ``noise_floor_norm`` says by how much).
+        statistic: 'mean-abs' (default): J_m = mean over images and pairs of |I_m| with the Monte-Carlo noise
+            removed, the paper's estimand (bias within ``J_abs_bias_bound``). 'rms': sqrt(mean over images of I2),
+            the root-mean-square of I_m (unbiased square; ``debiased`` is its older name). 'naive': the authors'
+            mean |Î_m| as computed (biased upward by the noise floor; ``noise_floor_norm`` says by how much).
         num_bootstrap: bootstrap resamples of the images.
         seed: seed of the bootstrap.
 
     Returns:
         Columns model, ratio, order, statistic, J, J_norm, ci_low, ci_high, noise_floor_norm, num_images.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f'statistic={statistic!r} is not supported; accepted: {", ".join(STATISTICS)}')
-    column = STATISTICS[statistic]
-    if column not in frame.columns:
-        raise ValueError(f'the interaction table has no {column!r} column (written by an older moga_lab?); '
-                         f"recompute it, or use statistic='naive'")
-    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
+    statistic, column = _statistic_column(frame, statistic)
+    curve_of = _curve_of(statistic)
     out = []
     rng = np.random.default_rng(seed)
     for model, sub in frame.groupby('model', sort=False):
         table = sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
         orders = sub.groupby('ratio')['order'].first().reindex(table.columns)
         values = table.to_numpy()                                   # [images, orders]
-        strength = root(values.mean(0))
+        strength = curve_of(values.mean(0))
         norm = strength / strength.mean()
         idx = rng.integers(0, len(values), size=(num_bootstrap, len(values)))
-        boot = root(values[idx].mean(1))                            # [B, orders]
+        boot = curve_of(values[idx].mean(1))                        # [B, orders]
         boot = boot / boot.mean(1, keepdims=True)
         low, high = np.percentile(boot, [2.5, 97.5], axis=0)
         if statistic == 'naive' and 'noise_floor' in sub.columns:
@@ -386,10 +482,28 @@ def describe_contexts(frame: pd.DataFrame) -> str:
     target = frame['target_ci'].iloc[0] if 'target_ci' in frame else float('nan')
     if target == target:  # not NaN: the precision mode
         met = frame.converged.mean() if 'converged' in frame else float('nan')
-        return (f"contexts until each image's 95 % interval at every order is within {100 * target:.3g} % of its value "
-                f"(met by {100 * met:.0f} % of image-orders; mean {frame.contexts.mean():.0f} contexts per pair and "
-                f"order{paid})")
+        if design_of(frame) == SEQUENTIAL_DESIGN:
+            return (f'the sequential precision mode of moga_lab < 1.0 (target {100 * target:.3g} %; its estimate pools '
+                    f'the draws that decided when to stop, which biases it up: recompute){paid}')
+        return (f"a pilot that planned the contexts for each image's 95 % interval at every order to be within "
+                f"{100 * target:.3g} % of its value, then fresh contexts for the estimate (met by {100 * met:.0f} % "
+                f"of image-orders; mean {frame.contexts.mean():.0f} contexts per pair and order{paid})")
     return f'{int(frame.num_contexts.iloc[0])} contexts per pair and order{paid}'
+
+
+FIXED_DESIGN, TWO_PHASE_DESIGN, SEQUENTIAL_DESIGN = 'fixed', 'two-phase', 'sequential'
+"""The designs a per-image table can come from: the fixed design; the precision mode (a pilot that plans, fresh
+draws that estimate: unbiased); the precision mode before moga_lab 1.0 (sequential stopping that pooled the deciding
+draws: biased up, kept only to be recognised)."""
+
+
+def design_of(frame: pd.DataFrame) -> str:
+    """Which design made a per-image table: `FIXED_DESIGN`, `TWO_PHASE_DESIGN` or (a table written by moga_lab before
+    1.0 in its precision mode, which has no ``design`` column) `SEQUENTIAL_DESIGN`."""
+    if 'design' in frame.columns and len(frame):
+        return str(frame['design'].iloc[0])
+    target = frame['target_ci'].iloc[0] if 'target_ci' in frame.columns and len(frame) else float('nan')
+    return FIXED_DESIGN if target != target else SEQUENTIAL_DESIGN
 
 
 def image_set_precision(frame: pd.DataFrame, z: float = 1.959963984540054) -> pd.DataFrame:
@@ -436,6 +550,12 @@ def check_design(frame: pd.DataFrame, settings: InteractionSettings, where: str)
     target = None if settings.target_ci is None else round(float(settings.target_ci), 6)
     if cached != [target]:
         found.append(f'target_ci {cached} (this run: {target})')
+    if design_of(frame) == SEQUENTIAL_DESIGN:
+        found.append('the sequential precision mode of moga_lab < 1.0 (biased; this run: the two-phase design)')
+    if 'baseline' in frame.columns and set(frame.baseline) != {settings.baseline}:
+        found.append(f'baseline {sorted(set(frame.baseline))} (this run: {settings.baseline})')
+    if 'J_abs' not in frame.columns:
+        found.append('no mean-|I| column (written by moga_lab < 1.0)')
     ratios = sorted({round(float(r), 6) for r in frame.ratio})
     if ratios != sorted({round(float(r), 6) for r in settings.ratios}):
         found.append(f'order ratios {ratios} (this run: {sorted(settings.ratios)})')
@@ -507,32 +627,32 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
 
 
 def _image_by_order(frame: pd.DataFrame, model: str, statistic: str) -> pd.DataFrame:
-    """[images x order ratios] of the per-image column ``statistic`` aggregates (I2 or J), for one model."""
+    """[images x order ratios] of the per-image column ``statistic`` aggregates (J_abs, I2 or J), for one model."""
+    _, column = _statistic_column(frame, statistic)
     sub = frame[frame.model == model]
-    return sub.pivot_table(index='image_id', columns='ratio', values=STATISTICS[statistic],
-                           aggfunc='mean').sort_index(axis=1)
+    return sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
 
 
 def _middle_share_of(ratios, statistic: str, low: float, high: float):
-    """Means over images [..., orders] of that column -> the middle share of the curve they make (the root of the
-    mean I2 for the debiased statistic, as `strength_curve` does)."""
+    """Means over images [..., orders] of that column -> the middle share of the curve they make (as
+    `strength_curve` makes it: the root of the mean I2 for ``rms``)."""
     band = np.asarray((np.asarray(ratios) >= low) & (np.asarray(ratios) <= high))
-    root = (lambda x: np.sqrt(np.clip(x, 0, None))) if statistic == 'debiased' else (lambda x: x)
+    curve_of = _curve_of(resolve_statistic(statistic))
 
     def share(means):
-        curves = root(means)
+        curves = curve_of(means)
         return curves[..., band].sum(-1) / curves.sum(-1)
     return share
 
 
-def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low: float = 0.2, high: float = 0.6,
+def middle_share_interval(frame: pd.DataFrame, statistic: str = 'mean-abs', low: float = 0.2, high: float = 0.6,
                           num_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
     """`middle_order_share` per model with a 95 % bootstrap interval over images (resampling the images of the
     per-image table, as `strength_curve` does).
 
     Args:
         frame: the per-image table of `interaction_strength`.
-        statistic: 'debiased' or 'naive'.
+        statistic: 'mean-abs', 'rms' or 'naive' (see `strength_curve`).
         low: lower end of the band, as a fraction of n.
         high: upper end of the band.
         num_bootstrap: bootstrap resamples.
@@ -554,7 +674,7 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'debiased', low:
     return pd.DataFrame(rows)
 
 
-def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, statistic: str = 'debiased',
+def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, statistic: str = 'mean-abs',
                             low: float = 0.2, high: float = 0.6, num_bootstrap: int = 2000,
                             seed: int = 0) -> Dict[str, float]:
     """share(model_a) - share(model_b) on the images both were measured on, with a paired 95 % bootstrap interval
@@ -564,7 +684,7 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
         frame: the per-image table holding both models.
         model_a: the first model's name.
         model_b: the second model's name (subtracted).
-        statistic: which strength the shares are of ('debiased' or 'naive').
+        statistic: which strength the shares are of ('mean-abs', 'rms' or 'naive').
         low: the band's lower order ratio.
         high: the band's upper order ratio.
         num_bootstrap: paired resamples of the common images.

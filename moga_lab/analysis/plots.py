@@ -33,11 +33,13 @@ def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
 
 
 def _ylabel(curve: pd.DataFrame) -> str:
-    statistics = set(curve.statistic) if 'statistic' in curve else {'debiased'}
+    statistics = set(curve.statistic) if 'statistic' in curve else {'rms'}
     if statistics == {'naive'}:
-        return 'relative strength  mean|I(m)| / its mean over m  (naive)'
-    if statistics == {'debiased'}:
-        return 'relative strength  RMS I(m) / its mean over m  (debiased)'
+        return 'relative strength  mean|Î(m)| / its mean over m  (naive)'
+    if statistics == {'mean-abs'}:
+        return 'relative strength  mean|I(m)| / its mean over m  (noise removed)'
+    if statistics & {'rms', 'debiased'} == statistics:
+        return 'relative strength  RMS I(m) / its mean over m  (noise removed)'
     return 'relative strength  J(m) / its mean over m'
 
 
@@ -131,7 +133,7 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
     for ax in axes[:, 0]:
         ax.set_ylabel('J(m) / mean J', fontsize=8)
     band = f'; shaded: middle orders {middle_band[0]:g}n-{middle_band[1]:g}n' if middle_band else ''
-    statistic = '/'.join(sorted(set(curve.statistic))) if 'statistic' in curve else 'debiased'
+    statistic = '/'.join(sorted(set(curve.statistic))) if 'statistic' in curve else 'rms'
     floor = '; dashed blue: noise floor' if curve.get('noise_floor_norm', pd.Series(dtype=float)).notna().any() else ''
     fig.suptitle((title or 'Multi-order interaction strength (Deng et al. 2022)') + f' [{statistic}]'
                  + f'\ndashed grey: {labels[reference].splitlines()[0]}{band}; bands: 95 % bootstrap{floor}', fontsize=9)

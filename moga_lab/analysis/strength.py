@@ -31,13 +31,16 @@ import torch
 
 from .interaction import ValueFn, _check, _with_pairs, _SIGNS, evaluate_rows, sample_contexts
 
-__all__ = ['CachedValues', 'PairSamples', 'order_statistics', 'estimate_strength', 'StrengthEstimate', 'Z95',
-           'NOISE_FLOOR_FACTOR']
+__all__ = ['CachedValues', 'PairSamples', 'pair_summary', 'order_statistics', 'estimate_strength', 'StrengthEstimate',
+           'Z95', 'NOISE_FLOOR_FACTOR', 'ABS_BIAS_FACTOR']
 
 Z95 = 1.959963984540054
 """The normal quantile of two-sided 95 % intervals."""
 NOISE_FLOOR_FACTOR = math.sqrt(2 / math.pi)
 """E|N(0, se²)| = se * sqrt(2 / pi): the most Monte-Carlo noise adds to mean |Î|, per unit of se."""
+ABS_BIAS_FACTOR = 0.35
+"""sup over I / se of |E sqrt(max(Î² - se², 0)) - |I|| / se for Î ~ N(I, se²) (0.343 at I = 0, 0.332 at |I| = 1.5 se;
+computed by quadrature in ``tests/test_strength.py``): the bias bound of ``J_abs`` per unit of mean se."""
 
 
 class CachedValues:
@@ -115,44 +118,85 @@ class PairSamples:
         return count.view(shape), mean.view(shape), var.view(shape)
 
 
-def order_statistics(count: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-                     deterministic: Optional[Sequence[bool]] = None, z: float = Z95) -> Dict[str, torch.Tensor]:
-    """Per-order strength statistics from per-(order, pair) moments.
+def pair_summary(samples: 'PairSamples') -> Dict[str, torch.Tensor]:
+    """Per (order, pair): K, mean Î, variance s², the unbiased U = (sum_{k != l} dv_k dv_l) / (K (K - 1)) of I²,
+    A = sqrt(max(U, 0)) (the estimate of |I| the mean-|I| statistic averages), and jackknife variances over the
+    contexts of U and of A (float64 [O, P] each; NaN where K is too small: 3 contexts for a jackknife).
 
-    J (mean_p |Î_p|, the authors' statistic), J_se (its Monte-Carlo SE, sqrt(sum se_p²) / P: |.| is 1-Lipschitz),
-    noise_floor (mean_p se_p sqrt(2/pi): the most J can be inflated by noise), I2 (mean_p (Î_p² - se_p²), unbiased
-    for mean_p I_p²), I2_se, J_debiased (sqrt(max(I2, 0)), the root-mean-square of I_m), J_debiased_low/high (the
-    95 % interval of I2 mapped through the root), J_debiased_se (half its width / z), contexts (mean K per pair).
+    The jackknife of a U-statistic is conservative in expectation (Efron and Stein, 1981, for any symmetric
+    statistic: E v_jack >= Var of the statistic on K - 1 draws >= its variance on K draws). For U it has a closed form:
+    leaving out dv_k moves U by 2 (g_k - mean g) / ((K - 1) (K - 2)) with g_k = dv_k² - S1 dv_k, S1 = sum dv, so
+    v_jack(U) = 4 sum_k (g_k - mean g)² / (K (K - 1) (K - 2)²)."""
+    count, mean, var = samples.moments()
+    O, P = count.shape
+    flat = samples.order * P + samples.pair
+    k = count.view(-1)
+    s1 = torch.zeros_like(k).index_add_(0, flat, samples.dv)
+    s2 = torch.zeros_like(k).index_add_(0, flat, samples.dv ** 2)
+    u = (s1 ** 2 - s2) / (k * (k - 1)).clamp(min=1)
+    # leave-one-out U for every sample, then the jackknife over each (order, pair)'s contexts
+    kk, x = k[flat], samples.dv
+    loo_u = ((s1[flat] - x) ** 2 - (s2[flat] - x ** 2)) / ((kk - 1) * (kk - 2)).clamp(min=1)
+    loo_a = loo_u.clamp(min=0).sqrt()
+
+    def jackknife(values):
+        centre = torch.zeros_like(k).index_add_(0, flat, values) / k.clamp(min=1)
+        ss = torch.zeros_like(k).index_add_(0, flat, (values - centre[flat]) ** 2)
+        return torch.where(k >= 3, (k - 1) / k.clamp(min=1) * ss, torch.full_like(ss, float('nan')))
+    out = dict(count=count, mean=mean, var=var, U=u, A=u.clamp(min=0).sqrt(), var_U=jackknife(loo_u),
+               var_A=jackknife(loo_a))
+    return {name: value.view(O, P) for name, value in out.items()}
+
+
+def order_statistics(summary: Dict[str, torch.Tensor], deterministic: Optional[Sequence[bool]] = None,
+                     z: float = Z95) -> Dict[str, torch.Tensor]:
+    """Per-order strength statistics from the per-(order, pair) summary of `pair_summary`.
+
+    The estimates and what they estimate (all conditional on the image's pairs; the intervals are Monte-Carlo ones):
+
+    * ``I2`` = mean_p U_p: **unbiased** for mean_p I_p² whenever each pair's contexts are drawn independently of
+      how many there are (the fixed design, and the precision mode's estimation phase). ``I2_se`` from the
+      jackknife over contexts (conservative in expectation, see `pair_summary`).
+    * ``J_debiased`` = sqrt(max(I2, 0)): the root-mean-square of I_m over pairs; its 95 % interval
+      (``J_debiased_low`` / ``_high``) is I2's mapped through the root; the root costs a downward bias of about
+      (relative SE of I2)² / 8.
+    * ``J_abs`` = mean_p sqrt(max(U_p, 0)): the paper's estimand, mean |I_m| over pairs, with the noise removed.
+      Its bias is two-sided and bounded: with Î_p ~ N(I_p, se_p²), E sqrt(max(Î² - se², 0)) - |I| lies within
+      ``ABS_BIAS_FACTOR`` x se_p (+0.34 se at I = 0, -0.33 se at |I| = 1.5 se, -> 0 as |I| / se grows), so
+      ``J_abs_bias_bound`` = 0.35 x mean_p se_p (under half the naive statistic's noise floor). ``J_abs_se`` from
+      the jackknife of A_p over contexts.
+    * ``J`` = mean_p |Î_p|: the authors' naive statistic, biased upward by between 0 and ``noise_floor`` =
+      mean_p se_p sqrt(2 / pi); ``J_se`` = sqrt(sum_p se_p²) / P (|.| is 1-Lipschitz).
+    * ``contexts``: mean K per pair.
 
     Args:
-        count: contexts K per (order, pair), float64 [O, P].
-        mean: mean dv per (order, pair) (= Î), [O, P].
-        var: sample variance of dv per (order, pair), [O, P].
-        deterministic: per order, True when it has a single possible context (m = 0 or n - 2), so its variance is 0
-            at any K.
+        summary: `pair_summary` of the samples.
+        deterministic: per order, True when it has a single possible context (m = 0 or n - 2): variance 0 at any K.
         z: the normal quantile of the intervals.
 
     Returns:
         ``{name: [O] tensor}`` for the statistics above.
     """
+    count, mean, var = summary['count'], summary['mean'], summary['var']
     O, P = mean.shape
     det = torch.tensor(list(deterministic) if deterministic is not None else [False] * O).view(O, 1)
-    var = torch.where(det, torch.zeros_like(var), var)
-    se2 = var / count                                                # Var(Î_p) estimate
-    u = mean ** 2 - se2                                              # unbiased for I_p²
-    # Var U_p = 4 I² s²/K + 2 s^4/(K(K-1)); plug in Î² for I² and s^4 for sigma^4: both biased up, so the interval errs
-    # wide (coverage measured on the known games: 92-100 % per order at K = 8)
-    k = count
-    var_u = 4 * mean ** 2 * var / k + 2 * var ** 2 / (k * (k - 1)).clamp(min=1)
-    var_u = torch.where(det, torch.zeros_like(var_u), var_u)
+    zero = torch.zeros_like(var)
+    var = torch.where(det, zero, var)
+    se2 = var / count
+    var_u = torch.where(det, zero, summary['var_U'])
+    var_a = torch.where(det, zero, summary['var_A'])
     se = se2.sqrt()
+    # one possible context: Î is I itself, so Î² and |Î| are exact (U needs two draws)
+    u = torch.where(det, mean ** 2, summary['U'])
+    a = torch.where(det, mean.abs(), summary['A'])
     I2 = u.mean(1)
     I2_se = var_u.sum(1).sqrt() / P
     low = (I2 - z * I2_se).clamp(min=0).sqrt()
     high = (I2 + z * I2_se).clamp(min=0).sqrt()
     return dict(J=mean.abs().mean(1), J_se=(se2.sum(1)).sqrt() / P, noise_floor=NOISE_FLOOR_FACTOR * se.mean(1),
                 I2=I2, I2_se=I2_se, J_debiased=I2.clamp(min=0).sqrt(), J_debiased_low=low, J_debiased_high=high,
-                J_debiased_se=(high - low) / (2 * z), contexts=count.mean(1))
+                J_debiased_se=(high - low) / (2 * z), J_abs=a.mean(1), J_abs_se=var_a.sum(1).sqrt() / P,
+                J_abs_bias_bound=ABS_BIAS_FACTOR * se.mean(1), contexts=count.mean(1))
 
 
 def _draw_contexts(n_players: int, pairs: torch.Tensor, orders: torch.Tensor, generator) -> torch.Tensor:
@@ -169,13 +213,14 @@ class StrengthEstimate:
 
     Attributes:
         stats: per-order statistics, [O] tensors (see `order_statistics`).
-        count: contexts per (order, pair), [O, P].
+        count: contexts per (order, pair) behind the estimate, [O, P] (the pilot's are not among them).
         mean: mean dv per (order, pair), [O, P].
         var: sample variance of dv per (order, pair), [O, P].
-        forwards: distinct coalitions evaluated.
-        rounds: sampling rounds (1 in the fixed-budget mode).
-        converged: bool [O], the order met the target (all True in the fixed-budget mode).
+        forwards: distinct coalitions evaluated (pilot included).
+        rounds: sampling rounds (1 in the fixed design; 2 in the precision mode: pilot, then estimate).
+        converged: bool [O], the order's final interval met the target (all True in the fixed design).
         target_ci: the target it was run for (None = fixed budget).
+        pilot_contexts: contexts per (order, pair) of the precision mode's pilot, [O, P] (None in the fixed design).
     """
     stats: Dict[str, torch.Tensor]
     count: torch.Tensor
@@ -185,6 +230,23 @@ class StrengthEstimate:
     rounds: int
     converged: torch.Tensor
     target_ci: Optional[float] = None
+    pilot_contexts: Optional[torch.Tensor] = None
+
+
+def _pooled_plugin_variance(pilot: PairSamples, estimate: PairSamples, count: torch.Tensor) -> torch.Tensor:
+    """Var(U_p) of the estimation phase, 4 I² s² / K + 2 s⁴ / (K (K - 1)) at its K, with I² (by the unbiased U,
+    floored at 0) and s² taken from the pilot's and the estimate's draws together.
+
+    The variance may use the pilot's draws (the estimate may not): with skewed dv a rare value is often missing from a
+    few draws (s² = 0 for that pair), and twice the draws miss it less often. Î² in place of I² would add the noise
+    s² / K to it and over-cover wherever I is small against the noise (measured: up to 99 % in the middle orders);
+    the unbiased U does not. Measured per-order coverage on the known games: 92-98 % (``tests/test_strength.py``)."""
+    both = PairSamples(pilot.num_orders, pilot.num_pairs)
+    both.add(torch.cat([pilot.order, estimate.order]), torch.cat([pilot.pair, estimate.pair]),
+             torch.cat([pilot.dv, estimate.dv]))
+    pooled = pair_summary(both)
+    var = pooled['var'].nan_to_num(0.0)
+    return 4 * pooled['U'].clamp(min=0) * var / count + 2 * var ** 2 / (count * (count - 1)).clamp(min=1)
 
 
 def _tolerance(stats, target_ci: float, ci_floor: float, z: float) -> torch.Tensor:
@@ -193,45 +255,68 @@ def _tolerance(stats, target_ci: float, ci_floor: float, z: float) -> torch.Tens
     strength are held to the tolerance at that floor: a relative target on a near-zero value would be unbounded,
     while the normalised curve only needs them to an absolute precision."""
     floor = (ci_floor * stats['J_debiased'].mean()) ** 2
-    return 2 * target_ci * torch.maximum(stats['I2'], floor) / z
+    return 2 * target_ci * torch.maximum(stats['I2'].clamp(min=0), floor) / z
 
 
-def _allocate(count, mean, var, deterministic, need, tolerance, growth: float) -> torch.Tensor:
-    """Extra contexts per (order, pair) for the orders in ``need``: Neyman allocation over the order's pairs.
-    With a_p = K_p Var(U_p) (variance per context), Var(I2) = sum_p a_p / K_p / P² is smallest for a given total
-    at K_p proportional to sqrt(a_p), and the total that meets the tolerance t is sum_q sqrt(a_q) / (P t)²."""
-    O, P = mean.shape
-    extra = torch.zeros(O, P, dtype=torch.long)
-    for o in torch.nonzero(need).flatten().tolist():
-        if deterministic[o]:
-            continue
-        k, m, v = count[o], mean[o], var[o].nan_to_num(0.0)
-        a = 4 * m ** 2 * v + 2 * v ** 2 / (k - 1).clamp(min=1)         # K x the Var(U_p) of order_statistics
-        a = a.clamp(min=0.05 * float(a.mean()) + 1e-300)     # a pair whose pilot looked noiseless still gets some
-        root = a.sqrt()
-        want = root * root.sum() / (P * float(tolerance[o])) ** 2
-        new = torch.minimum(torch.maximum(want, k), growth * k).ceil()
-        if (new - k).sum() < 0.25 * k.sum():                           # always make progress on an unmet order
-            new = torch.maximum(new, (1.25 * k).ceil())
-        extra[o] = (new - k).long()
-    return extra
+def _plan(pilot: Dict[str, torch.Tensor], deterministic, tolerance, min_contexts: int) -> torch.Tensor:
+    """Contexts per (order, pair) for the estimation phase, from the pilot alone: Neyman allocation over each order's
+    pairs. With a_p = K Var(U_p) (the variance per context), Var(I2) = sum_p a_p / K_p / P² is smallest for a given
+    total at K_p proportional to sqrt(a_p), and the total that meets the tolerance t is sum_q sqrt(a_q)² / (P t)².
+    a_p is the plug-in 4 Î² s² + 2 s⁴ / (K - 1), floored at 5 % of the order's mean so that a pair whose pilot
+    looked noiseless (a rare dv value not drawn) still gets contexts; every pair gets at least ``min_contexts``."""
+    count, mean, var = pilot['count'], pilot['mean'], pilot['var'].nan_to_num(0.0)
+    a = 4 * mean ** 2 * var + 2 * var ** 2 / (count - 1).clamp(min=1)
+    a = torch.maximum(a, 0.05 * a.mean(1, keepdim=True)) + 1e-300
+    root = a.sqrt()
+    P = mean.shape[1]
+    want = root * root.sum(1, keepdim=True) / (P * tolerance.view(-1, 1)) ** 2
+    plan = want.ceil().clamp(min=min_contexts)
+    plan[torch.as_tensor(deterministic)] = 1                            # one possible context: exact with one
+    return plan.long()
+
+
+def _fit_budget(plan: torch.Tensor, contexts: int, min_contexts: int) -> torch.Tensor:
+    """Scale a plan down to ``contexts`` in all: entries at the floor (``min_contexts``, lowered to what the budget
+    can pay for, 3 at the least) stay there and the others share what is left in proportion (water-filling)."""
+    floor = max(3, min(min_contexts, contexts // max(plan.numel(), 1)))
+    plan = plan.double().clamp(min=floor)
+    for _ in range(plan.numel()):
+        free = plan > floor
+        room = contexts - floor * int((~free).sum())
+        if not free.any() or plan[free].sum() <= room:
+            break
+        plan[free] = (plan[free] * room / plan[free].sum()).clamp(min=floor)
+    return plan.floor().long()
 
 
 def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, orders: Sequence[int],
                       num_contexts: Optional[int] = 24, target_ci: Optional[float] = None,
                       max_forwards: Optional[int] = None, initial_contexts: int = 8, ci_floor: float = 0.1,
-                      growth: float = 4.0, generator: Optional[torch.Generator] = None, batch_size: int = 512,
+                      min_contexts: int = 8, generator: Optional[torch.Generator] = None, batch_size: int = 512,
                       progress: Optional[Callable[[int], None]] = None,
                       contexts: Optional[torch.Tensor] = None) -> StrengthEstimate:
     """Strength statistics of a game at ``orders`` for ``pairs``, with a fixed budget or to a precision target.
 
-    Fixed budget (``target_ci=None``): ``num_contexts`` uniform contexts per pair and order (or ``contexts``), as the
-    authors do. Precision target (``target_ci=REL``, e.g. 0.05): ``initial_contexts`` per pair and order (1 at m = 0
-    and m = n - 2, where every context is the same), then rounds of new contexts until every order's 95 % interval
-    of J_debiased has half-width <= REL * J_debiased (orders below ``ci_floor`` x the mean strength are held to that
-    floor's precision) or ``max_forwards`` distinct coalitions have been evaluated. Each round gives the unmet orders
-    the contexts their variance says they need (Neyman allocation over pairs, at most ``growth`` x per round), so
-    noisy orders get more evaluations than quiet ones.
+    **Fixed design** (``target_ci=None``): ``num_contexts`` uniform contexts per pair and order (or ``contexts``), as
+    the authors do.
+
+    **Precision mode** (``target_ci=REL``, e.g. 0.05), in two phases so that the estimate is unbiased:
+
+    1. *Pilot*: ``initial_contexts`` per pair and order (1 at m = 0 and m = n - 2, where every context is the same).
+       It only plans: from its variances, the contexts each pair needs for every order's 95 % interval of the
+       debiased strength to be within REL of its value (Neyman allocation over the pairs; orders below ``ci_floor``
+       x the mean strength held to that floor's precision; at least ``min_contexts`` per pair), scaled down to
+       ``max_forwards`` when the plan costs more. Then it is set aside.
+    2. *Estimate*: fresh contexts, as many as planned, drawn independently of the pilot. Every statistic comes from
+       them alone. Because the number of contexts was fixed before they were drawn, U_p is unbiased for I_p² given
+       that number, and so I2 is unbiased; stopping rules that pool the draws that made the decision (a sequential
+       "sample until the interval looks small") are not, and over-state orders whose first draws happened to be
+       large. Repeated runs on games with a known answer check this (``tests/test_strength.py``).
+
+    The cost is the pilot on top of the estimate (coalitions shared between the phases are evaluated once);
+    ``benchmarks/interaction_bias.py`` compares it with the fixed design at equal precision. ``converged`` says
+    which orders' final intervals met the target (the plan rests on the pilot's noisy variances, so some miss it;
+    their intervals are then wider, not wrong).
 
     Args:
         value_fn: bool masks [B, n] -> values [B].
@@ -240,10 +325,12 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         orders: the orders m.
         num_contexts: contexts per pair and order of the fixed design (and the cost ``max_forwards`` defaults to).
         target_ci: the relative 95 % half-width wanted per order; None = fixed budget.
-        max_forwards: cap on distinct coalitions in the precision mode; None = the fixed design's cost.
-        initial_contexts: the pilot round's contexts per pair and order.
+        max_forwards: cap on distinct coalitions in the precision mode, pilot included; None = 4 x the fixed
+            design's contexts.
+        initial_contexts: the pilot's contexts per pair and order.
         ci_floor: orders weaker than this fraction of the mean strength are held to the floor's precision.
-        growth: at most this factor more contexts per pair and order in one round.
+        min_contexts: the fewest contexts per pair and order of the estimation phase, lowered (to 3 at the least)
+            where the budget left after the pilot cannot pay for it.
         generator: torch random generator.
         batch_size: coalitions per call of ``value_fn``.
         progress: called with the number of coalitions evaluated after each batch.
@@ -256,19 +343,36 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         ```python
         game = random_local_game(7)                          # known answer: moga_lab.analysis.known_games
         est = estimate_strength(game, 49, sample_pairs(7, 20), order_grid(49, ORDER_RATIOS), target_ci=0.1)
-        est.stats['J_debiased'], est.forwards
+        est.stats['J_abs'], est.stats['J_debiased'], est.forwards
         ```
     """
     pairs, orders = _check(n_players, pairs, orders)
     O, P = len(orders), len(pairs)
     deterministic = [m == 0 or m == n_players - 2 for m in orders]
     values = CachedValues(value_fn, batch_size, progress, remember=target_ci is not None)
-    samples = PairSamples(O, P)
 
-    def evaluate(order_idx: torch.Tensor, pair_idx: torch.Tensor, ctx: torch.Tensor) -> None:
+    def evaluate(request: torch.Tensor, ctx: Optional[torch.Tensor] = None) -> PairSamples:
+        """dv for ``request[o, p]`` contexts per (order, pair): the given ``ctx`` or fresh uniform draws."""
+        order_idx = torch.arange(O).repeat_interleave(P).repeat_interleave(request.view(-1))
+        pair_idx = torch.arange(P).repeat(O).repeat_interleave(request.view(-1))
+        if ctx is None:
+            ctx = _draw_contexts(n_players, pairs[pair_idx], torch.tensor(orders, dtype=torch.long)[order_idx],
+                                 generator)
         coalitions = _with_pairs(ctx, pairs[pair_idx])                   # [R, 4, n]
         v = values(coalitions.reshape(-1, n_players)).view(-1, 4)
+        samples = PairSamples(O, P)
         samples.add(order_idx, pair_idx, (v * _SIGNS).sum(-1))
+        return samples
+
+    def finish(samples: PairSamples, rounds: int, converged=None, pilot_contexts=None, pilot=None) -> StrengthEstimate:
+        summary = pair_summary(samples)
+        if pilot is not None:
+            summary['var_U'] = _pooled_plugin_variance(pilot, samples, summary['count'])
+        stats = order_statistics(summary, deterministic)
+        if converged is None:
+            converged = stats['I2_se'] <= _tolerance(stats, target_ci, ci_floor, Z95)
+        return StrengthEstimate(stats, summary['count'], summary['mean'], summary['var'], values.forwards, rounds,
+                                converged, target_ci, pilot_contexts)
 
     if target_ci is None:
         if contexts is None:
@@ -276,42 +380,26 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
                 raise ValueError(f'num_contexts={num_contexts} must be >= 1 (or give target_ci)')
             contexts = sample_contexts(n_players, pairs, orders, num_contexts, generator)
         K = contexts.shape[2]
-        grid_o, grid_p, _ = torch.meshgrid(torch.arange(O), torch.arange(P), torch.arange(K), indexing='ij')
-        evaluate(grid_o.reshape(-1), grid_p.reshape(-1), contexts.reshape(-1, n_players))
-        count, mean, var = samples.moments()
-        stats = order_statistics(count, mean, var, deterministic)
-        return StrengthEstimate(stats, count, mean, var, values.forwards, 1, torch.ones(O, dtype=torch.bool))
+        request = torch.full((O, P), K, dtype=torch.long)
+        return finish(evaluate(request, contexts.reshape(-1, n_players)), 1, torch.ones(O, dtype=torch.bool))
 
     if not target_ci > 0:
         raise ValueError(f'target_ci={target_ci} must be > 0 (a relative half-width, e.g. 0.05)')
     if initial_contexts < 2:
         raise ValueError(f'initial_contexts={initial_contexts} must be >= 2 (a variance needs two contexts)')
+    if min_contexts < 3:
+        raise ValueError(f'min_contexts={min_contexts} must be >= 3 (the jackknife needs three contexts)')
     if max_forwards is None:
-        max_forwards = 4 * O * P * (num_contexts or 50)                 # never more than the fixed design
-    m_of = torch.tensor(orders, dtype=torch.long)
+        max_forwards = 4 * O * P * (num_contexts or 50)
     det = torch.tensor(deterministic)
-    request = torch.full((O, P), initial_contexts, dtype=torch.long)
-    request[det] = 1                                                     # exact with one context
-    rounds = 0
-    while True:
-        left = max_forwards - values.forwards - 4 * int(request[det].sum())
-        noisy = int(request[~det].sum())
-        if noisy * 4 > left:                                             # scale the round down to the budget
-            request[~det] = (request[~det].double() * max(left, 0) / (4 * noisy)).floor().long()
-        if request.sum() == 0:
-            break
-        order_idx = torch.arange(O).repeat_interleave(P).repeat_interleave(request.view(-1))
-        pair_idx = torch.arange(P).repeat(O).repeat_interleave(request.view(-1))
-        evaluate(order_idx, pair_idx, _draw_contexts(n_players, pairs[pair_idx], m_of[order_idx], generator))
-        rounds += 1
-        count, mean, var = samples.moments()
-        stats = order_statistics(count, mean, var, deterministic)
-        tolerance = _tolerance(stats, target_ci, ci_floor, Z95)
-        converged = stats['I2_se'] <= tolerance
-        if converged.all() or values.forwards >= max_forwards:
-            break
-        request = _allocate(count, mean, var, deterministic, ~converged, tolerance, growth)
-    count, mean, var = samples.moments()
-    stats = order_statistics(count, mean, var, deterministic)
-    converged = stats['I2_se'] <= _tolerance(stats, target_ci, ci_floor, Z95)
-    return StrengthEstimate(stats, count, mean, var, values.forwards, rounds, converged, target_ci)
+    pilot_request = torch.full((O, P), initial_contexts, dtype=torch.long)
+    pilot_request[det] = 1
+    pilot_samples = evaluate(pilot_request)
+    pilot = pair_summary(pilot_samples)
+    pilot_stats = order_statistics(pilot, deterministic)
+    plan = _plan(pilot, deterministic, _tolerance(pilot_stats, target_ci, ci_floor, Z95), min_contexts)
+    left = max_forwards - values.forwards - 4 * int(plan[det].sum())
+    noisy = int(plan[~det].sum())
+    if noisy * 4 > left:  # over budget: scale the plan down (still fixed by the pilot alone, so still unbiased)
+        plan[~det] = _fit_budget(plan[~det], max(left, 0) // 4, min_contexts)
+    return finish(evaluate(plan), 2, pilot_contexts=pilot_request, pilot=pilot_samples)
