@@ -40,7 +40,8 @@ __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve'
            'middle_order_share', 'flat_middle_share', 'STATISTIC_TEXT', 'describe_contexts',
            'image_set_precision', 'check_design', 'describe_precision', 'per_image_target', 'middle_share_interval',
            'middle_share_difference', 'design_of', 'FIXED_DESIGN', 'TWO_PHASE_DESIGN', 'SEQUENTIAL_DESIGN',
-           'BASELINES', 'masking_baseline', 'resolve_statistic', 'STATISTIC_ALIASES']
+           'BASELINES', 'masking_baseline', 'resolve_statistic', 'STATISTIC_ALIASES', 'per_image_table',
+           'middle_share_of']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 """The authors' 13 order ratios m / (n - 2)."""
@@ -626,14 +627,14 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
     return shares
 
 
-def _image_by_order(frame: pd.DataFrame, model: str, statistic: str) -> pd.DataFrame:
-    """[images x order ratios] of the per-image column ``statistic`` aggregates (J_abs, I2 or J), for one model."""
+def per_image_table(frame: pd.DataFrame, model: str, statistic: str) -> pd.DataFrame:
+    """One model's [images x order ratios] of the per-image column ``statistic`` aggregates (J_abs, I2 or J), for one model."""
     _, column = _statistic_column(frame, statistic)
     sub = frame[frame.model == model]
     return sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
 
 
-def _middle_share_of(ratios, statistic: str, low: float, high: float):
+def middle_share_of(ratios, statistic: str, low: float, high: float):
     """Means over images [..., orders] of that column -> the middle share of the curve they make (as
     `strength_curve` makes it: the root of the mean I2 for ``rms``)."""
     band = np.asarray((np.asarray(ratios) >= low) & (np.asarray(ratios) <= high))
@@ -664,8 +665,8 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'mean-abs', low:
     rng = np.random.default_rng(seed)
     rows = []
     for model in frame.model.unique():
-        table = _image_by_order(frame, model, statistic)
-        share = _middle_share_of(table.columns, statistic, low, high)
+        table = per_image_table(frame, model, statistic)
+        share = middle_share_of(table.columns, statistic, low, high)
         values = table.to_numpy()
         idx = rng.integers(0, len(values), size=(num_bootstrap, len(values)))
         lo, hi = np.percentile(share(values[idx].mean(1)), [2.5, 97.5])
@@ -693,12 +694,12 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
     Returns:
         ``dict(difference, ci_low, ci_high, num_images)``; the interval excluding 0 decides the sign.
     """
-    tables = [_image_by_order(frame, m, statistic) for m in (model_a, model_b)]
+    tables = [per_image_table(frame, m, statistic) for m in (model_a, model_b)]
     common = tables[0].index.intersection(tables[1].index)
     if len(common) == 0:
         raise ValueError(f'{model_a} and {model_b} share no images in the table')
     a, b = (t.loc[common].to_numpy() for t in tables)
-    share = _middle_share_of(tables[0].columns, statistic, low, high)
+    share = middle_share_of(tables[0].columns, statistic, low, high)
     idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
     lo, hi = np.percentile(share(a[idx].mean(1)) - share(b[idx].mean(1)), [2.5, 97.5])
     diff = share(a.mean(0)) - share(b.mean(0))

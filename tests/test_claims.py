@@ -1,0 +1,114 @@
+"""Declared claims adjusted as a family: Holm, Benjamini-Hochberg, the tests, the difference of differences."""
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from moga_lab.analysis.claims import benjamini_hochberg, bootstrap_p, evaluate_registry, holm, load_registry
+from moga_lab.analysis.games import ORDER_RATIOS
+
+
+def test_holm_and_bh_against_their_definitions():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 -> 4 x, 3 x, 2 x, 1 x, running maximum
+    assert holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: sorted p_k m / k, running minimum from the top
+    assert benjamini_hochberg(p).tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert bootstrap_p(np.array([1.0, 2.0, 3.0, -1.0])) == pytest.approx(0.5)
+    assert bootstrap_p(np.ones(1000)) == pytest.approx(1e-3)
+
+
+def _table(model, shares_per_image, image_ids, statistic_scale=1.0):
+    """A per-image interaction table whose middle band (0.2-0.6) holds ``share`` of each image's curve."""
+    ratios = np.asarray(ORDER_RATIOS)
+    band = (ratios >= 0.2) & (ratios <= 0.6)
+    rows = []
+    for image_id, share in zip(image_ids, shares_per_image):
+        curve = np.where(band, share / band.sum(), (1 - share) / (~band).sum())
+        for k, r in enumerate(ratios):
+            rows.append(dict(model=model, image_id=image_id, order=k, ratio=r, J_abs=curve[k] * statistic_scale,
+                             I2=(curve[k] * statistic_scale) ** 2, J=curve[k], n_players=49, num_pairs=20,
+                             num_contexts=24, target_ci=float('nan'), design='fixed'))
+    return pd.DataFrame(rows)
+
+
+def _study(folder, effects, seed=0, n=40, accuracy=None):
+    rng = np.random.default_rng(seed)
+    ids = list(range(n))
+    base = rng.uniform(0.3, 0.5, n)
+    frames = [_table('base', base, ids)]
+    for name, effect in effects.items():
+        frames.append(_table(name, np.clip(base + effect + rng.normal(0, 0.03, n), 0.01, 0.99), ids))
+    folder.mkdir(parents=True)
+    pd.concat(frames).to_csv(folder / 'interaction.csv', index=False)
+    rows = accuracy or [dict(model='base', seed=0, test_top1=90.0)] + [dict(model=m, seed=0, test_top1=90.5)
+                                                                         for m in effects]
+    pd.DataFrame(rows).to_csv(folder / 'accuracy.csv', index=False)
+
+
+def _registry(path, claims, correction='holm'):
+    path.write_text(yaml.safe_dump(dict(family='test', correction=correction, claims=claims)))
+    return str(path)
+
+
+def test_holm_changes_a_verdict_that_a_bare_interval_would_call(tmp_path):
+    """Five claims: one strong effect, one marginal (p between 0.01 and 0.05), three nulls. Alone the marginal one
+    is 'decided'; adjusted over the family of five it is not. Built so that the test can fail both ways."""
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 'study', dict(strong=0.05, marginal=0.011, null1=0.0, null2=0.0, null3=0.0), n=40)
+    claims = [dict(id=name, test='middle_share', study='study', a=name, b='base', statistic='mean-abs',
+                   direction='greater', what=f'{name} above base') for name in
+              ('strong', 'marginal', 'null1', 'null2', 'null3')]
+    table = evaluate_registry(_registry(tmp_path / 'claims.yaml', claims), num_bootstrap=4000)
+    primary = table[table.primary].set_index('claim_id')
+    assert primary.loc['strong', 'verdict'] == 'decided, as declared (Holm over 5 claims)'
+    assert primary.loc['marginal', 'p'] < 0.05 < primary.loc['marginal', 'p_adjusted']
+    assert primary.loc['marginal', 'verdict'] == 'not decided (Holm over 5 claims)'
+    assert (primary.p_adjusted >= primary.p).all()
+    # every interaction claim is reported under the other statistic too, as a sensitivity row
+    assert set(table[~table.primary].statistic) == {'rms'} and len(table) == 10
+    for column in ('claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict', 'statistic', 'design'):
+        assert column in table.columns
+    assert (table.design == 'fixed').all()
+
+
+def test_a_change_between_settings_is_tested_on_the_difference_of_the_effects(tmp_path):
+    """Two settings with the same effect: each decided alone, yet the change between them is not; then a setting
+    where the effect is gone: the change is decided (both verdicts come from the difference of differences)."""
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 's28', dict(moga=0.04), seed=1)
+    _study(tmp_path / 's56', dict(moga=0.04), seed=2)
+    _study(tmp_path / 's56_gone', dict(moga=0.0), seed=3)
+    claims = [dict(id='gap', test='middle_share', study='s28', a='moga', b='base', what='gap at 28 px'),
+              dict(id='gap_changes', test='change', of='gap', other_study='s56', patch_px='same'),
+              dict(id='gap_vanishes', test='change', of='gap', other_study='s56_gone', patch_px='differs')]
+    table = evaluate_registry(_registry(tmp_path / 'c.yaml', claims), num_bootstrap=4000)
+    t = table[table.primary].set_index('claim_id')
+    assert t.loc['gap', 'verdict'].startswith('decided, as declared')
+    assert t.loc['gap_changes', 'verdict'].startswith('not decided') and abs(t.loc['gap_changes', 'estimate']) < 0.02
+    assert t.loc['gap_vanishes', 'verdict'].startswith('decided') and t.loc['gap_vanishes', 'estimate'] > 0.02
+    assert 'patch size in pixels differs' in t.loc['gap_vanishes', 'note']
+    assert 'is the same' in t.loc['gap_changes', 'note']
+
+
+def test_accuracy_across_seeds_states_its_degrees_of_freedom(tmp_path):
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    acc = [dict(model='moga', seed=s, test_top1=v) for s, v in enumerate((90.9, 90.8, 90.7))]
+    acc += [dict(model='base', seed=s, test_top1=v) for s, v in enumerate((85.2, 85.6, 85.4))]
+    _study(tmp_path / 's', dict(moga=0.0), accuracy=acc)
+    claims = [dict(id='acc', test='top1', study='s', a='moga', b='base')]
+    row = evaluate_registry(_registry(tmp_path / 'a.yaml', claims)).iloc[0]
+    assert row.estimate == pytest.approx(5.4) and row.low < 5.4 < row.high
+    assert 'Welch t over 3 / 3 seeds (df' in row.note and 2 <= row.df <= 4
+    assert row.statistic == '' and row.verdict == 'decided, as declared (Holm over 1 claims)'
+
+
+@pytest.mark.parametrize('entry,message', [
+    (dict(id='x', test='median'), "test 'median' is not accepted; accepted: middle_share"),
+    (dict(id='x', test='top1', direction='up'), "direction 'up' is not accepted; accepted: greater, less"),
+    (dict(id='x', test='middle_share', statistic='max'), "statistic='max' is not supported; accepted: mean-abs"),
+    (dict(id='x', test='change', of='nothing', patch_px='same'), "changes claim 'nothing', which is not declared"),
+])
+def test_registry_errors_name_the_bad_value(tmp_path, entry, message):
+    with pytest.raises(ValueError, match=message):
+        load_registry(_registry(tmp_path / 'r.yaml', [entry]))
