@@ -1,5 +1,11 @@
 """The paper's claims, one by one, against the published study artefacts: the numbers and whether the data decide.
 
+    python analysis/paper_claims.py --registry experiments/claims/paper.yaml --out docs/studies
+
+``--registry`` evaluates the claims a registry declared before the studies ran, adjusted over their family
+(`moga_lab.analysis.claims`): that is the verdict. The ``--compare`` / ``--ablation`` reading below is exploratory:
+claims written after the data, each with its bare interval.
+
     python analysis/paper_claims.py --compare docs/studies/compare --ablation docs/studies/ablation \
         [--compare docs/studies/compare56 --ablation docs/studies/ablation56] [--out docs/studies/claims.md]
 
@@ -323,12 +329,38 @@ def _seed_caveat(table, claim: str) -> str:
             if notes else '')
 
 
+def evaluate_declared(registry: str, out: str = None) -> pd.DataFrame:
+    """Every claim of a registry (``moga_lab.analysis.claims``), adjusted over its family: ``claims.csv`` and
+    ``claims.md`` in ``out``."""
+    from moga_lab.analysis.claims import claims_markdown, evaluate_registry
+    table = evaluate_registry(registry)
+    text = (f'Claims declared in `{os.path.relpath(registry)}` before their data, each adjusted over its family '
+            f'({table.correction.iloc[0]} over {int(table.family_size.iloc[0])} claims); rows marked (sensitivity) '
+            'give the verdict under the other noise-removed statistic.\n\n' + claims_markdown(table))
+    print(text)
+    if out:
+        from moga_lab.atomic import atomic_write_csv
+        os.makedirs(out, exist_ok=True)
+        atomic_write_csv(os.path.join(out, 'claims.csv'), table)
+        atomic_write_text(os.path.join(out, 'claims.md'), text)
+    return table
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--registry', metavar='FILE',
+                   help='a claims registry (YAML): evaluate its declared claims, adjusted over the family, into '
+                        '--out DIR/claims.csv and claims.md')
     p.add_argument('--compare', action='append', default=[], metavar='DIR', help='a published comparison')
     p.add_argument('--ablation', action='append', default=[], metavar='DIR', help='a published ablation grid')
     p.add_argument('--out', help='write the Markdown table here')
     args = p.parse_args(argv)
+    if args.registry:
+        try:
+            evaluate_declared(args.registry, args.out)
+        except (ValueError, FileNotFoundError) as error:
+            p.error(str(error))
+        return 0
     if not args.compare and not args.ablation:
         p.error('nothing to read: give --compare DIR and/or --ablation DIR (folders a study published)')
     rows, compared, seeded_grids = [], {}, {}
@@ -360,7 +392,8 @@ def main(argv=None):
         p.error(str(error))
     rows += resolution_rows(rows)
     table = pd.DataFrame(rows, columns=['px', 'claim', 'evidence', 'status'])
-    text = ('Each claim with its numbers and 95 % interval; "decided" = the interval excludes 0 '
+    text = ('Exploratory: claims read after their data existed, each with its bare 95 % interval, not adjusted over '
+            'the family (see --registry for declared, adjusted claims); "decided" = the interval excludes 0 '
             '(analysis/paper_claims.py). Middle-share intervals are over the images, on one checkpoint per model or '
             'row (the studies compute interactions on the seed-0 run): they do not cover training-seed variation, except in '
             'the claims "across training seeds" (curves on every seed\'s checkpoint, Welch\'s interval over the seeds) and '

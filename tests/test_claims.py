@@ -112,3 +112,24 @@ def test_accuracy_across_seeds_states_its_degrees_of_freedom(tmp_path):
 def test_registry_errors_name_the_bad_value(tmp_path, entry, message):
     with pytest.raises(ValueError, match=message):
         load_registry(_registry(tmp_path / 'r.yaml', [entry]))
+
+
+def test_the_sweep_chooses_on_validation_and_never_reads_the_test_split(tmp_path, monkeypatch, capsys):
+    from moga_lab import sweep as sweep_cli
+    from moga_lab.data.synthetic import SyntheticDataModule
+
+    def no_test(self):
+        raise AssertionError('the sweep read the test split')
+    monkeypatch.setattr(SyntheticDataModule, '_load_test', no_test)
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    args = ['--variant', 'xtiny', '--data', 'synthetic', '--batch-size', '16', '--no-progress', '--epochs', '1',
+            '--limit-train-batches', '2', '--lrs', '1e-3', '3e-2', '--out', str(tmp_path / 'sweep')]
+    assert sweep_cli.main(args) == 0
+    table = pd.read_csv(tmp_path / 'sweep' / 'sweep.csv')
+    assert table.lr.tolist() == [1e-3, 3e-2] and table.chosen.sum() == 1
+    assert not [c for c in table.columns if 'test' in c]
+    best = table.sort_values(['val_top1', 'lr'], ascending=[False, True]).iloc[0]
+    assert bool(table.set_index('lr').loc[best.lr, 'chosen'])
+    assert 'chosen on the validation split' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sweep_cli.main(args[:-4] + ['--lrs', '-1', '--out', str(tmp_path / 'bad')])

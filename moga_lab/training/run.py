@@ -290,5 +290,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
                        segments=segments, last_segment_wall_seconds=round(seconds, 1),
                        # which machine and threads ran (the last segment): a study's runs may come from several
                        machine=describe_machine(), threads=torch.get_num_threads(), **results)
+        if 'val/acc1_best' in final:
+            summary['val/acc1_best'] = final['val/acc1_best']
         atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
     return FitResult(run_dir, results, int(trainer.global_step), total_seconds, ips)
