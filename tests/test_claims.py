@@ -42,7 +42,7 @@ def _study(folder, effects, seed=0, n=40, accuracy=None):
     folder.mkdir(parents=True)
     pd.concat(frames).to_csv(folder / 'interaction.csv', index=False)
     rows = accuracy or [dict(model='base', seed=0, test_top1=90.0)] + [dict(model=m, seed=0, test_top1=90.5)
-                                                                         for m in effects]
+                                                                        for m in effects]
     pd.DataFrame(rows).to_csv(folder / 'accuracy.csv', index=False)
 
 

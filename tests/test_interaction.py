@@ -172,6 +172,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,3 +399,48 @@ def test_middle_share_interval_and_paired_difference():
     assert d['difference'] == pytest.approx(8 / 12 - 2 / 6) and d['ci_low'] > 0 and d['num_images'] == 12
     same = middle_share_difference(frame, 'a', 'a')
     assert same['difference'] == 0 and same['ci_low'] == 0 and same['ci_high'] == 0
+
+
+def test_pixel_mean_baseline_is_the_training_splits_mean_image(two_checkpoints):
+    from torch.utils.data import Subset
+    from moga_lab.data import create_datamodule
+    from moga_lab.loaders import load_classifier, pixel_mean_image
+    model = load_classifier(two_checkpoints[0])
+    mean = pixel_mean_image(model)
+    dm = create_datamodule('synthetic')
+    full = dm._load_train()
+    full.transform = dm.transforms(train=False)
+    train = Subset(full, list(dm._split(len(full))[0]))
+    expected = torch.stack([train[i][0] for i in range(len(train))]).double().mean(0).float()
+    torch.testing.assert_close(mean, expected, atol=1e-6, rtol=0)
+    assert mean.shape == (model.in_chans, model.image_size, model.image_size)
+
+
+def test_each_baseline_gives_its_own_curve_on_a_trained_model(two_checkpoints, tmp_path, capsys):
+    from moga_lab import interaction as tool
+    from moga_lab.analysis.games import BASELINES, masking_baseline
+    curves = {}
+    for baseline in BASELINES:
+        out = tmp_path / baseline
+        assert tool.main(['--checkpoint', two_checkpoints[0], '--num-images', '2', '--out', str(out),
+                          '--baseline', baseline] + SMALL) == 0
+        frame = pd.read_csv(out / 'interaction.csv')
+        assert (frame.baseline == baseline).all()
+        curves[baseline] = frame.sort_values(['image_id', 'ratio']).J_abs.to_numpy()
+    assert 'mean-abs' in capsys.readouterr().out  # the shares are printed under every statistic
+    names = list(curves)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.allclose(curves[a], curves[b]), (a, b)
+    # what each baseline paints, on a known image
+    image = torch.arange(16.0).view(1, 4, 4)
+    assert (masking_baseline('zero', image, 2) == 0).all()
+    torch.testing.assert_close(masking_baseline('black', image, 2, mean=(0.5,), std=(0.25,)),
+                               torch.full_like(image, -2.0))
+    blurred = masking_baseline('blur', image, 2)
+    assert blurred.shape == image.shape and blurred.std() < image.std()
+    with pytest.raises(ValueError, match="baseline 'grey' is not accepted; accepted: zero, pixel-mean, black, blur"):
+        masking_baseline('grey', image, 2)
+    with pytest.raises(SystemExit):
+        tool.main(['--checkpoint', two_checkpoints[0], '--out', str(tmp_path / 'x'), '--baseline', 'grey'])
+    assert "'grey' is not accepted" in capsys.readouterr().err
