@@ -133,3 +133,13 @@ def test_the_sweep_chooses_on_validation_and_never_reads_the_test_split(tmp_path
     assert 'chosen on the validation split' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         sweep_cli.main(args[:-4] + ['--lrs', '-1', '--out', str(tmp_path / 'bad')])
+
+
+def test_the_repositorys_registry_declares_a_small_family():
+    import os
+    registry = load_registry(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'claims',
+                                          'paper.yaml'))
+    family = [c for c in registry['claims'] if not c.exploratory]
+    assert registry['correction'] == 'holm' and len(family) == 10
+    assert all(c.what and c.why for c in registry['claims'])
+    assert {c.statistic for c in family if c.test.startswith('middle')} == {'mean-abs'}
