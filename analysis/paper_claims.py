@@ -123,7 +123,7 @@ def compare_claims(accuracy, interaction, px, cams=None, seeded=None):
                              if n >= 2 else 'not measured (fewer than 2 images with a non-zero map)'))
     first = int(accuracy[accuracy.name == moga].seed.iloc[0])  # the compared runs' seed: compare_models lists it first
     for peer in peers:
-        d = middle_share_difference(interaction, moga, peer)
+        d = middle_share_difference(interaction, moga, peer, 'rms')
         rows.append(dict(px=px, claim=f'MogaNet has a larger middle-order share than {peer} on the seed-{first} checkpoints',
                          evidence=f'{moga} - {peer}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
                                   f'{d["num_images"]} images',
@@ -174,7 +174,7 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
     for row, what, papers in INTERACTION_ROWS:
         if row not in set(interaction.model):
             continue
-        d = middle_share_difference(interaction, 'full', row)
+        d = middle_share_difference(interaction, 'full', row, 'rms')
         positive, negative = ('raises (as the paper says)', 'lowers (against the paper)') if papers else ('raises', 'lowers')
         rows.append(dict(px=px, claim=f'{what} raises middle-order interactions on the seed-{first} checkpoints (full vs {row})',
                          evidence=f'full - {row}: {d["difference"]:+.3f} ({d["ci_low"]:+.3f} to {d["ci_high"]:+.3f}), '
@@ -203,7 +203,7 @@ def ablation_claims(accuracy, interaction, px, seeded=None):
 def _across_seeds(seeded, a, b, claim, px, positive, negative):
     """``claim``: ``a``'s middle share minus ``b``'s on each seed's checkpoints (paired over the images) and across
     seeds (Welch over the seeds' shares)."""
-    d = middle_share_difference_over_seeds(seeded, a, b)
+    d = middle_share_difference_over_seeds(seeded, a, b, statistic='rms')
     per_seed = d['per_seed']
     higher = sum(v['ci_low'] > 0 for v in per_seed.values())
     lower = sum(v['ci_high'] < 0 for v in per_seed.values())
@@ -257,7 +257,7 @@ def moga_seed_claims(interaction, seeded, px):
         for seed in seeds:
             table = pd.concat([interaction[interaction.model == peer],
                                full[full.seed == seed].drop(columns='seed').assign(model=moga)], ignore_index=True)
-            per_seed[seed] = middle_share_difference(table, moga, peer)
+            per_seed[seed] = middle_share_difference(table, moga, peer, 'rms')
         higher = [s for s, d in per_seed.items() if d['ci_low'] > 0]
         lower = [s for s, d in per_seed.items() if d['ci_high'] < 0]
         cells = ' / '.join(f"{s}: {d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"

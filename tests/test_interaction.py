@@ -284,7 +284,7 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
     assert tool.main(args) == 0
     printed = capsys.readouterr().out
     # over 2 images, each image is held to 0.5 * sqrt(2)
-    assert "budget: contexts until each image's 95 % interval at every order is within 70.7 % of its value" in printed
+    assert "budget: a pilot that planned the contexts for each image's 95 % interval at every order to be within 70.7 % of" in printed
     assert 'moganet_xtiny: Monte-Carlo precision of the curve over 2 images: 95 % half-width at most' in printed
     frame = pd.read_csv(out / 'interaction.csv')
     assert frame.image_id.nunique() == 2 and frame.I2.notna().all()
@@ -296,7 +296,7 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
 @pytest.mark.parametrize('args,needle', [
     (['--target-ci', '0'], '--target-ci=0.0 is out of range; accepted: a fraction in (0, 1]'),
     (['--max-forwards', '2'], '--max-forwards=2 must be >= 4'),
-    (['--statistic', 'median'], "'median' is not accepted; accepted: debiased, naive"),
+    (['--statistic', 'median'], "'median' is not accepted; accepted: mean-abs, rms, naive, debiased"),
     (['--num-images', '0'], '--num-images=0 must be >= 1'),
     (['--value', 'prob'], "'prob' is not accepted; accepted: log-odds, logit, log-p"),
     (['--ratios', '0,1.5'], '--ratios [1.5] out of range'),
@@ -390,7 +390,7 @@ def test_middle_share_interval_and_paired_difference():
         scale = rng.uniform(0.5, 2.0)  # images differ in overall strength, not in shape
         for model, shape in (('a', [1, 1, 4, 4, 1, 1]), ('b', [1, 1, 1, 1, 1, 1])):
             for r, v in zip(ratios, shape):
-                rows.append(dict(model=model, image_id=image, ratio=r, I2=scale * v ** 2, J=scale * v))
+                rows.append(dict(model=model, image_id=image, ratio=r, I2=scale * v ** 2, J=scale * v, J_abs=scale * v))
     frame = pd.DataFrame(rows)
     shares = middle_share_interval(frame).set_index('model')
     assert shares.share['a'] == pytest.approx(8 / 12) and shares.share['b'] == pytest.approx(2 / 6)

@@ -61,6 +61,7 @@ STATISTIC_TEXT = {
     'naive': "the authors' mean |Î_m| over images and pairs (biased upward by up to the noise floor)",
 }
 """The statistics in words, for reports and captions."""
+STATISTIC_TEXT['debiased'] = STATISTIC_TEXT['rms']
 BASELINES = ('zero', 'pixel-mean', 'black', 'blur')
 """What masked patches show (`masking_baseline`): ``zero`` = 0 after normalisation, the data set's mean colour (the
 authors', the default); ``pixel-mean`` = each pixel's mean over the training images (Deng et al.); ``black`` = pixel
@@ -68,7 +69,11 @@ value 0; ``blur`` = a Gaussian-blurred copy of the image."""
 
 
 def resolve_statistic(name: str) -> str:
-    """The canonical name of a strength statistic (``debiased`` -> ``rms``); ValueError naming the accepted ones."""
+    """The canonical name of a strength statistic (``debiased`` -> ``rms``); ValueError naming the accepted ones.
+
+    Args:
+        name: a statistic of `STATISTICS` or an alias of `STATISTIC_ALIASES`.
+    """
     canonical = STATISTIC_ALIASES.get(name, name)
     if canonical not in STATISTICS:
         raise ValueError(f'statistic={name!r} is not supported; accepted: {", ".join(STATISTICS)} '
@@ -500,7 +505,11 @@ draws: biased up, kept only to be recognised)."""
 
 def design_of(frame: pd.DataFrame) -> str:
     """Which design made a per-image table: `FIXED_DESIGN`, `TWO_PHASE_DESIGN` or (a table written by moga_lab before
-    1.0 in its precision mode, which has no ``design`` column) `SEQUENTIAL_DESIGN`."""
+    1.0 in its precision mode, which has no ``design`` column) `SEQUENTIAL_DESIGN`.
+
+    Args:
+        frame: a per-image table of `interaction_strength`.
+    """
     if 'design' in frame.columns and len(frame):
         return str(frame['design'].iloc[0])
     target = frame['target_ci'].iloc[0] if 'target_ci' in frame.columns and len(frame) else float('nan')
@@ -628,15 +637,28 @@ def middle_order_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6)
 
 
 def per_image_table(frame: pd.DataFrame, model: str, statistic: str) -> pd.DataFrame:
-    """One model's [images x order ratios] of the per-image column ``statistic`` aggregates (J_abs, I2 or J), for one model."""
+    """One model's [images x order ratios] of the per-image column ``statistic`` aggregates (J_abs, I2 or J).
+
+    Args:
+        frame: a per-image table of `interaction_strength`.
+        model: the model's name in the ``model`` column.
+        statistic: a statistic of `STATISTICS`.
+    """
     _, column = _statistic_column(frame, statistic)
     sub = frame[frame.model == model]
     return sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
 
 
-def middle_share_of(ratios, statistic: str, low: float, high: float):
+def middle_share_of(ratios: Sequence[float], statistic: str, low: float, high: float) -> Callable:
     """Means over images [..., orders] of that column -> the middle share of the curve they make (as
-    `strength_curve` makes it: the root of the mean I2 for ``rms``)."""
+    `strength_curve` makes it: the root of the mean I2 for ``rms``).
+
+    Args:
+        ratios: the order ratios of the columns.
+        statistic: a statistic of `STATISTICS`.
+        low: the band's lower order ratio.
+        high: the band's upper order ratio.
+    """
     band = np.asarray((np.asarray(ratios) >= low) & (np.asarray(ratios) <= high))
     curve_of = _curve_of(resolve_statistic(statistic))
 

@@ -126,7 +126,11 @@ def pair_summary(samples: 'PairSamples') -> Dict[str, torch.Tensor]:
     The jackknife of a U-statistic is conservative in expectation (Efron and Stein, 1981, for any symmetric
     statistic: E v_jack >= Var of the statistic on K - 1 draws >= its variance on K draws). For U it has a closed form:
     leaving out dv_k moves U by 2 (g_k - mean g) / ((K - 1) (K - 2)) with g_k = dv_k² - S1 dv_k, S1 = sum dv, so
-    v_jack(U) = 4 sum_k (g_k - mean g)² / (K (K - 1) (K - 2)²)."""
+    v_jack(U) = 4 sum_k (g_k - mean g)² / (K (K - 1) (K - 2)²).
+
+    Args:
+        samples: the dv samples.
+    """
     count, mean, var = samples.moments()
     O, P = count.shape
     flat = samples.order * P + samples.pair
