@@ -41,8 +41,8 @@ def _study(folder, effects, seed=0, n=40, accuracy=None):
         frames.append(_table(name, np.clip(base + effect + rng.normal(0, 0.03, n), 0.01, 0.99), ids))
     folder.mkdir(parents=True)
     pd.concat(frames).to_csv(folder / 'interaction.csv', index=False)
-    rows = accuracy or [dict(model='base', seed=0, test_top1=90.0)] + [dict(model=m, seed=0, test_top1=90.5)
-                                                                        for m in effects]
+    rows = accuracy or ([dict(model='base', seed=0, test_top1=90.0)]
+                        + [dict(model=m, seed=0, test_top1=90.5) for m in effects])
     pd.DataFrame(rows).to_csv(folder / 'accuracy.csv', index=False)
 
 

@@ -591,7 +591,8 @@ def _cached_design(path, contexts=50, target_ci=float('nan'), n_players=49):
     """An interaction.csv as a study writes it, from a design with ``contexts`` contexts per pair and order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(dict(model='full', image_id=[1, 1], ratio=[0.0, 1.0], I2=[1.0, 2.0], I2_se=[0.1, 0.1],
-                      J_abs=[1.0, 1.4], n_players=n_players, num_pairs=20, num_contexts=contexts, target_ci=target_ci)).to_csv(path, index=False)
+                      J_abs=[1.0, 1.4], n_players=n_players, num_pairs=20, num_contexts=contexts,
+                      target_ci=target_ci)).to_csv(path, index=False)
 
 
 def test_finished_interaction_needs_every_image_of_every_name(tmp_path):
