@@ -110,6 +110,12 @@ def _read_parts(out: str):
 
 def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Optional[str]:
     """Compute this rank's share of (model, image) rows, then (rank 0) merge, curve, plot and record; the PNG path."""
+    import torch
+    with torch.no_grad():  # a scope, not torch.set_grad_enabled(False): a caller's autograd state is left as it was
+        return _run(args, rank, world, barrier, device)
+
+
+def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
     import pandas as pd
     import torch
     from tqdm.auto import tqdm
@@ -130,7 +136,6 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
     settings.target_ci = per_image_target(settings.target_ci, len(ids), args.target_over)
     pixel_mean = (pixel_mean_image(models, args.data, args.data_dir, args.eval_transform)
                   if settings.baseline == 'pixel-mean' else None)
-    torch.set_grad_enabled(False)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
 

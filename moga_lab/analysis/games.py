@@ -497,10 +497,13 @@ def describe_contexts(frame: pd.DataFrame) -> str:
     return f'{int(frame.num_contexts.iloc[0])} contexts per pair and order{paid}'
 
 
-FIXED_DESIGN, TWO_PHASE_DESIGN, SEQUENTIAL_DESIGN = 'fixed', 'two-phase', 'sequential'
-"""The designs a per-image table can come from: the fixed design; the precision mode (a pilot that plans, fresh
-draws that estimate: unbiased); the precision mode before moga_lab 1.0 (sequential stopping that pooled the deciding
-draws: biased up, kept only to be recognised)."""
+FIXED_DESIGN = 'fixed'
+"""A per-image table's ``design``: the fixed design (K contexts per pair and order)."""
+TWO_PHASE_DESIGN = 'two-phase'
+"""The precision mode: a pilot that plans, fresh draws that estimate (unbiased)."""
+SEQUENTIAL_DESIGN = 'sequential'
+"""The precision mode before moga_lab 1.0: sequential stopping that pooled the deciding draws (biased up); tables
+of it are recognised and refused for resuming."""
 
 
 def design_of(frame: pd.DataFrame) -> str:
