@@ -43,9 +43,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from moga_lab.cli import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_least, model_sources,  # noqa: E402
                           positive_float, unit_fraction, user_errors)
-from moga_lab.analysis.games import (STATISTICS, STATISTIC_TEXT, describe_contexts, describe_precision,  # noqa: E402
-                                     flat_middle_share, InteractionSettings, default_settings, middle_share_interval,
-                                     per_image_target, strength_curve)
+from moga_lab.analysis.games import (BASELINES, STATISTICS, STATISTIC_TEXT, describe_contexts,  # noqa: E402
+                                     describe_precision, resolve_statistic, flat_middle_share, InteractionSettings,
+                                     default_settings, middle_share_interval, per_image_target, strength_curve)
 from moga_lab.analysis.gradcam import (default_layer, grad_cam, mass_inside, mass_summary,  # noqa: E402
                                        plot_gradcam_grid)
 from moga_lab.analysis.plots import plot_interaction_curves  # noqa: E402
@@ -151,9 +151,14 @@ def parse_args(argv=None):
                    help="order ratios m/(n-2), comma-separated (default the authors' 13)")
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes (2x faster on '
                    'AVX-512-bf16 / AMX CPUs; see docs/interaction.md)')
-    p.add_argument('--statistic', choices=STATISTICS, default='debiased',
-                   help='curve statistic: debiased (root-mean-square of I, noise removed; default) or naive '
-                        '(the authors\' mean |I|)')
+    p.add_argument('--statistic', choices=tuple(STATISTICS) + ('debiased',), default='mean-abs',
+                   help="curve statistic: mean-abs (mean |I|, the paper's estimand, noise removed; default), rms "
+                        "(root-mean-square of I, noise removed; 'debiased' is its older name) or naive (the authors' "
+                        'mean |I| as computed); the middle share under the other noise-removed statistic is reported '
+                        'beside it')
+    p.add_argument('--baseline', choices=BASELINES, default='zero',
+                   help="what masked patches show: zero (the mean colour, the authors'; default), pixel-mean (each "
+                        "pixel's mean over the training split), black, blur")
     add_tracking_arguments(p, 'compare')
     return p, p.parse_args(argv)
 
@@ -213,7 +218,7 @@ def compare_named(args):
                        ('ratios', args.ratios), ('target_ci', args.target_ci), ('max_forwards', args.max_forwards)):
         if value is not None:
             setattr(settings, key, value)
-    settings.bf16, settings.seed = args.bf16, args.seed
+    settings.bf16, settings.seed, settings.baseline = args.bf16, args.seed, args.baseline
     if args.quick:  # a smoke test of the whole pipeline, not a measurement
         settings.grid, settings.num_pairs, settings.num_contexts, settings.ratios = 4, 2, 2, (0.0, 0.3, 0.6, 1.0)
     settings.target_ci = per_image_target(settings.target_ci, n_inter, args.target_over)
@@ -282,6 +287,9 @@ def _curves(args, frame, accuracy, title):
     accuracy['middle_share'] = accuracy.model.map(by_model.share).round(3)
     accuracy['middle_share_95ci'] = accuracy.model.map(
         lambda m: f'{by_model.ci_low[m]:.3f}-{by_model.ci_high[m]:.3f}')
+    other = 'rms' if resolve_statistic(args.statistic) != 'rms' else 'mean-abs'  # the verdict under both statistics
+    accuracy[f'middle_share_{other}'] = accuracy.model.map(
+        middle_share_interval(frame, other).set_index('model').share).round(3)
     return curve, shares, flat_middle_share(curve)
 
 
@@ -440,7 +448,8 @@ def train_and_compare(args):
     if args.quick:
         budget = Budget(epochs=1, batch_size=32, limit_train_batches=6, limit_test_batches=2, data_dir=args.data_dir,
                         image_size=args.image_size)
-        settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.3, 0.6, 1.0), seed=args.seed)
+        settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.3, 0.6, 1.0), seed=args.seed,
+                                       baseline=args.baseline)
         num_images = 2
     else:
         budget = Budget(epochs=args.epochs, batch_size=args.batch_size, limit_train_batches=args.limit_train_batches,
@@ -451,7 +460,7 @@ def train_and_compare(args):
                            ('max_forwards', args.max_forwards)):
             if value is not None:
                 setattr(settings, key, value)
-        settings.bf16, settings.seed = args.bf16, args.seed
+        settings.bf16, settings.seed, settings.baseline = args.bf16, args.seed, args.baseline
         num_images = args.num_images
     settings.target_ci = per_image_target(settings.target_ci, num_images, args.target_over)
     unknown = sorted(set(args.only or ()) - set(args.models))

@@ -163,13 +163,14 @@ def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: i
 def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, grid: int, pairs: int, contexts: int,
                                ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
                                progress: bool = True, target_ci: Optional[float] = None,
-                               max_forwards: Optional[int] = None, wall_times: Optional[str] = None) -> pd.DataFrame:
+                               max_forwards: Optional[int] = None, wall_times: Optional[str] = None,
+                               baseline: str = 'zero') -> pd.DataFrame:
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
     with ``seed``); see `interaction_of_models`. When ``cache`` already holds all ``num_images`` images of every
     name (in this design), they are returned without loading any checkpoint: a finished study's curves can be kept
     (e.g. in git) without its checkpoints."""
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
-                                   target_ci=target_ci, max_forwards=max_forwards)
+                                   target_ci=target_ci, max_forwards=max_forwards, baseline=baseline)
     check_interaction_cache(cache, settings)
     done = finished_interaction(cache, list(checkpoints), num_images)
     if done is not None:
@@ -341,6 +342,10 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     if done is not None and 'I2' not in done.columns:
         done = None  # written before the debiased statistic existed
     frames = [done] if done is not None else []
+    pixel_mean = None
+    if settings.baseline == 'pixel-mean':  # each pixel's mean over the models' training split (one data set for all)
+        from .loaders import pixel_mean_image
+        pixel_mean = pixel_mean_image(models[0])
     bar = tqdm(total=len(models) * len(ids), desc='interaction', disable=not progress)
     for m in models:
         runner = None
@@ -351,7 +356,8 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
             start = running_time()  # (stands still while the process is stopped: pauses are not counted)
             runner = runner or evaluation_model(m.model, settings)  # fused once per model
             frames.append(interaction_strength(runner, images[k:k + 1], labels[k:k + 1], settings, model_name=m.name,
-                                               image_ids=[image_id]))
+                                               image_ids=[image_id], pixel_mean=pixel_mean, mean=m.mean or (0.0,),
+                                               std=m.std or (1.0,)))
             if cache:
                 atomic_write_csv(cache, pd.concat(frames, ignore_index=True))
             if wall_times and cache:

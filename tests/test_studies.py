@@ -68,7 +68,7 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert "Middle share on each training seed's checkpoint" in report and '| no_gating | ' in report
     assert re.search(r"Planning: a row's middle share moves by \d\.\d{3}-\d\.\d{3} \(s\.d\.\) .* about ±\d\.\d{3} with 2 "
                      r'seeds each, and ±0\.03 \(enough to decide a difference of that size\) needs \d+ seeds each', report)
-    assert "Middle share of 'full' minus that of each row on the seed-0 checkpoints" in report
+    assert "Middle share (mean |I|) of 'full' minus that of each row on the seed-0 checkpoints" in report
     assert re.search(r'Seed 1: Monte-Carlo precision of each curve over its 1 images .* at most [\d.]+ % \(full\)', report)
     assert re.search(r'!\[middle-order share of each row on each training seed \(1 test images.*28 px, .*\]\(seed_shares\.png\)',
                      report), report
