@@ -5,7 +5,8 @@
 For each per-image target, the precision mode runs ``--replicates`` times per image (8 images' pair draws, 20 pairs,
 the 13 orders, a budget of ``--budget`` x the fixed design's cost at K = 24); the precision it reached is the
 median over runs of the largest relative 95 % half-width of the RMS strength over the inner orders. The fixed design
-is then run at K = 8, 12, 16, 24, 32, 48, 64, 96 contexts and the smallest K whose median precision is at least as good is its equal-precision cost.
+is then run at K = 8, 12, 16, 24, 32, 48, 64, 96 contexts and the smallest K whose median precision is at least as
+good is its equal-precision cost.
 Printed: forward passes per image of each (distinct masked evaluations, the pilot included) and their ratio.
 Forward passes, not seconds: the ratio holds on any CPU.
 """
