@@ -41,17 +41,17 @@ def export_safetensors(source: str, out: str, model_name: Optional[str] = None, 
     """
     from safetensors.torch import save_file
 
-    from .loaders import FIT_METADATA_KEY, load_pretrained
+    from .loaders import FIT_METADATA_KEY, fit_contents, load_pretrained
     from .models import read_weights, torch_load
     if not out.endswith('.safetensors'):
         raise ValueError(f'--to {out!r} must end in .safetensors')
     if not os.path.isfile(source):
         raise FileNotFoundError(f'{source!r} does not exist (pass a local checkpoint or weights file)')
     raw = torch_load(source, trust=trust)
-    hp = (raw.get('hyper_parameters') or {}) if isinstance(raw, dict) else {}
+    fit = fit_contents(raw)
     metadata = {'format': 'pt'}
-    if 'config' in hp:
-        state = {k[len('model.'):]: v for k, v in raw['state_dict'].items() if k.startswith('model.')}
+    if fit is not None:
+        hp, state = fit
         keep = ('config', 'num_classes', 'in_chans', 'image_size', 'mean', 'std', 'class_names')
         metadata[FIT_METADATA_KEY] = json.dumps({k: hp[k] for k in keep if k in hp})
         kind, entry = 'fit checkpoint', 'state_dict'

@@ -34,7 +34,7 @@ from .models.factory import create_classifier
 
 __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'load_models', 'load_classifiers',
            'load_eval_images', 'eval_dataset', 'transform_config', 'describe_transform', 'PAPER_TRANSFORM',
-           'EVAL_TRANSFORMS', 'pixel_mean_image', 'FIT_METADATA_KEY']
+           'EVAL_TRANSFORMS', 'pixel_mean_image', 'FIT_METADATA_KEY', 'fit_contents']
 
 # The authors' interaction / Grad-CAM inputs for every model: torchvision Resize(256) (bilinear) -> CenterCrop(224),
 # ImageNet mean/std. crop_pct = 224/256.
@@ -95,11 +95,22 @@ def _fit_checkpoint_contents(path: str, trust: bool = False) -> Tuple[Dict[str, 
             raise ValueError(f'{path} is a .safetensors file without moga_lab\'s run metadata; for released or timm '
                              f'weights use --model NAME --weights {path}')
         return json.loads(meta[FIT_METADATA_KEY]), read_weights(path)[0]
-    ckpt = torch_load(path, trust=trust)
-    hp = (ckpt.get('hyper_parameters') or {}) if isinstance(ckpt, dict) else {}
-    if 'config' not in hp:
+    found = fit_contents(torch_load(path, trust=trust))
+    if found is None:
         raise ValueError(f'{path} is not a checkpoint written by moga_lab.fit (no hyper_parameters.config); for '
                          f'released or timm weights use --model NAME --weights {path}')
+    return found
+
+
+def fit_contents(ckpt: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, torch.Tensor]]]:
+    """(hyper_parameters, the network's state dict) of a loaded ``moga_lab.fit`` checkpoint; None for anything else.
+
+    Args:
+        ckpt: a loaded checkpoint object.
+    """
+    hp = (ckpt.get('hyper_parameters') or {}) if isinstance(ckpt, dict) else {}
+    if 'config' not in hp:
+        return None
     return hp, {k[len('model.'):]: v for k, v in ckpt['state_dict'].items() if k.startswith('model.')}
 
 

@@ -51,7 +51,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .games import design_of, middle_share_of, per_image_table, resolve_statistic
+from .games import design_of, middle_share_difference, resolve_statistic
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg',
            'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
@@ -188,15 +188,8 @@ def _read(root: str, study: str, name: str, required: bool = True) -> Optional[p
 
 
 def _paired_share_draws(frame: pd.DataFrame, a: str, b: str, statistic: str, num_bootstrap: int, seed: int):
-    tables = [per_image_table(frame, m, statistic) for m in (a, b)]
-    common = tables[0].index.intersection(tables[1].index)
-    if len(common) == 0:
-        raise ValueError(f'{a} and {b} share no images in the interaction table')
-    x, y = (t.loc[common].to_numpy() for t in tables)
-    share = middle_share_of(tables[0].columns, statistic, 0.2, 0.6)
-    idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
-    estimate = float(share(x.mean(0)) - share(y.mean(0)))
-    return estimate, share(x[idx].mean(1)) - share(y[idx].mean(1)), len(common)
+    d = middle_share_difference(frame, a, b, statistic, num_bootstrap=num_bootstrap, seed=seed, return_draws=True)
+    return d['difference'], d['draws'], d['num_images']
 
 
 def _middle_share(claim: Claim, root: str, statistic: str, num_bootstrap: int, seed: int) -> ClaimResult:

@@ -702,7 +702,7 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'mean-abs', low:
 
 def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, statistic: str = 'mean-abs',
                             low: float = 0.2, high: float = 0.6, num_bootstrap: int = 2000,
-                            seed: int = 0) -> Dict[str, float]:
+                            seed: int = 0, return_draws: bool = False) -> Dict[str, float]:
     """share(model_a) - share(model_b) on the images both were measured on, with a paired 95 % bootstrap interval
     (the same resampled images for both models, so image-to-image variation cancels).
 
@@ -715,6 +715,7 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
         high: the band's upper order ratio.
         num_bootstrap: paired resamples of the common images.
         seed: the resampling seed.
+        return_draws: also return the bootstrap draws of the difference (``draws``, [num_bootstrap]).
 
     Returns:
         ``dict(difference, ci_low, ci_high, num_images)``; the interval excluding 0 decides the sign.
@@ -726,9 +727,13 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
     a, b = (t.loc[common].to_numpy() for t in tables)
     share = middle_share_of(tables[0].columns, statistic, low, high)
     idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
-    lo, hi = np.percentile(share(a[idx].mean(1)) - share(b[idx].mean(1)), [2.5, 97.5])
+    draws = share(a[idx].mean(1)) - share(b[idx].mean(1))
+    lo, hi = np.percentile(draws, [2.5, 97.5])
     diff = share(a.mean(0)) - share(b.mean(0))
-    return dict(difference=float(diff), ci_low=float(lo), ci_high=float(hi), num_images=len(common))
+    out = dict(difference=float(diff), ci_low=float(lo), ci_high=float(hi), num_images=len(common))
+    if return_draws:
+        out['draws'] = draws
+    return out
 
 
 def flat_middle_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> float:
