@@ -15,12 +15,12 @@ import sys
 import pandas as pd
 import yaml
 
-from moga_lab.cli import MIN_IMAGE_SIZE, int_at_least, unit_fraction
-from moga_lab.runtime import keep_freed_memory
+from moga_lab.cli.common import MIN_IMAGE_SIZE, int_at_least, unit_fraction
+from moga_lab.utils.runtime import keep_freed_memory
 from moga_lab.data import DataError
 from moga_lab.training import fit, prepare, small_data_recipe
 from moga_lab.training.config import ConfigError
-from moga_lab.atomic import atomic_write_csv
+from moga_lab.utils.atomic import atomic_write_csv
 
 
 def main(argv=None):

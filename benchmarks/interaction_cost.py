@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, evaluation_model, InteractionSettings, sample_pairs
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.strength import estimate_strength
-from moga_lab.runtime import keep_freed_memory
-from moga_lab.atomic import atomic_write_csv
+from moga_lab.utils.runtime import keep_freed_memory
+from moga_lab.utils.atomic import atomic_write_csv
 
 STATS = ('J', 'J_se', 'noise_floor', 'I2', 'I2_se', 'J_debiased', 'J_debiased_low', 'J_debiased_high', 'contexts')
 

@@ -23,11 +23,11 @@ import torch
 
 import moga_lab  # noqa: F401  (registers moganet_* with timm)
 from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, InteractionSettings, evaluation_model, sample_pairs
-from moga_lab.analysis.interaction import _with_pairs, order_grid, sample_contexts
+from moga_lab.analysis.coalitions import order_grid, sample_contexts, with_pairs as _with_pairs
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.models.factory import SMALL_IMAGE_MAX, create_classifier
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
-from moga_lab.runtime import keep_freed_memory
+from moga_lab.utils.runtime import keep_freed_memory
 
 
 def masked_rate(game: ImageGame, n: int, batch: int, repeats: int) -> float:

@@ -11,17 +11,14 @@ forward-pass cap does not depend on the weights, but the precision mode may stop
 import argparse
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 import moga_lab  # noqa: E402,F401
-from moga_lab import interaction  # noqa: E402
+from moga_lab.cli import interaction  # noqa: E402
 
 
 def _weights(name: str, folder: str) -> str:

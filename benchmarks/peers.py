@@ -47,20 +47,17 @@ give this operator graph on this CPU, whatever the scheduling around them; MogaN
 peer as measured says whether a column can reach 1.0x without new kernels or fusion across operators.
 """
 import argparse
-import os
-import sys
 
 import pandas as pd
 import timm
 import torch
 
 import moga_lab  # noqa: F401
-from moga_lab.cli import int_at_least
+from moga_lab.cli.common import int_at_least
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
-from moga_lab.runtime import describe_machine, keep_freed_memory
+from moga_lab.utils.runtime import describe_machine, keep_freed_memory
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
+import throughput  # noqa: E402  (its timing loop, shared by the benchmarks; the script's folder is on sys.path)
 
 PAIRS = {
     'xt': ('moganet_xtiny', 76.5, [('convnext_atto', 75.7)]),

@@ -17,20 +17,16 @@ Each rate is the median of ``--repeats`` batches after two warm-up batches; mode
 times, and the best round is kept. Prints one Markdown table (images/s and each model's rate relative to the first).
 """
 import argparse
-import os
-import sys
 
 import pandas as pd
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import throughput  # noqa: E402  (its timing loop, shared by the benchmarks)
+import throughput  # noqa: E402  (its timing loop, shared by the benchmarks; the script's folder is on sys.path)
 
 from moga_lab.analysis.games import InteractionSettings, evaluation_model  # noqa: E402
-from moga_lab.cli import MIN_IMAGE_SIZE, int_at_least  # noqa: E402
+from moga_lab.cli.common import MIN_IMAGE_SIZE, int_at_least  # noqa: E402
 from moga_lab.models.factory import create_classifier  # noqa: E402
-from moga_lab.runtime import describe_machine, keep_freed_memory  # noqa: E402
+from moga_lab.utils.runtime import describe_machine, keep_freed_memory  # noqa: E402
 
 
 def main(argv=None):

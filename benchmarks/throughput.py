@@ -10,7 +10,7 @@ freezing), fp32 and bf16; and a training step (forward + backward + AdamW), refe
 (2 x fvcore MACs x images/s; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
 in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are against the reference computation measured in a fresh
 PyTorch process (glibc's allocator untouched); all other rows run in this process with
-``moga_lab.runtime.keep_freed_memory()`` (freed tensor buffers stay in the heap, as the CLIs do), and a row of
+``moga_lab.utils.runtime.keep_freed_memory()`` (freed tensor buffers stay in the heap, as the CLIs do), and a row of
 the reference computation under it shows how much of a speed-up is the allocator and how much the code.
 Baselines run under it too.
 Each rate is the median of ``--repeats`` timed batches after two warm-up batches.
@@ -30,7 +30,7 @@ from fvcore.nn import FlopCountAnalysis
 
 import moga_lab  # noqa: F401
 from moga_lab.models import fuse as fuse_module, moganet as moganet_module
-from moga_lab.runtime import keep_freed_memory
+from moga_lab.utils.runtime import keep_freed_memory
 
 BASELINES = {'xtiny': 'convnext_atto', 'tiny': 'convnext_femto', 'small': 'convnext_tiny'}
 SWIN = {'small': 'swin_tiny_patch4_window7_224'}

@@ -2,8 +2,8 @@
 
 ``import moga_lab`` registers the ``moganet_*`` models with timm.
 """
-from . import models  # noqa: F401  (registers moganet_* with timm)
-from .models import MogaNet, load_checkpoint
+from moga_lab import models  # noqa: F401  (registers moganet_* with timm)
+from moga_lab.models import MogaNet, load_checkpoint
 
 __version__ = '0.1.0'
 __all__ = ['MogaNet', 'load_checkpoint', '__version__']

@@ -2,7 +2,7 @@
 
 Two kinds of sources:
 
-* a checkpoint written by ``moga_lab.fit`` (``--checkpoint runs/x/best.ckpt``): the network it trained, its data's
+* a checkpoint written by ``moga_lab.cli.fit`` (``--checkpoint runs/x/best.ckpt``): the network it trained, its data's
   eval transform, class names and test set;
 * a timm model name plus a local weights file (``--model moganet_tiny --weights moganet_tiny_sz224_8xbs128_ep300.pth.tar``,
   ``--model convnext_tiny --weights convnext_tiny.pth``): the authors' released MogaNet files (``{'state_dict': ...}``)
@@ -28,9 +28,9 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .data import DataError, DatasetInfo, create_datamodule
-from .models import MOGANET_ARCHS, CheckpointMismatchError, MogaNet, load_checkpoint, read_weights, torch_load
-from .models.factory import create_classifier
+from moga_lab.data import DataError, DatasetInfo, create_datamodule
+from moga_lab.models import MOGANET_ARCHS, CheckpointMismatchError, MogaNet, load_checkpoint, read_weights, torch_load
+from moga_lab.models.factory import create_classifier
 
 __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'load_models', 'load_classifiers',
            'load_eval_images', 'eval_dataset', 'transform_config', 'describe_transform', 'PAPER_TRANSFORM',
@@ -40,7 +40,7 @@ __all__ = ['NamedModel', 'EvalImages', 'load_classifier', 'load_pretrained', 'lo
 # ImageNet mean/std. crop_pct = 224/256.
 PAPER_TRANSFORM = dict(input_size=(3, 224, 224), interpolation='bilinear', crop_pct=224 / 256, crop_mode='center',
                        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
-# the metadata key under which `moga_lab.export` stores a fit run's hyper-parameters (JSON) in a .safetensors file
+# the metadata key under which `moga_lab.cli.export` stores a fit run's hyper-parameters (JSON) in a .safetensors file
 FIT_METADATA_KEY = 'moga_lab.hyper_parameters'
 # auto: one named model -> its own pretrained config; several -> the paper's shared transform
 EVAL_TRANSFORMS = ('auto', 'model', 'paper')
@@ -67,7 +67,7 @@ class NamedModel:
 
     @property
     def is_fit_checkpoint(self) -> bool:
-        """True for a model from a ``moga_lab.fit`` checkpoint (its run's data and transform apply)."""
+        """True for a model from a ``moga_lab.cli.fit`` checkpoint (its run's data and transform apply)."""
         return self.run_data is not None
 
 
@@ -86,7 +86,7 @@ class EvalImages(NamedTuple):
 
 def _fit_checkpoint_contents(path: str, trust: bool = False) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """(hyper_parameters, network state dict) of a fit checkpoint, or of its ``.safetensors`` export
-    (`moga_lab.export`: the hyper-parameters as JSON in the file's metadata)."""
+    (`moga_lab.cli.export`: the hyper-parameters as JSON in the file's metadata)."""
     if path.endswith('.safetensors'):
         from safetensors import safe_open
         with safe_open(path, framework='pt') as f:
@@ -97,13 +97,13 @@ def _fit_checkpoint_contents(path: str, trust: bool = False) -> Tuple[Dict[str, 
         return json.loads(meta[FIT_METADATA_KEY]), read_weights(path)[0]
     found = fit_contents(torch_load(path, trust=trust))
     if found is None:
-        raise ValueError(f'{path} is not a checkpoint written by moga_lab.fit (no hyper_parameters.config); for '
+        raise ValueError(f'{path} is not a checkpoint written by moga_lab.cli.fit (no hyper_parameters.config); for '
                          f'released or timm weights use --model NAME --weights {path}')
     return found
 
 
 def fit_contents(ckpt: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, torch.Tensor]]]:
-    """(hyper_parameters, the network's state dict) of a loaded ``moga_lab.fit`` checkpoint; None for anything else.
+    """(hyper_parameters, the network's state dict) of a loaded ``moga_lab.cli.fit`` checkpoint; None for anything else.
 
     Args:
         ckpt: a loaded checkpoint object.
@@ -115,12 +115,12 @@ def fit_contents(ckpt: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, torch.Te
 
 
 def load_classifier(path: str, label: Optional[str] = None, trust: bool = False) -> NamedModel:
-    """The network a ``moga_lab.fit`` checkpoint holds ([B, C, H, W] -> [B, classes], eval mode), with its data's
+    """The network a ``moga_lab.cli.fit`` checkpoint holds ([B, C, H, W] -> [B, classes], eval mode), with its data's
     normalisation and class names. Imports nothing of ``moga_lab.training``.
 
     Args:
         path: a ``best.ckpt`` / ``last.ckpt`` written by `moga_lab.training.fit`, or its ``.safetensors`` export
-            (`moga_lab.export`).
+            (`moga_lab.cli.export`).
         label: the name reports use; None = the run's model name.
         trust: allow full unpickling of the file (see `moga_lab.models.checkpoint.torch_load`).
 
@@ -362,7 +362,7 @@ def eval_dataset(models: Sequence[NamedModel], data_dir: Optional[str], transfor
     from timm.data import create_transform
     from torchvision import datasets
 
-    from .data.imagefolder import load_rgb
+    from moga_lab.data.imagefolder import load_rgb
     ref = models[0]
     cfg = {**transform_config(models, transform), **(overrides or {})}
     root = _image_folder_root(data_dir)
@@ -526,3 +526,14 @@ def pixel_mean_image(models: Union[NamedModel, Sequence[NamedModel]], data: Opti
         total = x.sum(0) if total is None else total + x.sum(0)
         count += len(x)
     return (total / count).to(torch.float32)
+
+
+def write_image_list(path: str, ids, labels, info, paths=None) -> None:
+    """``images.csv``: image_id, label, class name (and file) of the images a run used, written atomically."""
+    import pandas as pd
+    from moga_lab.utils.atomic import atomic_write_csv
+    frame = pd.DataFrame(dict(image_id=list(ids), label=[int(t) for t in labels],
+                              class_name=[info.class_names[int(t)] for t in labels]))
+    if paths:
+        frame['path'] = paths
+    atomic_write_csv(path, frame)

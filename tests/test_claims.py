@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from moga_lab.analysis.claims import benjamini_hochberg, bootstrap_p, evaluate_registry, holm, load_registry
+from moga_lab.studies.claims import benjamini_hochberg, bootstrap_p, evaluate_registry, holm, load_registry
 from moga_lab.analysis.games import ORDER_RATIOS
 
 
@@ -115,7 +115,7 @@ def test_registry_errors_name_the_bad_value(tmp_path, entry, message):
 
 
 def test_the_sweep_chooses_on_validation_and_never_reads_the_test_split(tmp_path, monkeypatch, capsys):
-    from moga_lab import sweep as sweep_cli
+    from moga_lab.cli import sweep as sweep_cli
     from moga_lab.data.synthetic import SyntheticDataModule
 
     def no_test(self):

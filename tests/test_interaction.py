@@ -181,7 +181,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='module')
 def two_checkpoints(tmp_path_factory):
     """A MogaNet and a ConvNeXt trained for a few steps on the synthetic set (16 px, 4 classes)."""
-    from moga_lab import fit as fit_cli
+    from moga_lab.cli import fit as fit_cli
     root = tmp_path_factory.mktemp('ckpts')
     os.environ.pop('MOGA_LAB_RUN_DIR', None)
     paths = []
@@ -196,7 +196,7 @@ def two_checkpoints(tmp_path_factory):
 
 def _cli(args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, '-m', 'moga_lab.interaction', *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, '-m', 'moga_lab.cli.interaction', *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -204,7 +204,7 @@ SMALL = ['--pairs', '3', '--contexts', '3', '--ratios', '0,0.3,0.6,1', '--grid',
 
 
 def test_interaction_tool_two_models_same_draws_and_resume(two_checkpoints, tmp_path):
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     out = tmp_path / 'out'
     args = ['--checkpoint', two_checkpoints[0], '--checkpoint', two_checkpoints[1], '--num-images', '3',
             '--out', str(out)] + SMALL
@@ -232,7 +232,7 @@ def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path, capsys):
     out = tmp_path / 'killed'
     args = ['--checkpoint', two_checkpoints[0], '--num-images', '6', '--out', str(out)] + SMALL
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, '-m', 'moga_lab.interaction', *args], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.interaction', *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = out / 'parts' / 'rank0.csv'
     deadline = time.time() + 300
@@ -247,7 +247,7 @@ def test_interaction_tool_killed_run_resumes(two_checkpoints, tmp_path, capsys):
     frame = pd.read_csv(out / 'interaction.csv')
     assert frame.image_id.nunique() == 6 and len(frame) == 6 * 4
     # resuming with another design is refused in one line: the curve would mix two designs
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     with pytest.raises(SystemExit) as stop:
         tool.main(args + ['--contexts', '5'])
     assert stop.value.code == 2
@@ -266,14 +266,14 @@ def test_interaction_tool_spreads_images_over_ddp_ranks(two_checkpoints, tmp_pat
     assert frame.image_id.nunique() == 4
     # the same numbers as one process
     single = tmp_path / 'single'
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     assert tool.main(['--checkpoint', two_checkpoints[0], '--num-images', '4', '--out', str(single)] + SMALL) == 0
     one = pd.read_csv(single / 'interaction.csv').sort_values(['image_id', 'ratio']).J.to_numpy()
     assert abs(frame.sort_values(['image_id', 'ratio']).J.to_numpy() - one).max() < 1e-5
 
 
 def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoints, tmp_path, capsys):
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     out = tmp_path / 'precise'
     (out / 'parts').mkdir(parents=True)
     # a part file from before the debiased statistic (no I2 column): recomputed, not mixed in
@@ -302,21 +302,21 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
     (['--ratios', '0,1.5'], '--ratios [1.5] out of range'),
 ])
 def test_interaction_tool_errors(two_checkpoints, tmp_path, capsys, args, needle):
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     with pytest.raises(SystemExit) as info:
         tool.main(['--checkpoint', two_checkpoints[0], '--out', str(tmp_path)] + args)
     assert info.value.code == 2 and needle in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_clear(tmp_path, capsys):
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     with pytest.raises(SystemExit):
         tool.main(['--checkpoint', str(tmp_path / 'no.ckpt'), '--out', str(tmp_path)])
     assert "checkpoint '" in capsys.readouterr().err
 
 
 def test_callback_logs_the_curve_during_training(tmp_path):
-    from moga_lab import fit as fit_cli
+    from moga_lab.cli import fit as fit_cli
     os.environ.pop('MOGA_LAB_RUN_DIR', None)
     args = ['--variant', 'xt', '--data', 'synthetic', '--batch-size', '16', '--epochs', '2', '--limit-train-batches',
             '2', '--no-progress', '--interaction-every', '1', '--interaction-images', '2', '--run-dir', str(tmp_path)]
@@ -338,7 +338,7 @@ def test_flat_middle_share_counts_sampled_orders_in_band():
 
 def test_cli_number_parsers_name_the_bad_value():
     import argparse
-    from moga_lab.cli import int_at_least, positive_float, unit_fraction
+    from moga_lab.cli.common import int_at_least, positive_float, unit_fraction
     assert positive_float('0.25') == 0.25 and unit_fraction('0') == 0.0 and int_at_least(16)('16') == 16
     for parse, bad in ((positive_float, '0'), (positive_float, 'x'), (unit_fraction, '1'), (unit_fraction, '-0.1'),
                        (int_at_least(16), '15'), (int_at_least(16), '20.5')):
@@ -417,7 +417,7 @@ def test_pixel_mean_baseline_is_the_training_splits_mean_image(two_checkpoints):
 
 
 def test_each_baseline_gives_its_own_curve_on_a_trained_model(two_checkpoints, tmp_path, capsys):
-    from moga_lab import interaction as tool
+    from moga_lab.cli import interaction as tool
     from moga_lab.analysis.games import BASELINES, masking_baseline
     curves = {}
     for baseline in BASELINES:

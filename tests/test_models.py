@@ -326,7 +326,7 @@ def test_torch_export_equals_eager():
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_same_dwconv_skips_padding_taps_exactly(k, d, size, channels_last):
     """Cropping taps that read only padding: same output and the same gradients as the full conv (1e-6)."""
-    from moga_lab.models.moganet import same_dwconv
+    from moga_lab.models.layers import same_dwconv
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(6, 6, k, padding=d * (k // 2), dilation=d, groups=6)
     x = torch.randn(3, 6, size, size + 1, requires_grad=True)

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 import moga_lab  # noqa: F401
-from moga_lab import gradcam as gradcam_cli
-from moga_lab import interaction as interaction_cli
-from moga_lab import validate as validate_cli
+from moga_lab.cli import gradcam as gradcam_cli
+from moga_lab.cli import interaction as interaction_cli
+from moga_lab.cli import validate as validate_cli
 from moga_lab.loaders import PAPER_TRANSFORM, load_eval_images, load_models, load_pretrained
 from moga_lab.models.moganet import RELEASE_URL
 
@@ -224,7 +224,7 @@ def test_compare_models_on_released_weights(files, tmp_path):
 
 
 def test_analysis_commands_do_not_import_training(files, tmp_path):
-    code = ('import sys; from moga_lab import interaction; interaction.main(sys.argv[1:]); '
+    code = ('import sys; from moga_lab.cli import interaction; interaction.main(sys.argv[1:]); '
             'bad = sorted(m for m in sys.modules if m.startswith("moga_lab.training")); assert not bad, bad')
     done = subprocess.run([sys.executable, '-c', code] + _pair(files, 'moganet_xtiny') + [
         '--data-dir', str(files['dir'] / 'inet'), '--num-images', '1', '--out', str(tmp_path / 'o')] + TINY,

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import moga_lab  # noqa: F401
-from moga_lab import export as export_cli
-from moga_lab import gradcam as gradcam_cli
-from moga_lab import interaction as interaction_cli
-from moga_lab import validate as validate_cli
+from moga_lab.cli import export as export_cli
+from moga_lab.cli import gradcam as gradcam_cli
+from moga_lab.cli import interaction as interaction_cli
+from moga_lab.cli import validate as validate_cli
 from moga_lab.loaders import load_classifier, load_models, load_pretrained
 from moga_lab.models import (CheckpointMismatchError, UntrustedCheckpointError, create_classifier, load_checkpoint,
                              read_weights, torch_load)

@@ -110,7 +110,7 @@ def test_seed_share_figure_marks_every_seed_once_and_the_mean(tmp_path, monkeypa
 
 
 def test_seed_plan_names_the_spread_and_the_only_model_with_seeds():
-    from moga_lab.studies import _seed_plan
+    from moga_lab.studies.common import _seed_plan
     shares = pd.DataFrame({'model': ['a', 'a', 'a', 'b', 'b', 'c'], 'seed': [0, 1, 2, 0, 1, 0],
                            'share': [0.30, 0.28, 0.32, 0.20, 0.26, 0.25]})
     sd_a, sd_b = np.std([0.30, 0.28, 0.32], ddof=1), np.std([0.20, 0.26], ddof=1)

@@ -111,7 +111,7 @@ def _sequential_pooled(game, n, pairs, orders, target, generator, initial=8, gro
     contexts to the orders that missed the target, and estimate from every draw, those that decided included."""
     from moga_lab.analysis.strength import (PairSamples, StrengthEstimate, _draw_contexts, _tolerance, order_statistics,
                                             pair_summary)
-    from moga_lab.analysis.interaction import _SIGNS, _with_pairs
+    from moga_lab.analysis.coalitions import INTERACTION_SIGNS as _SIGNS, with_pairs as _with_pairs
     O, P = len(orders), len(pairs)
     det = torch.tensor([m in (0, n - 2) for m in orders])
     samples, request = PairSamples(O, P), torch.full((O, P), initial, dtype=torch.long)

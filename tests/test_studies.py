@@ -122,14 +122,14 @@ def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, scri
 
 
 def test_budget_states_its_epochs_in_words():
-    from moga_lab.studies import Budget
+    from moga_lab.studies.common import Budget
     assert Budget(epochs=1, limit_train_batches=0.25).describe_epochs() == '1 epoch over 0.25 of the training set'
     assert Budget(epochs=3).describe_epochs() == '3 epochs'
     assert Budget(epochs=2, limit_train_batches=40).describe_epochs() == '2 epochs of 40 batches'
 
 
 def test_reported_checkpoint_is_the_best_else_the_last(tmp_path):
-    from moga_lab.studies import reported_checkpoint
+    from moga_lab.studies.common import reported_checkpoint
     (tmp_path / 'last.ckpt').touch()
     assert reported_checkpoint(str(tmp_path)) == str(tmp_path / 'last.ckpt')
     (tmp_path / 'best.ckpt').touch()
@@ -296,7 +296,7 @@ def test_compare_models_train_seeds(tmp_path):
 
 
 def test_shared_from_names_the_folder_a_copied_run_trained_in(tmp_path):
-    from moga_lab.studies import shared_from
+    from moga_lab.studies.common import shared_from
 
     def run(folder, trained_in):
         folder.mkdir(parents=True)
@@ -313,8 +313,8 @@ def test_shared_from_names_the_folder_a_copied_run_trained_in(tmp_path):
 
 
 def test_gradcam_cli(tmp_path):
-    from moga_lab import fit as fit_cli
-    from moga_lab import gradcam as tool
+    from moga_lab.cli import fit as fit_cli
+    from moga_lab.cli import gradcam as tool
     import numpy as np
     os.environ.pop('MOGA_LAB_RUN_DIR', None)
     assert fit_cli.main(['--variant', 'xt', '--data', 'synthetic', '--image-size', '28', '--epochs', '1',
@@ -565,7 +565,7 @@ def test_paper_claims_two_studies_at_one_resolution_is_one_line(tmp_path, capsys
 
 
 def _add_seconds(out, n):
-    from moga_lab.studies import add_wall_time
+    from moga_lab.studies.common import add_wall_time
     for _ in range(n):
         add_wall_time(out, 'interaction', 1.0)
 
@@ -596,7 +596,7 @@ def _cached_design(path, contexts=50, target_ci=float('nan'), n_players=49):
 
 
 def test_finished_interaction_needs_every_image_of_every_name(tmp_path):
-    from moga_lab.studies import finished_interaction
+    from moga_lab.studies.common import finished_interaction
     cache = tmp_path / 'interaction.csv'
     assert finished_interaction(str(cache), ['a'], 2) is None              # no cache yet
     rows = pd.DataFrame({'model': ['a', 'a', 'b'], 'image_id': [3, 5, 3], 'I2': [0.1, 0.2, 0.3]})
@@ -613,7 +613,7 @@ def test_interaction_cache_of_another_design_is_refused():
     import tempfile
 
     from moga_lab.analysis.games import InteractionSettings
-    from moga_lab.studies import check_interaction_cache
+    from moga_lab.studies.common import check_interaction_cache
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / 'interaction.csv'
         same = InteractionSettings(grid=7, num_pairs=20, num_contexts=50, ratios=(0.0, 1.0))
@@ -679,7 +679,7 @@ def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_ca
     the images it finished beside its unfinished cache, a resumed run adds only the images it computes, and the
     study's total gets the time once every image is cached. If the unfinished cache is lost (a fresh machine, the
     study folder from git), its images are computed again and counted once."""
-    import moga_lab.studies as studies
+    import moga_lab.studies.common as studies
     from moga_lab.analysis.games import InteractionSettings
     from moga_lab.loaders import NamedModel
     torch.manual_seed(0)

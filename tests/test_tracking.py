@@ -9,7 +9,7 @@ import pytest
 from conftest import run_script
 import yaml
 
-from moga_lab import fit as fit_cli
+from moga_lab.cli import fit as fit_cli
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def _ablate_module():
 @needs_mlflow
 @needs_fmnist
 def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_reported(tmp_path, monkeypatch):
-    from moga_lab.tracking import StudyStore
+    from moga_lab.training.tracking import StudyStore
     out = tmp_path / 'abl'
 
     def broken(self, *args, **kwargs):

@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from moga_lab import fit as fit_cli
-from moga_lab import validate as validate_cli
+from moga_lab.cli import fit as fit_cli
+from moga_lab.cli import validate as validate_cli
 from moga_lab.data import SyntheticDataModule
 from moga_lab.training import ImageClassifier, NonFiniteLossError, RunConfig, paper_recipe, small_data_recipe
 
@@ -165,7 +165,7 @@ def test_fit_argument_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys,
 
 
 def test_fit_cli_subprocess_bad_variant(tmp_path):
-    proc = _run_cli(['moga_lab.fit', '--variant', 'huge'], cwd=tmp_path, timeout=120)
+    proc = _run_cli(['moga_lab.cli.fit', '--variant', 'huge'], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "'huge'" in proc.stderr
 
@@ -187,7 +187,7 @@ def test_config_file_and_flags_precedence(tmp_path, monkeypatch):
 
 def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
     run = tmp_path / 'run'
-    args = ['moga_lab.fit'] + SYN + ['--epochs', '3', '--checkpoint-every', '4', '--run-dir', str(run)]
+    args = ['moga_lab.cli.fit'] + SYN + ['--epochs', '3', '--checkpoint-every', '4', '--run-dir', str(run)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop('MOGA_LAB_RUN_DIR', None)
     proc = subprocess.Popen([sys.executable, '-m', *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -211,7 +211,7 @@ def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
     assert not (run / 'results.yaml').exists()
     # the checkpoint on disk is complete and loadable after the kill
     torch.load(last, map_location='cpu', weights_only=True)
-    done = _run_cli(['moga_lab.fit', '--resume', '--run-dir', str(run), '--no-progress'], cwd=tmp_path)
+    done = _run_cli(['moga_lab.cli.fit', '--resume', '--run-dir', str(run), '--no-progress'], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     results = yaml.safe_load((run / 'results.yaml').read_text())
     assert results['global_step'] == 3 * (224 // 16)  # exactly as many optimizer steps as an uninterrupted run
@@ -222,7 +222,7 @@ def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
 
 
 def test_resume_without_checkpoint_is_clear(tmp_path):
-    proc = _run_cli(['moga_lab.fit', '--resume', '--run-dir', str(tmp_path / 'none')], cwd=tmp_path, timeout=120)
+    proc = _run_cli(['moga_lab.cli.fit', '--resume', '--run-dir', str(tmp_path / 'none')], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and 'no run with config.yaml and last.ckpt found' in proc.stderr
 
 
@@ -231,10 +231,10 @@ def test_ddp_on_cpu_matches_one_process(tmp_path):
     (--batch-size is per device, as in Lightning and timm): same steps, same accuracy within noise."""
     common = ['--variant', 'xtiny', '--data', 'synthetic', '--no-progress', '--epochs', '4', '--lr', '3e-3',
               '--seed', '1']
-    one = _run_cli(['moga_lab.fit'] + common + ['--batch-size', '16', '--run-dir', str(tmp_path / 'one')],
+    one = _run_cli(['moga_lab.cli.fit'] + common + ['--batch-size', '16', '--run-dir', str(tmp_path / 'one')],
                    cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = _run_cli(['moga_lab.fit'] + common + ['--batch-size', '8', '--devices', '2', '--strategy', 'ddp',
+    two = _run_cli(['moga_lab.cli.fit'] + common + ['--batch-size', '8', '--devices', '2', '--strategy', 'ddp',
                                                 '--accelerator', 'cpu', '--run-dir', str(tmp_path / 'two')],
                    cwd=tmp_path, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
@@ -246,7 +246,7 @@ def test_ddp_on_cpu_matches_one_process(tmp_path):
     v2 = pd.read_csv(tmp_path / 'two' / 'metrics.csv')['val/acc1'].dropna().iloc[-1]
     assert v1 > 0.6 and v2 > 0.6 and abs(v1 - v2) <= 5 / 32, (v1, v2)
     # the DDP-synchronised metric equals a single-process evaluation of the same weights
-    val = _run_cli(['moga_lab.validate', '--checkpoint', str(tmp_path / 'two' / 'last.ckpt'), '--split', 'val'],
+    val = _run_cli(['moga_lab.cli.validate', '--checkpoint', str(tmp_path / 'two' / 'last.ckpt'), '--split', 'val'],
                    cwd=tmp_path)
     assert val.returncode == 0, val.stderr[-2000:]
     assert f'top-1 {100 * v2:.2f} %' in val.stdout

@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..models.fuse import NATIVE_BF16, onednn_bf16
-from .interaction import order_grid, sample_contexts
-from .strength import estimate_strength
+from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
+from moga_lab.analysis.interaction import order_grid, sample_contexts
+from moga_lab.analysis.strength import estimate_strength
 
 __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve', 'InteractionSettings',
            'ORDER_RATIOS', 'IMAGENET_DEFAULTS', 'SMALL_IMAGE_DEFAULTS', 'VALUES', 'STATISTICS', 'evaluation_model',

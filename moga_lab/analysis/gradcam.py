@@ -229,7 +229,7 @@ def plot_gradcam_grid(images: torch.Tensor, maps: Sequence[torch.Tensor], model_
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from .plots import save_figure
+    from moga_lab.analysis.plots import save_figure
 
     mean_t = torch.tensor(mean).view(-1, 1, 1)
     std_t = torch.tensor(std).view(-1, 1, 1)

@@ -12,7 +12,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .games import middle_share_difference, middle_share_interval
+from moga_lab.analysis.games import middle_share_difference, middle_share_interval
 
 __all__ = ['welch', 'welch_half_width', 'seeds_for_half_width', 'middle_share_by_seed',
            'middle_share_difference_over_seeds']

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from .interaction import ValueFn, _check, _with_pairs, _SIGNS, evaluate_rows, sample_contexts
+from moga_lab.analysis.coalitions import INTERACTION_SIGNS, ValueFn, check_pairs_orders, evaluate_rows, sample_contexts, with_pairs
 
 __all__ = ['CachedValues', 'PairSamples', 'pair_summary', 'order_statistics', 'estimate_strength', 'StrengthEstimate',
            'Z95', 'NOISE_FLOOR_FACTOR', 'ABS_BIAS_FACTOR']
@@ -350,7 +350,7 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         est.stats['J_abs'], est.stats['J_debiased'], est.forwards
         ```
     """
-    pairs, orders = _check(n_players, pairs, orders)
+    pairs, orders = check_pairs_orders(n_players, pairs, orders)
     O, P = len(orders), len(pairs)
     deterministic = [m == 0 or m == n_players - 2 for m in orders]
     values = CachedValues(value_fn, batch_size, progress, remember=target_ci is not None)
@@ -362,10 +362,10 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         if ctx is None:
             ctx = _draw_contexts(n_players, pairs[pair_idx], torch.tensor(orders, dtype=torch.long)[order_idx],
                                  generator)
-        coalitions = _with_pairs(ctx, pairs[pair_idx])                   # [R, 4, n]
+        coalitions = with_pairs(ctx, pairs[pair_idx])                   # [R, 4, n]
         v = values(coalitions.reshape(-1, n_players)).view(-1, 4)
         samples = PairSamples(O, P)
-        samples.add(order_idx, pair_idx, (v * _SIGNS).sum(-1))
+        samples.add(order_idx, pair_idx, (v * INTERACTION_SIGNS).sum(-1))
         return samples
 
     def finish(samples: PairSamples, rounds: int, converged=None, pilot_contexts=None, pilot=None) -> StrengthEstimate:

@@ -1,11 +1,11 @@
 """LightningDataModules: Fashion-MNIST (default), CIFAR-10/100, ImageFolder trees, synthetic."""
 from typing import Any
 
-from .base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
-from .cifar import CIFARDataModule
-from .fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FashionMNISTDataModule
-from .imagefolder import CorruptImageError, ImageFolderDataModule
-from .synthetic import SyntheticDataModule
+from moga_lab.data.base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
+from moga_lab.data.cifar import CIFARDataModule
+from moga_lab.data.fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FashionMNISTDataModule
+from moga_lab.data.imagefolder import CorruptImageError, ImageFolderDataModule
+from moga_lab.data.synthetic import SyntheticDataModule
 
 DATASETS = ('fashion-mnist', 'cifar10', 'cifar100', 'imagefolder', 'synthetic')
 

@@ -6,7 +6,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
+from moga_lab.data.base import ClassificationDataModule, DataError, DatasetInfo, TensorImageDataset
 
 __all__ = ['CIFARDataModule']
 

@@ -7,7 +7,7 @@ from PIL import Image, UnidentifiedImageError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torchvision import datasets
 
-from .base import ClassificationDataModule, DataError, DatasetInfo
+from moga_lab.data.base import ClassificationDataModule, DataError, DatasetInfo
 
 __all__ = ['ImageFolderDataModule', 'CorruptImageError', 'load_rgb']
 

@@ -3,7 +3,7 @@ from typing import Any
 
 import torch
 
-from .base import ClassificationDataModule, DatasetInfo, TensorImageDataset
+from moga_lab.data.base import ClassificationDataModule, DatasetInfo, TensorImageDataset
 
 __all__ = ['SyntheticDataModule']
 

@@ -11,7 +11,7 @@ timm load them, ``weights_only=True``, with only the few extra types real releas
 (`safe_globals`: the trainer's ``argparse.Namespace``, numpy scalars). A file that needs anything else is refused
 in one line that names the types; ``trust=True`` (``--trust-weights`` on the command line) is the only way to
 unpickle it fully. ``.safetensors`` files hold tensors only and are the recommended format for sharing weights
-(``python -m moga_lab.export``).
+(``python -m moga_lab.cli.export``).
 
 EMA weights (``state_dict_ema`` of timm's trainer, ``model_ema`` of DeiT-style ones) are taken instead of the raw
 weights only when asked (``use_ema=True``, timm's rule for ``pretrained`` files); `read_weights` says which

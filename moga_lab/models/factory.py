@@ -14,11 +14,13 @@ from typing import Any, Dict, Optional, Sequence
 import timm
 import torch.nn as nn
 
-from .moganet import resolve_variant
+from moga_lab.models.moganet import resolve_variant
 
-__all__ = ['create_classifier', 'is_moganet', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELINES']
+__all__ = ['create_classifier', 'is_moganet', 'MIN_IMAGE_SIZE', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELINES']
 
 SMALL_IMAGE_MAX = 64
+# smallest image side accepted: four stages of down-sampling (stem stride 2 or 4, then 2, 2, 2) still leave a map
+MIN_IMAGE_SIZE = 16
 BASELINE_PREFIXES = ('convnext_', 'swin_')
 # Swin below swin_tiny (28M) for CPU comparisons with MogaNet-XT/T: same layout, narrower and fewer heads.
 SMALL_BASELINES = {

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .moganet import ChannelAggregationFFN, MogaBlock, MogaNet, MultiOrderGatedAggregation, same_dwconv, same_dwconv_args
+from moga_lab.models.layers import ChannelAggregationFFN, MogaBlock, MultiOrderGatedAggregation, same_dwconv, same_dwconv_args
 
 __all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops', 'onednn_bf16']
 
@@ -309,9 +309,12 @@ class _EvalOnly:
         return super().train(False)
 
 
-def fuse_for_inference(model: MogaNet, channels_last: bool = True) -> MogaNet:
-    """An eval-only copy of ``model`` computing the same function with the folds described above."""
-    if not isinstance(model, MogaNet):
+def fuse_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """An eval-only copy of ``model`` (a `moga_lab.models.MogaNet`) computing the same function with the folds
+    described above. The network is recognised by its parts (``num_stages`` stages of `MogaBlock`), so this file
+    needs only the blocks and the network can call it without an import circle."""
+    if not (hasattr(model, 'num_stages') and hasattr(model, 'patch_embed1')
+            and any(isinstance(m, MogaBlock) for m in model.modules())):
         raise TypeError(f'fuse_for_inference takes a MogaNet; got {type(model).__name__}')
     fused = copy.deepcopy(model).eval()
     with torch.no_grad():

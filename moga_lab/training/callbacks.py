@@ -6,10 +6,10 @@ import lightning as L
 import pandas as pd
 import torch
 
-from ..analysis.games import InteractionSettings, interaction_strength, middle_order_share, strength_curve
-from ..analysis.plots import plot_interaction_evolution
-from ..atomic import atomic_write_csv
-from .loggers import log_figure
+from moga_lab.analysis.games import InteractionSettings, interaction_strength, middle_order_share, strength_curve
+from moga_lab.analysis.plots import plot_interaction_evolution
+from moga_lab.utils.atomic import atomic_write_csv
+from moga_lab.training.loggers import log_figure
 
 __all__ = ['InteractionCurveCallback']
 

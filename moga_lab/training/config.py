@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
-from ..models import resolve_variant
+from moga_lab.models import resolve_variant
 
 __all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConfig', 'paper_recipe',
            'small_data_recipe', 'load_yaml', 'ConfigError']

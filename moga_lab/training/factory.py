@@ -3,8 +3,8 @@ import dataclasses
 
 import torch.nn as nn
 
-from ..models.factory import BASELINE_PREFIXES, SMALL_BASELINES, SMALL_IMAGE_MAX, create_classifier, is_moganet
-from .config import ModelConfig
+from moga_lab.models.factory import BASELINE_PREFIXES, SMALL_BASELINES, SMALL_IMAGE_MAX, create_classifier, is_moganet
+from moga_lab.training.config import ModelConfig
 
 __all__ = ['build_model', 'SMALL_IMAGE_MAX', 'BASELINE_PREFIXES', 'SMALL_BASELINES', 'is_moganet']
 

@@ -15,8 +15,8 @@ from timm.utils import ModelEmaV3
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from .config import RunConfig
-from .factory import build_model
+from moga_lab.training.config import RunConfig
+from moga_lab.training.factory import build_model
 
 __all__ = ['ImageClassifier', 'NonFiniteLossError']
 

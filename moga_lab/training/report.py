@@ -5,7 +5,7 @@ from typing import Optional
 
 import pandas as pd
 
-from ..atomic import atomic_write_csv, atomic_write_text
+from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 __all__ = ['atomic_write_text', 'atomic_write_csv', 'merge_metrics', 'plot_learning_curve']
 

@@ -6,6 +6,7 @@
 training loop over all resumed segments plus the test; training images/s of the last segment).
 """
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -14,15 +15,14 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
-from lightning.pytorch.trainer.states import RunningStage
 
-from ..data import ClassificationDataModule, create_datamodule
-from ..models.fuse import NATIVE_BF16, onednn_bf16
-from ..runtime import describe_machine, running_time
-from .config import RunConfig
-from .loggers import build_loggers, log_figure, log_final_metrics
-from .module import ImageClassifier
-from .report import atomic_write_text, merge_metrics, plot_learning_curve
+from moga_lab.data import ClassificationDataModule, create_datamodule
+from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
+from moga_lab.utils.runtime import describe_machine
+from moga_lab.training.config import RunConfig
+from moga_lab.training.loggers import build_loggers, log_figure, log_final_metrics
+from moga_lab.training.module import ImageClassifier
+from moga_lab.training.report import atomic_write_text, merge_metrics, plot_learning_curve
 
 __all__ = ['fit', 'prepare', 'build_datamodule', 'FitResult']
 
@@ -78,11 +78,11 @@ class _ThroughputClock(L.Callback):
         self._start = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._start = running_time()
+        self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._start is not None:
-            self.seconds += running_time() - self._start
+            self.seconds += time.perf_counter() - self._start
             self.images += len(batch[0]) * trainer.world_size
             self._start = None
 
@@ -90,41 +90,6 @@ class _ThroughputClock(L.Callback):
         if trainer.is_global_zero and self.seconds:
             for logger in trainer.loggers:
                 logger.log_metrics({'train/images_per_second': self.images / self.seconds}, step=trainer.global_step)
-
-
-class _RunningTimer(Timer):
-    """Lightning's Timer (its elapsed time is saved in checkpoints and continues on resume) on a clock that stands
-    still while the process is stopped (`moga_lab.runtime.running_time`): a study paused while a benchmark runs alone
-    does not count the pause in its wall times. Lightning's Timer reads ``time.monotonic()`` in each hook, so the
-    hooks that read it are restated here."""
-
-    def time_elapsed(self, stage: str = RunningStage.TRAINING) -> float:
-        start, end = self.start_time(stage), self.end_time(stage)
-        offset = self._offset if stage == RunningStage.TRAINING else 0
-        if start is None:
-            return offset
-        return (running_time() if end is None else end) - start + offset
-
-    def _mark(self, table, stage):
-        table[stage] = running_time()
-
-    def on_train_start(self, trainer, pl_module):
-        self._mark(self._start_time, RunningStage.TRAINING)
-
-    def on_train_end(self, trainer, pl_module):
-        self._mark(self._end_time, RunningStage.TRAINING)
-
-    def on_validation_start(self, trainer, pl_module):
-        self._mark(self._start_time, RunningStage.VALIDATING)
-
-    def on_validation_end(self, trainer, pl_module):
-        self._mark(self._end_time, RunningStage.VALIDATING)
-
-    def on_test_start(self, trainer, pl_module):
-        self._mark(self._start_time, RunningStage.TESTING)
-
-    def on_test_end(self, trainer, pl_module):
-        self._mark(self._end_time, RunningStage.TESTING)
 
 
 def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
@@ -244,18 +209,18 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
     periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
                                save_top_k=0, save_last=True)
     clock = _ThroughputClock()
-    timer = _RunningTimer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
+    timer = Timer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
     callbacks = [best, periodic, clock, timer]
     if cfg.trainer.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if cfg.trainer.interaction_every:
-        from .callbacks import InteractionCurveCallback
+        from moga_lab.training.callbacks import InteractionCurveCallback
         n = min(cfg.trainer.interaction_images, len(dm.val_set))
         images, labels = zip(*(dm.val_set[k] for k in range(n)))
         callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
                                                   every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
     trainer = _trainer(cfg, run_dir, callbacks, log_every=_log_every(cfg, dm))
-    start = running_time()
+    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*Checkpoint directory .* exists and is not empty.*')
@@ -270,7 +235,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
             ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
             out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
-    seconds = running_time() - start
+    seconds = time.perf_counter() - start
     total_seconds = train_seconds + timer.time_elapsed('test')
     ips = clock.images / clock.seconds if clock.seconds else 0.0
     if trainer.is_global_zero:

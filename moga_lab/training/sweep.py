@@ -12,8 +12,8 @@ from typing import Callable, Optional, Sequence
 import pandas as pd
 import yaml
 
-from ..atomic import atomic_write_csv
-from .config import RunConfig
+from moga_lab.utils.atomic import atomic_write_csv
+from moga_lab.training.config import RunConfig
 
 __all__ = ['lr_sweep', 'SWEEP_COLUMNS']
 
@@ -40,7 +40,7 @@ def lr_sweep(base: RunConfig, lrs: Sequence[float], out: str,
     Raises:
         ValueError: no learning rate, one that is not > 0, or no validation split.
     """
-    from .run import fit, prepare
+    from moga_lab.training.run import fit, prepare
     if not lrs:
         raise ValueError('no learning rate to sweep; pass one or more values > 0 (e.g. 1e-3 2e-3 4e-3)')
     bad = [lr for lr in lrs if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr))]

@@ -1,0 +1,79 @@
+"""``moga-study``: run a study's units, resumably (see `moga_lab.studies.runner`).
+
+    moga-study run STUDY.yaml [--until HH:MM] [--only PATTERN ...] [--executor inline|local|slurm] [--dry-run]
+    moga-study status STUDY.yaml
+    moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished]
+    moga-study import STUDY.yaml ARCHIVE.tar.gz
+"""
+import argparse
+import sys
+from typing import List, Optional
+
+from moga_lab.cli.common import Parser, fail, int_at_least
+from moga_lab.studies.runner import (EXECUTORS, StudyError, export_units, import_units, load_study, parse_deadline,
+                                     run_study, study_status)
+
+__all__ = ['build_parser', 'main']
+
+
+def build_parser() -> Parser:
+    p = Parser(prog='moga-study', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest='action', required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('study', help='the study file (YAML: units with their commands, see moga_lab.studies.runner)')
+    common.add_argument('--out', help="the units' root folder (default: the study file's out)")
+    r = sub.add_parser('run', parents=[common], help='run unfinished units (finished ones are skipped)')
+    r.add_argument('--until', help='start no unit whose estimate would end after HH:MM (or an ISO date-time)')
+    r.add_argument('--only', nargs='+', metavar='PATTERN', help='only units whose names match these globs')
+    r.add_argument('--executor', choices=EXECUTORS, default='inline')
+    r.add_argument('--concurrency', type=int_at_least(1), default=1, help='local: units at once')
+    r.add_argument('--threads', type=int_at_least(1), help='OMP_NUM_THREADS per unit')
+    r.add_argument('--partition', help='slurm partition')
+    r.add_argument('--time', type=int_at_least(1), default=240, help='slurm: minutes per job')
+    r.add_argument('--gpus', type=int_at_least(0), default=0, help='slurm: GPUs per job')
+    r.add_argument('--dry-run', action='store_true', help='say what would run, run nothing')
+    sub.add_parser('status', parents=[common], help='list the units and their state')
+    e = sub.add_parser('export', parents=[common], help="pack unfinished units' folders into an archive")
+    e.add_argument('archive')
+    e.add_argument('--include-finished', action='store_true', help='pack finished units too')
+    i = sub.add_parser('import', parents=[common], help='unpack an exported archive into the study')
+    i.add_argument('archive')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    try:
+        study = load_study(args.study, args.out)
+        if args.action == 'status':
+            import pandas as pd
+            rows = study_status(study)
+            table = pd.DataFrame(rows)
+            table['waits_for'] = table['waits_for'].map(', '.join)
+            print(table.to_string(index=False))
+            counts = table.state.value_counts()
+            print(f"{counts.get('done', 0)} done, {counts.get('partial', 0)} partial, {counts.get('pending', 0)} "
+                  f"pending; ~{table.loc[table.state != 'done', 'estimate_min'].sum():.0f} min left (estimates)")
+            return 0
+        if args.action == 'export':
+            names = export_units(study, args.archive, args.include_finished)
+            print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
+            return 0
+        if args.action == 'import':
+            names = import_units(study, args.archive)
+            print(f'{len(names)} unit(s) unpacked into {study.out}: {", ".join(names) or "none"}')
+            return 0
+        slurm = dict(timeout_min=args.time, **({'slurm_partition': args.partition} if args.partition else {}),
+                     **({'gpus_per_node': args.gpus} if args.gpus else {}))
+        result = run_study(study, args.executor, parse_deadline(args.until) if args.until else None, args.only,
+                           args.concurrency, args.threads, slurm, args.dry_run,
+                           log=lambda line: print(line, flush=True))
+        print(f"{len(result['done'])} finished, {len(result['failed'])} failed, {len(result['skipped'])} not started")
+        return 1 if result['failed'] else 0
+    except StudyError as error:
+        fail(p.prog, str(error))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

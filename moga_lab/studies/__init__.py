@@ -1,0 +1,8 @@
+"""Studies: the paper's experiments at a scale a small machine allows, and what runs them.
+
+- `.common`: one training unit (`train_variant`), interaction caches over models, seed tables, provenance.
+- `.claims`: the claims registry, its tests and their family-wise adjustment (``moga-claims --registry``).
+- `.runner` (``moga-study``): studies as resumable units (skip what is finished, resume what is not, a deadline,
+  status, export/import of unfinished units); `.jobs` runs units through submitit (local processes or Slurm).
+- the MLflow study store is `moga_lab.training.tracking` (a single fit logs to it too).
+"""

@@ -1,0 +1,411 @@
+"""Studies as resumable units: the package's runner for work that outlasts one allocation or one machine.
+
+A study is a YAML file of **units**. A unit is one command line of the package's own tools (``moga-fit``,
+``moga-interaction``, ``moga-gradcam``, ``moga-sweep``, ...) with its own folder, an estimate of its minutes and the
+units it needs first::
+
+    name: compare
+    out: runs/compare                      # unit folders: <out>/<unit name>
+    units:
+      - name: fit-{model}-s{seed}          # a matrix expands one entry into a unit per combination
+        matrix: {model: [moganet_xtiny, convnext_atto], seed: [0, 1]}
+        command: moga-fit --model {model} --seed {seed} --run-dir {dir} --epochs 3
+        resume: {if_exists: last.ckpt, args: --resume}   # how a stopped unit continues (Lightning's last.ckpt)
+        minutes: 40
+      - name: curves-{model}-s{seed}
+        matrix: {model: [moganet_xtiny, convnext_atto], seed: [0, 1]}
+        after: [fit-{model}-s{seed}]
+        command: moga-interaction --checkpoint {out}/fit-{model}-s{seed}/best.ckpt --out {dir}
+        minutes: 25
+
+``run`` skips finished units, resumes unfinished ones, and starts a unit only when the units it needs are
+finished; ``--until HH:MM`` starts no unit whose estimate would end after the deadline (time-limited allocations);
+``status`` lists every unit; ``export`` packs the folders of unfinished units (checkpoints included) into an
+archive and ``import`` unpacks one, to move a study to another machine or survive a preempted node. A unit is
+finished when the runner has written ``<dir>/unit.yaml`` after the command exited with status 0 (atomically: a
+stopped runner never marks a unit finished); its log is ``<dir>/unit.log``.
+
+Units run one after another in this process's machine (``inline``), as submitit jobs on this machine (``local``,
+``concurrency`` at a time) or as a Slurm array (``slurm``). submitit runs the command lines
+(`submitit.helpers.CommandFunction`); the ordering, the deadline and the archive are ours, because submitit has no
+notion of a study.
+"""
+import datetime as dt
+import fnmatch
+import importlib.util
+import itertools
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from moga_lab.utils.atomic import atomic_write_text
+from moga_lab.utils.runtime import describe_machine
+
+__all__ = ['Unit', 'Study', 'StudyError', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
+           'import_units', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
+
+EXECUTORS = ('inline', 'local', 'slurm')
+DONE_FILE = 'unit.yaml'
+LOG_FILE = 'unit.log'
+_UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
+
+
+class StudyError(ValueError):
+    """A study file or a request the runner cannot honour (reported in one line)."""
+
+
+@dataclass
+class Unit:
+    """One command line with its folder. ``minutes``: the estimate ``--until`` plans with; ``after``: units that
+    must be finished first; ``resume_if``/``resume_args``: a file whose presence in ``dir`` means the command can
+    continue, and the arguments that make it do so."""
+    name: str
+    command: List[str]
+    dir: str
+    minutes: float = 0.0
+    after: List[str] = field(default_factory=list)
+    resume_if: Optional[str] = None
+    resume_args: List[str] = field(default_factory=list)
+    threads: Optional[int] = None
+
+    def argv(self) -> List[str]:
+        """The command to run now: with ``resume_args`` when the unit left something to continue from."""
+        resume = self.resume_if and os.path.exists(os.path.join(self.dir, self.resume_if))
+        return _executable(self.command + (self.resume_args if resume else []))
+
+
+@dataclass
+class Study:
+    """A study file, expanded: its name, output root and units in file order."""
+    name: str
+    out: str
+    units: List[Unit]
+
+    def unit(self, name: str) -> Unit:
+        for u in self.units:
+            if u.name == name:
+                return u
+        raise StudyError(f'no unit {name!r} in study {self.name!r}; units: {", ".join(u.name for u in self.units)}')
+
+
+def _executable(argv: List[str]) -> List[str]:
+    """``moga-X ...`` runs as ``python -m moga_lab.cli.X`` with this interpreter (the console scripts need not be
+    on PATH), and ``python`` is this interpreter."""
+    head = argv[0]
+    if head.startswith('moga-'):
+        module = 'moga_lab.cli.' + head[len('moga-'):].replace('-', '_')
+        if importlib.util.find_spec(module) is not None:
+            return [sys.executable, '-m', module] + argv[1:]
+    if head in ('python', 'python3'):
+        return [sys.executable] + argv[1:]
+    return argv
+
+
+def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
+    unknown = sorted(set(entry) - _UNIT_KEYS)
+    if unknown:
+        raise StudyError(f'{where}: unknown keys {unknown}; accepted: {", ".join(sorted(_UNIT_KEYS))}')
+    for key in ('name', 'command'):
+        if not entry.get(key):
+            raise StudyError(f'{where}: no {key!r}; every unit needs a name and a command')
+    matrix = entry.get('matrix') or {}
+    if not isinstance(matrix, dict) or any(not isinstance(v, list) or not v for v in matrix.values()):
+        raise StudyError(f'{where}: matrix must map names to non-empty lists, e.g. {{seed: [0, 1]}}; got {matrix!r}')
+    resume = entry.get('resume') or {}
+    units = []
+    for values in itertools.product(*matrix.values()) if matrix else [()]:
+        keys = dict(zip(matrix, values))
+        try:
+            name = str(entry['name']).format(**keys)
+            folder = os.path.join(out, name)
+            fill = dict(keys, dir=folder, out=out, name=name)
+            command = entry['command']
+            parts = shlex.split(command.format(**fill)) if isinstance(command, str) else \
+                [str(c).format(**fill) for c in command]
+            after = [str(a).format(**keys) for a in entry.get('after') or []]
+            resume_args = resume.get('args') or []
+            resume_args = shlex.split(resume_args) if isinstance(resume_args, str) else [str(a) for a in resume_args]
+        except (KeyError, IndexError) as error:
+            raise StudyError(f'{where}: {{{error.args[0]}}} is not a matrix name; accepted: '
+                             f'{", ".join(list(matrix) + ["dir", "out", "name"])}') from None
+        minutes = entry.get('minutes', 0)
+        if not isinstance(minutes, (int, float)) or minutes < 0:
+            raise StudyError(f'{where}: minutes={minutes!r}; accepted: a number >= 0 (the estimate --until uses)')
+        units.append(Unit(name, parts, folder, float(minutes), after, resume.get('if_exists'), resume_args,
+                          entry.get('threads')))
+    return units
+
+
+def load_study(path: str, out: Optional[str] = None) -> Study:
+    """Read and expand a study file; ``out`` overrides its ``out``. Raises `StudyError` naming the bad value."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except OSError as error:
+        raise StudyError(f'cannot read study file {path}: {error.strerror}') from None
+    except yaml.YAMLError as error:
+        raise StudyError(f'{path} is not valid YAML: {str(error).splitlines()[0]}') from None
+    if not isinstance(raw, dict) or not isinstance(raw.get('units'), list) or not raw['units']:
+        raise StudyError(f'{path}: a study file needs a list "units:" (see moga_lab.studies.runner)')
+    out = out or raw.get('out') or os.path.join('runs', raw.get('name') or os.path.splitext(os.path.basename(path))[0])
+    units = [u for k, entry in enumerate(raw['units'])
+             for u in _expand(entry if isinstance(entry, dict) else {}, out, f'{path}: unit {k + 1}')]
+    names = [u.name for u in units]
+    doubles = sorted({n for n in names if names.count(n) > 1})
+    if doubles:
+        raise StudyError(f'{path}: unit names must be unique; repeated: {doubles}')
+    for u in units:
+        missing = [a for a in u.after if a not in names]
+        if missing:
+            raise StudyError(f'{path}: unit {u.name!r} comes after {missing}, which the study does not have')
+    return Study(raw.get('name') or os.path.splitext(os.path.basename(path))[0], out, units)
+
+
+def unit_state(unit: Unit) -> str:
+    """``done`` (finished), ``partial`` (its folder holds something to resume from, or at least a started log) or
+    ``pending`` (never started)."""
+    if os.path.isfile(os.path.join(unit.dir, DONE_FILE)):
+        return 'done'
+    if unit.resume_if and os.path.exists(os.path.join(unit.dir, unit.resume_if)):
+        return 'partial'
+    return 'partial' if os.path.isfile(os.path.join(unit.dir, LOG_FILE)) else 'pending'
+
+
+def _record(unit: Unit) -> Dict[str, Any]:
+    with open(os.path.join(unit.dir, DONE_FILE)) as f:
+        return yaml.safe_load(f) or {}
+
+
+def study_status(study: Study) -> List[Dict[str, Any]]:
+    """One row per unit: name, state, its estimate, the minutes it took and the machine that ran it (finished units),
+    and the unfinished units it waits for."""
+    states = {u.name: unit_state(u) for u in study.units}
+    rows = []
+    for u in study.units:
+        record = _record(u) if states[u.name] == 'done' else {}
+        rows.append(dict(unit=u.name, state=states[u.name], estimate_min=u.minutes,
+                         took_min=record.get('minutes'), machine=record.get('machine'),
+                         waits_for=[a for a in u.after if states[a] != 'done']))
+    return rows
+
+
+def parse_deadline(text: str, now: Optional[dt.datetime] = None) -> dt.datetime:
+    """``HH:MM`` (local time; the next such moment) or an ISO date-time, as a datetime. `StudyError` otherwise."""
+    now = now or dt.datetime.now()
+    try:
+        hour, minute = (int(p) for p in text.split(':'))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+        at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return at if at > now else at + dt.timedelta(days=1)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise StudyError(f'--until {text!r} is not a time; accepted: HH:MM (e.g. 17:30) or YYYY-MM-DDTHH:MM') from None
+
+
+def _select(study: Study, only: Optional[Sequence[str]]) -> List[Unit]:
+    if not only:
+        return list(study.units)
+    chosen = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in only)]
+    if not chosen:
+        raise StudyError(f'--only {" ".join(only)} matches no unit; units: {", ".join(u.name for u in study.units)}')
+    return chosen
+
+
+def _finish(unit: Unit, seconds: float, resumed: bool) -> None:
+    atomic_write_text(os.path.join(unit.dir, DONE_FILE), yaml.safe_dump(dict(
+        unit=unit.name, command=shlex.join(unit.command), minutes=round(seconds / 60, 2), machine=describe_machine(),
+        finished=dt.datetime.now().isoformat(timespec='seconds'), resumed=resumed), sort_keys=False))
+
+
+def _environment(unit: Unit, threads: Optional[int]) -> Dict[str, str]:
+    env = dict(os.environ)
+    n = unit.threads or threads
+    if n:
+        env['OMP_NUM_THREADS'] = str(n)
+    return env
+
+
+def _run_inline(unit: Unit, threads: Optional[int]) -> int:
+    os.makedirs(unit.dir, exist_ok=True)
+    argv = unit.argv()
+    start = time.perf_counter()
+    with open(os.path.join(unit.dir, LOG_FILE), 'a') as log:
+        log.write(f'\n$ {shlex.join(argv)}\n')
+        log.flush()
+        code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env=_environment(unit, threads))
+    if code == 0:
+        _finish(unit, time.perf_counter() - start, resumed=argv != _executable(unit.command))
+    return code
+
+
+def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetime] = None,
+              only: Optional[Sequence[str]] = None, concurrency: int = 1, threads: Optional[int] = None,
+              slurm: Optional[Dict[str, Any]] = None, dry_run: bool = False,
+              log=print) -> Dict[str, List[str]]:
+    """Run the study's unfinished units in file order, each once the units it needs are finished.
+
+    Args:
+        study: from `load_study`.
+        executor: ``inline`` (one after another, here), ``local`` (submitit processes on this machine,
+            ``concurrency`` at a time) or ``slurm`` (submitit: one job per unit; ``slurm`` holds its parameters,
+            e.g. ``{'slurm_partition': 'gpu', 'timeout_min': 240, 'gpus_per_node': 1}``).
+        until: start no unit whose estimate would end after this moment (None: no deadline).
+        only: glob patterns of unit names (the units they need are not added; they must be finished).
+        threads: ``OMP_NUM_THREADS`` for each unit (a unit's own ``threads`` wins).
+        dry_run: say what would run, run nothing.
+        log: where progress lines go.
+
+    Returns:
+        ``{'done': [...], 'failed': [...], 'skipped': [...]}``: units finished by this call, units whose command
+        failed (see their ``unit.log``), and units not started (deadline, or waiting for a unit that did not finish).
+    """
+    if executor not in EXECUTORS:
+        raise StudyError(f'--executor {executor!r} is not accepted; accepted: {", ".join(EXECUTORS)}')
+    if executor == 'slurm' and shutil.which('sbatch') is None and not dry_run:
+        raise StudyError('--executor slurm: no Slurm here (sbatch is not on PATH); run on a Slurm login node, or use '
+                         '--executor local')
+    chosen = _select(study, only)
+    done = {u.name for u in study.units if unit_state(u) == 'done'}
+    todo = [u for u in chosen if u.name not in done]
+    result: Dict[str, List[str]] = {'done': [], 'failed': [], 'skipped': []}
+    log(f'[study {study.name}] {len(chosen) - len(todo)} of {len(chosen)} units finished; {len(todo)} to run '
+        f'(~{sum(u.minutes for u in todo):.0f} min estimated){" by " + until.strftime("%H:%M") if until else ""}')
+    if executor == 'inline' or dry_run:
+        for k, u in enumerate(todo, 1):
+            waiting = [a for a in u.after if a not in done]
+            ends = dt.datetime.now() + dt.timedelta(minutes=u.minutes)
+            if waiting:
+                log(f'[{k}/{len(todo)}] {u.name}: waits for {", ".join(waiting)}')
+                result['skipped'].append(u.name)
+                continue
+            if until is not None and ends > until:
+                log(f'[{k}/{len(todo)}] {u.name}: not started, its ~{u.minutes:.0f} min would end after '
+                    f'{until.strftime("%H:%M")}')
+                result['skipped'].append(u.name)
+                continue
+            state = unit_state(u)
+            log(f'[{k}/{len(todo)}] {u.name}: {"resumes" if state == "partial" else "starts"} '
+                f'(~{u.minutes:.0f} min): {shlex.join(u.command)}')
+            if dry_run:
+                done.add(u.name)
+                continue
+            code = _run_inline(u, threads)
+            if code == 0:
+                done.add(u.name)
+                result['done'].append(u.name)
+                log(f'[{k}/{len(todo)}] {u.name}: finished in {_record(u)["minutes"]:.1f} min')
+            else:
+                result['failed'].append(u.name)
+                log(f'[{k}/{len(todo)}] {u.name}: FAILED (exit {code}); see {os.path.join(u.dir, LOG_FILE)}')
+        return result
+    return _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm or {}, result, log)
+
+
+class _UnitJob:
+    """A unit as a submitit job: runs the command, then marks the unit finished (picklable)."""
+
+    def __init__(self, unit: Unit, threads: Optional[int]):
+        self.unit, self.threads = unit, threads
+
+    def __call__(self) -> int:
+        code = _run_inline(self.unit, self.threads)
+        if code != 0:
+            raise RuntimeError(f'{self.unit.name} exited with {code}; see {os.path.join(self.unit.dir, LOG_FILE)}')
+        return code
+
+    def checkpoint(self):
+        """Preempted or timed out on Slurm: requeue; the unit resumes through its ``resume`` arguments."""
+        import submitit
+        return submitit.helpers.DelayedSubmission(_UnitJob(self.unit, self.threads))
+
+
+def _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm, result, log):
+    import submitit
+    folder = os.path.join(study.out, '.submitit')
+    if executor == 'local':
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=int(max(u.minutes for u in todo) * 3 + 10) if todo else 60)
+    else:
+        ex = submitit.AutoExecutor(folder=folder, cluster='slurm')
+        ex.update_parameters(**{'timeout_min': 240, **slurm})
+    pending, running = list(todo), []
+    while pending or running:
+        for u in list(pending):
+            if len(running) >= concurrency and executor == 'local':
+                break
+            if any(a in [p.name for p in pending] + [r.name for r, _ in running] for a in u.after):
+                continue                                            # its inputs are still to come
+            if any(a not in done for a in u.after) or (
+                    until is not None and dt.datetime.now() + dt.timedelta(minutes=u.minutes) > until):
+                pending.remove(u)
+                result['skipped'].append(u.name)
+                log(f'{u.name}: not started ({"an input failed" if any(a not in done for a in u.after) else "deadline"})')
+                continue
+            pending.remove(u)
+            running.append((u, ex.submit(_UnitJob(u, threads))))
+            log(f'{u.name}: submitted (~{u.minutes:.0f} min)')
+        if not running:
+            break
+        job = next(submitit.helpers.as_completed([j for _, j in running], poll_frequency=2))
+        u = next(u for u, j in running if j is job)
+        running = [(r, j) for r, j in running if j is not job]
+        try:
+            job.result()
+            done.add(u.name)
+            result['done'].append(u.name)
+            log(f'{u.name}: finished')
+        except Exception as error:  # noqa: BLE001 - one failed unit must not stop the others
+            result['failed'].append(u.name)
+            log(f'{u.name}: FAILED: {str(error).strip().splitlines()[-1][:300]}')
+    return result
+
+
+def _members(tar: tarfile.TarFile):
+    for m in tar.getmembers():
+        path = os.path.normpath(m.name)
+        if path.startswith('..') or os.path.isabs(path) or not (m.isfile() or m.isdir()):
+            raise StudyError(f'archive member {m.name!r} is not a plain file inside the study; refused')
+        yield m
+
+
+def export_units(study: Study, archive: str, include_finished: bool = False) -> List[str]:
+    """Pack the folders of unfinished units (``partial``: checkpoints and logs included) into ``archive``
+    (``.tar.gz``), written atomically; with ``include_finished`` every started unit. Returns the units packed."""
+    units = [u for u in study.units if unit_state(u) == 'partial' or (include_finished and unit_state(u) == 'done')]
+    tmp = archive + '.tmp'
+    with tarfile.open(tmp, 'w:gz') as tar:
+        for u in units:
+            tar.add(u.dir, arcname=os.path.relpath(u.dir, study.out))
+    os.replace(tmp, archive)
+    return [u.name for u in units]
+
+
+def import_units(study: Study, archive: str) -> List[str]:
+    """Unpack an `export_units` archive into the study's folder. A unit already finished here is kept as it is
+    (its folder in the archive is skipped); a unit folder not in the study is refused. Returns the units unpacked."""
+    if not os.path.isfile(archive):
+        raise StudyError(f'no archive {archive}')
+    names = {u.name: u for u in study.units}
+    unpacked = set()
+    with tarfile.open(archive, 'r:gz') as tar:
+        members = list(_members(tar))
+        for m in members:
+            top = os.path.normpath(m.name).split(os.sep)[0]
+            if top not in names:
+                raise StudyError(f'{archive} holds {top!r}, which is not a unit of study {study.name!r}')
+        keep = [m for m in members if unit_state(names[os.path.normpath(m.name).split(os.sep)[0]]) != 'done']
+        tar.extractall(study.out, members=keep, filter='data')
+        unpacked = {os.path.normpath(m.name).split(os.sep)[0] for m in keep}
+    return sorted(unpacked)

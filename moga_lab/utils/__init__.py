@@ -1,0 +1,2 @@
+"""Small helpers with no knowledge of models or data: atomic file writes (`.atomic`) and process-level CPU
+settings and machine descriptions (`.runtime`)."""

@@ -1,0 +1,169 @@
+"""moga_lab.studies.runner: units are skipped when finished, resumed when stopped, held back by a deadline, ordered
+by their inputs, listed by status, and moved between machines by export/import."""
+import datetime as dt
+import os
+import sys
+import tarfile
+import textwrap
+
+import pytest
+import yaml
+
+from moga_lab.cli import study as study_cli
+from moga_lab.studies.runner import (StudyError, export_units, import_units, load_study, parse_deadline, run_study,
+                                     study_status, unit_state)
+
+# a "training" that counts to 3 in steps, keeps its progress in state.txt (its last.ckpt) and continues from it when
+# given --resume; STOP_AT makes it die after that step (a stopped job)
+STEP = textwrap.dedent('''
+    import os, sys
+    folder = sys.argv[1]
+    os.makedirs(folder, exist_ok=True)
+    state = os.path.join(folder, 'state.txt')
+    start = int(open(state).read()) if '--resume' in sys.argv else 0
+    for k in range(start + 1, 4):
+        open(state, 'w').write(str(k))
+        open(os.path.join(folder, 'steps.txt'), 'a').write(f'{k}\\n')
+        if os.environ.get('STOP_AT') == str(k):
+            sys.exit(3)
+    open(os.path.join(folder, 'result.txt'), 'w').write(open(os.path.join(folder, 'steps.txt')).read())
+''')
+
+
+def _study(tmp_path, minutes=1, extra=''):
+    (tmp_path / 'step.py').write_text(STEP)
+    spec = tmp_path / 'study.yaml'
+    spec.write_text(textwrap.dedent(f'''
+        name: toy
+        out: {tmp_path / 'runs'}
+        units:
+          - name: fit-s{{seed}}
+            matrix: {{seed: [0, 1]}}
+            command: python {tmp_path / 'step.py'} {{dir}}
+            resume: {{if_exists: state.txt, args: --resume}}
+            minutes: {minutes}
+          - name: report
+            after: [fit-s0, fit-s1]
+            command: python -c "print('report')"
+            minutes: 0
+    ''') + extra)
+    return spec
+
+
+def test_units_run_in_order_and_finished_ones_are_skipped(tmp_path):
+    study = load_study(str(_study(tmp_path)))
+    assert [u.name for u in study.units] == ['fit-s0', 'fit-s1', 'report']
+    result = run_study(study, log=lambda line: None)
+    assert result == {'done': ['fit-s0', 'fit-s1', 'report'], 'failed': [], 'skipped': []}
+    assert (tmp_path / 'runs' / 'fit-s0' / 'result.txt').read_text() == '1\n2\n3\n'
+    record = yaml.safe_load((tmp_path / 'runs' / 'fit-s0' / 'unit.yaml').read_text())
+    assert record['unit'] == 'fit-s0' and record['resumed'] is False and 'cores' in record['machine']
+    again = run_study(load_study(str(_study(tmp_path))), log=lambda line: None)
+    assert again == {'done': [], 'failed': [], 'skipped': []}          # nothing runs twice
+    assert (tmp_path / 'runs' / 'fit-s0' / 'steps.txt').read_text() == '1\n2\n3\n'
+
+
+def test_a_stopped_unit_resumes_and_its_dependents_wait(tmp_path, monkeypatch):
+    study = load_study(str(_study(tmp_path)))
+    monkeypatch.setenv('STOP_AT', '2')
+    first = run_study(study, only=['fit-s0', 'report'], log=lambda line: None)
+    assert first['failed'] == ['fit-s0'] and first['skipped'] == ['report']
+    assert unit_state(study.unit('fit-s0')) == 'partial' and unit_state(study.unit('report')) == 'pending'
+    monkeypatch.delenv('STOP_AT')
+    second = run_study(study, log=lambda line: None)
+    assert second['done'] == ['fit-s0', 'fit-s1', 'report']
+    # steps 1-2 before the stop, then 3 on resume: nothing repeated, nothing lost
+    assert (tmp_path / 'runs' / 'fit-s0' / 'result.txt').read_text() == '1\n2\n3\n'
+    assert yaml.safe_load((tmp_path / 'runs' / 'fit-s0' / 'unit.yaml').read_text())['resumed'] is True
+
+
+def test_the_deadline_starts_no_unit_that_cannot_finish(tmp_path):
+    study = load_study(str(_study(tmp_path, minutes=30)))
+    soon = dt.datetime.now() + dt.timedelta(minutes=20)
+    result = run_study(study, until=soon, log=lambda line: None)
+    assert result['done'] == [] and result['skipped'] == ['fit-s0', 'fit-s1', 'report']
+    # the clock, not the sum of estimates, decides: each unit is checked when it would start
+    later = dt.datetime.now() + dt.timedelta(minutes=31)
+    result = run_study(study, until=later, only=['fit-s0'], log=lambda line: None)
+    assert result['done'] == ['fit-s0']
+    study.unit('fit-s1').minutes = 60
+    result = run_study(study, until=later, log=lambda line: None)
+    assert result['done'] == [] and result['skipped'] == ['fit-s1', 'report']
+
+
+def test_parse_deadline():
+    now = dt.datetime(2026, 1, 1, 12, 0)
+    assert parse_deadline('13:30', now) == dt.datetime(2026, 1, 1, 13, 30)
+    assert parse_deadline('11:00', now) == dt.datetime(2026, 1, 2, 11, 0)   # already past: tomorrow's
+    with pytest.raises(StudyError, match="'25:00' is not a time; accepted: HH:MM"):
+        parse_deadline('25:00', now)
+
+
+def test_export_and_import_move_unfinished_units(tmp_path, monkeypatch):
+    here = load_study(str(_study(tmp_path)))
+    monkeypatch.setenv('STOP_AT', '1')
+    run_study(here, only=['fit-s0'], log=lambda line: None)
+    monkeypatch.delenv('STOP_AT')
+    run_study(here, only=['fit-s1'], log=lambda line: None)
+    archive = str(tmp_path / 'carry.tar.gz')
+    assert export_units(here, archive) == ['fit-s0']                  # only what is unfinished
+    with tarfile.open(archive) as tar:
+        assert 'fit-s0/state.txt' in tar.getnames()
+    there = load_study(str(_study(tmp_path)), out=str(tmp_path / 'elsewhere'))
+    assert import_units(there, archive) == ['fit-s0']
+    assert unit_state(there.unit('fit-s0')) == 'partial'
+    assert run_study(there, only=['fit-s0'], log=lambda line: None)['done'] == ['fit-s0']
+    assert (tmp_path / 'elsewhere' / 'fit-s0' / 'result.txt').read_text() == '1\n2\n3\n'
+    rows = {r['unit']: r for r in study_status(there)}
+    assert rows['fit-s0']['state'] == 'done' and rows['report']['waits_for'] == ['fit-s1']
+
+
+def test_import_refuses_foreign_and_escaping_members(tmp_path):
+    study = load_study(str(_study(tmp_path)))
+    bad = tmp_path / 'bad.tar.gz'
+    (tmp_path / 'x.txt').write_text('x')
+    with tarfile.open(bad, 'w:gz') as tar:
+        tar.add(tmp_path / 'x.txt', arcname='../x.txt')
+    with pytest.raises(StudyError, match="'../x.txt' is not a plain file inside the study"):
+        import_units(study, str(bad))
+    with tarfile.open(bad, 'w:gz') as tar:
+        tar.add(tmp_path / 'x.txt', arcname='other-unit/x.txt')
+    with pytest.raises(StudyError, match="holds 'other-unit', which is not a unit"):
+        import_units(study, str(bad))
+
+
+@pytest.mark.parametrize('body, message', [
+    ('units: []', 'needs a list "units:"'),
+    ('units: [{name: a}]', "no 'command'"),
+    ('units: [{name: a, command: x, colour: red}]', "unknown keys ['colour']"),
+    ('units: [{name: "a{seed}", command: x}]', '{seed} is not a matrix name'),
+    ('units: [{name: a, command: x, after: [b]}]', "comes after ['b']"),
+    ('units: [{name: a, command: x}, {name: a, command: y}]', "repeated: ['a']"),
+    ('units: [{name: a, command: x, minutes: -1}]', 'minutes=-1'),
+])
+def test_bad_study_files_are_named_in_one_line(tmp_path, body, message):
+    path = tmp_path / 's.yaml'
+    path.write_text(body)
+    with pytest.raises(StudyError) as error:
+        load_study(str(path))
+    assert message in str(error.value) and '\n' not in str(error.value)
+
+
+def test_the_command_line(tmp_path, capsys):
+    spec = str(_study(tmp_path))
+    assert study_cli.main(['run', spec, '--only', 'fit-s1']) == 0
+    assert study_cli.main(['status', spec]) == 0
+    out = capsys.readouterr().out
+    assert 'fit-s1' in out and 'done' in out and '1 done, 0 partial, 2 pending' in out
+    with pytest.raises(SystemExit) as stop:
+        study_cli.main(['run', spec, '--until', 'soon'])
+    assert stop.value.code == 2
+    assert "--until 'soon' is not a time" in capsys.readouterr().err
+
+
+def test_local_executor_runs_units_as_submitit_jobs(tmp_path):
+    study = load_study(str(_study(tmp_path)))
+    result = run_study(study, executor='local', concurrency=2, log=lambda line: None)
+    assert sorted(result['done']) == ['fit-s0', 'fit-s1', 'report'] and result['failed'] == []
+    assert os.path.isfile(tmp_path / 'runs' / 'report' / 'unit.yaml')
+    assert sys.executable  # (the units ran with this interpreter: python -> sys.executable)
