@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data fit test bench docs docs-serve clean
+.PHONY: setup data fit test test-fast bench docs docs-serve clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ fit: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the unit tests alone (no training, subprocesses, notebooks or GPU): the quick loop while editing
+test-fast: setup
+	$(PY) -m pytest -q -m 'not slow and not cuda' tests
 
 # the documentation site, strict (broken links and docstring errors fail), into site/
 docs: $(VENV)/.installed

@@ -17,7 +17,7 @@ does not decide a ratio). Prints one Markdown table: the rates and MogaNet / pee
 
 Then the limits (``--no-limits`` skips them): why a column can or cannot reach 1.0x on this CPU.
 
-* Compute bound. Every model must do its multiply-accumulates (fvcore's count at 224 px, the papers' "FLOPs"). No
+* Compute bound. Every model must do its multiply-accumulates (torch's FlopCounterMode at 224 px, the papers' "FLOPs"). No
   implementation on this CPU does them faster than its matrix-multiply peak, measured in the same run (2048 x 2048
   ``torch.mm``, float32 and bfloat16: AMX where the CPU has it). So MACs / peak is a floor on the time per image and
   peak / MACs a ceiling on images/s, for any kernel, fusion or batch size; depth-wise convolutions and activations
@@ -256,7 +256,7 @@ def cheapest_operator_us(repeats: int = 2000) -> float:
 
 
 def macs(name: str) -> float:
-    """Multiply-accumulates per 224 px image (fvcore, on the unfused model: the folds remove no MACs it counts)."""
+    """Multiply-accumulates per 224 px image (FlopCounterMode, on the unfused model: the folds remove no MACs it counts)."""
     return float(throughput.macs(timm.create_model(name), 224))
 
 

@@ -7,7 +7,7 @@ the reference implementation's sequence of ops), our eager model in channels_las
 fused inference model (``model.for_inference()``) eager and under ``torch.compile`` (inductor with weight
 freezing), fp32 and bf16; and a training step (forward + backward + AdamW), reference computation vs ours
 (channels_last, padding-only taps skipped). Baselines: timm ConvNeXt / Swin of similar MACs. Achieved GFLOP/s
-(2 x fvcore MACs x images/s; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
+(2 x MACs x images/s, MACs from torch's FlopCounterMode; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
 in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are against the reference computation measured in a fresh
 PyTorch process (glibc's allocator untouched); all other rows run in this process with
 ``moga_lab.utils.runtime.keep_freed_memory()`` (freed tensor buffers stay in the heap, as the CLIs do), and a row of
@@ -26,10 +26,10 @@ import time
 import pandas as pd
 import timm
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 import moga_lab  # noqa: F401
 from moga_lab.models import fuse as fuse_module, moganet as moganet_module
+from moga_lab.utils.flops import count_macs
 from moga_lab.utils.runtime import keep_freed_memory
 
 BASELINES = {'xtiny': 'convnext_atto', 'tiny': 'convnext_femto', 'small': 'convnext_tiny'}
@@ -96,10 +96,7 @@ def train_step(model):
 
 
 def macs(model, size):
-    counter = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    return counter.total()
+    return count_macs(model, torch.zeros(1, 3, size, size))
 
 
 def reference_measurement(name, batch_size, size, repeats, train):

@@ -20,7 +20,7 @@ def run_script(script, args, cwd, timeout=900):
 @pytest.fixture(scope='session', autouse=True)
 def _study_store(tmp_path_factory):
     """Study commands record into MLflow's store by default (runs/mlflow.db in the working directory): during the
-    tests, one throw-away store for the session instead (tests that check the store name their own)."""
+    tests, one throw-away store for the whole run instead (tests that check the store name their own)."""
     path = tmp_path_factory.mktemp('mlflow') / 'mlflow.db'
     old = os.environ.get('MLFLOW_TRACKING_URI')
     os.environ['MLFLOW_TRACKING_URI'] = f'sqlite:///{path}'

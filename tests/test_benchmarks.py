@@ -7,6 +7,8 @@ import torch
 
 from conftest import load_script, run_script
 
+pytestmark = pytest.mark.slow  # trains, or runs commands end to end: `make test-fast` leaves it out
+
 
 def test_peers_prints_rates_and_limits(tmp_path):
     done = run_script('benchmarks/peers.py', ['--pairs', 'xt', '--batch-sizes', '1', '--rounds', '1', '--repeats', '1',
@@ -80,7 +82,7 @@ def test_interaction_speed_at_the_studies_28_px(tmp_path):
 @pytest.mark.parametrize('name', ['moganet_xtiny', 'convnext_atto', 'swin_tiny_patch4_window7_224'])
 def test_operator_traffic_counts_the_papers_macs(name):
     """The roofline's per-operator MACs (from the shapes each ATen call sees: oneDNN's fused convolutions, matrix
-    products, attention) add up to fvcore's count of the unfused model within 1 %; bytes are at least the input
+    products, attention) add up to the MAC count of the unfused model within 1 %; bytes are at least the input
     image and the logits."""
     peers = load_script('benchmarks/peers.py')
     x = torch.randn(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)

@@ -1,4 +1,6 @@
 """Declared claims adjusted as a family: Holm, Benjamini-Hochberg, the tests, the difference of differences."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,8 @@ import yaml
 
 from moga_lab.studies.claims import benjamini_hochberg, bootstrap_p, evaluate_registry, holm, load_registry
 from moga_lab.analysis.games import ORDER_RATIOS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_holm_and_bh_against_their_definitions():
@@ -143,3 +147,20 @@ def test_the_repositorys_registry_declares_a_small_family():
     assert registry['correction'] == 'holm' and len(family) == 10
     assert all(c.what and c.why for c in registry['claims'])
     assert {c.statistic for c in family if c.test.startswith('middle')} == {'mean-abs'}
+
+
+def test_the_readme_findings_table_is_the_generated_one():
+    """The README's findings come from the registry and the studies' files, never typed by hand."""
+    from moga_lab.studies.claims import FINDINGS_END, FINDINGS_START, evaluate_registry, findings_markdown
+    table = evaluate_registry(str(ROOT / 'experiments' / 'claims' / 'paper.yaml'), num_bootstrap=4000)
+    for page, link in (('README.md', 'docs/paper.md'), ('docs/paper.md', 'paper.md')):
+        text = (ROOT / page).read_text()
+        block = text.split(FINDINGS_START, 1)[1].split(FINDINGS_END, 1)[0]
+        assert block.strip() == findings_markdown(table, link).strip(), \
+            f'{page} findings differ: run moga-claims --registry experiments/claims/paper.yaml --readme {page}'
+
+
+def test_replace_findings_needs_the_markers():
+    from moga_lab.studies.claims import replace_findings
+    with pytest.raises(ValueError, match='no findings block'):
+        replace_findings('# a README without markers\n', '| a |\n')

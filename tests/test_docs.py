@@ -16,7 +16,9 @@ from conftest import ROOT
 # the packages whose public API (their __all__) must document every argument (issue: API reference)
 DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', 'moga_lab.analysis.games',
                       'moga_lab.analysis.interaction', 'moga_lab.analysis.strength', 'moga_lab.analysis.known_games',
-                      'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds']
+                      'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds',
+                      'moga_lab.analysis.coalitions', 'moga_lab.studies.runner', 'moga_lab.studies.claims',
+                      'moga_lab.utils.flops']
 
 
 def build_site(root, site_dir):
@@ -114,7 +116,7 @@ def test_public_api_documents_every_argument(module_name):
 
 def test_readme_links_resolve_and_is_short():
     readme = (ROOT / 'README.md').read_text()
-    assert len(readme.splitlines()) <= 150
+    assert len(readme.splitlines()) <= 120
     for target in re.findall(r'\]\(([^)#]+)(?:#[^)]*)?\)', readme):
         if target.startswith('http'):
             continue

@@ -1,6 +1,8 @@
 """The package's shape: imports flow one way (utils < models < data < analysis < training < loaders < studies <
 cli), no import circle, no private name imported across files, and no script edits sys.path."""
 import ast
+import importlib
+import importlib.util
 import pathlib
 import re
 
@@ -85,3 +87,19 @@ def test_no_script_edits_sys_path():
                  for p in (ROOT / folder).rglob('*.py')
                  if p.name != 'test_layout.py' and re.search(r'sys\.path\.(insert|append)', p.read_text())]
     assert offenders == []
+
+
+def test_every_imported_package_name_exists():
+    """Each ``from moga_lab.X import name`` in the package, tests, scripts and benchmarks, lazy ones included, names
+    something X has: a moved name fails here, not in a user's run."""
+    missing = []
+    for folder in ('moga_lab', 'experiments', 'analysis', 'benchmarks', 'tests'):
+        for path in (ROOT / folder).rglob('*.py'):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and not node.level and (node.module or '').startswith('moga_lab'):
+                    module = importlib.import_module(node.module)
+                    for alias in node.names:
+                        if not hasattr(module, alias.name) and \
+                                importlib.util.find_spec(f'{node.module}.{alias.name}') is None:
+                            missing.append(f'{path.relative_to(ROOT)}: {node.module}.{alias.name}')
+    assert missing == []

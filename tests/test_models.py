@@ -54,21 +54,22 @@ def test_state_dict_keys_and_shapes_equal_reference(variant_model):
     assert ours == _official(variant)
 
 
-def test_macs_within_two_percent_of_paper(variant_model):
-    from fvcore.nn import FlopCountAnalysis
+# torch's FlopCounterMode counts the products (convolutions, matrix products); the paper's counts (fvcore) also
+# include normalisation and a few element-wise ops, 0.3-0.6 % more on these models, and are rounded to 2-3 digits
+MACS_TOLERANCE = 0.025
+
+
+def test_macs_within_tolerance_of_paper(variant_model):
+    from moga_lab.utils.flops import count_macs
     variant, model = variant_model
-    counter = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, 224, 224))
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    gmacs = counter.total() / 1e9
-    assert abs(gmacs - PAPER_GMACS[variant]) / PAPER_GMACS[variant] < 0.02, gmacs
+    gmacs = count_macs(model, torch.zeros(1, 3, 224, 224)) / 1e9
+    assert abs(gmacs - PAPER_GMACS[variant]) / PAPER_GMACS[variant] < MACS_TOLERANCE, gmacs
 
 
 def test_tiny_at_256_macs():
-    from fvcore.nn import FlopCountAnalysis
-    counter = FlopCountAnalysis(timm.create_model('moganet_tiny').eval(), torch.zeros(1, 3, 256, 256))
-    counter.unsupported_ops_warnings(False)
-    assert abs(counter.total() / 1e9 - 1.44) / 1.44 < 0.02
+    from moga_lab.utils.flops import count_macs
+    gmacs = count_macs(timm.create_model('moganet_tiny'), torch.zeros(1, 3, 256, 256)) / 1e9
+    assert abs(gmacs - 1.44) / 1.44 < MACS_TOLERANCE, gmacs
 
 
 def test_forward_backward_reaches_every_parameter(variant_model):

@@ -200,6 +200,7 @@ def test_gradcam_and_validate_cli_on_released_weights(files, tmp_path, capsys):
     assert 'resize 248 (bicubic)' in lines[0] and 'resize 256 (bicubic)' in lines[1]  # each model its own config
 
 
+@pytest.mark.slow  # a subprocess
 def test_compare_models_on_released_weights(files, tmp_path):
     """The paper's comparison with nothing trained: MogaNet, ConvNeXt and Swin weights and an image folder."""
     torch.manual_seed(2)
@@ -223,6 +224,7 @@ def test_compare_models_on_released_weights(files, tmp_path):
     assert set(pd.read_csv(out / 'interaction.csv').model) == set(accuracy.model)
 
 
+@pytest.mark.slow  # a subprocess
 def test_analysis_commands_do_not_import_training(files, tmp_path):
     code = ('import sys; from moga_lab.cli import interaction; interaction.main(sys.argv[1:]); '
             'bad = sorted(m for m in sys.modules if m.startswith("moga_lab.training")); assert not bad, bad')

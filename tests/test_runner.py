@@ -161,6 +161,7 @@ def test_the_command_line(tmp_path, capsys):
     assert "--until 'soon' is not a time" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # submitit processes
 def test_local_executor_runs_units_as_submitit_jobs(tmp_path):
     study = load_study(str(_study(tmp_path)))
     result = run_study(study, executor='local', concurrency=2, log=lambda line: None)

@@ -53,6 +53,7 @@ def _replicates(grid, K, reps, pairs_seed=0):
     return truth, stack
 
 
+@pytest.mark.slow  # repeated runs on known games
 @pytest.mark.parametrize('grid', [7, 14])  # n = 49 and n = 196 players
 def test_debiased_strength_is_unbiased_and_naive_is_not_at_8_contexts(grid):
     reps = 24
@@ -137,6 +138,7 @@ def _middle_share(curve):
     return curve[..., band].sum(-1) / curve.sum(-1)
 
 
+@pytest.mark.slow  # repeated runs on known games
 @pytest.mark.parametrize('grid,reps', [(7, 40), (14, 25)], ids=['n=49', 'n=196'])
 def test_precision_mode_is_unbiased_and_its_intervals_cover_in_repeated_runs(grid, reps):
     """Hundreds of runs of the precision mode on games with a known answer (threshold terms whose dv is skewed
@@ -163,6 +165,7 @@ def test_precision_mode_is_unbiased_and_its_intervals_cover_in_repeated_runs(gri
     assert 0.93 <= covered[inner].mean() <= 0.97, covered
 
 
+@pytest.mark.slow  # repeated runs on known games
 def test_the_sequential_precision_mode_of_before_is_biased_up():
     """What the two-phase design replaced: stopping on the interval and estimating from the same draws over-states
     the middle orders (the draws that happened to be large are the ones that stopped sampling early)."""

@@ -16,8 +16,8 @@ from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not os.path.isdir(DEFAULT_FASHION_MNIST_DIR),
-                                reason='dataset-fashion-mnist not installed')
+pytestmark = [pytest.mark.slow,  # trains and runs studies end to end: `make test-fast` leaves it out
+              pytest.mark.skipif(not os.path.isdir(DEFAULT_FASHION_MNIST_DIR), reason='dataset-fashion-mnist not installed')]
 
 
 _run = run_script
@@ -188,7 +188,7 @@ def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args
 def test_compare_models_quick(tmp_path):
     out = tmp_path / 'cmp'
     docs = tmp_path / 'docs' / 'compare'
-    # one model alone first (as one session or one process would): trained and analysed, no report yet
+    # one model alone first (as one process on one machine would): trained and analysed, no report yet
     done = _run('analysis/compare_models.py', ['--quick', '--out', str(out), '--gradcam-images', '3',
                                                '--only', 'swin_femto'], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -284,7 +284,7 @@ def test_compare_models_train_seeds(tmp_path):
                      r'batches at batch 32\)\]\(seed_shares\.png\)', report), report
     assert 'and ' in report and 'min for the later training seeds' in report
     assert 'copied from another study' not in report
-    # MogaNet's seed-1 run as queue.sh's share_xt_seed leaves it (trained by the grid): the report names it as timed there
+    # MogaNet's seed-1 run copied in from the grid (trained there): the report names it as timed there
     config = out / 'moganet_xtiny' / 'seed1' / 'config.yaml'
     cfg = yaml.safe_load(config.read_text())
     cfg['trainer']['run_dir'] = 'studies/ablation_converged/full/seed1'
@@ -698,7 +698,7 @@ def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_ca
     def stops_at_the_third_image(*args, **kwargs):
         calls.append(kwargs['image_ids'][0])
         if len(calls) == 3:
-            raise KeyboardInterrupt  # the session ends while the third image is computed
+            raise KeyboardInterrupt  # the job is stopped while the third image is computed
         return slow(*args, **kwargs)
 
     def run(fn):

@@ -12,6 +12,8 @@ import yaml
 from moga_lab.cli import fit as fit_cli
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
 
+pytestmark = pytest.mark.slow  # trains, or runs commands end to end: `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 SYN = ['--variant', 'xt', '--data', 'synthetic', '--image-size', '28', '--epochs', '2', '--limit-train-batches', '3',
        '--no-progress']
@@ -178,8 +180,8 @@ def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_report
 
 @needs_fmnist
 def test_no_report_lists_only_the_seeds_still_unfinished_when_it_prints(tmp_path, monkeypatch, capsys):
-    """A queue lane (``--no-report --seeds 0``) prints what is not finished after the row's curves, which take
-    minutes: a seed another lane finished meanwhile is not listed."""
+    """A partial run (``--no-report --seeds 0``) prints what is not finished after the row's curves, which take
+    minutes: a seed another process finished meanwhile is not listed."""
     ablate = _ablate_module()
     out = tmp_path / 'abl'
 

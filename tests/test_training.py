@@ -18,6 +18,8 @@ from moga_lab.cli import validate as validate_cli
 from moga_lab.data import SyntheticDataModule
 from moga_lab.training import ImageClassifier, NonFiniteLossError, RunConfig, paper_recipe, small_data_recipe
 
+pytestmark = pytest.mark.slow  # trains, or runs commands end to end: `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 # a small, learnable problem: 4 classes of 16x16 grey patterns, 256 training images
 SYN = ['--variant', 'xtiny', '--data', 'synthetic', '--batch-size', '16', '--no-progress']

@@ -16,6 +16,13 @@ EXACT_MAX_PLAYERS = 20
 
 
 def check_pairs_orders(n_players: int, pairs: torch.Tensor, orders: Sequence[int]) -> Tuple[torch.Tensor, list]:
+    """Pairs as int64 [P, 2] and orders as a list, or a `ValueError` naming the bad value.
+
+    Args:
+        n_players: n (at least 2).
+        pairs: [P, 2] distinct player indices in 0..n-1.
+        orders: each an integer in 0..n-2.
+    """
     if n_players < 2:
         raise ValueError(f'n_players={n_players}: need at least 2 players')
     pairs = torch.as_tensor(pairs, dtype=torch.long)
@@ -88,7 +95,15 @@ def evaluate_rows(value_fn: ValueFn, masks: torch.Tensor, batch_size: int = 512,
 
 
 def with_pairs(contexts: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """contexts [..., n] with pair index [...] -> the four coalitions [..., 4, n]: S+ij, S+i, S+j, S."""
+    """The four coalitions of each context and pair: S+ij, S+i, S+j, S.
+
+    Args:
+        contexts: bool [..., n], the contexts S (the pair's players absent).
+        pairs: int64 [..., 2], the pair (i, j) of each context.
+
+    Returns:
+        bool [..., 4, n].
+    """
     i, j = pairs[..., 0], pairs[..., 1]
     s_ij, s_i, s_j = contexts.clone(), contexts.clone(), contexts.clone()
     s_ij.scatter_(-1, i.unsqueeze(-1), True)

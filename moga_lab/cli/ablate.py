@@ -4,7 +4,7 @@
 
 Rows (the default config, ``moga_lab/studies/configs/ablation.yaml``): full; no gating branch; gate activation sigmoid / GELU; dilations
 (1,1,1); channel splits 1:0:0 and 1:1:1; no FD; no CA; no FD + no CA + no gating (the plain baseline).
-Columns: parameters, MACs (fvcore, at the budget's image size), test top-1 (mean and spread over seeds), training images/s, and
+Columns: parameters, MACs (torch's FlopCounterMode, at the budget's image size), test top-1 (mean and spread over seeds), training images/s, and
 the share of interaction strength in the middle orders (0.2n-0.6n by default) from the interaction tool on
 the seed-0 checkpoint, all rows on the same images, pairs and contexts. ``--curve-seeds 1 2`` also computes the curves
 on those seeds' checkpoints: the report then gives each row's middle share per seed and full minus each row on every

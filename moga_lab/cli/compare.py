@@ -47,8 +47,8 @@ from moga_lab.analysis.games import (BASELINES, STATISTICS, STATISTIC_TEXT, desc
 from moga_lab.analysis.gradcam import (default_layer, grad_cam, mass_inside, mass_summary,
                                        plot_gradcam_grid)
 from moga_lab.analysis.plots import plot_interaction_curves
-from moga_lab.cli.interaction import write_image_list
-from moga_lab.loaders import load_classifier, load_eval_images, load_models
+
+from moga_lab.loaders import load_classifier, load_eval_images, load_models, write_image_list
 from moga_lab.studies.common import (Budget, check_interaction_cache, count_params_macs,
                               finished_interaction, interaction_of_models, provenance, publish_artefacts,
                               reported_checkpoint, seed_tables, shared_from, train_variant, trained_on, wall_time)
@@ -131,7 +131,7 @@ def parse_args(argv=None):
                         'default 256, --quick: 8')
     p.add_argument('--only', nargs='+', metavar='MODEL',
                    help='train and analyse only these of --models now and write no report (e.g. one model per '
-                        'session or per process); a later run without --only writes the report from what they cached')
+                        'process or per machine); a later run without --only writes the report from what they cached')
     p.add_argument('--quick', action='store_true', help='a few steps per model and a tiny interaction budget')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder, or the ImageFolder for --weights')
     p.add_argument('--target-ci', type=positive_float, default=None,
@@ -544,7 +544,7 @@ def train_and_compare(args):
         f'Middle-order share of each model on each training seed ({budget_text})', budget_text, noun='model')
     seed_wall = (f', and {seed_rows.train_wall_min.sum():.0f} min for the later training seeds' if len(seed_rows)
                  else '')
-    # runs copied in from another study (queue.sh's share_xt / share_xt_seed): their curves were computed, and timed,
+    # runs copied in from another study (e.g. the ablation grid's full row): their curves were computed, and timed,
     # there; their training time is in the table as that study measured it
     shared = [(f'{name} seed {seed}', source) for name, seed, folder in
               [(m, args.seed, os.path.join(args.out, m)) for m in args.models]

@@ -39,8 +39,7 @@ def run(args) -> str:
     import torch
 
     from moga_lab.analysis.gradcam import grad_cam, plot_gradcam_grid
-    from moga_lab.cli.interaction import write_image_list
-    from moga_lab.loaders import load_eval_images, load_models
+    from moga_lab.loaders import load_eval_images, load_models, write_image_list
 
     models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
     images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,

@@ -60,13 +60,30 @@ TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
 CORRECTIONS = {'holm': 'Holm', 'bh': 'Benjamini-Hochberg'}
 DIRECTIONS = ('greater', 'less')
 CLAIM_COLUMNS = ['claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict', 'statistic', 'design', 'primary',
-                 'family', 'family_size', 'correction', 'test', 'df', 'what', 'note']
+                 'family', 'family_size', 'correction', 'test', 'df', 'what', 'note', 'exploratory']
 INTERACTION_TESTS = ('middle_share', 'middle_share_seeds', 'change')
 
 
 @dataclass
 class Claim:
-    """One declared hypothesis (a registry entry)."""
+    """One declared hypothesis (a registry entry).
+
+    Args:
+        id: unique in the registry.
+        test: one of `TESTS`.
+        what: the claim in words.
+        why: where the paper makes it.
+        study: the study folder that holds its data, relative to the repository.
+        a: the model or row expected to be larger (``direction: greater``).
+        b: the one it is compared with.
+        statistic: ``mean-abs`` or ``rms`` (interaction tests).
+        direction: ``greater`` or ``less``: the sign the claim declares for a minus b.
+        of: ``change`` only: the claim whose effect changes.
+        other_study: ``change`` only: the study of the other setting.
+        patch_px: ``change`` only: ``same`` or ``differs``, whether the settings keep the patch size in pixels.
+        exploratory: outside the family: reported unadjusted.
+        extra: the entry's other keys (e.g. ``baseline``), kept for the test that reads them.
+    """
     id: str
     test: str
     what: str = ''
@@ -85,7 +102,18 @@ class Claim:
 
 @dataclass
 class ClaimResult:
-    """A claim's estimate, 95 % interval, two-sided p-value, and what the interval's draws were (for ``change``)."""
+    """A claim's estimate and its evidence.
+
+    Args:
+        estimate: a minus b.
+        low: the 95 % interval's lower end.
+        high: its upper end.
+        p: the two-sided p-value of "no difference".
+        df: the t test's degrees of freedom (seed tests).
+        design: the interaction design the data came from.
+        note: why it was not computed, or a caveat.
+        draws: the bootstrap draws of the estimate (for ``change``).
+    """
     estimate: float
     low: float
     high: float
@@ -98,6 +126,9 @@ class ClaimResult:
 
 def load_registry(path: str) -> Dict[str, Any]:
     """Read and check a registry file: ``{family, correction, alpha, claims: [Claim, ...], root}``.
+
+    Args:
+        path: the registry (YAML).
 
     Raises:
         ValueError: a missing or unknown field, test, statistic, direction or correction, a repeated id, or a
@@ -145,7 +176,11 @@ def load_registry(path: str) -> Dict[str, Any]:
 
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error rate, any dependence). Written here because scipy has
-    only Benjamini-Hochberg (``scipy.stats.false_discovery_control``) and statsmodels is not a dependency."""
+    only Benjamini-Hochberg (``scipy.stats.false_discovery_control``) and statsmodels is not a dependency.
+
+    Args:
+        p: the family's p-values.
+    """
     p = np.asarray(p, dtype=float)
     order = np.argsort(p)
     m = len(p)
@@ -158,7 +193,11 @@ def holm(p: Sequence[float]) -> np.ndarray:
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate; scipy's implementation)."""
+    """Benjamini-Hochberg adjusted p-values (false discovery rate; scipy's implementation).
+
+    Args:
+        p: the family's p-values.
+    """
     from scipy.stats import false_discovery_control
     return false_discovery_control(np.asarray(p, dtype=float), method='bh')
 
@@ -167,7 +206,11 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
 
 def bootstrap_p(draws: np.ndarray) -> float:
     """Two-sided p-value of "the effect is 0" from bootstrap draws of the effect: twice the smaller tail beyond 0,
-    the level at which the percentile interval starts to exclude 0 (at least 1 / number of draws)."""
+    the level at which the percentile interval starts to exclude 0 (at least 1 / number of draws).
+
+    Args:
+        draws: bootstrap draws of the effect.
+    """
     draws = np.asarray(draws, dtype=float)
     tail = min(np.mean(draws <= 0), np.mean(draws >= 0))
     return float(min(1.0, max(2 * tail, 1.0 / len(draws))))
@@ -304,7 +347,7 @@ def evaluate_registry(path: str, num_bootstrap: int = 4000, seed: int = 0) -> pd
     """
     registry = load_registry(path)
     root, correction, alpha = registry['root'], registry['correction'], registry['alpha']
-    root = _repository_root(root)
+    root = repository_root(root)
     rows: List[Dict[str, Any]] = []
     for statistic in ('mean-abs', 'rms'):
         results: Dict[str, ClaimResult] = {}
@@ -347,7 +390,7 @@ def evaluate_registry(path: str, num_bootstrap: int = 4000, seed: int = 0) -> pd
     return table[CLAIM_COLUMNS]
 
 
-def _repository_root(folder: str) -> str:
+def repository_root(folder: str) -> str:
     """Study paths in a registry are relative to the repository: the nearest folder above the registry holding
     ``mkdocs.yml`` or ``.git`` (else the registry's own folder)."""
     here = folder
@@ -361,7 +404,11 @@ def _repository_root(folder: str) -> str:
 
 
 def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table in Markdown: claim, statistic, estimate with its interval, adjusted p, verdict."""
+    """The claims table in Markdown: claim, statistic, estimate with its interval, adjusted p, verdict.
+
+    Args:
+        table: from `evaluate_registry`.
+    """
     lines = ['| claim | statistic | estimate (95 % interval) | p | p adjusted | verdict |', '|---|---|---|---|---|---|']
     for r in table.itertuples():
         est = '' if r.estimate != r.estimate else f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f})'
@@ -369,3 +416,38 @@ def claims_markdown(table: pd.DataFrame) -> str:
         lines.append(f'| {r.claim_id}: {r.what} | {r.statistic or "-"}{mark} | {est} | {r.p:.3g} | '
                      f'{r.p_adjusted:.3g} | {r.verdict} |')
     return '\n'.join(lines) + '\n'
+
+
+FINDINGS_START = '<!-- findings: generated by `moga-claims --registry REGISTRY --readme FILE`; do not edit -->'
+FINDINGS_END = '<!-- end of findings -->'
+_SETTINGS = {'middle_share': 'middle-order share, paired over images', 'middle_share_seeds':
+             'middle-order share, across training seeds', 'top1': 'test top-1', 'gradcam': 'Grad-CAM mass on the object',
+             'change': 'difference of effects'}
+
+
+def findings_markdown(table: pd.DataFrame, link: str = 'docs/paper.md') -> str:
+    """The README's findings table from `evaluate_registry`'s rows under each claim's declared statistic: claim,
+    setting, result (estimate and 95 % interval) and verdict; exploratory claims are marked and the claims page is
+    linked. Claims whose study has no data yet read "not computed yet"."""
+    rows = table[table.primary.astype(bool)]
+    lines = [f'| claim | setting | result (95 % interval) | verdict ([all claims]({link})) |', '|---|---|---|---|']
+    for r in rows.itertuples():
+        setting = _SETTINGS.get(r.test, r.test) + (f', {r.statistic}' if r.statistic else '')
+        result = ('not computed yet' if r.estimate != r.estimate
+                  else f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f})')
+        verdict = '-' if r.verdict == 'not computed' else r.verdict
+        lines.append(f'| {r.what}{" (exploratory)" if r.exploratory else ""} | {setting} | {result} | {verdict} |')
+    return '\n'.join(lines) + '\n'
+
+
+def replace_findings(text: str, table_markdown: str) -> str:
+    """``text`` (a README) with the block between `FINDINGS_START` and `FINDINGS_END` replaced by the table.
+
+    Raises:
+        ValueError: the markers are missing.
+    """
+    if FINDINGS_START not in text or FINDINGS_END not in text:
+        raise ValueError('the file has no findings block; add the two marker lines '
+                         f'{FINDINGS_START!r} and {FINDINGS_END!r} where the table goes')
+    head, rest = text.split(FINDINGS_START, 1)
+    return head + FINDINGS_START + '\n' + table_markdown + rest[rest.index(FINDINGS_END):]

@@ -135,7 +135,7 @@ def reported_checkpoint(run_dir: str) -> str:
 
 
 def shared_from(run_dir: str) -> Optional[str]:
-    """Where a run folder was trained when it was copied in from another study (studies/queue.sh shares the grid's
+    """Where a run folder was trained when it was copied in from another study (e.g. the comparison reuses the grid's
     full row as a comparison's MogaNet-XT), else None: its ``config.yaml`` names the folder it trained in. Compared
     by the folder's own path components (the model or row, and ``seed<S>`` when the folder is a later seed's), so a
     study folder that was moved as a whole still counts as trained in place."""
@@ -153,13 +153,10 @@ def shared_from(run_dir: str) -> Optional[str]:
 
 
 def count_params_macs(model_cfg: ModelConfig, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
-    """(parameters, MACs) at one image; MACs with fvcore, the paper's "FLOPs"."""
-    from fvcore.nn import FlopCountAnalysis
-    model = build_model(model_cfg, num_classes, in_chans, image_size).eval()
-    counter = FlopCountAnalysis(model, torch.zeros(1, in_chans, image_size, image_size))
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    return sum(p.numel() for p in model.parameters()), int(counter.total())
+    """(parameters, MACs) at one image; MACs through torch's FlopCounterMode (`moga_lab.utils.flops`)."""
+    from moga_lab.utils.flops import count_macs
+    model = build_model(model_cfg, num_classes, in_chans, image_size)
+    return sum(p.numel() for p in model.parameters()), count_macs(model, torch.zeros(1, in_chans, image_size, image_size))
 
 
 def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, grid: int, pairs: int, contexts: int,
@@ -379,7 +376,7 @@ def trained_on(results: Dict[str, Any]) -> str:
 def provenance(script: str, argv: Sequence[str]) -> str:
     """The exact command and the machine that wrote the report, as a study report states them (one Markdown line).
     Which machine trained each run is `trained_on`'s, from the run's own ``results.yaml``: a report is often
-    written on another machine than the one that trained (a study spans sessions).
+    written on another machine than the one that trained (a study can span machines).
 
     Args:
         script: the script's path as a user types it, e.g. ``experiments/ablate.py``.

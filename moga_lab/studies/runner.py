@@ -64,9 +64,18 @@ class StudyError(ValueError):
 
 @dataclass
 class Unit:
-    """One command line with its folder. ``minutes``: the estimate ``--until`` plans with; ``after``: units that
-    must be finished first; ``resume_if``/``resume_args``: a file whose presence in ``dir`` means the command can
-    continue, and the arguments that make it do so."""
+    """One command line with its folder.
+
+    Args:
+        name: unique within the study; also the folder's name.
+        command: the argv (``moga-X`` runs as ``python -m moga_lab.cli.X``).
+        dir: the unit's folder (its outputs, ``unit.log`` and, once finished, ``unit.yaml``).
+        minutes: the estimate ``--until`` plans with.
+        after: units that must be finished first.
+        resume_if: a file whose presence in ``dir`` means the command can continue (e.g. ``last.ckpt``).
+        resume_args: the arguments that make it continue (e.g. ``['--resume']``).
+        threads: ``OMP_NUM_THREADS`` for this unit (None: the runner's).
+    """
     name: str
     command: List[str]
     dir: str
@@ -84,7 +93,13 @@ class Unit:
 
 @dataclass
 class Study:
-    """A study file, expanded: its name, output root and units in file order."""
+    """A study file, expanded.
+
+    Args:
+        name: the study's name.
+        out: the root of the unit folders.
+        units: the units in file order.
+    """
     name: str
     out: str
     units: List[Unit]
@@ -145,7 +160,15 @@ def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
 
 
 def load_study(path: str, out: Optional[str] = None) -> Study:
-    """Read and expand a study file; ``out`` overrides its ``out``. Raises `StudyError` naming the bad value."""
+    """Read and expand a study file.
+
+    Args:
+        path: the YAML file (see the module docstring).
+        out: overrides the file's ``out``.
+
+    Raises:
+        StudyError: the file cannot be read or names a bad value (the message names it and what is accepted).
+    """
     try:
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
@@ -171,7 +194,11 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
 
 def unit_state(unit: Unit) -> str:
     """``done`` (finished), ``partial`` (its folder holds something to resume from, or at least a started log) or
-    ``pending`` (never started)."""
+    ``pending`` (never started).
+
+    Args:
+        unit: a unit of a loaded study.
+    """
     if os.path.isfile(os.path.join(unit.dir, DONE_FILE)):
         return 'done'
     if unit.resume_if and os.path.exists(os.path.join(unit.dir, unit.resume_if)):
@@ -186,7 +213,11 @@ def _record(unit: Unit) -> Dict[str, Any]:
 
 def study_status(study: Study) -> List[Dict[str, Any]]:
     """One row per unit: name, state, its estimate, the minutes it took and the machine that ran it (finished units),
-    and the unfinished units it waits for."""
+    and the unfinished units it waits for.
+
+    Args:
+        study: from `load_study`.
+    """
     states = {u.name: unit_state(u) for u in study.units}
     rows = []
     for u in study.units:
@@ -198,7 +229,15 @@ def study_status(study: Study) -> List[Dict[str, Any]]:
 
 
 def parse_deadline(text: str, now: Optional[dt.datetime] = None) -> dt.datetime:
-    """``HH:MM`` (local time; the next such moment) or an ISO date-time, as a datetime. `StudyError` otherwise."""
+    """A deadline as a datetime.
+
+    Args:
+        text: ``HH:MM`` (local time; the next such moment) or an ISO date-time.
+        now: the present (default: the clock's).
+
+    Raises:
+        StudyError: ``text`` is neither.
+    """
     now = now or dt.datetime.now()
     try:
         hour, minute = (int(p) for p in text.split(':'))
@@ -261,8 +300,10 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
         executor: ``inline`` (one after another, here), ``local`` (submitit processes on this machine,
             ``concurrency`` at a time) or ``slurm`` (submitit: one job per unit; ``slurm`` holds its parameters,
             e.g. ``{'slurm_partition': 'gpu', 'timeout_min': 240, 'gpus_per_node': 1}``).
+        slurm: submitit's Slurm parameters (``executor='slurm'`` only).
         until: start no unit whose estimate would end after this moment (None: no deadline).
         only: glob patterns of unit names (the units they need are not added; they must be finished).
+        concurrency: ``local``: units at once.
         threads: ``OMP_NUM_THREADS`` for each unit (a unit's own ``threads`` wins).
         dry_run: say what would run, run nothing.
         log: where progress lines go.
@@ -381,8 +422,16 @@ def _members(tar: tarfile.TarFile):
 
 
 def export_units(study: Study, archive: str, include_finished: bool = False) -> List[str]:
-    """Pack the folders of unfinished units (``partial``: checkpoints and logs included) into ``archive``
-    (``.tar.gz``), written atomically; with ``include_finished`` every started unit. Returns the units packed."""
+    """Pack the folders of unfinished units (``partial``: checkpoints and logs included) into an archive.
+
+    Args:
+        study: from `load_study`.
+        archive: the ``.tar.gz`` to write (atomically).
+        include_finished: pack finished units too.
+
+    Returns:
+        The units packed.
+    """
     units = [u for u in study.units if unit_state(u) == 'partial' or (include_finished and unit_state(u) == 'done')]
     tmp = archive + '.tmp'
     with tarfile.open(tmp, 'w:gz') as tar:
@@ -394,7 +443,18 @@ def export_units(study: Study, archive: str, include_finished: bool = False) -> 
 
 def import_units(study: Study, archive: str) -> List[str]:
     """Unpack an `export_units` archive into the study's folder. A unit already finished here is kept as it is
-    (its folder in the archive is skipped); a unit folder not in the study is refused. Returns the units unpacked."""
+    (its folder in the archive is skipped); a unit folder not in the study is refused.
+
+    Args:
+        study: from `load_study`.
+        archive: the ``.tar.gz``.
+
+    Returns:
+        The units unpacked.
+
+    Raises:
+        StudyError: no such archive, a member outside the study's units, or a member that is not a plain file.
+    """
     if not os.path.isfile(archive):
         raise StudyError(f'no archive {archive}')
     names = {u.name: u for u in study.units}
