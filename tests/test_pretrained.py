@@ -167,6 +167,24 @@ def test_models_share_one_transform_and_imagenet_synsets_give_class_indices(file
     assert one.info.transform.startswith('resize 248 (bicubic) -> centre crop 224')  # its own config: 224 / 0.9
 
 
+def test_pixel_mean_of_released_weights_is_the_folders_mean_image(files):
+    """An ImageFolder has no training split: the pixel-mean baseline is the mean over the folder's images, as the
+    models see them, and a study computing interactions of released weights uses it."""
+    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.loaders import eval_dataset, pixel_mean_image
+    from moga_lab.studies.common import interaction_of_models
+    models = load_models([('model', 'moganet_xtiny', str(files['dir'] / XT_FILE))])
+    folder = str(files['dir'] / 'inet')
+    mean = pixel_mean_image(models, data_dir=folder)
+    ds, _ = eval_dataset(models, folder, 'auto')
+    expected = torch.stack([ds[k][0] for k in range(len(ds))]).double().mean(0).float()
+    torch.testing.assert_close(mean, expected)
+    ev = load_eval_images(models, 1, data_dir=folder)
+    settings = InteractionSettings(grid=4, num_pairs=2, num_contexts=2, ratios=(0.0, 0.5, 1.0), baseline='pixel-mean')
+    frame = interaction_of_models(models, ev.images, ev.labels, ev.ids, settings, progress=False, data_dir=folder)
+    assert set(frame.baseline) == {'pixel-mean'} and len(frame) == 3
+
+
 # ---- the commands ---------------------------------------------------------------------------------
 
 def test_interaction_cli_on_released_weights_at_224(files, tmp_path, capsys):

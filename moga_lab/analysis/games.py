@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
+from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.interaction import order_grid, sample_contexts
 from moga_lab.analysis.strength import estimate_strength
 
@@ -450,17 +451,17 @@ def strength_curve(frame: pd.DataFrame, statistic: str = 'mean-abs', num_bootstr
     statistic, column = _statistic_column(frame, statistic)
     curve_of = _curve_of(statistic)
     out = []
-    rng = np.random.default_rng(seed)
     for model, sub in frame.groupby('model', sort=False):
         table = sub.pivot_table(index='image_id', columns='ratio', values=column, aggfunc='mean').sort_index(axis=1)
         orders = sub.groupby('ratio')['order'].first().reindex(table.columns)
         values = table.to_numpy()                                   # [images, orders]
         strength = curve_of(values.mean(0))
         norm = strength / strength.mean()
-        idx = rng.integers(0, len(values), size=(num_bootstrap, len(values)))
-        boot = curve_of(values[idx].mean(1))                        # [B, orders]
-        boot = boot / boot.mean(1, keepdims=True)
-        low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+
+        def normalised(idx, values=values):
+            boot = curve_of(values[idx].mean(1))                    # [B, orders]
+            return boot / boot.mean(1, keepdims=True)
+        low, high, _ = bootstrap_images(normalised, len(values), num_bootstrap, seed)
         if statistic == 'naive' and 'noise_floor' in sub.columns:
             floor = sub.pivot_table(index='image_id', columns='ratio', values='noise_floor').sort_index(axis=1)
             floor = floor.to_numpy().mean(0) / strength.mean()
@@ -687,14 +688,12 @@ def middle_share_interval(frame: pd.DataFrame, statistic: str = 'mean-abs', low:
     Returns:
         Columns model, share, ci_low, ci_high, num_images.
     """
-    rng = np.random.default_rng(seed)
     rows = []
     for model in frame.model.unique():
         table = per_image_table(frame, model, statistic)
         share = middle_share_of(table.columns, statistic, low, high)
         values = table.to_numpy()
-        idx = rng.integers(0, len(values), size=(num_bootstrap, len(values)))
-        lo, hi = np.percentile(share(values[idx].mean(1)), [2.5, 97.5])
+        lo, hi, _ = bootstrap_images(lambda idx: share(values[idx].mean(1)), len(values), num_bootstrap, seed)
         rows.append(dict(model=model, share=float(share(values.mean(0))), ci_low=float(lo), ci_high=float(hi),
                          num_images=len(values)))
     return pd.DataFrame(rows)
@@ -726,9 +725,8 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
         raise ValueError(f'{model_a} and {model_b} share no images in the table')
     a, b = (t.loc[common].to_numpy() for t in tables)
     share = middle_share_of(tables[0].columns, statistic, low, high)
-    idx = np.random.default_rng(seed).integers(0, len(common), size=(num_bootstrap, len(common)))
-    draws = share(a[idx].mean(1)) - share(b[idx].mean(1))
-    lo, hi = np.percentile(draws, [2.5, 97.5])
+    lo, hi, draws = bootstrap_images(lambda idx: share(a[idx].mean(1)) - share(b[idx].mean(1)), len(common),
+                                     num_bootstrap, seed)
     diff = share(a.mean(0)) - share(b.mean(0))
     out = dict(difference=float(diff), ci_low=float(lo), ci_high=float(hi), num_images=len(common))
     if return_draws:

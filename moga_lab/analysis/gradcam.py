@@ -7,6 +7,7 @@ assumes channels in dim 1; without it the maps are silently wrong).
 import contextlib
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -157,13 +158,13 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def _bootstrap(values, paired_with=None, seed: int = 0):
-    """Mean (or paired mean difference) with scipy's 95 % percentile bootstrap over images."""
-    from scipy.stats import bootstrap
-    data = (values,) if paired_with is None else (values, paired_with)
-    stat = (lambda a, axis: a.mean(axis)) if paired_with is None else (lambda a, b, axis: a.mean(axis) - b.mean(axis))
-    ci = bootstrap(data, stat, paired=paired_with is not None, n_resamples=2000, method='percentile',
-                   random_state=seed).confidence_interval
-    return float(stat(*data, axis=0)), float(ci.low), float(ci.high)
+    """Mean (or paired mean difference) with the 95 % percentile bootstrap over images (`.bootstrap`)."""
+    from moga_lab.analysis.bootstrap import bootstrap_images
+    a = np.asarray(values, dtype=float)
+    b = None if paired_with is None else np.asarray(paired_with, dtype=float)
+    stat = (lambda idx: a[idx].mean(-1)) if b is None else (lambda idx: a[idx].mean(-1) - b[idx].mean(-1))
+    low, high, _ = bootstrap_images(stat, len(a), 2000, seed)
+    return float(stat(np.arange(len(a))[None])[0]), float(low), float(high)
 
 
 def mass_summary(table: 'pd.DataFrame', names: Sequence[str], seed: int = 0) -> Tuple[Dict[str, Interval],

@@ -231,7 +231,8 @@ def compare_named(args):
                          images=len(ev.ids)))
     accuracy = pd.DataFrame(rows)
     frame = interaction_of_models(models, ev.images[:n_inter], ev.labels[:n_inter], ev.ids[:n_inter], settings,
-                                  cache=os.path.join(args.out, 'interaction.csv'), wall_times=args.out)
+                                  cache=os.path.join(args.out, 'interaction.csv'), wall_times=args.out,
+                                  data_dir=args.data_dir, eval_transform=args.eval_transform)
     wall = wall_time(args.out, 'interaction')  # (added per image: a stopped run loses nothing)
     title = f'{ev.info.name}, {n_inter} images at {ev.images.shape[-1]} px'
     caption = (f'{frame.image_id.nunique()} images, {settings.grid}x{settings.grid} patches, {settings.num_pairs} pairs, '

@@ -323,17 +323,16 @@ def check_interaction_cache(cache: Optional[str], settings: InteractionSettings)
 
 def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, labels: torch.Tensor,
                           ids: Sequence[int], settings: InteractionSettings, cache: Optional[str] = None,
-                          progress: bool = True, wall_times: Optional[str] = None) -> pd.DataFrame:
+                          progress: bool = True, wall_times: Optional[str] = None,
+                          data_dir: Optional[str] = None, eval_transform: str = 'auto') -> pd.DataFrame:
     """Per-image strength rows of every model on the same ``images`` [N, C, H, W] and pairs (and, in the
     fixed-budget mode, contexts; with ``settings.target_ci`` each model gets the contexts its precision needs, see
     `InteractionSettings`). With ``cache`` (a CSV path) finished (model, image)
     results are kept across runs; a cache from an older moga_lab without the debiased columns is recomputed, one
     from another design is an error (`check_interaction_cache`). With ``wall_times`` (a study folder) each
-    (model, image) computed adds its seconds to the ``interaction`` total there (`add_wall_time`). With a cache too,
-    the seconds are kept beside it (``<cache>.seconds``) as each image is cached, and moved into the total once
-    every requested (model, image) is in the cache: a run stopped part-way keeps its time with its unfinished cache
-    and resumes it, and a study folder committed mid-run never holds time whose images are lost with the machine
-    (they would be computed, and counted, again)."""
+    (model, image) computed adds its seconds to the ``interaction`` total there (`add_wall_time`). The ``pixel-mean``
+    baseline is each pixel's mean over the fit checkpoints' training split, or over the images of ``data_dir`` (seen
+    through ``eval_transform``) for released weights on an ImageFolder, which has no training split."""
     from tqdm.auto import tqdm
     from moga_lab.utils.atomic import atomic_write_csv
     check_interaction_cache(cache, settings)
@@ -344,7 +343,7 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     pixel_mean = None
     if settings.baseline == 'pixel-mean':  # each pixel's mean over the models' training split (one data set for all)
         from moga_lab.loaders import pixel_mean_image
-        pixel_mean = pixel_mean_image(models[0])
+        pixel_mean = pixel_mean_image(models, data_dir=data_dir, transform=eval_transform)
     bar = tqdm(total=len(models) * len(ids), desc='interaction', disable=not progress)
     for m in models:
         runner = None
