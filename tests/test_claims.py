@@ -164,3 +164,24 @@ def test_replace_findings_needs_the_markers():
     from moga_lab.studies.claims import replace_findings
     with pytest.raises(ValueError, match='no findings block'):
         replace_findings('# a README without markers\n', '| a |\n')
+
+
+def test_a_training_takes_the_learning_rate_the_sweep_chose(tmp_path, capsys):
+    """``moga-fit --lr-from sweep.csv``: the validation split's choice, never a number copied by hand."""
+    from moga_lab.cli import fit as fit_cli
+    from moga_lab.training.sweep import SWEEP_COLUMNS, chosen_lr
+    sweep = tmp_path / 'sweep.csv'
+    pd.DataFrame([dict(model='moganet_xtiny', lr=1e-3, val_top1=80.0, val_images=5000, epochs=1, seed=0, chosen=False),
+                  dict(model='moganet_xtiny', lr=4e-3, val_top1=82.5, val_images=5000, epochs=1, seed=0, chosen=True)],
+                 columns=SWEEP_COLUMNS).to_csv(sweep, index=False)
+    assert chosen_lr(str(sweep), 'moganet_xtiny') == 4e-3
+    with pytest.raises(ValueError, match='a sweep of moganet_xtiny, not of convnext_atto'):
+        chosen_lr(str(sweep), 'convnext_atto')
+    with pytest.raises(ValueError, match='no such file'):
+        chosen_lr(str(tmp_path / 'missing.csv'), 'moganet_xtiny')
+    args = fit_cli.build_parser().parse_args(['--variant', 'xtiny', '--data', 'synthetic', '--lr-from', str(sweep),
+                                              '--run-dir', str(tmp_path / 'r')])
+    assert fit_cli.resolve_config(args).optim.lr == 4e-3
+    with pytest.raises(SystemExit) as stop:
+        fit_cli.main(['--variant', 'xtiny', '--data', 'synthetic', '--lr', '1e-3', '--lr-from', str(sweep)])
+    assert stop.value.code == 2 and 'give one of them' in capsys.readouterr().err

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from moga_lab.cli import study as study_cli
-from moga_lab.studies.runner import (StudyError, export_units, import_units, load_study, parse_deadline, run_study,
-                                     study_status, unit_state)
+from moga_lab.studies.runner import (StudyError, export_units, import_units, load_study, parse_deadline,
+                                     publish_study, run_study, study_status, unit_state)
 
 # a "training" that counts to 3 in steps, keeps its progress in state.txt (its last.ckpt) and continues from it when
 # given --resume; STOP_AT makes it die after that step (a stopped job)
@@ -168,3 +168,36 @@ def test_local_executor_runs_units_as_submitit_jobs(tmp_path):
     assert sorted(result['done']) == ['fit-s0', 'fit-s1', 'report'] and result['failed'] == []
     assert os.path.isfile(tmp_path / 'runs' / 'report' / 'unit.yaml')
     assert sys.executable  # (the units ran with this interpreter: python -> sys.executable)
+
+
+def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
+    extra = textwrap.dedent('''
+        publish:
+          steps.csv: {from: "fit-*", file: result.csv}
+          results.csv: {from: "fit-*", file: result.yaml, columns: {top1: acc}, percent: [top1]}
+    ''')
+    (tmp_path / 'write.py').write_text(
+        'import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
+        'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n2,0.25\\n")\n'
+        'open(os.path.join(d, "result.yaml"), "w").write("acc: 0.875\\n")\n')
+    spec = tmp_path / 'study.yaml'
+    spec.write_text(textwrap.dedent(f'''
+        name: toy
+        out: {tmp_path / 'runs'}
+        units:
+          - name: fit-s{{seed}}
+            matrix: {{seed: [0, 1]}}
+            command: python {tmp_path / 'write.py'} {{dir}}
+    ''') + extra)
+    study = load_study(str(spec))
+    with pytest.raises(StudyError, match="unfinished units \\['fit-s0', 'fit-s1'\\]"):
+        publish_study(study, str(tmp_path / 'pub'))
+    run_study(study, log=lambda line: None)
+    assert publish_study(study, str(tmp_path / 'pub')) == {'steps.csv': 4, 'results.csv': 2, 'units.csv': 2}
+    import pandas as pd
+    steps = pd.read_csv(tmp_path / 'pub' / 'steps.csv')
+    assert steps.columns.tolist() == ['step', 'loss', 'seed'] and steps.seed.tolist() == [0, 0, 1, 1]
+    results = pd.read_csv(tmp_path / 'pub' / 'results.csv')
+    assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 1]}
+    units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
+    assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]

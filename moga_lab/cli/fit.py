@@ -49,6 +49,8 @@ def build_parser() -> Parser:
     g.add_argument('--epochs', type=int)
     g.add_argument('--limit-train-batches', type=float, help='fraction (<=1) or number of training batches per epoch')
     g.add_argument('--lr', type=float)
+    g.add_argument('--lr-from', metavar='SWEEP_CSV',
+                   help="the learning rate a sweep chose on the validation split (moga-sweep's sweep.csv)")
     g.add_argument('--weight-decay', type=float)
     g.add_argument('--warmup-epochs', type=float)
     g.add_argument('--label-smoothing', type=float)
@@ -166,6 +168,11 @@ def resolve_config(args):
     if args.download:
         d.download = True
     set_if(o, 'lr', args.lr)
+    if getattr(args, 'lr_from', None):
+        if args.lr is not None:
+            raise ValueError(f'--lr {args.lr:g} and --lr-from {args.lr_from}: give one of them')
+        from moga_lab.training.sweep import chosen_lr
+        o.lr = chosen_lr(args.lr_from, cfg.model.name)
     set_if(o, 'weight_decay', args.weight_decay)
     set_if(o, 'warmup_epochs', args.warmup_epochs)
     set_if(o, 'label_smoothing', args.label_smoothing)

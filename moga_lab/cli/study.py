@@ -4,6 +4,7 @@
     moga-study status STUDY.yaml
     moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished]
     moga-study import STUDY.yaml ARCHIVE.tar.gz
+    moga-study publish STUDY.yaml --to docs/studies/NAME
 """
 import argparse
 import sys
@@ -11,7 +12,7 @@ from typing import List, Optional
 
 from moga_lab.cli.common import Parser, fail, int_at_least
 from moga_lab.studies.runner import (EXECUTORS, StudyError, export_units, import_units, load_study, parse_deadline,
-                                     run_study, study_status)
+                                     publish_study, run_study, study_status)
 
 __all__ = ['build_parser', 'main']
 
@@ -38,6 +39,8 @@ def build_parser() -> Parser:
     e.add_argument('--include-finished', action='store_true', help='pack finished units too')
     i = sub.add_parser('import', parents=[common], help='unpack an exported archive into the study')
     i.add_argument('archive')
+    u = sub.add_parser('publish', parents=[common], help="gather the finished units' tables into a study folder")
+    u.add_argument('--to', required=True, metavar='DIR', help='the published study folder, e.g. docs/studies/compare')
     return p
 
 
@@ -59,6 +62,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.action == 'export':
             names = export_units(study, args.archive, args.include_finished)
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
+            return 0
+        if args.action == 'publish':
+            for table, rows in publish_study(study, args.to).items():
+                print(f'{args.to}/{table}: {rows} rows')
             return 0
         if args.action == 'import':
             names = import_units(study, args.archive)

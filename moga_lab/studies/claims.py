@@ -51,6 +51,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.games import design_of, middle_share_difference, resolve_statistic
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg',
@@ -268,7 +269,8 @@ def _middle_share_seeds(claim: Claim, root: str, statistic: str, num_bootstrap: 
 def _top1(claim: Claim, root: str, statistic: str, num_bootstrap: int, seed: int) -> ClaimResult:
     from scipy import stats
     acc = _read(root, claim.study, 'accuracy.csv')
-    name, top1 = acc.columns[0], next(c for c in acc.columns if 'top1' in c)
+    top1 = 'test_top1' if 'test_top1' in acc.columns else next(c for c in acc.columns if 'top1' in c and 'val' not in c)
+    name = acc.columns[0]
     a = acc[acc[name] == claim.a][top1].astype(float).to_numpy()
     b = acc[acc[name] == claim.b][top1].astype(float).to_numpy()
     if not len(a) or not len(b):
@@ -292,8 +294,7 @@ def _gradcam(claim: Claim, root: str, statistic: str, num_bootstrap: int, seed: 
     cams = _read(root, claim.study, 'gradcam.csv')
     table = cams.pivot_table(index='image_id', columns='model', values='cam_on_garment')
     diff = (table[claim.a] - table[claim.b]).dropna().to_numpy()
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(num_bootstrap, len(diff)))
-    draws = diff[idx].mean(1)
+    _, _, draws = bootstrap_images(lambda idx: diff[idx].mean(1), len(diff), num_bootstrap, seed)
     low, high = _interval(draws)
     return ClaimResult(float(diff.mean()), low, high, bootstrap_p(draws), design='test set',
                        note=f'paired bootstrap over {len(diff)} images', draws=draws)

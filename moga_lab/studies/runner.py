@@ -50,12 +50,13 @@ from moga_lab.utils.atomic import atomic_write_text
 from moga_lab.utils.runtime import describe_machine
 
 __all__ = ['Unit', 'Study', 'StudyError', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
-           'import_units', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
+           'import_units', 'publish_study', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
 
 EXECUTORS = ('inline', 'local', 'slurm')
 DONE_FILE = 'unit.yaml'
 LOG_FILE = 'unit.log'
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
+_PUBLISH_KEYS = {'from', 'file', 'columns', 'percent'}
 
 
 class StudyError(ValueError):
@@ -75,6 +76,8 @@ class Unit:
         resume_if: a file whose presence in ``dir`` means the command can continue (e.g. ``last.ckpt``).
         resume_args: the arguments that make it continue (e.g. ``['--resume']``).
         threads: ``OMP_NUM_THREADS`` for this unit (None: the runner's).
+        keys: the matrix values that made this unit (e.g. ``{'model': 'convnext_atto', 'seed': 1}``); `publish_study`
+            adds them as columns.
     """
     name: str
     command: List[str]
@@ -84,6 +87,7 @@ class Unit:
     resume_if: Optional[str] = None
     resume_args: List[str] = field(default_factory=list)
     threads: Optional[int] = None
+    keys: Dict[str, Any] = field(default_factory=dict)
 
     def argv(self) -> List[str]:
         """The command to run now: with ``resume_args`` when the unit left something to continue from."""
@@ -99,10 +103,12 @@ class Study:
         name: the study's name.
         out: the root of the unit folders.
         units: the units in file order.
+        publish: the tables `publish_study` gathers from the units (the study file's ``publish:`` section).
     """
     name: str
     out: str
     units: List[Unit]
+    publish: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def unit(self, name: str) -> Unit:
         for u in self.units:
@@ -155,7 +161,7 @@ def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
         if not isinstance(minutes, (int, float)) or minutes < 0:
             raise StudyError(f'{where}: minutes={minutes!r}; accepted: a number >= 0 (the estimate --until uses)')
         units.append(Unit(name, parts, folder, float(minutes), after, resume.get('if_exists'), resume_args,
-                          entry.get('threads')))
+                          entry.get('threads'), keys))
     return units
 
 
@@ -189,7 +195,15 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
         missing = [a for a in u.after if a not in names]
         if missing:
             raise StudyError(f'{path}: unit {u.name!r} comes after {missing}, which the study does not have')
-    return Study(raw.get('name') or os.path.splitext(os.path.basename(path))[0], out, units)
+    publish = raw.get('publish') or {}
+    for table, spec in publish.items():
+        if not isinstance(spec, dict) or not spec.get('from') or not spec.get('file'):
+            raise StudyError(f'{path}: publish.{table} needs "from" (a glob of unit names) and "file" (a CSV or YAML '
+                             'file each unit writes)')
+        unknown = sorted(set(spec) - _PUBLISH_KEYS)
+        if unknown:
+            raise StudyError(f'{path}: publish.{table}: unknown keys {unknown}; accepted: {", ".join(sorted(_PUBLISH_KEYS))}')
+    return Study(raw.get('name') or os.path.splitext(os.path.basename(path))[0], out, units, publish)
 
 
 def unit_state(unit: Unit) -> str:
@@ -469,3 +483,66 @@ def import_units(study: Study, archive: str) -> List[str]:
         tar.extractall(study.out, members=keep, filter='data')
         unpacked = {os.path.normpath(m.name).split(os.sep)[0] for m in keep}
     return sorted(unpacked)
+
+
+def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The rows one finished unit contributes to a published table, with its matrix keys as columns."""
+    import pandas as pd
+    path = os.path.join(unit.dir, spec['file'])
+    if not os.path.isfile(path):
+        raise StudyError(f'unit {unit.name} finished without {spec["file"]} (looked in {unit.dir})')
+    if path.endswith(('.yaml', '.yml')):
+        with open(path) as f:
+            record = yaml.safe_load(f) or {}
+        columns = spec.get('columns') or {k: k for k in record}
+        missing = [v for v in columns.values() if v not in record]
+        if missing:
+            raise StudyError(f'{path} has no {missing}; it has {", ".join(record)}')
+        rows = [{k: record[v] for k, v in columns.items()}]
+    else:
+        frame = pd.read_csv(path)
+        if spec.get('columns'):
+            frame = frame.rename(columns={v: k for k, v in spec['columns'].items()})
+        rows = frame.to_dict('records')
+    for row in rows:
+        for key in spec.get('percent') or []:
+            row[key] = round(100 * float(row[key]), 4)
+        for key, value in unit.keys.items():
+            row.setdefault(key, value)
+    return rows
+
+
+def publish_study(study: Study, dest: str) -> Dict[str, int]:
+    """Gather the finished units' outputs into the study's published tables in ``dest`` (each written atomically):
+    every table of the study file's ``publish:`` section, one row per row of each matching unit's file (a CSV) or
+    one row per unit (a YAML file, ``columns`` picking and renaming its fields; ``percent`` turns fractions into
+    percentages), with the unit's matrix values as columns; and ``units.csv``: each unit's command, minutes, the
+    machine that ran it and whether it resumed.
+
+    Args:
+        study: from `load_study`.
+        dest: the published study folder, e.g. ``docs/studies/compare``.
+
+    Returns:
+        ``{table: rows}`` of what was written.
+
+    Raises:
+        StudyError: a table's units are not all finished, or a finished unit lacks its file.
+    """
+    import pandas as pd
+    from moga_lab.utils.atomic import atomic_write_csv
+    written = {}
+    for table, spec in study.publish.items():
+        units = [u for u in study.units if fnmatch.fnmatchcase(u.name, spec['from'])]
+        unfinished = [u.name for u in units if unit_state(u) != 'done']
+        if not units or unfinished:
+            raise StudyError(f'publish {table}: ' + (f'unfinished units {unfinished}' if units else
+                                                     f'no unit matches {spec["from"]!r}'))
+        rows = [row for u in units for row in _unit_rows(u, spec)]
+        atomic_write_csv(os.path.join(dest, table), pd.DataFrame(rows))
+        written[table] = len(rows)
+    records = [dict(unit=u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'})
+               for u in study.units if unit_state(u) == 'done']
+    atomic_write_csv(os.path.join(dest, 'units.csv'), pd.DataFrame(records))
+    written['units.csv'] = len(records)
+    return written

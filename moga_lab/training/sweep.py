@@ -15,7 +15,7 @@ import yaml
 from moga_lab.utils.atomic import atomic_write_csv
 from moga_lab.training.config import RunConfig
 
-__all__ = ['lr_sweep', 'SWEEP_COLUMNS']
+__all__ = ['chosen_lr', 'lr_sweep', 'SWEEP_COLUMNS']
 
 SWEEP_COLUMNS = ['model', 'lr', 'val_top1', 'val_images', 'epochs', 'seed', 'chosen']
 
@@ -75,3 +75,28 @@ def lr_sweep(base: RunConfig, lrs: Sequence[float], out: str,
         os.makedirs(out, exist_ok=True)
         atomic_write_csv(os.path.join(out, 'sweep.csv'), table)
     return table
+
+
+def chosen_lr(sweep_csv: str, model: str) -> float:
+    """The learning rate `lr_sweep` chose for ``model`` (its ``sweep.csv``), so that a later training uses the
+    validation split's choice without a number typed by hand.
+
+    Args:
+        sweep_csv: the sweep's ``sweep.csv``.
+        model: the model the training is for; the sweep must be of it.
+
+    Raises:
+        ValueError: no such file, a sweep of another model, or no chosen row.
+    """
+    import os
+
+    import pandas as pd
+    if not os.path.isfile(sweep_csv):
+        raise ValueError(f'--lr-from {sweep_csv}: no such file (a sweep.csv written by moga-sweep)')
+    table = pd.read_csv(sweep_csv)
+    if 'chosen' not in table.columns or not table.chosen.any():
+        raise ValueError(f'--lr-from {sweep_csv}: no chosen learning rate in it (columns {", ".join(table.columns)})')
+    row = table[table.chosen].iloc[0]
+    if row.model != model:
+        raise ValueError(f'--lr-from {sweep_csv}: a sweep of {row.model}, not of {model}')
+    return float(row.lr)
