@@ -1,5 +1,6 @@
 """Grad-CAM: shapes and ranges for the three families, a region sanity check, a weight-randomisation check."""
 import pytest
+import timm
 import torch
 import torch.nn as nn
 
@@ -118,3 +119,16 @@ def test_mass_inside_closed_forms():
         mass_inside(-maps - 1, masks)
     with pytest.raises(ValueError, match=r'\[B, H, W\]'):
         mass_inside(maps, masks[:, :4])
+
+
+def test_explained_layer_is_the_deepest_stage_with_a_map_of_at_least_4x4():
+    """One rule for every family (used by grad_cam's default, moga-gradcam and the comparison)."""
+    from moga_lab.analysis.gradcam import explained_layer
+    small = [('moganet_xtiny', 'norm3'), ('convnext_atto', 'stages.2')]
+    from moga_lab.models import create_classifier
+    for name, expected in small:
+        model = create_classifier(name, num_classes=10, in_chans=1, image_size=28)   # the small-image stems
+        assert explained_layer(model.eval(), torch.zeros(1, 1, 28, 28))[0] == expected
+    big = timm.create_model('moganet_xtiny').eval()
+    name, layer, size = explained_layer(big, torch.zeros(1, 3, 224, 224))
+    assert (name, size) == ('norm4', '7x7') and layer is big.norm4

@@ -87,6 +87,9 @@ def test_interaction_and_gradcam_on_a_checkpoint_it_trained(installed):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (work / 'inter' / 'interaction.csv').is_file()
     done = _run(env, work, [str(env / 'bin' / 'moga-gradcam'), '--checkpoint', str(ckpt), '--num-images', '2',
-                            '--out', 'cam'])
+                            '--garment-threshold', '0.5', '--out', 'cam'])
     assert done.returncode == 0, done.stderr[-3000:]
     assert any(p.suffix == '.png' for p in (work / 'cam').iterdir())
+    import pandas as pd
+    shares = pd.read_csv(work / 'cam' / 'gradcam.csv')
+    assert len(shares) == 2 and shares.cam_on_garment.between(0, 1).all() and shares.garment_area.between(0, 1).all()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 Interval = Tuple[float, float, float]  # (value, 95 % low, 95 % high)
 
-__all__ = ['grad_cam', 'default_layer', 'mass_inside', 'mass_summary', 'plot_gradcam_grid']
+__all__ = ['grad_cam', 'default_layer', 'explained_layer', 'mass_inside', 'mass_summary', 'plot_gradcam_grid']
 
 
 class _ToNCHW(nn.Module):
@@ -64,6 +64,48 @@ def default_layer(model: nn.Module) -> nn.Module:
                      f'is the feature map [B, C, h, w] to explain>, e.g. the last convolutional stage')
 
 
+def _stage_candidates(model: nn.Module):
+    """(name, module) of each family's stage outputs Grad-CAM can explain, deepest first."""
+    if hasattr(model, 'norm1') and hasattr(model, 'num_stages'):                # MogaNet: the stage norms
+        return [(f'norm{i}', getattr(model, f'norm{i}')) for i in range(model.num_stages, 0, -1)]
+    for attr in ('stages', 'layers'):                                         # timm ConvNeXt / Swin
+        if isinstance(getattr(model, attr, None), torch.nn.Sequential):
+            seq = getattr(model, attr)
+            return [(f'{attr}.{i}', seq[i]) for i in range(len(seq) - 1, -1, -1)]
+    layer = default_layer(model)
+    return [(next(n for n, m in model.named_modules() if m is layer), layer)]
+
+
+def explained_layer(model: nn.Module, images: torch.Tensor) -> Tuple[str, nn.Module, str]:
+    """(name, module, map size) of the layer Grad-CAM explains by default: the deepest stage output whose map is still at least
+    4x4, for every family alike. At 224 px that is each family's default (MogaNet norm4, the authors' choice; ConvNeXt
+    ``stages.3``; Swin ``layers.3``: 7x7); on 28 px inputs the last stages are 2x2-3x3, too coarse to say where a
+    model looks, so an earlier stage is taken (MogaNet norm3, ConvNeXt stages.2, Swin layers.2).
+
+    Args:
+        model: the classifier (MogaNet, timm ConvNeXt or Swin; other models get `default_layer`).
+        images: a batch of the inputs to explain (one image is run to read the maps' sizes).
+    """
+    candidates = _stage_candidates(model)
+    shapes = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape)))
+               for n, m in candidates]
+    try:
+        with torch.no_grad():
+            model(images[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    nhwc = type(model).__name__.startswith('SwinTransformer')  # timm Swin stages are NHWC, the others NCHW
+
+    def hw(name):
+        shape = shapes[name]
+        return (shape[1], shape[2]) if nhwc else shape[-2:]
+    name, layer = next(((n, m) for n, m in candidates if min(hw(n)) >= 4), candidates[0])
+    h, w = hw(name)
+    return name, layer, f'{h}x{w}'
+
+
 @contextlib.contextmanager
 def _nchw_view(model: nn.Module, layer: nn.Module):
     """For a Swin stage (any of ``model.layers``): temporarily follow it by NHWC->NCHW->NHWC and yield the NCHW
@@ -91,7 +133,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Ten
         model: the classifier (any ``nn.Module``; set to eval mode for the call).
         images: normalised [B, C, H, W].
         targets: [B] class per image; None = the top-1 prediction.
-        layer: the layer to explain; None = `default_layer`.
+        layer: the layer to explain; None = `explained_layer` (the deepest stage whose map is at least 4x4).
 
     Returns:
         float [B, H, W] maps in [0, 1].
@@ -114,7 +156,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Ten
         targets = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
         if len(targets) != len(images):
             raise ValueError(f'{len(targets)} targets for {len(images)} images')
-        layer = layer if layer is not None else default_layer(model)
+        layer = layer if layer is not None else explained_layer(model, images)[1]
         with _nchw_view(model, layer) as hooked, torch.enable_grad():
             attr = LayerGradCam(model, hooked).attribute(images, target=targets, relu_attributions=True)
         if attr.ndim != 4 or attr.shape[0] != len(images):

@@ -44,7 +44,7 @@ from moga_lab.cli.common import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_
 from moga_lab.analysis.games import (BASELINES, STATISTICS, STATISTIC_TEXT, describe_contexts,
                                      describe_precision, resolve_statistic, flat_middle_share, InteractionSettings,
                                      default_settings, middle_share_interval, per_image_target, strength_curve)
-from moga_lab.analysis.gradcam import (default_layer, grad_cam, mass_inside, mass_summary,
+from moga_lab.analysis.gradcam import (explained_layer, grad_cam, mass_inside, mass_summary,
                                        plot_gradcam_grid)
 from moga_lab.analysis.plots import plot_interaction_curves
 
@@ -59,43 +59,6 @@ from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 
 FAMILIES = {'moganet': 'MogaNet', 'convnext': 'ConvNeXt', 'swin': 'Swin'}
-
-
-def _stage_candidates(model):
-    """(name, module) of each family's stage outputs Grad-CAM can explain, deepest first."""
-    if hasattr(model, 'norm1') and hasattr(model, 'num_stages'):                # MogaNet: the stage norms
-        return [(f'norm{i}', getattr(model, f'norm{i}')) for i in range(model.num_stages, 0, -1)]
-    for attr in ('stages', 'layers'):                                         # timm ConvNeXt / Swin
-        if isinstance(getattr(model, attr, None), torch.nn.Sequential):
-            seq = getattr(model, attr)
-            return [(f'{attr}.{i}', seq[i]) for i in range(len(seq) - 1, -1, -1)]
-    layer = default_layer(model)
-    return [(next(n for n, m in model.named_modules() if m is layer), layer)]
-
-
-def gradcam_layer(model, images):
-    """(name, module, map size) of the layer Grad-CAM explains: the deepest stage output whose map is still at least
-    4x4, for every family alike. At 224 px that is each family's default (MogaNet norm4, the authors' choice; ConvNeXt
-    ``stages.3``; Swin ``layers.3``: 7x7); on 28 px inputs the last stages are 2x2-3x3, too coarse to say where a
-    model looks, so an earlier stage is taken (MogaNet norm3, ConvNeXt stages.2, Swin layers.2)."""
-    candidates = _stage_candidates(model)
-    shapes = {}
-    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape)))
-               for n, m in candidates]
-    try:
-        with torch.no_grad():
-            model(images[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    nhwc = type(model).__name__.startswith('SwinTransformer')  # timm Swin stages are NHWC, the others NCHW
-
-    def hw(name):
-        shape = shapes[name]
-        return (shape[1], shape[2]) if nhwc else shape[-2:]
-    name, layer = next(((n, m) for n, m in candidates if min(hw(n)) >= 4), candidates[0])
-    h, w = hw(name)
-    return name, layer, f'{h}x{w}'
 
 
 def parse_args(argv=None):
@@ -313,7 +276,7 @@ def _gradcam(out, models, images, labels, info):
     for m in models:
         with torch.no_grad():
             pred = m.model(images).argmax(1)
-        layer_name, layer, size = gradcam_layer(m.model, images)
+        layer_name, layer, size = explained_layer(m.model, images)
         maps.append(grad_cam(m.model, images, pred, layer=layer))
         preds.append(pred)
         layers.append(f'{m.name}: `{layer_name}` ({size} map)')
@@ -377,7 +340,7 @@ def _analyse_trained(args, m, settings, num_images: int, n_cam: int) -> None:
     grid = load_eval_images(m, args.gradcam_images, seed=args.seed + 1)
     with torch.no_grad():
         preds = m.model(grid.images).argmax(1)
-    layer_name, layer, size = gradcam_layer(m.model, grid.images)
+    layer_name, layer, size = explained_layer(m.model, grid.images)
     maps = grad_cam(m.model, grid.images, preds, layer=layer)
     cam = load_eval_images(m, n_cam, seed=args.seed + 2)
     masks = _garment_masks(cam.images, cam.info)

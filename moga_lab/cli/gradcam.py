@@ -29,6 +29,9 @@ def build_parser() -> Parser:
                    help='explain the top-1 prediction (default) or the true class')
     p.add_argument('--layer', help='module to explain, by name (e.g. norm3 for a finer MogaNet map on 28 px inputs, '
                    'where norm4 is 2x2); default: norm4 / stages.3 / layers.3 by family')
+    p.add_argument('--garment-threshold', type=float, metavar='T',
+                   help='also write gradcam.csv: each map\'s share of mass on the object, the pixels brighter than T of '
+                        'full scale (Fashion-MNIST\'s garments on their black background; e.g. 0.1)')
     p.add_argument('--out', required=True)
     return p
 
@@ -73,6 +76,19 @@ def run(args) -> str:
     with open(tmp, 'wb') as f:
         f.write(buffer.getvalue())
     os.replace(tmp, os.path.join(args.out, 'gradcam_maps.npz'))
+    if args.garment_threshold is not None:
+        import pandas as pd
+        from moga_lab.analysis.gradcam import mass_inside
+        from moga_lab.utils.atomic import atomic_write_csv
+        mean = torch.tensor(info.mean, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(info.std, dtype=images.dtype).view(1, -1, 1, 1)
+        masks = (images * std + mean).amax(1) > args.garment_threshold
+        area = masks.flatten(1).float().mean(1)
+        rows = [dict(model=m.name, image_id=i, label=int(t), prediction=int(p[k]), cam_on_garment=float(share[k]),
+                     garment_area=float(area[k]))
+                for m, p, share in zip(models, preds, (mass_inside(x, masks) for x in maps))
+                for k, (i, t) in enumerate(zip(ids, targets))]
+        atomic_write_csv(os.path.join(args.out, 'gradcam.csv'), pd.DataFrame(rows))
     for m, p in zip(models, preds):
         print(f'{m.name}: {int((p == targets).sum())}/{len(targets)} of these images right')
     print(f'wrote {png} and {os.path.join(args.out, "gradcam_maps.npz")}')
