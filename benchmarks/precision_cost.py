@@ -1,15 +1,15 @@
 """The two-phase precision mode against the fixed design at equal precision, on a game with a known answer.
 
-    python benchmarks/precision_cost.py [--grid 7] [--targets 0.566 0.3] [--replicates 30] [--out FILE.md]
+    python benchmarks/precision_cost.py [--grid 7] [--targets 0.566 0.2] [--budgets 1 4] [--replicates 20] [--out FILE.md]
 
 One image's pair draw (20 pairs, the 13 orders) of `random_local_game` is estimated ``--replicates`` times by each
 design with fresh contexts. Precision is read from the **spread over the repeated runs** (the empirical SD of I2
 at each order), not from either design's own variance estimate, so both designs are judged by the same yardstick:
 an order's precision is SD / tolerance, where the tolerance is the one the precision mode aims at
 (`moga_lab.analysis.strength` ``_tolerance``, evaluated at the true curve: the fixed design at K = 128, averaged over
-the runs), and a design's precision is its worst order's. The precision mode runs without a budget cap, so it spends
-what its plan asks for. The fixed design's equal-precision cost is that of the smallest K in ``FIXED_K`` whose worst
-order is at least as precise.
+the runs), and a design's precision is its worst order's. The precision mode runs under a cap of ``--budgets`` x the
+fixed design's cost at K = 24 (1 is its default cap), and spends at most that. The fixed design's equal-precision
+cost is that of the smallest K in ``FIXED_K`` whose worst order is at least as precise.
 
 Printed: forward passes per image of each (distinct masked evaluations, the pilot included) and the ratio
 fixed / two-phase (below 1: the fixed design is cheaper). Forward passes, not seconds: the ratio holds on any CPU.
@@ -41,7 +41,7 @@ def worst(sd: np.ndarray, tolerance: np.ndarray) -> float:
     return float((sd[inner] / tolerance[inner]).max())
 
 
-def measure(grid: int, targets, replicates: int, ci_floor: float = 0.1) -> Dict[float, tuple]:
+def measure(grid: int, targets, budgets, replicates: int) -> Dict[tuple, tuple]:
     n = grid * grid
     game = random_local_game(grid, seed=0)
     orders = order_grid(n, ORDER_RATIOS)
@@ -49,34 +49,37 @@ def measure(grid: int, targets, replicates: int, ci_floor: float = 0.1) -> Dict[
     fixed = {K: repeated(game, n, pairs, orders, replicates, num_contexts=K) for K in FIXED_K}
     truth = torch.as_tensor(fixed[FIXED_K[-1]][0])
     out = {}
+    cap = 4 * len(orders) * len(pairs) * 24
     for target in targets:
-        tolerance = _tolerance({'I2': truth, 'J_debiased': truth.clamp(min=0).sqrt()}, target, ci_floor, Z95).numpy()
-        _, sd, cost = repeated(game, n, pairs, orders, replicates, target_ci=target, ci_floor=ci_floor,
-                               max_forwards=10 ** 9)
-        reached = worst(sd, tolerance)
-        match = next(((K, worst(f[1], tolerance), f[2]) for K, f in fixed.items()
-                      if worst(f[1], tolerance) <= reached), (None, worst(fixed[FIXED_K[-1]][1], tolerance), None))
-        out[target] = (reached, cost) + match
+        tolerance = _tolerance({'I2': truth}, target, 0.25, Z95).numpy()        # the mode's default ci_floor
+        for budget in budgets:
+            _, sd, cost = repeated(game, n, pairs, orders, replicates, target_ci=target, max_forwards=int(budget * cap))
+            reached = worst(sd, tolerance)
+            match = next(((K, worst(f[1], tolerance), f[2]) for K, f in fixed.items()
+                          if worst(f[1], tolerance) <= reached), (None, worst(fixed[FIXED_K[-1]][1], tolerance), None))
+            out[target, budget] = (reached, cost) + match
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--grid', type=int, default=7)
-    p.add_argument('--targets', type=float, nargs='+', default=[0.566, 0.3])
-    p.add_argument('--replicates', type=int, default=30)
+    p.add_argument('--targets', type=float, nargs='+', default=[0.566, 0.2])
+    p.add_argument('--budgets', type=float, nargs='+', default=[1.0, 4.0],
+                   help="the precision mode's cap, in fixed designs at K = 24 (1 = its default)")
+    p.add_argument('--replicates', type=int, default=20)
     p.add_argument('--out', help='also write the table to this Markdown file')
     args = p.parse_args(argv)
-    lines = ['| n | target per image | worst SD / tolerance, two-phase | forwards, two-phase '
+    lines = ['| n | target per image | cap (x fixed K = 24) | worst SD / tolerance, two-phase | forwards, two-phase '
              '| fixed K at equal precision | its worst SD / tolerance | forwards, fixed | fixed / two-phase |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- |']
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     print('\n'.join(lines), flush=True)
-    for target, (reached, cost, K, fixed_reached, fixed_cost) in measure(args.grid, args.targets,
-                                                                         args.replicates).items():
+    for (target, budget), (reached, cost, K, fixed_reached, fixed_cost) in measure(
+            args.grid, args.targets, args.budgets, args.replicates).items():
         k_text = str(K) if K else f'> {FIXED_K[-1]}'
         ratio = f'{fixed_cost / cost:.2f}x' if fixed_cost else f'> {FIXED_K[-1] * 4 * 11 * 20 / cost:.2f}x'
         fixed_text = f'{fixed_cost:,.0f}' if fixed_cost else '-'
-        lines.append(f'| {args.grid ** 2} | {target:g} | {reached:.2f} | {cost:,.0f} | {k_text} | {fixed_reached:.2f} '
+        lines.append(f'| {args.grid ** 2} | {target:g} | {budget:g} | {reached:.2f} | {cost:,.0f} | {k_text} | {fixed_reached:.2f} '
                      f'| {fixed_text} | {ratio} |')
         print(lines[-1], flush=True)
     if args.out:

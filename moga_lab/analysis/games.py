@@ -107,7 +107,8 @@ class InteractionSettings:
             pairs x num_contexts, the fixed design's cost.
         initial_contexts: contexts per pair and order of the precision mode's pilot.
         min_contexts: the fewest contexts per pair and order of the precision mode's estimate.
-        ci_floor: orders weaker than this fraction of the curve's mean are held to that floor's precision.
+        ci_floor: orders whose I2 is below this fraction of the mean I2 over the orders are held to that floor's
+            absolute precision.
         baseline: what masked patches show, one of `BASELINES` (default ``zero``, the authors'; see
             `masking_baseline`).
         fuse: evaluate through the model's ``for_inference()`` copy when it has one (MogaNet; same values to 1e-4).
@@ -132,7 +133,7 @@ class InteractionSettings:
     max_forwards: Optional[int] = None
     initial_contexts: int = 8
     min_contexts: int = 8
-    ci_floor: float = 0.1
+    ci_floor: float = 0.25
     baseline: str = 'zero'
     fuse: bool = True
     compile: bool = False

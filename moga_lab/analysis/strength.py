@@ -255,11 +255,13 @@ def _pooled_plugin_variance(pilot: PairSamples, estimate: PairSamples, count: to
 
 def _tolerance(stats, target_ci: float, ci_floor: float, z: float) -> torch.Tensor:
     """The largest I2 standard error that meets the target at each order. A half-width of REL * J on the root scale
-    is z * se_I2 / (2 J) <= REL * J, i.e. se_I2 <= 2 REL I2 / z. Orders weaker than ``ci_floor`` x the curve's mean
-    strength are held to the tolerance at that floor: a relative target on a near-zero value would be unbounded,
+    is z * se_I2 / (2 J) <= REL * J, i.e. se_I2 <= 2 REL I2 / z. Orders whose I2 is below ``ci_floor`` x the mean
+    I2 over the orders are held to the tolerance at that floor: a relative target on a near-zero value is unbounded
+    (on the root scale the plan for an order near 0 grows as 1 / I2², and one such order took the whole budget),
     while the normalised curve only needs them to an absolute precision."""
-    floor = (ci_floor * stats['J_debiased'].mean()) ** 2
-    return 2 * target_ci * torch.maximum(stats['I2'].clamp(min=0), floor) / z
+    i2 = stats['I2'].clamp(min=0)
+    floor = ci_floor * i2.mean()
+    return 2 * target_ci * torch.maximum(i2, floor) / z
 
 
 def _plan(pilot: Dict[str, torch.Tensor], deterministic, tolerance, min_contexts: int) -> torch.Tensor:
@@ -295,7 +297,7 @@ def _fit_budget(plan: torch.Tensor, contexts: int, min_contexts: int) -> torch.T
 
 def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, orders: Sequence[int],
                       num_contexts: Optional[int] = 24, target_ci: Optional[float] = None,
-                      max_forwards: Optional[int] = None, initial_contexts: int = 8, ci_floor: float = 0.1,
+                      max_forwards: Optional[int] = None, initial_contexts: int = 8, ci_floor: float = 0.25,
                       min_contexts: int = 8, generator: Optional[torch.Generator] = None, batch_size: int = 512,
                       progress: Optional[Callable[[int], None]] = None,
                       contexts: Optional[torch.Tensor] = None) -> StrengthEstimate:
@@ -308,8 +310,8 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
 
     1. *Pilot*: ``initial_contexts`` per pair and order (1 at m = 0 and m = n - 2, where every context is the same).
        It only plans: from its variances, the contexts each pair needs for every order's 95 % interval of the
-       debiased strength to be within REL of its value (Neyman allocation over the pairs; orders below ``ci_floor``
-       x the mean strength held to that floor's precision; at least ``min_contexts`` per pair), scaled down to
+       debiased strength to be within REL of its value (Neyman allocation over the pairs; orders whose I2 is below
+       ``ci_floor`` x the mean I2 held to that floor's precision; at least ``min_contexts`` per pair), scaled down to
        ``max_forwards`` when the plan costs more. Then it is set aside.
     2. *Estimate*: fresh contexts, as many as planned, drawn independently of the pilot. Every statistic comes from
        them alone. Because the number of contexts was fixed before they were drawn, U_p is unbiased for I_p² given
@@ -332,7 +334,8 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         max_forwards: cap on distinct coalitions in the precision mode, pilot included; None = 4 x the fixed
             design's contexts.
         initial_contexts: the pilot's contexts per pair and order.
-        ci_floor: orders weaker than this fraction of the mean strength are held to the floor's precision.
+        ci_floor: orders whose I2 is below this fraction of the mean I2 over the orders are held to the floor's
+            absolute precision.
         min_contexts: the fewest contexts per pair and order of the estimation phase, lowered (to 3 at the least)
             where the budget left after the pilot cannot pay for it.
         generator: torch random generator.
