@@ -66,6 +66,7 @@ def test_strict_build_fails_on_broken_link_and_on_a_wrong_docstring(tmp_path):
     shutil.copytree(ROOT / 'docs', tmp_path / 'docs', symlinks=False, ignore=ignore)
     shutil.copytree(ROOT / 'moga_lab', tmp_path / 'moga_lab', ignore=ignore)
     shutil.copy(ROOT / 'mkdocs.yml', tmp_path / 'mkdocs.yml')
+    shutil.copytree(ROOT / 'benchmarks' / 'results', tmp_path / 'benchmarks' / 'results')  # tables the pages include
     page = tmp_path / 'docs/getting-started.md'
     page.write_text(page.read_text() + '\nSee [the missing page](no-such-page.md).\n')
     games = tmp_path / 'moga_lab/analysis/games.py'

@@ -174,7 +174,8 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     extra = textwrap.dedent('''
         publish:
           steps.csv: {from: "fit-*", file: result.csv}
-          results.csv: {from: "fit-*", file: result.yaml, columns: {top1: acc}, percent: [top1]}
+          results.csv: {from: ["fit-s0", "fit-s1"], file: result.yaml, columns: {top1: acc}, percent: [top1],
+                        replace: {seed: {1: 10}}}
     ''')
     (tmp_path / 'write.py').write_text(
         'import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
@@ -198,6 +199,6 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     steps = pd.read_csv(tmp_path / 'pub' / 'steps.csv')
     assert steps.columns.tolist() == ['step', 'loss', 'seed'] and steps.seed.tolist() == [0, 0, 1, 1]
     results = pd.read_csv(tmp_path / 'pub' / 'results.csv')
-    assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 1]}
+    assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]

@@ -1,4 +1,5 @@
 """The study scripts end to end at their --quick settings (real Fashion-MNIST, a few steps per row)."""
+import importlib
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import load_script, run_script
+from conftest import run_script
 
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.data import DEFAULT_FASHION_MNIST_DIR
@@ -110,13 +111,13 @@ def test_ablate_quick_rows_resume(tmp_path):
     assert "row 'plain': curves unfinished and" in done.stderr and f'delete {out / "plain" / "seed0"} to train' in done.stderr
 
 
-@pytest.mark.parametrize('script', ['experiments/ablate.py', 'analysis/compare_models.py'])
+@pytest.mark.parametrize('script', ['moga_lab.cli.ablate', 'moga_lab.cli.compare'])
 def test_publish_to_a_file_is_one_line_and_writes_nothing(tmp_path, capsys, script):
     target = tmp_path / 'report.md'
     target.write_text('not a folder')
     out = tmp_path / 'out'
     with pytest.raises(SystemExit) as exit_:
-        load_script(script).main(['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'])
+        importlib.import_module(script).main(['--quick', '--out', str(out), '--publish', str(target), '--no-tracking'])
     assert exit_.value.code == 2 and f'--publish {target}: a file is there' in capsys.readouterr().err
     assert not out.exists()
 
@@ -154,7 +155,7 @@ def test_ablate_unknown_row(tmp_path):
     (('target_over: images', 'target_over: all'), "interaction.target_over='all' in the config is not accepted"),
 ])
 def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, message):
-    text = (ROOT / 'experiments/configs/ablation_56px.yaml').read_text()
+    text = (ROOT / 'tests/data/ablation_grid.yaml').read_text()
     assert edit[0] in text
     config = tmp_path / 'bad.yaml'
     config.write_text(text.replace(edit[0], edit[1]))
@@ -345,7 +346,7 @@ def test_convergence_report(tmp_path, capsys):
     twice = tmp_path / 'compare.csv'
     twice.write_text('model,seed,lr,test_top1\nmoganet_xtiny,0,0.004,92.8\nconvnext_atto,0,0.008,90.0\n')
     out = tmp_path / 'docs' / 'convergence.md'
-    convergence = load_script('analysis/convergence.py')
+    convergence = importlib.import_module('moga_lab.cli.convergence')
     assert convergence.main(['--budget', f'{budget}:full', '--twice', f'{twice}:moganet_xtiny',
                              '--labels', '3 epochs', '6 epochs', '--out', str(out)]) == 0
     text = out.read_text()
@@ -366,7 +367,7 @@ def test_convergence_report(tmp_path, capsys):
 def test_convergence_bad_input_is_one_line(tmp_path, capsys, spec, message):
     (tmp_path / 'ablation.csv').write_text('row,seed,test_top1\nfull,0,91.5\n')
     with pytest.raises(SystemExit) as exit_:
-        load_script('analysis/convergence.py').main(['--budget', spec.format(d=tmp_path), '--twice',
+        importlib.import_module('moga_lab.cli.convergence').main(['--budget', spec.format(d=tmp_path), '--twice',
                                                      f'{tmp_path}/ablation.csv:full'])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
@@ -409,7 +410,7 @@ def test_paper_claims_decide_by_construction(tmp_path):
     one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
     _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
     out = tmp_path / 'claims.md'
-    assert load_script('analysis/paper_claims.py').main([
+    assert importlib.import_module('moga_lab.cli.claims').main([
         '--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'), '--ablation', str(tmp_path / 'a56'),
         '--out', str(out)]) == 0
 
@@ -448,7 +449,7 @@ def test_paper_claims_decide_by_construction(tmp_path):
     # is a seed lottery at 28 px (higher on 1 of 3 seeds, lower on 2): the seed-0 difference is not put on resolution
     shutil.rmtree(tmp_path / 'a56')
     _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 6.0}, 56, 'ablation.md')
-    assert load_script('analysis/paper_claims.py').main([
+    assert importlib.import_module('moga_lab.cli.claims').main([
         '--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'), '--ablation', str(tmp_path / 'a56'),
         '--out', str(out)]) == 0
     assert status(f'Channel aggregation {seed0} (full vs no_ca)', 'both') == (
@@ -463,7 +464,7 @@ def test_paper_claims_decide_by_construction(tmp_path):
     _synthetic_study(tmp_path / 'c28b', compare, {}, 28, 'report.md')
     pd.concat([seeded[(seeded.model == 'full') & (seeded.seed == 0)].drop(columns='seed').assign(model='moganet_xtiny'),
                peers]).to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
-    assert load_script('analysis/paper_claims.py').main([
+    assert importlib.import_module('moga_lab.cli.claims').main([
         '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
     each = "on each of MogaNet's training seeds"
     # full's seeds at 4.0 / 4.4 / 3.6 against ConvNeXt at 2.0: higher on all; against Swin at 4.0: higher on seed 1
@@ -477,7 +478,7 @@ def test_paper_claims_decide_by_construction(tmp_path):
     # MogaNet seeds already show (higher than Swin on one seed, lower on another)
     _synthetic_study(tmp_path / 'c56', compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0, 'swin_femto': 2.0}, 56,
                      'report.md')
-    assert load_script('analysis/paper_claims.py').main([
+    assert importlib.import_module('moga_lab.cli.claims').main([
         '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--compare', str(tmp_path / 'c56'),
         '--out', str(out)]) == 0
     assert status('MogaNet has a larger middle-order share than swin_femto on the seed-0 checkpoints', 'both') == (
@@ -489,17 +490,17 @@ def test_paper_claims_decide_by_construction(tmp_path):
     table = pd.read_csv(tmp_path / 'c28b' / 'interaction.csv')
     table.loc[0, 'I2'] *= 1 + 1e-6
     table.to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
-    assert load_script('analysis/paper_claims.py').main([
+    assert importlib.import_module('moga_lab.cli.claims').main([
         '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
     assert f'convnext_atto {each}' not in out.read_text()
     assert re.search(r'share than swin_femto on the seed-0 checkpoints +\|', out.read_text())
     # a comparison table without the debiased columns cannot be matched to the grid's run: no pairing, no traceback
-    assert load_script('analysis/paper_claims.py').moga_seed_claims(table.drop(columns='I2'), seeded, 28) == []
+    assert importlib.import_module('moga_lab.cli.claims').moga_seed_claims(table.drop(columns='I2'), seeded, 28) == []
 
 
 def test_paper_claims_name_the_seed_whose_checkpoints_the_curves_are_on(tmp_path):
     from test_seeds import seeded_table
-    paper_claims = load_script('analysis/paper_claims.py')
+    paper_claims = importlib.import_module('moga_lab.cli.claims')
     out = tmp_path / 'claims.md'
     # a grid listing its seeds as 2, 0, 1 (ablate.py computes the curves on the first): seed 2's checkpoints
     grid = {'row': ['full'] * 3 + ['no_gating'] * 3, 'seed': [2, 0, 1] * 2, 'test_top1': [92.0, 92.1, 91.9, 91.0, 91.1, 90.9]}
@@ -526,7 +527,7 @@ def test_paper_claims_across_seeds_of_every_compared_model(tmp_path):
     seeded[seeded.seed == 0].drop(columns='seed').to_csv(tmp_path / 'c' / 'interaction.csv', index=False)
     seeded.to_csv(tmp_path / 'c' / 'interaction_seeds.csv', index=False)
     out = tmp_path / 'claims.md'
-    assert load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c'), '--out', str(out)]) == 0
+    assert importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c'), '--out', str(out)]) == 0
     text = out.read_text()
 
     def status(claim):
@@ -547,7 +548,7 @@ def test_paper_claims_across_seeds_of_every_compared_model(tmp_path):
 def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
     (tmp_path / 'c').mkdir()
     with pytest.raises(SystemExit) as exit_:
-        load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c')])
+        importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c')])
     assert exit_.value.code == 2 and 'missing accuracy.csv, interaction.csv' in capsys.readouterr().err
 
 
@@ -557,7 +558,7 @@ def test_paper_claims_two_studies_at_one_resolution_is_one_line(tmp_path, capsys
     for name in ('c6', 'c3'):
         _synthetic_study(tmp_path / name, compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0}, 28, 'report.md')
     with pytest.raises(SystemExit) as exit_:
-        load_script('analysis/paper_claims.py').main(['--compare', str(tmp_path / 'c6'), '--compare', str(tmp_path / 'c3'),
+        importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c6'), '--compare', str(tmp_path / 'c3'),
                                                       '--out', str(tmp_path / 'claims.md')])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and 'are both at 28 px; accepted: one --compare folder per resolution' in err
@@ -643,14 +644,14 @@ def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
         'convnext_atto', 'convnext_atto/interaction.csv']
     grid = tmp_path / 'grid'
     _cached_design(grid / 'full' / 'interaction.csv', contexts=12)
-    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'experiments/configs/ablation_56px.yaml'),
+    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'tests/data/ablation_grid.yaml'),
                                           '--out', str(grid), '--no-tracking'], tmp_path)
     assert done.returncode == 2 and 'num_contexts [12] (this run: 50)' in done.stderr, done.stderr[-2000:]
     assert 'Traceback' not in done.stderr and sorted(p.name for p in (grid / 'full').iterdir()) == ['interaction.csv']
     # the same for a later seed's curves (--curve-seeds), before any training
     grid = tmp_path / 'grid3'
     _cached_design(grid / 'no_ca' / 'seed2' / 'interaction.csv', contexts=12, target_ci=0.1 * 32 ** 0.5)
-    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'experiments/configs/ablation_converged.yaml'),
+    done = _run('experiments/ablate.py', ['--config', str(ROOT / 'tests/data/ablation_grid.yaml'),
                                           '--out', str(grid), '--no-tracking'], tmp_path)
     assert done.returncode == 2 and f'{grid / "no_ca" / "seed2" / "interaction.csv"}' in done.stderr, done.stderr[-2000:]
     assert 'num_contexts [12] (this run: 50)' in done.stderr and 'Traceback' not in done.stderr
@@ -674,11 +675,9 @@ def test_target_over_images_and_the_precision_reached():
                                          'at any order')
 
 
-def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_cache_is_complete(tmp_path, monkeypatch):
-    """A study's interaction wall time is summed per cached (model, image): a run stopped part-way keeps the time of
-    the images it finished beside its unfinished cache, a resumed run adds only the images it computes, and the
-    study's total gets the time once every image is cached. If the unfinished cache is lost (a fresh machine, the
-    study folder from git), its images are computed again and counted once."""
+def test_interaction_wall_time_is_added_per_cached_image(tmp_path, monkeypatch):
+    """A study's interaction wall time is summed per cached (model, image): a run stopped part-way has added the time
+    of the images it cached, a resumed run adds only the images it computes, and a finished one adds nothing."""
     import moga_lab.studies.common as studies
     from moga_lab.analysis.games import InteractionSettings
     from moga_lab.loaders import NamedModel
@@ -707,36 +706,20 @@ def test_interaction_wall_time_is_kept_per_image_and_joins_the_total_when_the_ca
                                              progress=False, wall_times=str(study))
     with pytest.raises(KeyboardInterrupt):
         run(stops_at_the_third_image)
-    kept = float((study / 'row' / 'interaction.csv.seconds').read_text())
-    assert 0.4 <= kept < 5  # two finished images of >= 0.2 s each, beside the unfinished cache
-    assert studies.wall_time(str(study), 'interaction') == 0  # not in the study's total yet
+    kept = studies.wall_time(str(study), 'interaction')
+    assert 0.4 <= kept < 5  # the two finished images of >= 0.2 s each, added as each was cached
     frame = run(slow)
     assert sorted(frame.image_id.unique()) == [10, 11, 12]
     total = studies.wall_time(str(study), 'interaction')
     assert kept + 0.2 <= total < kept + 2  # only image 12 was added
-    assert not (study / 'row' / 'interaction.csv.seconds').exists()
     run(slow)  # everything cached: nothing computed, nothing added
     assert studies.wall_time(str(study), 'interaction') == total
-
-    # the machine is lost mid-row: the unfinished cache and its time go together; the rerun counts its images once
-    (study / 'wall_times.yaml').unlink()
-    cache.unlink()
-    calls.clear()
-    with pytest.raises(KeyboardInterrupt):
-        run(stops_at_the_third_image)
-    shutil.rmtree(study / 'row')
-    run(slow)
-    assert 0.6 <= studies.wall_time(str(study), 'interaction') < 3  # three images, each counted once
-    # a damaged time file: an error naming it and what to do, not a bare float() traceback
-    (study / 'row' / 'interaction.csv.seconds').write_text('garbage')
-    with pytest.raises(ValueError, match=r"interaction\.csv\.seconds holds 'garbage', not a number .* delete it"):
-        run(slow)
 
 
 def test_cam_summary_pairs_the_images_every_model_can_use():
     """mass_summary: gradcam.csv -> the per-model means, the paired differences and the garment area, over the images whose map is
     non-zero for every model (here images 0-2; image 3 has an all-zero map for convnext_atto)."""
-    cmp = load_script('analysis/compare_models.py')
+    cmp = importlib.import_module('moga_lab.cli.compare')
     names = ['moganet_xtiny', 'convnext_atto']
     table = pd.DataFrame(dict(model=np.repeat(names, 4), image_id=[3, 0, 1, 2, 0, 1, 2, 3],
                               cam_on_garment=[0.9, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, np.nan],
@@ -752,7 +735,7 @@ def test_cam_summary_pairs_the_images_every_model_can_use():
 def test_cam_on_garment_without_two_usable_images_says_so():
     """Models whose Grad-CAM maps are all zero (nothing supports the class) leave no image to measure: NaN and a
     sentence in the report, not a failure after hours of training."""
-    cmp = load_script('analysis/compare_models.py')
+    cmp = importlib.import_module('moga_lab.cli.compare')
     names = ['moganet_xtiny', 'convnext_atto']
     table = pd.DataFrame(dict(model=np.repeat(names, 8), image_id=np.tile(np.arange(8), 2), garment_area=0.4,
                               cam_on_garment=[0.5, 0.6] + [np.nan] * 6 + [np.nan, np.nan] + [0.3] * 6))

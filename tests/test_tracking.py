@@ -142,10 +142,7 @@ def test_ablation_grid_as_local_jobs_recorded_in_the_study_store(tmp_path):
 
 
 def _ablate_module():
-    import importlib.util as iu
-    spec = iu.spec_from_file_location('ablate_under_test', ROOT / 'experiments' / 'ablate.py')
-    module = iu.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import moga_lab.cli.ablate as module
     return module
 
 

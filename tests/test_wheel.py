@@ -46,7 +46,7 @@ def installed(tmp_path_factory):
 
 
 def _run(env, work, args, timeout=600):
-    clean = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    clean = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV', 'MOGA_LAB_RUN_DIR')}
     clean['PATH'] = f"{env / 'bin'}{os.pathsep}{clean.get('PATH', '')}"
     return subprocess.run(args, cwd=work, env=clean, capture_output=True, text=True, timeout=timeout)
 

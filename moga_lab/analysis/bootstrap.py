@@ -2,15 +2,17 @@
 image *indices*, so that a statistic of several images' rows at once (a normalised curve, a middle share, a paired
 difference of two models' shares on the same images) is resampled jointly, with its draws kept for tests built on
 them (the claims' p-values)."""
-from typing import Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 __all__ = ['BootstrapResult', 'bootstrap_images']
 
 
-class BootstrapResult(NamedTuple):
-    """A percentile interval and its draws.
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A percentile interval and its draws (unpacks as ``low, high, draws``).
 
     Args:
         low: the 2.5 % percentile of the draws (shape of one statistic).
@@ -20,6 +22,9 @@ class BootstrapResult(NamedTuple):
     low: np.ndarray
     high: np.ndarray
     draws: np.ndarray
+
+    def __iter__(self):
+        return iter((self.low, self.high, self.draws))
 
 
 def bootstrap_images(statistic: Callable[[np.ndarray], np.ndarray], num_images: int, num_resamples: int = 1000,
@@ -46,6 +51,9 @@ def bootstrap_images(statistic: Callable[[np.ndarray], np.ndarray], num_images: 
     from scipy.stats import bootstrap
     if num_images < 1:
         raise ValueError(f'num_images={num_images}: a bootstrap needs at least one image')
+    if num_images == 1:  # every resample is the one image: no spread to show (scipy refuses a single observation)
+        draws = np.asarray(statistic(np.zeros((num_resamples, 1), dtype=np.int64)), dtype=float)
+        return BootstrapResult(draws[0], draws[0], draws)
 
     def over_resamples(idx, axis=-1):
         rows = np.atleast_2d(idx)

@@ -29,6 +29,8 @@ def build_parser() -> Parser:
                    help='explain the top-1 prediction (default) or the true class')
     p.add_argument('--layer', help='module to explain, by name (e.g. norm3 for a finer MogaNet map on 28 px inputs, '
                    'where norm4 is 2x2); default: norm4 / stages.3 / layers.3 by family')
+    p.add_argument('--plot-images', type=int, default=12, metavar='N',
+                   help='images drawn in gradcam_grid.png (the first N; every image is in the npz and csv)')
     p.add_argument('--garment-threshold', type=float, metavar='T',
                    help='also write gradcam.csv: each map\'s share of mass on the object, the pixels brighter than T of '
                         'full scale (Fashion-MNIST\'s garments on their black background; e.g. 0.1)')
@@ -66,7 +68,9 @@ def run(args) -> str:
         preds.append(pred)
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, 'gradcam_grid.png')
-    plot_gradcam_grid(images, maps, [m.name for m in models], targets, preds, info.class_names, info.mean, info.std, png)
+    k = max(1, args.plot_images)
+    plot_gradcam_grid(images[:k], [x[:k] for x in maps], [m.name for m in models], targets[:k], [p[:k] for p in preds],
+                      info.class_names, info.mean, info.std, png)
     write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, maps=torch.stack(maps).numpy(), images=images.numpy(), labels=targets.numpy(),

@@ -270,7 +270,7 @@ def _top1(claim: Claim, root: str, statistic: str, num_bootstrap: int, seed: int
     from scipy import stats
     acc = _read(root, claim.study, 'accuracy.csv')
     top1 = 'test_top1' if 'test_top1' in acc.columns else next(c for c in acc.columns if 'top1' in c and 'val' not in c)
-    name = acc.columns[0]
+    name = 'model' if 'model' in acc.columns else acc.columns[0]
     a = acc[acc[name] == claim.a][top1].astype(float).to_numpy()
     b = acc[acc[name] == claim.b][top1].astype(float).to_numpy()
     if not len(a) or not len(b):

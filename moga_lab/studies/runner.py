@@ -42,7 +42,7 @@ import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -56,7 +56,7 @@ EXECUTORS = ('inline', 'local', 'slurm')
 DONE_FILE = 'unit.yaml'
 LOG_FILE = 'unit.log'
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
-_PUBLISH_KEYS = {'from', 'file', 'columns', 'percent'}
+_PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace'}
 
 
 class StudyError(ValueError):
@@ -283,7 +283,7 @@ def _finish(unit: Unit, seconds: float, resumed: bool) -> None:
 
 
 def _environment(unit: Unit, threads: Optional[int]) -> Dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != 'MOGA_LAB_RUN_DIR'}  # (a fit's DDP workers' run folder)
     n = unit.threads or threads
     if n:
         env['OMP_NUM_THREADS'] = str(n)
@@ -306,7 +306,7 @@ def _run_inline(unit: Unit, threads: Optional[int]) -> int:
 def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetime] = None,
               only: Optional[Sequence[str]] = None, concurrency: int = 1, threads: Optional[int] = None,
               slurm: Optional[Dict[str, Any]] = None, dry_run: bool = False,
-              log=print) -> Dict[str, List[str]]:
+              log: Callable[[str], None] = print) -> Dict[str, List[str]]:
     """Run the study's unfinished units in file order, each once the units it needs are finished.
 
     Args:
@@ -509,14 +509,19 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
             row[key] = round(100 * float(row[key]), 4)
         for key, value in unit.keys.items():
             row.setdefault(key, value)
+        for key, values in (spec.get('replace') or {}).items():
+            if key in row and row[key] in values:
+                row[key] = values[row[key]]
     return rows
 
 
 def publish_study(study: Study, dest: str) -> Dict[str, int]:
     """Gather the finished units' outputs into the study's published tables in ``dest`` (each written atomically):
-    every table of the study file's ``publish:`` section, one row per row of each matching unit's file (a CSV) or
-    one row per unit (a YAML file, ``columns`` picking and renaming its fields; ``percent`` turns fractions into
-    percentages), with the unit's matrix values as columns; and ``units.csv``: each unit's command, minutes, the
+    every table of the study file's ``publish:`` section (its name a path under ``dest``), one row per row of each
+    matching unit's file (a CSV) or one row per unit (a YAML file, ``columns`` picking and renaming its fields;
+    ``percent`` turns fractions into percentages), with the unit's matrix values as columns (``from``: a glob of unit
+    names or a list of them; ``replace``: ``{column: {value: new value}}``, e.g. to name a shared run as an ablation
+    row); and ``units.csv``: each unit's command, minutes, the
     machine that ran it and whether it resumed.
 
     Args:
@@ -533,7 +538,8 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
     from moga_lab.utils.atomic import atomic_write_csv
     written = {}
     for table, spec in study.publish.items():
-        units = [u for u in study.units if fnmatch.fnmatchcase(u.name, spec['from'])]
+        patterns = [spec['from']] if isinstance(spec['from'], str) else list(spec['from'])
+        units = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]
         unfinished = [u.name for u in units if unit_state(u) != 'done']
         if not units or unfinished:
             raise StudyError(f'publish {table}: ' + (f'unfinished units {unfinished}' if units else

@@ -250,7 +250,8 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         final['train/images_per_second'] = ips
         log_final_metrics(trainer.loggers, _flat(cfg.to_dict()), final)
         segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
-        summary = dict(model=cfg.model.name, data=cfg.data.name, global_step=int(trainer.global_step),
+        summary = dict(model=cfg.model.name, data=cfg.data.name, lr=cfg.optim.lr, seed=cfg.trainer.seed,
+                       global_step=int(trainer.global_step),
                        train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
                        segments=segments, last_segment_wall_seconds=round(seconds, 1),
                        # which machine and threads ran (the last segment): a study's runs may come from several
