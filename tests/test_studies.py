@@ -562,7 +562,7 @@ def test_paper_claims_two_studies_at_one_resolution_is_one_line(tmp_path, capsys
                                                       '--out', str(tmp_path / 'claims.md')])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and 'are both at 28 px; accepted: one --compare folder per resolution' in err
-    assert err.strip().count('\n') == 1 and not (tmp_path / 'claims.md').exists()  # usage line + the error
+    assert err.strip().count('\n') == 0 and not (tmp_path / 'claims.md').exists()  # one line: the error
 
 
 def _add_seconds(out, n):

@@ -149,7 +149,7 @@ def _ablate_module():
 @needs_mlflow
 @needs_fmnist
 def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_reported(tmp_path, monkeypatch):
-    from moga_lab.training.tracking import StudyStore
+    from moga_lab.utils.tracking import StudyStore
     out = tmp_path / 'abl'
 
     def broken(self, *args, **kwargs):

@@ -11,6 +11,7 @@ __all__ = ['ValueFn', 'EXACT_MAX_PLAYERS', 'INTERACTION_SIGNS', 'check_pairs_ord
            'evaluate_rows', 'with_pairs', 'sample_contexts']
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
+"""A value function: bool masks [B, n] (True = player present) -> values [B]."""
 EXACT_MAX_PLAYERS = 20
 """The most players `exact_multi_order_interaction` enumerates (2^20 = 1M evaluations of v)."""
 
@@ -114,6 +115,7 @@ def with_pairs(contexts: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 
 
 INTERACTION_SIGNS = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
+"""The signs of v(S+ij), v(S+i), v(S+j), v(S) in dv(i, j, S) (the order `with_pairs` returns them in)."""
 
 
 def sample_contexts(n_players: int, pairs: torch.Tensor, orders: Sequence[int], num_contexts: int,

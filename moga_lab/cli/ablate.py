@@ -38,7 +38,7 @@ from moga_lab.studies.jobs import EXECUTORS, JobOptions, TrainJob, run_jobs
 from moga_lab.studies.common import (Budget, check_interaction_cache, count_params_macs,
                               interaction_of_checkpoints, load_study_config, provenance, publish_artefacts,
                               reported_checkpoint, seed_tables, trained_on, wall_time)
-from moga_lab.training.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record
+from moga_lab.utils.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record
 from moga_lab.training import ModelConfig, build_model
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 

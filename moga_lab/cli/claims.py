@@ -56,6 +56,7 @@ from moga_lab.analysis.games import middle_share_difference
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.seeds import middle_share_difference_over_seeds, welch
 from moga_lab.analysis.strength import Z95
+from moga_lab.cli.common import Parser
 from moga_lab.utils.atomic import atomic_write_text
 
 TEST_IMAGES = 10_000  # Fashion-MNIST's test set
@@ -353,7 +354,7 @@ def evaluate_declared(registry: str, out: str = None, readme: Sequence[str] = ()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--registry', metavar='FILE',
                    help='a claims registry (YAML): evaluate its declared claims, adjusted over the family, into '
                         '--out DIR/claims.csv and claims.md')

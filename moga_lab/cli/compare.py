@@ -52,7 +52,7 @@ from moga_lab.loaders import load_classifier, load_eval_images, load_models, wri
 from moga_lab.studies.common import (Budget, check_interaction_cache, count_params_macs,
                               finished_interaction, interaction_of_models, provenance, publish_artefacts,
                               reported_checkpoint, seed_tables, shared_from, train_variant, trained_on, wall_time)
-from moga_lab.training.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record
+from moga_lab.utils.tracking import TrackingError, add_tracking_arguments, open_study_store, safe_record
 from moga_lab.models.factory import SMALL_IMAGE_MAX
 from moga_lab.training import ModelConfig
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text

@@ -66,7 +66,7 @@ def build_parser() -> Parser:
     p.add_argument('--seed', type=int, default=0, help='selects images, pairs and contexts')
     p.add_argument('--devices', type=int, default=1, help='processes to spread the images over (DDP on CPU: gloo)')
     p.add_argument('--no-progress', action='store_true')
-    from moga_lab.training.tracking import add_tracking_arguments
+    from moga_lab.utils.tracking import add_tracking_arguments
     add_tracking_arguments(p, 'interaction')
     return p
 
@@ -127,7 +127,7 @@ def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
     from moga_lab.loaders import write_image_list, load_eval_images, load_models, pixel_mean_image
     from moga_lab.utils.atomic import atomic_write_csv
 
-    from moga_lab.training.tracking import open_study_store, safe_record
+    from moga_lab.utils.tracking import open_study_store, safe_record
     store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking) if rank == 0 else None
     models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
     images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,

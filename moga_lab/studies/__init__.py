@@ -4,5 +4,5 @@
 - `.claims`: the claims registry, its tests and their family-wise adjustment (``moga-claims --registry``).
 - `.runner` (``moga-study``): studies as resumable units (skip what is finished, resume what is not, a deadline,
   status, export/import of unfinished units); `.jobs` runs units through submitit (local processes or Slurm).
-- the MLflow study store is `moga_lab.training.tracking` (a single fit logs to it too).
+- the MLflow study store is `moga_lab.utils.tracking` (a single fit logs to it too; the analysis commands record to it without importing training).
 """

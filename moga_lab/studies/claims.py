@@ -58,10 +58,15 @@ __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'hol
            'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
+"""The tests a claim can name: a paired middle-share difference over images (one checkpoint each), a one-sample t
+over training seeds' paired differences, top-1 (Welch over seeds, or a two-proportion z for one seed), paired
+Grad-CAM mass over images, and the change of an effect between two settings (difference of the differences)."""
 CORRECTIONS = {'holm': 'Holm', 'bh': 'Benjamini-Hochberg'}
+"""Family-wise adjustments a registry can name (Holm: family-wise error; Benjamini-Hochberg: false discovery rate)."""
 DIRECTIONS = ('greater', 'less')
 CLAIM_COLUMNS = ['claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict', 'statistic', 'design', 'primary',
                  'family', 'family_size', 'correction', 'test', 'df', 'what', 'note', 'exploratory']
+"""The columns of `evaluate_registry`'s table and of ``claims.csv``."""
 INTERACTION_TESTS = ('middle_share', 'middle_share_seeds', 'change')
 
 

@@ -53,8 +53,11 @@ __all__ = ['Unit', 'Study', 'StudyError', 'load_study', 'unit_state', 'study_sta
            'import_units', 'publish_study', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
 
 EXECUTORS = ('inline', 'local', 'slurm')
+"""Where units run: here one after another, as submitit processes on this machine, or as Slurm jobs."""
 DONE_FILE = 'unit.yaml'
+"""Written into a unit's folder, atomically, once its command exited with status 0: the unit is finished."""
 LOG_FILE = 'unit.log'
+"""A unit's stdout and stderr, appended on every (re)start."""
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
 _PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace'}
 

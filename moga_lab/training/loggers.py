@@ -1,7 +1,7 @@
 """Experiment trackers for ``fit``: Lightning's own loggers, chosen by name.
 
 ``csv`` is always on (the reports and resumed runs read ``metrics.csv``); ``tensorboard`` is on by default
-(``tensorboard --logdir runs``); ``mlflow`` (a local SQLite store by default, see `moga_lab.training.tracking`) and
+(``tensorboard --logdir runs``); ``mlflow`` (a local SQLite store by default, see `moga_lab.utils.tracking`) and
 ``wandb`` are optional extras. A tracker that is asked for but missing or unreachable stops the run before it starts
 (one line, exit 2); a tracker failing once the run has started only warns: checkpoints, ``metrics.csv`` and
 ``results.yaml`` are written regardless.
@@ -10,7 +10,7 @@ import os
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
-from moga_lab.training.tracking import TrackingError, check_tracking_uri, mlflow_artifact_location, resolve_tracking_uri
+from moga_lab.utils.tracking import TrackingError, check_tracking_uri, mlflow_artifact_location, resolve_tracking_uri
 
 __all__ = ['LOGGERS', 'DEFAULT_LOGGERS', 'parse_loggers', 'check_loggers', 'build_loggers', 'log_figure',
            'log_final_metrics', 'TrackingError']
