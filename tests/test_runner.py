@@ -140,6 +140,7 @@ def test_import_refuses_foreign_and_escaping_members(tmp_path):
     ('units: [{name: a, command: x, after: [b]}]', "comes after ['b']"),
     ('units: [{name: a, command: x}, {name: a, command: y}]', "repeated: ['a']"),
     ('units: [{name: a, command: x, minutes: -1}]', 'minutes=-1'),
+    ('units: [{name: "a{m}", command: x, matrix: {m: [p, q]}, minutes: {m: {p: 3}}}]', "minutes={'m': {'p': 3}}"),
 ])
 def test_bad_study_files_are_named_in_one_line(tmp_path, body, message):
     path = tmp_path / 's.yaml'
@@ -202,3 +203,10 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]
+
+
+def test_minutes_by_matrix_value(tmp_path):
+    path = tmp_path / 's.yaml'
+    path.write_text('units: [{name: "fit-{model}", command: x, matrix: {model: [big, small]}, '
+                    'minutes: {model: {big: 40, small: 10}}}]')
+    assert [u.minutes for u in load_study(str(path)).units] == [40.0, 10.0]

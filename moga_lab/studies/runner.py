@@ -74,7 +74,7 @@ class Unit:
         name: unique within the study; also the folder's name.
         command: the argv (``moga-X`` runs as ``python -m moga_lab.cli.X``).
         dir: the unit's folder (its outputs, ``unit.log`` and, once finished, ``unit.yaml``).
-        minutes: the estimate ``--until`` plans with.
+        minutes: the estimate ``--until`` plans with (in a study file, a number or ``{matrix name: {value: number}}``).
         after: units that must be finished first.
         resume_if: a file whose presence in ``dir`` means the command can continue (e.g. ``last.ckpt``).
         resume_args: the arguments that make it continue (e.g. ``['--resume']``).
@@ -161,8 +161,12 @@ def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
             raise StudyError(f'{where}: {{{error.args[0]}}} is not a matrix name; accepted: '
                              f'{", ".join(list(matrix) + ["dir", "out", "name"])}') from None
         minutes = entry.get('minutes', 0)
-        if not isinstance(minutes, (int, float)) or minutes < 0:
-            raise StudyError(f'{where}: minutes={minutes!r}; accepted: a number >= 0 (the estimate --until uses)')
+        if isinstance(minutes, dict) and len(minutes) == 1 and next(iter(minutes)) in keys:  # {model: {name: min}}
+            by = next(iter(minutes))
+            minutes = minutes[by].get(keys[by]) if isinstance(minutes[by], dict) else None
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes < 0:
+            raise StudyError(f'{where}: minutes={entry.get("minutes")!r}; accepted: a number >= 0 (the estimate --until '
+                             'uses), or {matrix name: {value: number}} with a number for every value')
         units.append(Unit(name, parts, folder, float(minutes), after, resume.get('if_exists'), resume_args,
                           entry.get('threads'), keys))
     return units
