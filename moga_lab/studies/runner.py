@@ -409,11 +409,12 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
                 break
             if any(a in [p.name for p in pending] + [r.name for r, _ in running] for a in u.after):
                 continue                                            # its inputs are still to come
-            if any(a not in done for a in u.after) or (
-                    until is not None and dt.datetime.now() + dt.timedelta(minutes=u.minutes) > until):
+            missing = [a for a in u.after if a not in done]
+            if missing or (until is not None and dt.datetime.now() + dt.timedelta(minutes=u.minutes) > until):
                 pending.remove(u)
                 result['skipped'].append(u.name)
-                log(f'{u.name}: not started ({"an input failed" if any(a not in done for a in u.after) else "deadline"})')
+                log(f'{u.name}: not started (' + (f'waits for {", ".join(missing)}, not finished' if missing else
+                                                  f'its ~{u.minutes:.0f} min would end after {until:%H:%M}') + ')')
                 continue
             pending.remove(u)
             running.append((u, ex.submit(_UnitJob(u, threads))))
