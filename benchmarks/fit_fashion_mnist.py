@@ -40,7 +40,7 @@ def main(argv=None):
     p.add_argument('--out', default='runs/bench-fit')
     p.add_argument('--data-dir', default=None)
     args = p.parse_args(argv)
-    keep_freed_memory()  # speed only, as the fit CLI does (moga_lab/runtime.py)
+    keep_freed_memory()  # speed only, as the fit CLI does (moga_lab/utils/runtime.py)
     rows = []
     for name in args.models:
         cfg = small_data_recipe('xtiny')

@@ -13,10 +13,10 @@ seed and across seeds (``seed_shares.csv``, ``interaction_seeds.csv``; `moga_lab
 Writes ``<out>/ablation.csv`` (a row per variant), ``ablation.md``, ``ablation_curves.png``, ``accuracy.csv`` (a line per
 (row, seed)), ``interaction.csv`` (the tidy per-image table) and ``curve.csv``, and records every row
 (seeds as child runs) in the MLflow study store (``runs/mlflow.db`` unless ``--tracking-uri``; see
-moga_lab/tracking.py). Every (row, seed) trains in its own run directory: a stopped run resumes where it stopped.
+moga_lab/utils/tracking.py). Every (row, seed) trains in its own run directory: a stopped run resumes where it stopped.
 ``--executor local --concurrency 2`` runs the (row, seed) jobs as separate processes (one thread each on 2 cores),
-``--executor slurm`` submits them as a job array (moga_lab/jobs.py); the report is written from whatever finished
-and names what is missing. ``--quick`` uses ``configs/quick.yaml`` (minutes; used by the tests).
+``--executor slurm`` submits them as a job array (moga_lab.studies.jobs); the report is written from whatever finished
+and names what is missing. ``--quick`` uses the package's ``studies/configs/quick.yaml`` (minutes; used by the tests).
 """
 import argparse
 import dataclasses
@@ -63,7 +63,7 @@ def main(argv=None):
     p.add_argument('--no-report', action='store_true',
                    help='train the rows and compute their interactions, but write no tables (a later run without it '
                         'reads everything back and writes the tables and figure)')
-    g = p.add_argument_group('jobs (moga_lab/jobs.py, submitit)')
+    g = p.add_argument_group('jobs (moga_lab.studies.jobs, submitit)')
     g.add_argument('--executor', choices=EXECUTORS, default='inline',
                    help='inline: one row after another in this process (default); local: each (row, seed) its own '
                         'process on this machine; slurm: a job array')

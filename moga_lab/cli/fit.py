@@ -251,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from moga_lab.utils.runtime import keep_freed_memory
-    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/runtime.py)
+    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/utils/runtime.py)
     prog = parser.prog
     from moga_lab.data import DataError
     from moga_lab.training.config import ConfigError

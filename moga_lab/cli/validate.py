@@ -121,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from moga_lab.utils.runtime import keep_freed_memory
-    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/runtime.py)
+    keep_freed_memory()  # speed only: freed tensor buffers stay in the heap (moga_lab/utils/runtime.py)
     try:
         if args.batch_size < 1:
             raise ValueError(f'--batch-size={args.batch_size} must be >= 1')
