@@ -155,7 +155,7 @@ def test_the_command_line(tmp_path, capsys):
     assert study_cli.main(['run', spec, '--only', 'fit-s1']) == 0
     assert study_cli.main(['status', spec]) == 0
     out = capsys.readouterr().out
-    assert 'fit-s1' in out and 'done' in out and '1 done, 0 partial, 2 pending' in out
+    assert 'fit-s1' in out and 'done' in out and '1 done, 0 partial, 0 changed, 2 pending' in out
     with pytest.raises(SystemExit) as stop:
         study_cli.main(['run', spec, '--until', 'soon'])
     assert stop.value.code == 2
@@ -210,3 +210,19 @@ def test_minutes_by_matrix_value(tmp_path):
     path.write_text('units: [{name: "fit-{model}", command: x, matrix: {model: [big, small]}, '
                     'minutes: {model: {big: 40, small: 10}}}]')
     assert [u.minutes for u in load_study(str(path)).units] == [40.0, 10.0]
+
+
+def test_a_unit_whose_command_changed_is_not_finished(tmp_path):
+    """Outputs of another recipe never count: the runner refuses until told to run such units again from scratch."""
+    study = load_study(str(_study(tmp_path)))
+    run_study(study, only=['fit-s0'], log=lambda line: None)
+    assert unit_state(study.unit('fit-s0')) == 'done'
+    changed = load_study(str(_study(tmp_path)))
+    changed.unit('fit-s0').command = changed.unit('fit-s0').command + ['--lr', '2e-3']
+    assert unit_state(changed.unit('fit-s0')) == 'changed'
+    with pytest.raises(StudyError, match='fit-s0 ran with another command .* --rerun-changed'):
+        run_study(changed, only=['fit-s0'], log=lambda line: None)
+    (tmp_path / 'runs' / 'fit-s0' / 'old-output.txt').write_text('of the old recipe')
+    result = run_study(changed, only=['fit-s0'], log=lambda line: None, rerun_changed=True)
+    assert result['done'] == ['fit-s0'] and unit_state(changed.unit('fit-s0')) == 'done'
+    assert not (tmp_path / 'runs' / 'fit-s0' / 'old-output.txt').exists()

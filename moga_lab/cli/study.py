@@ -33,6 +33,8 @@ def build_parser() -> Parser:
     r.add_argument('--time', type=int_at_least(1), default=240, help='slurm: minutes per job')
     r.add_argument('--gpus', type=int_at_least(0), default=0, help='slurm: GPUs per job')
     r.add_argument('--dry-run', action='store_true', help='say what would run, run nothing')
+    r.add_argument('--rerun-changed', action='store_true',
+                   help='units whose command changed since they ran: remove their folders and run them again')
     sub.add_parser('status', parents=[common], help='list the units and their state')
     e = sub.add_parser('export', parents=[common], help="pack unfinished units' folders into an archive")
     e.add_argument('archive')
@@ -56,8 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             table['waits_for'] = table['waits_for'].map(', '.join)
             print(table.to_string(index=False))
             counts = table.state.value_counts()
-            print(f"{counts.get('done', 0)} done, {counts.get('partial', 0)} partial, {counts.get('pending', 0)} "
-                  f"pending; ~{table.loc[table.state != 'done', 'estimate_min'].sum():.0f} min left (estimates)")
+            print(f"{counts.get('done', 0)} done, {counts.get('partial', 0)} partial, {counts.get('changed', 0)} "
+                  f"changed, {counts.get('pending', 0)} pending; ~{table.loc[table.state != 'done', 'estimate_min'].sum():.0f} min left (estimates)")
             return 0
         if args.action == 'export':
             names = export_units(study, args.archive, args.include_finished)
@@ -75,7 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                      **({'gpus_per_node': args.gpus} if args.gpus else {}))
         result = run_study(study, args.executor, parse_deadline(args.until) if args.until else None, args.only,
                            args.concurrency, args.threads, slurm, args.dry_run,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True), rerun_changed=args.rerun_changed)
         print(f"{len(result['done'])} finished, {len(result['failed'])} failed, {len(result['skipped'])} not started")
         return 1 if result['failed'] else 0
     except StudyError as error:

@@ -49,7 +49,7 @@ import yaml
 from moga_lab.utils.atomic import atomic_write_text
 from moga_lab.utils.runtime import describe_machine
 
-__all__ = ['Unit', 'Study', 'StudyError', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
+__all__ = ['Unit', 'Study', 'StudyError', 'COMMAND_FILE', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
            'import_units', 'publish_study', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
 
 EXECUTORS = ('inline', 'local', 'slurm')
@@ -214,17 +214,40 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
 
 
 def unit_state(unit: Unit) -> str:
-    """``done`` (finished), ``partial`` (its folder holds something to resume from, or at least a started log) or
-    ``pending`` (never started).
+    """``done`` (finished with the command the study file gives now), ``changed`` (finished, or started, with
+    another command: its outputs are of another recipe), ``partial`` (its folder holds something to resume from, or
+    at least a started log) or ``pending`` (never started).
 
     Args:
         unit: a unit of a loaded study.
     """
+    recorded = _recorded_command(unit)
+    if recorded is not None and recorded != _portable_command(unit):
+        return 'changed'
     if os.path.isfile(os.path.join(unit.dir, DONE_FILE)):
         return 'done'
     if unit.resume_if and os.path.exists(os.path.join(unit.dir, unit.resume_if)):
         return 'partial'
     return 'partial' if os.path.isfile(os.path.join(unit.dir, LOG_FILE)) else 'pending'
+
+
+COMMAND_FILE = 'unit.command'
+"""The command line a unit was first started with: a later study file that changes it marks the unit ``changed``."""
+
+
+def _portable_command(unit: Unit) -> str:
+    """The unit's command with the study's output root written as ``{out}``: a study moved to another folder (or
+    machine) keeps its units' identity."""
+    return shlex.join(unit.command).replace(os.path.dirname(unit.dir), '{out}')
+
+
+def _recorded_command(unit: Unit) -> Optional[str]:
+    """The command line a unit was started with (written before its first run), or None if it never started."""
+    path = os.path.join(unit.dir, COMMAND_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _record(unit: Unit) -> Dict[str, Any]:
@@ -299,6 +322,8 @@ def _environment(unit: Unit, threads: Optional[int]) -> Dict[str, str]:
 
 def _run_inline(unit: Unit, threads: Optional[int]) -> int:
     os.makedirs(unit.dir, exist_ok=True)
+    if _recorded_command(unit) is None:
+        atomic_write_text(os.path.join(unit.dir, COMMAND_FILE), _portable_command(unit) + '\n')
     argv = unit.argv()
     start = time.perf_counter()
     with open(os.path.join(unit.dir, LOG_FILE), 'a') as log:
@@ -313,7 +338,7 @@ def _run_inline(unit: Unit, threads: Optional[int]) -> int:
 def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetime] = None,
               only: Optional[Sequence[str]] = None, concurrency: int = 1, threads: Optional[int] = None,
               slurm: Optional[Dict[str, Any]] = None, dry_run: bool = False,
-              log: Callable[[str], None] = print) -> Dict[str, List[str]]:
+              log: Callable[[str], None] = print, rerun_changed: bool = False) -> Dict[str, List[str]]:
     """Run the study's unfinished units in file order, each once the units it needs are finished.
 
     Args:
@@ -328,6 +353,8 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
         threads: ``OMP_NUM_THREADS`` for each unit (a unit's own ``threads`` wins).
         dry_run: say what would run, run nothing.
         log: where progress lines go.
+        rerun_changed: units whose command changed since they ran (state ``changed``) have their folder removed
+            and run again; without it the runner refuses to start while any chosen unit has changed.
 
     Returns:
         ``{'done': [...], 'failed': [...], 'skipped': [...]}``: units finished by this call, units whose command
@@ -339,6 +366,14 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
         raise StudyError('--executor slurm: no Slurm here (sbatch is not on PATH); run on a Slurm login node, or use '
                          '--executor local')
     chosen = _select(study, only)
+    changed = [u for u in chosen if unit_state(u) == 'changed']
+    if changed and not rerun_changed:
+        raise StudyError(f'units {", ".join(u.name for u in changed)} ran with another command than the study file '
+                         'gives now (their outputs are of another recipe); --rerun-changed removes their folders and '
+                         'runs them again')
+    for u in changed if not dry_run else []:
+        shutil.rmtree(u.dir)
+        log(f'{u.name}: its command changed; its folder was removed and it runs again')
     done = {u.name for u in study.units if unit_state(u) == 'done'}
     todo = [u for u in chosen if u.name not in done]
     result: Dict[str, List[str]] = {'done': [], 'failed': [], 'skipped': []}
