@@ -2,9 +2,12 @@
 by their inputs, listed by status, and moved between machines by export/import."""
 import datetime as dt
 import os
+import signal
+import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 
 import pytest
 import yaml
@@ -226,3 +229,52 @@ def test_a_unit_whose_command_changed_is_not_finished(tmp_path):
     result = run_study(changed, only=['fit-s0'], log=lambda line: None, rerun_changed=True)
     assert result['done'] == ['fit-s0'] and unit_state(changed.unit('fit-s0')) == 'done'
     assert not (tmp_path / 'runs' / 'fit-s0' / 'old-output.txt').exists()
+
+
+# a job that, like Lightning, exits with status 0 when it gets SIGTERM
+TRAPS_SIGTERM = textwrap.dedent('''
+    import os, signal, sys, time
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    open(os.path.join(sys.argv[1], 'started'), 'w').close()
+    time.sleep(60)
+''')
+
+
+@pytest.mark.slow  # subprocesses and a signal
+def test_a_unit_stopped_by_sigterm_is_not_finished_even_if_its_command_exits_0(tmp_path):
+    (tmp_path / 'job.py').write_text(TRAPS_SIGTERM)
+    spec = tmp_path / 'study.yaml'
+    spec.write_text(textwrap.dedent(f'''
+        name: toy
+        out: {tmp_path / 'runs'}
+        units:
+          - name: long
+            command: python {tmp_path / 'job.py'} {{dir}}
+    '''))
+    runner = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.study', 'run', str(spec)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started = tmp_path / 'runs' / 'long' / 'started'
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), runner.communicate()[0]
+    runner.send_signal(signal.SIGTERM)
+    out, _ = runner.communicate(timeout=60)
+    assert runner.returncode != 0, out
+    assert unit_state(load_study(str(spec)).unit('long')) == 'partial'
+    assert 'stopped by signal 15' in (tmp_path / 'runs' / 'long' / 'unit.log').read_text()
+
+
+def test_reset_starts_units_clean_and_names_finished_users(tmp_path, capsys):
+    spec = str(_study(tmp_path))
+    run_study(load_study(spec), log=lambda line: None)
+    assert study_cli.main(['reset', spec, 'fit-s0']) == 0
+    out = capsys.readouterr().out
+    assert '1 unit(s) reset: fit-s0' in out and 'use their outputs (kept): report' in out
+    study = load_study(spec)
+    assert unit_state(study.unit('fit-s0')) == 'pending' and unit_state(study.unit('report')) == 'done'
+    assert run_study(study, log=lambda line: None)['done'] == ['fit-s0']
+    assert (tmp_path / 'runs' / 'fit-s0' / 'steps.txt').read_text() == '1\n2\n3\n'   # from the start
+    with pytest.raises(SystemExit):
+        study_cli.main(['reset', spec, 'nothing*'])
+    assert 'reset nothing* matches no unit' in capsys.readouterr().err

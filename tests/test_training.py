@@ -223,6 +223,25 @@ def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
     assert metrics['val/acc1'].dropna().size >= 2 and sorted(metrics['segment'].unique()) == [0, 1]
 
 
+def test_sigterm_ends_a_fit_with_status_143_not_0(tmp_path):
+    """Lightning ends a fit stopped by SIGTERM with exit status 0; a job runner would take that for a finished run."""
+    run = tmp_path / 'run'
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop('MOGA_LAB_RUN_DIR', None)
+    proc = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.fit'] + SYN +
+                            ['--epochs', '20', '--checkpoint-every', '2', '--run-dir', str(run)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (run / 'last.ckpt').is_file():
+        time.sleep(0.2)
+    assert proc.poll() is None, 'the run finished before it could be stopped'
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert 'stopped by SIGTERM at step' in err and '--resume' in err
+    assert not (run / 'results.yaml').exists()
+
+
 def test_resume_without_checkpoint_is_clear(tmp_path):
     proc = _run_cli(['moga_lab.cli.fit', '--resume', '--run-dir', str(tmp_path / 'none')], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and 'no run with config.yaml and last.ckpt found' in proc.stderr

@@ -5,6 +5,7 @@
     moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished]
     moga-study import STUDY.yaml ARCHIVE.tar.gz
     moga-study publish STUDY.yaml --to docs/studies/NAME
+    moga-study reset STUDY.yaml PATTERN [PATTERN ...]
 """
 import argparse
 import sys
@@ -12,7 +13,7 @@ from typing import List, Optional
 
 from moga_lab.cli.common import Parser, fail, int_at_least
 from moga_lab.studies.runner import (EXECUTORS, StudyError, export_units, import_units, load_study, parse_deadline,
-                                     publish_study, run_study, study_status)
+                                     publish_study, reset_units, run_study, study_status)
 
 __all__ = ['build_parser', 'main']
 
@@ -43,6 +44,8 @@ def build_parser() -> Parser:
     i.add_argument('archive')
     u = sub.add_parser('publish', parents=[common], help="gather the finished units' tables into a study folder")
     u.add_argument('--to', required=True, metavar='DIR', help='the published study folder, e.g. docs/studies/compare')
+    z = sub.add_parser('reset', parents=[common], help="remove units' folders so that the next run starts them clean")
+    z.add_argument('patterns', nargs='+', metavar='PATTERN', help='unit names or globs')
     return p
 
 
@@ -68,6 +71,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.action == 'publish':
             for table, rows in publish_study(study, args.to).items():
                 print(f'{args.to}/{table}: {rows} rows')
+            return 0
+        if args.action == 'reset':
+            reset = reset_units(study, args.patterns)
+            print(f'{len(reset["reset"])} unit(s) reset: {", ".join(reset["reset"])}')
+            if reset['finished_after']:
+                print(f'finished units that use their outputs (kept): {", ".join(reset["finished_after"])}')
             return 0
         if args.action == 'import':
             names = import_units(study, args.archive)

@@ -23,7 +23,9 @@ finished; ``--until HH:MM`` starts no unit whose estimate would end after the de
 ``status`` lists every unit; ``export`` packs the folders of unfinished units (checkpoints included) into an
 archive and ``import`` unpacks one, to move a study to another machine or survive a preempted node. A unit is
 finished when the runner has written ``<dir>/unit.yaml`` after the command exited with status 0 (atomically: a
-stopped runner never marks a unit finished); its log is ``<dir>/unit.log``.
+stopped runner never marks a unit finished; a SIGTERM or SIGINT is passed on to the command, and a unit so stopped
+is not finished whatever its exit status); its log is ``<dir>/unit.log``. ``reset`` removes units' folders so
+that the next run starts them clean.
 
 Units run one after another in this process's machine (``inline``), as submitit jobs on this machine (``local``,
 ``concurrency`` at a time) or as a Slurm array (``slurm``). submitit runs the command lines
@@ -37,9 +39,11 @@ import itertools
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -297,12 +301,12 @@ def parse_deadline(text: str, now: Optional[dt.datetime] = None) -> dt.datetime:
         raise StudyError(f'--until {text!r} is not a time; accepted: HH:MM (e.g. 17:30) or YYYY-MM-DDTHH:MM') from None
 
 
-def _select(study: Study, only: Optional[Sequence[str]]) -> List[Unit]:
+def _select(study: Study, only: Optional[Sequence[str]], option: str = '--only') -> List[Unit]:
     if not only:
         return list(study.units)
     chosen = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in only)]
     if not chosen:
-        raise StudyError(f'--only {" ".join(only)} matches no unit; units: {", ".join(u.name for u in study.units)}')
+        raise StudyError(f'{option} {" ".join(only)} matches no unit; units: {", ".join(u.name for u in study.units)}')
     return chosen
 
 
@@ -320,6 +324,28 @@ def _environment(unit: Unit, threads: Optional[int]) -> Dict[str, str]:
     return env
 
 
+def _call_forwarding_stops(argv: List[str], log, env: Dict[str, str]):
+    """Run ``argv``; a SIGTERM or SIGINT to this process goes on to the command. Returns (exit status, the signal
+    that stopped it or 0). A stopped unit is never finished, whatever its status: Lightning, for one, exits with
+    status 0 on SIGTERM."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if threading.current_thread() is not threading.main_thread():  # (handlers can only be set there)
+        return proc.wait(), 0
+    stopped = []
+
+    def forward(signum, frame):
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return code, (stopped[0] if stopped else 0)
+
+
 def _run_inline(unit: Unit, threads: Optional[int]) -> int:
     os.makedirs(unit.dir, exist_ok=True)
     if _recorded_command(unit) is None:
@@ -329,7 +355,12 @@ def _run_inline(unit: Unit, threads: Optional[int]) -> int:
     with open(os.path.join(unit.dir, LOG_FILE), 'a') as log:
         log.write(f'\n$ {shlex.join(argv)}\n')
         log.flush()
-        code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env=_environment(unit, threads))
+        code, stopped = _call_forwarding_stops(argv, log, _environment(unit, threads))
+    if stopped:
+        log_line = f'stopped by signal {stopped} (exit status {code}): not finished; the next run resumes it\n'
+        with open(os.path.join(unit.dir, LOG_FILE), 'a') as log:
+            log.write(log_line)
+        return code or 128 + stopped
     if code == 0:
         _finish(unit, time.perf_counter() - start, resumed=argv != _executable(unit.command))
     return code
@@ -476,6 +507,30 @@ def _members(tar: tarfile.TarFile):
         if path.startswith('..') or os.path.isabs(path) or not (m.isfile() or m.isdir()):
             raise StudyError(f'archive member {m.name!r} is not a plain file inside the study; refused')
         yield m
+
+
+def reset_units(study: Study, patterns: Sequence[str]) -> Dict[str, List[str]]:
+    """Remove the folders of the units matching ``patterns`` (any state), so that the next ``run`` starts them
+    clean: for a unit whose outputs turned out wrong (a bug fixed since, an input replaced).
+
+    Returns:
+        ``{'reset': [...], 'finished_after': [...]}``: the units reset, and finished units that use their outputs
+        (they are kept; reset them too if those outputs will change).
+    """
+    chosen = _select(study, patterns, option='reset')
+    names = {u.name for u in chosen}
+    for u in chosen:
+        if os.path.isdir(u.dir):
+            shutil.rmtree(u.dir)
+    users, grew = set(), True
+    while grew:  # everything downstream, not only direct users
+        grew = False
+        for u in study.units:
+            if u.name not in users and u.name not in names and any(a in names | users for a in u.after):
+                users.add(u.name)
+                grew = True
+    return {'reset': [u.name for u in chosen],
+            'finished_after': [u.name for u in study.units if u.name in users and unit_state(u) == 'done']}
 
 
 def export_units(study: Study, archive: str, include_finished: bool = False) -> List[str]:

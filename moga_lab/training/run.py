@@ -6,6 +6,8 @@
 training loop over all resumed segments plus the test; training images/s of the last segment).
 """
 import os
+import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from moga_lab.data import ClassificationDataModule, create_datamodule
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
@@ -90,6 +93,14 @@ class _ThroughputClock(L.Callback):
         if trainer.is_global_zero and self.seconds:
             for logger in trainer.loggers:
                 logger.log_metrics({'train/images_per_second': self.images / self.seconds}, step=trainer.global_step)
+
+
+def _stopped_by_sigterm(trainer: L.Trainer, run_dir: str, every: int):
+    """Exit with status 143 (128 + SIGTERM). Lightning ends a fit stopped by SIGTERM with ``SystemExit()``, i.e. exit
+    status 0, which a job runner (Slurm, submitit, ``moga-study``) would take for a finished run."""
+    sys.stderr.write(f'stopped by SIGTERM at step {trainer.global_step}; {os.path.join(run_dir, "last.ckpt")} is at '
+                     f'most {every} steps older; continue with --resume --run-dir {run_dir}\n')
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
@@ -225,7 +236,10 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*Checkpoint directory .* exists and is not empty.*')
         warnings.filterwarnings('ignore', message='.*treespec, LeafSpec.*')
-        trainer.fit(module, datamodule=dm, ckpt_path=last if resume else None)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=last if resume else None)
+        except SIGTERMException:
+            _stopped_by_sigterm(trainer, run_dir, cfg.trainer.checkpoint_every_n_steps)
         # last.ckpt at the very end too (the periodic callback only fires every n steps)
         trainer.save_checkpoint(last)
         # read now: trainer.test(ckpt_path=...) restores the Timer's state too, from best.ckpt
@@ -233,7 +247,10 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         results: Dict[str, float] = {}
         if test:
             ckpt = best.best_model_path if best.best_model_path and os.path.isfile(best.best_model_path) else None
-            out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            try:
+                out = trainer.test(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            except SIGTERMException:
+                _stopped_by_sigterm(trainer, run_dir, cfg.trainer.checkpoint_every_n_steps)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
     seconds = time.perf_counter() - start
     total_seconds = train_seconds + timer.time_elapsed('test')
