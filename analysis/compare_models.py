@@ -1,4 +1,5 @@
-"""Entry point kept for a checkout: ``python analysis/compare_models.py --help`` runs `moga_lab.cli.compare` (installed as ``moga-compare``)."""
+"""Entry point kept for a checkout: ``python analysis/compare_models.py --help`` runs `moga_lab.cli.compare`
+(installed as ``moga-compare``)."""
 import sys
 
 from moga_lab.cli.compare import main

@@ -7,9 +7,10 @@ the reference implementation's sequence of ops), our eager model in channels_las
 fused inference model (``model.for_inference()``) eager and under ``torch.compile`` (inductor with weight
 freezing), fp32 and bf16; and a training step (forward + backward + AdamW), reference computation vs ours
 (channels_last, padding-only taps skipped). Baselines: timm ConvNeXt / Swin of similar MACs. Achieved GFLOP/s
-(2 x MACs x images/s, MACs from torch's FlopCounterMode; x3 for a training step) is shown as a fraction of a matrix-multiply peak measured
-in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are against the reference computation measured in a fresh
-PyTorch process (glibc's allocator untouched); all other rows run in this process with
+(2 x MACs x images/s, MACs from torch's FlopCounterMode; x3 for a training step) is shown as a fraction of a
+matrix-multiply peak measured in the same run (2048 x 2048; bf16 rows also against the bf16 peak). Ratios are
+against the reference computation measured in a fresh PyTorch process (glibc's allocator untouched); all other rows
+run in this process with
 ``moga_lab.utils.runtime.keep_freed_memory()`` (freed tensor buffers stay in the heap, as the CLIs do), and a row of
 the reference computation under it shows how much of a speed-up is the allocator and how much the code.
 Baselines run under it too.

@@ -1,4 +1,5 @@
-"""Entry point kept for a checkout: ``python experiments/ablate.py --help`` runs `moga_lab.cli.ablate` (installed as ``moga-ablate``)."""
+"""Entry point kept for a checkout: ``python experiments/ablate.py --help`` runs `moga_lab.cli.ablate`
+(installed as ``moga-ablate``)."""
 import sys
 
 from moga_lab.cli.ablate import main

@@ -14,7 +14,7 @@ Public API: the names below and the subpackages' own ``__all__``:
 """
 import importlib
 
-from moga_lab import models  # (registers moganet_* with timm)
+from moga_lab import models  # noqa: F401 (registers moganet_* with timm)
 from moga_lab.models import MogaNet, create_classifier, load_checkpoint
 
 __version__ = '1.0.0'

@@ -132,3 +132,16 @@ def test_explained_layer_is_the_deepest_stage_with_a_map_of_at_least_4x4():
     big = timm.create_model('moganet_xtiny').eval()
     name, layer, size = explained_layer(big, torch.zeros(1, 3, 224, 224))
     assert (name, size) == ('norm4', '7x7') and layer is big.norm4
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--garment-threshold', '1.5'], "argument --garment-threshold: '1.5' is not accepted; accepted: a number in (0, 1)"),
+    (['--garment-threshold', '0'], "argument --garment-threshold: '0' is not accepted; accepted: a number in (0, 1)"),
+    (['--plot-images', '0'], "argument --plot-images: '0' is not accepted; accepted: an integer >= 1"),
+    (['--num-images', '-2'], "argument --num-images: '-2' is not accepted; accepted: an integer >= 1"),
+])
+def test_gradcam_command_names_a_bad_value(args, message, capsys):
+    from moga_lab.cli import gradcam as gradcam_cli
+    with pytest.raises(SystemExit) as stop:
+        gradcam_cli.build_parser().parse_args(['--checkpoint', 'a.ckpt', '--out', 'o'] + args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -719,7 +719,7 @@ def test_interaction_wall_time_is_added_per_cached_image(tmp_path, monkeypatch):
 def test_cam_summary_pairs_the_images_every_model_can_use():
     """mass_summary: gradcam.csv -> the per-model means, the paired differences and the garment area, over the images whose map is
     non-zero for every model (here images 0-2; image 3 has an all-zero map for convnext_atto)."""
-    cmp = importlib.import_module('moga_lab.cli.compare')
+    cmp = importlib.import_module('moga_lab.studies.comparison')
     names = ['moganet_xtiny', 'convnext_atto']
     table = pd.DataFrame(dict(model=np.repeat(names, 4), image_id=[3, 0, 1, 2, 0, 1, 2, 3],
                               cam_on_garment=[0.9, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, np.nan],
@@ -735,7 +735,7 @@ def test_cam_summary_pairs_the_images_every_model_can_use():
 def test_cam_on_garment_without_two_usable_images_says_so():
     """Models whose Grad-CAM maps are all zero (nothing supports the class) leave no image to measure: NaN and a
     sentence in the report, not a failure after hours of training."""
-    cmp = importlib.import_module('moga_lab.cli.compare')
+    cmp = importlib.import_module('moga_lab.studies.comparison')
     names = ['moganet_xtiny', 'convnext_atto']
     table = pd.DataFrame(dict(model=np.repeat(names, 8), image_id=np.tile(np.arange(8), 2), garment_area=0.4,
                               cam_on_garment=[0.5, 0.6] + [np.nan] * 6 + [np.nan, np.nan] + [0.3] * 6))

@@ -180,19 +180,20 @@ def test_no_report_lists_only_the_seeds_still_unfinished_when_it_prints(tmp_path
     """A partial run (``--no-report --seeds 0``) prints what is not finished after the row's curves, which take
     minutes: a seed another process finished meanwhile is not listed."""
     ablate = _ablate_module()
+    import moga_lab.studies.ablation as grid  # where the curves are computed
     out = tmp_path / 'abl'
 
-    def curves_while_another_lane_finishes_seed1(checkpoints, cache, wall_times, **kwargs):
+    def curves_while_another_job_finishes_seed1(checkpoints, cache, wall_times, **kwargs):
         seed1 = out / 'full' / 'seed1'
         seed1.mkdir(parents=True, exist_ok=True)
         (seed1 / 'results.yaml').write_text(yaml.safe_dump({'test/acc1': 0.5, 'train_images_per_second': 1.0}))
         return pd.DataFrame()
-    monkeypatch.setattr(ablate, 'interaction_of_checkpoints', curves_while_another_lane_finishes_seed1)
+    monkeypatch.setattr(grid, 'interaction_of_checkpoints', curves_while_another_job_finishes_seed1)
     args = ['--quick', '--rows', 'full', '--seeds', '0', '--no-report', '--out', str(out), '--no-tracking']
     (out / 'full').mkdir(parents=True)
     ablate.main(args)
     assert 'not finished' not in capsys.readouterr().err
     os.remove(out / 'full' / 'seed1' / 'results.yaml')  # seed 1 unfinished for good: still listed
-    monkeypatch.setattr(ablate, 'interaction_of_checkpoints', lambda *a, **k: pd.DataFrame())
+    monkeypatch.setattr(grid, 'interaction_of_checkpoints', lambda *a, **k: pd.DataFrame())
     ablate.main(args)
     assert 'full/seed1' in capsys.readouterr().err

@@ -21,6 +21,7 @@ __all__ = ['exact_multi_order_interaction', 'multi_order_interaction', 'evaluate
            'EXACT_MAX_PLAYERS',
            'order_grid', 'sample_contexts']
 
+
 def exact_multi_order_interaction(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, orders: Sequence[int],
                                   batch_size: int = 4096) -> torch.Tensor:
     """I_m(i, j) by enumerating every context.

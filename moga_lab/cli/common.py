@@ -5,8 +5,8 @@ from typing import Callable, Sequence, Tuple
 
 from moga_lab.models.factory import MIN_IMAGE_SIZE  # (the models' limit, stated where the options are parsed)
 
-__all__ = ['MIN_IMAGE_SIZE', 'Parser', 'int_triple', 'choice', 'positive_float', 'unit_fraction', 'int_at_least', 'fail',
-           'user_errors']
+__all__ = ['MIN_IMAGE_SIZE', 'Parser', 'int_triple', 'choice', 'positive_float', 'unit_fraction', 'open_fraction',
+           'int_at_least', 'fail', 'user_errors']
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,6 +53,11 @@ def positive_float(text: str) -> float:
 def unit_fraction(text: str) -> float:
     """A rate in [0, 1)."""
     return _number(text, float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
+
+
+def open_fraction(text: str) -> float:
+    """A number in (0, 1), e.g. a threshold as a fraction of full scale."""
+    return _number(text, float, lambda v: 0 < v < 1, 'a number in (0, 1), e.g. 0.1')
 
 
 def int_at_least(minimum: int):

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import List, Optional
 
-from moga_lab.cli.common import Parser, add_model_arguments, choice, fail, model_sources, user_errors
+from moga_lab.cli.common import (Parser, add_model_arguments, choice, fail, int_at_least, model_sources, open_fraction,
+                                 user_errors)
 
 
 def build_parser() -> Parser:
@@ -23,15 +24,15 @@ def build_parser() -> Parser:
     add_model_arguments(p)
     p.add_argument('--data', type=choice(DATASETS), help="default: the first checkpoint's data; imagefolder for --weights")
     p.add_argument('--data-dir')
-    p.add_argument('--num-images', type=int, default=8)
+    p.add_argument('--num-images', type=int_at_least(1), default=8)
     p.add_argument('--seed', type=int, default=0, help='selects the test images')
     p.add_argument('--target', type=choice(['predicted', 'true']), default='predicted',
                    help='explain the top-1 prediction (default) or the true class')
     p.add_argument('--layer', help='module to explain, by name (e.g. norm3 for a finer MogaNet map on 28 px inputs, '
                    'where norm4 is 2x2); default: norm4 / stages.3 / layers.3 by family')
-    p.add_argument('--plot-images', type=int, default=12, metavar='N',
+    p.add_argument('--plot-images', type=int_at_least(1), default=12, metavar='N',
                    help='images drawn in gradcam_grid.png (the first N; every image is in the npz and csv)')
-    p.add_argument('--garment-threshold', type=float, metavar='T',
+    p.add_argument('--garment-threshold', type=open_fraction, metavar='T',
                    help='also write gradcam.csv: each map\'s share of mass on the object, the pixels brighter than T of '
                         'full scale (Fashion-MNIST\'s garments on their black background; e.g. 0.1)')
     p.add_argument('--out', required=True)
@@ -68,7 +69,7 @@ def run(args) -> str:
         preds.append(pred)
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, 'gradcam_grid.png')
-    k = max(1, args.plot_images)
+    k = args.plot_images
     plot_gradcam_grid(images[:k], [x[:k] for x in maps], [m.name for m in models], targets[:k], [p[:k] for p in preds],
                       info.class_names, info.mean, info.std, png)
     write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)

@@ -116,36 +116,46 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 
 
 def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
-    import pandas as pd
+    from moga_lab.analysis.games import per_image_target
+    from moga_lab.loaders import load_eval_images, load_models, pixel_mean_image, write_image_list
+    from moga_lab.utils.tracking import open_study_store
     import torch
-    from tqdm.auto import tqdm
 
-    from moga_lab.analysis.games import (STATISTICS, check_design, describe_contexts, evaluation_model, image_set_precision,
-                                 interaction_strength, middle_order_share, middle_share_interval, per_image_target,
-                                 strength_curve)
-    from moga_lab.analysis.plots import plot_interaction_curves
-    from moga_lab.loaders import write_image_list, load_eval_images, load_models, pixel_mean_image
-    from moga_lab.utils.atomic import atomic_write_csv
-
-    from moga_lab.utils.tracking import open_study_store, safe_record
     store = open_study_store(args.tracking_uri, args.experiment, not args.no_tracking) if rank == 0 else None
     models = load_models(model_sources(args), args.label, use_ema=not args.no_ema, trust=args.trust_weights)
-    images, targets, ids, info, paths = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
-                                                         per_class=args.one_per_class, transform=args.eval_transform)
-    settings = _settings(args, images.shape[-1])
-    settings.target_ci = per_image_target(settings.target_ci, len(ids), args.target_over)
+    ev = load_eval_images(models, args.num_images, args.data, args.data_dir, args.seed,
+                          per_class=args.one_per_class, transform=args.eval_transform)
+    settings = _settings(args, ev.images.shape[-1])
+    settings.target_ci = per_image_target(settings.target_ci, len(ev.ids), args.target_over)
     pixel_mean = (pixel_mean_image(models, args.data, args.data_dir, args.eval_transform)
                   if settings.baseline == 'pixel-mean' else None)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
-
+    os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
     if rank == 0:
         for m in models:
             print(f'{m.name}: {m.source}', file=sys.stderr)
-        print(f'images: {len(ids)} from {info.name}, {info.transform}', file=sys.stderr)
-    os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
-    if rank == 0:
-        write_image_list(os.path.join(args.out, 'images.csv'), ids, targets, info, paths)
+        print(f'images: {len(ev.ids)} from {ev.info.name}, {ev.info.transform}', file=sys.stderr)
+        write_image_list(os.path.join(args.out, 'images.csv'), ev.ids, ev.labels, ev.info, ev.paths)
+    _compute_part(args, models, ev, settings, pixel_mean, rank, world)
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    frame = _merge_parts(args.out, models, ev.ids)
+    png = _write_curve(args, models, frame, ev, settings)
+    _record(store, args, models, frame, ev, settings)
+    return png
+
+
+def _compute_part(args, models, ev, settings, pixel_mean, rank: int, world: int) -> None:
+    """This rank's (model, image) rows not computed yet, appended to its part file one image at a time (the whole
+    part replaced atomically: a stopped run loses at most the image in progress)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from moga_lab.analysis.games import check_design, evaluation_model, interaction_strength
+    from moga_lab.utils.atomic import atomic_write_csv
     part_path = os.path.join(args.out, 'parts', f'rank{rank}.csv')
     done = _read_parts(args.out)
     if done is not None:  # resuming across a change of design would mix two designs in one curve
@@ -154,7 +164,7 @@ def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
     mine = pd.read_csv(part_path) if os.path.isfile(part_path) else None
     if mine is not None and 'J_abs' not in mine.columns:
         mine = None  # a part written before moga_lab 1.0: recomputed (see _read_parts)
-    todo = [(k, i) for k, i in enumerate(ids) if k % world == rank]
+    todo = [(k, i) for k, i in enumerate(ev.ids) if k % world == rank]
     work = [(k, i, m) for k, i in todo for m in models if (m.name, i) not in done_keys]
     if rank == 0 and done_keys:
         print(f'resuming: {len(done_keys)} (model, image) results already in {args.out}', file=sys.stderr)
@@ -163,59 +173,80 @@ def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
     runners = {}  # fused (and compiled) once per model, not per image
     for k, image_id, m in work:
         runner = runners.setdefault(m.name, evaluation_model(m.model, settings))
-        df = interaction_strength(runner, images[k:k + 1], targets[k:k + 1], settings, model_name=m.name,
-                                  image_ids=[image_id], pixel_mean=pixel_mean, mean=info.mean, std=info.std)
+        df = interaction_strength(runner, ev.images[k:k + 1], ev.labels[k:k + 1], settings, model_name=m.name,
+                                  image_ids=[image_id], pixel_mean=pixel_mean, mean=ev.info.mean, std=ev.info.std)
         mine = df if mine is None else pd.concat([mine, df], ignore_index=True)
-        atomic_write_csv(part_path, mine)  # the whole part so far, replaced atomically: nothing half-written
+        atomic_write_csv(part_path, mine)
         bar.update(1)
     bar.close()
-    if barrier is not None:
-        barrier()
-    if rank != 0:
-        return None
-    frame = _read_parts(args.out)
+
+
+def _merge_parts(out: str, models, ids):
+    """Every rank's rows of these models and images, once each: ``interaction.csv`` (and ``.parquet``)."""
+    from moga_lab.utils.atomic import atomic_write_csv
+    frame = _read_parts(out)
     frame = frame[frame.model.isin([m.name for m in models]) & frame.image_id.isin(ids)]
     frame = frame.drop_duplicates(['model', 'image_id', 'ratio'], keep='last').sort_values(['model', 'image_id', 'ratio'])
-    atomic_write_csv(os.path.join(args.out, 'interaction.csv'), frame)
+    atomic_write_csv(os.path.join(out, 'interaction.csv'), frame)
     try:
-        frame.to_parquet(os.path.join(args.out, 'interaction.parquet'), index=False)
+        frame.to_parquet(os.path.join(out, 'interaction.parquet'), index=False)
     except ImportError:
         pass
+    return frame
+
+
+def _write_curve(args, models, frame, ev, settings) -> str:
+    """``curve.csv`` and the figure; prints the design, the precision reached and the middle shares."""
+    from moga_lab.analysis.games import STATISTICS, describe_contexts, middle_share_interval, strength_curve
+    from moga_lab.analysis.plots import plot_interaction_curves
+    from moga_lab.utils.atomic import atomic_write_csv
     curve = strength_curve(frame, args.statistic)
     atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
     png = os.path.join(args.out, 'interaction_curves.png')
-    n = int(frame.n_players.iloc[0])
-    plot_interaction_curves(curve, png, title=f'Multi-order interaction strength ({args.statistic}): {info.name}, '
-                                              f'{len(ids)} images at {images.shape[-1]} px, {settings.grid}x{settings.grid} '
-                                              f'patches')
+    n_images = len(ev.ids)
+    plot_interaction_curves(curve, png, title=f'Multi-order interaction strength ({args.statistic}): {ev.info.name}, '
+                                              f'{n_images} images at {ev.images.shape[-1]} px, '
+                                              f'{settings.grid}x{settings.grid} patches')
     print(f'budget: {describe_contexts(frame)}')
-    reached = image_set_precision(frame).groupby('model', sort=False).half_width_rel.max()
-    for name, rel in reached.items():
-        print(f'{name}: Monte-Carlo precision of the curve over {len(ids)} images: 95 % half-width at most '
+    for name, rel in _precision_reached(frame).items():
+        print(f'{name}: Monte-Carlo precision of the curve over {n_images} images: 95 % half-width at most '
               f'{100 * rel:.1f} % of the value (given the images and pairs)')
-    shares = middle_order_share(curve)
     every = {statistic: middle_share_interval(frame, statistic).set_index('model') for statistic in STATISTICS}
+    n = int(frame.n_players.iloc[0])
     for name in [m.name for m in models]:
         print(f'{name}: share of strength in middle orders (0.2n-0.6n, n={n}), 95 % bootstrap over images: '
               + '; '.join(f'{statistic} {100 * row.share:.1f} % [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]'
                           for statistic, row in ((st, table.loc[name]) for st, table in every.items())))
     print(f'wrote {args.out}/interaction.csv, curve.csv, interaction_curves.png, images.csv')
-    if store is not None:
-        params = dict(images=len(ids), data=info.name, transform=info.transform, grid=settings.grid,
-                      pairs=settings.num_pairs, contexts=settings.num_contexts, ratios=list(settings.ratios),
-                      target_ci=args.target_ci, target_over=args.target_over, max_forwards=settings.max_forwards,
-                      statistic=args.statistic, value=settings.value, bf16=settings.bf16, seed=args.seed,
-                      baseline=settings.baseline)
-        files = [os.path.join(args.out, n) for n in ('interaction.csv', 'curve.csv', 'interaction_curves.png',
-                                                     'images.csv')]
-        for m in models:
-            sub = frame[frame.model == m.name]
-            safe_record(store, f'{os.path.abspath(args.out)}:{m.name}', {**params, 'model': m.name, 'weights': m.source},
-                        dict(middle_share=shares[m.name], precision_half_width_rel=float(reached.get(m.name, float('nan'))),
-                             forwards_per_image=float(sub.drop_duplicates('image_id').forwards.mean())),
-                        artifacts=files, name=m.name, tags=dict(study='interaction'))
-        print(f'recorded in {store.uri} (experiment {store.experiment!r})')
     return png
+
+
+def _precision_reached(frame):
+    from moga_lab.analysis.games import image_set_precision
+    return image_set_precision(frame).groupby('model', sort=False).half_width_rel.max()
+
+
+def _record(store, args, models, frame, ev, settings) -> None:
+    """Each model an MLflow run: the design as parameters; middle share, precision reached, forwards per image."""
+    if store is None:
+        return
+    from moga_lab.analysis.games import middle_order_share, strength_curve
+    from moga_lab.utils.tracking import safe_record
+    shares = middle_order_share(strength_curve(frame, args.statistic))
+    reached = _precision_reached(frame)
+    params = dict(images=len(ev.ids), data=ev.info.name, transform=ev.info.transform, grid=settings.grid,
+                  pairs=settings.num_pairs, contexts=settings.num_contexts, ratios=list(settings.ratios),
+                  target_ci=args.target_ci, target_over=args.target_over, max_forwards=settings.max_forwards,
+                  statistic=args.statistic, value=settings.value, bf16=settings.bf16, seed=args.seed,
+                  baseline=settings.baseline)
+    files = [os.path.join(args.out, n) for n in ('interaction.csv', 'curve.csv', 'interaction_curves.png', 'images.csv')]
+    for m in models:
+        sub = frame[frame.model == m.name]
+        safe_record(store, f'{os.path.abspath(args.out)}:{m.name}', {**params, 'model': m.name, 'weights': m.source},
+                    dict(middle_share=shares[m.name], precision_half_width_rel=float(reached.get(m.name, float('nan'))),
+                         forwards_per_image=float(sub.drop_duplicates('image_id').forwards.mean())),
+                    artifacts=files, name=m.name, tags=dict(study='interaction'))
+    print(f'recorded in {store.uri} (experiment {store.experiment!r})')
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -61,8 +61,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             table['waits_for'] = table['waits_for'].map(', '.join)
             print(table.to_string(index=False))
             counts = table.state.value_counts()
+            left = table.loc[table.state != 'done', 'estimate_min'].sum()
             print(f"{counts.get('done', 0)} done, {counts.get('partial', 0)} partial, {counts.get('changed', 0)} "
-                  f"changed, {counts.get('pending', 0)} pending; ~{table.loc[table.state != 'done', 'estimate_min'].sum():.0f} min left (estimates)")
+                  f"changed, {counts.get('pending', 0)} pending; ~{left:.0f} min left (estimates)")
             return 0
         if args.action == 'export':
             names = export_units(study, args.archive, args.include_finished)

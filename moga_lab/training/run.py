@@ -180,6 +180,52 @@ def prepare(cfg: RunConfig) -> Tuple[ClassificationDataModule, ImageClassifier]:
     return dm, module
 
 
+def _callbacks(cfg: RunConfig, run_dir: str, dm):
+    """best.ckpt (by val/acc1), last.ckpt every n steps, the images/s clock, Lightning's Timer, the progress bar and
+    the interaction-curve callback when asked for."""
+    best = ModelCheckpoint(dirpath=run_dir, filename='best', monitor='val/acc1', mode='max', save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                               save_top_k=0, save_last=True)
+    clock = _ThroughputClock()
+    timer = Timer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
+    callbacks = [best, periodic, clock, timer]
+    if cfg.trainer.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if cfg.trainer.interaction_every:
+        from moga_lab.training.callbacks import InteractionCurveCallback
+        n = min(cfg.trainer.interaction_images, len(dm.val_set))
+        images, labels = zip(*(dm.val_set[k] for k in range(n)))
+        callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
+                                                  every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
+    return best, clock, timer, callbacks
+
+
+def _write_results(cfg: RunConfig, run_dir: str, trainer, results: Dict[str, float], ips: float,
+                   total_seconds: float, seconds: float) -> None:
+    """The learning curve, the loggers' final metrics and ``results.yaml`` (rank 0)."""
+    metrics = merge_metrics(run_dir)
+    if metrics is not None:
+        curve_png = os.path.join(run_dir, 'learning_curve.png')
+        plot_learning_curve(metrics, curve_png, title=f'{cfg.model.name} on {cfg.data.name}')
+        log_figure(trainer.loggers, 'learning_curve', curve_png, step=int(trainer.global_step))
+    final = {k: v for k, v in results.items()}
+    if metrics is not None and 'val/acc1' in metrics:
+        final['val/acc1_best'] = float(metrics['val/acc1'].max())
+    final['train/images_per_second'] = ips
+    log_final_metrics(trainer.loggers, _flat(cfg.to_dict()), final)
+    segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
+    summary = dict(model=cfg.model.name, data=cfg.data.name, lr=cfg.optim.lr, seed=cfg.trainer.seed,
+                   global_step=int(trainer.global_step),
+                   train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
+                   segments=segments, last_segment_wall_seconds=round(seconds, 1),
+                   # which machine and threads ran (the last segment): a study's runs may come from several
+                   machine=describe_machine(), threads=torch.get_num_threads(), **results)
+    if 'val/acc1_best' in final:
+        summary['val/acc1_best'] = final['val/acc1_best']
+    atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
+
+
 def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
         prepared: Optional[Tuple[ClassificationDataModule, ImageClassifier]] = None) -> FitResult:
     """Train, test the best checkpoint on the test set, and write the run's artefacts.
@@ -215,21 +261,7 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
     dm, module = prepared or prepare(cfg)
     if int(os.environ.get('LOCAL_RANK', 0)) == 0:
         atomic_write_text(os.path.join(run_dir, 'config.yaml'), cfg.to_yaml())
-    best = ModelCheckpoint(dirpath=run_dir, filename='best', monitor='val/acc1', mode='max', save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
-    periodic = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-                               save_top_k=0, save_last=True)
-    clock = _ThroughputClock()
-    timer = Timer(verbose=False)  # its elapsed training time is saved in checkpoints and continues on resume
-    callbacks = [best, periodic, clock, timer]
-    if cfg.trainer.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
-    if cfg.trainer.interaction_every:
-        from moga_lab.training.callbacks import InteractionCurveCallback
-        n = min(cfg.trainer.interaction_images, len(dm.val_set))
-        images, labels = zip(*(dm.val_set[k] for k in range(n)))
-        callbacks.append(InteractionCurveCallback(torch.stack(images), torch.as_tensor(labels),
-                                                  every_n_epochs=cfg.trainer.interaction_every, run_dir=run_dir))
+    best, clock, timer, callbacks = _callbacks(cfg, run_dir, dm)
     trainer = _trainer(cfg, run_dir, callbacks, log_every=_log_every(cfg, dm))
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -256,24 +288,5 @@ def fit(cfg: RunConfig, resume: bool = False, test: bool = True,
     total_seconds = train_seconds + timer.time_elapsed('test')
     ips = clock.images / clock.seconds if clock.seconds else 0.0
     if trainer.is_global_zero:
-        metrics = merge_metrics(run_dir)
-        if metrics is not None:
-            curve_png = os.path.join(run_dir, 'learning_curve.png')
-            plot_learning_curve(metrics, curve_png, title=f'{cfg.model.name} on {cfg.data.name}')
-            log_figure(trainer.loggers, 'learning_curve', curve_png, step=int(trainer.global_step))
-        final = {k: v for k, v in results.items()}
-        if metrics is not None and 'val/acc1' in metrics:
-            final['val/acc1_best'] = float(metrics['val/acc1'].max())
-        final['train/images_per_second'] = ips
-        log_final_metrics(trainer.loggers, _flat(cfg.to_dict()), final)
-        segments = int(metrics['segment'].max()) + 1 if metrics is not None else 1
-        summary = dict(model=cfg.model.name, data=cfg.data.name, lr=cfg.optim.lr, seed=cfg.trainer.seed,
-                       global_step=int(trainer.global_step),
-                       train_images_per_second=round(ips, 1), wall_seconds=round(total_seconds, 1),
-                       segments=segments, last_segment_wall_seconds=round(seconds, 1),
-                       # which machine and threads ran (the last segment): a study's runs may come from several
-                       machine=describe_machine(), threads=torch.get_num_threads(), **results)
-        if 'val/acc1_best' in final:
-            summary['val/acc1_best'] = final['val/acc1_best']
-        atomic_write_text(os.path.join(run_dir, 'results.yaml'), yaml.safe_dump(summary, sort_keys=False))
+        _write_results(cfg, run_dir, trainer, results, ips, total_seconds, seconds)
     return FitResult(run_dir, results, int(trainer.global_step), total_seconds, ips)
