@@ -5,7 +5,10 @@ from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 import pandas as pd
 
 __all__ = ['plot_interaction_curves', 'plot_interaction_panels', 'plot_interaction_evolution', 'plot_middle_share_by_seed',
-           'save_figure']
+           'plot_curves_by_statistic', 'plot_middle_share_by_statistic', 'save_figure', 'STATISTIC_LABELS']
+
+STATISTIC_LABELS = {'mean-abs': 'mean |I| (noise removed)', 'rms': 'RMS of I (noise removed)', 'naive': 'mean |I| as computed'}
+"""Short names of the curve statistics, for panel titles."""
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -203,5 +206,86 @@ def plot_middle_share_by_seed(shares: pd.DataFrame, path: str, title: Optional[s
     order = [f'seed {s}' for s in seeds if f'seed {s}' in unique] + ['mean over seeds']
     ax.legend([unique[k] for k in order], order, frameon=False, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title or 'Middle-order share on each training seed (95 % intervals over images)', fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_curves_by_statistic(curves: Mapping[str, pd.DataFrame], path: str, title: Optional[str] = None,
+                             middle_band: Tuple[float, float] = (0.2, 0.6)) -> None:
+    """One panel per statistic (e.g. mean |I| and RMS), each with every model's normalised curve and its 95 % band,
+    so a reader sees whether a verdict depends on the statistic.
+
+    Args:
+        curves: statistic -> a curve of `moga_lab.analysis.games.strength_curve` under it.
+        path: the PNG to write.
+        title: the figure title (say the images, seeds and budget here).
+        middle_band: the shaded middle-order band, as fractions of n.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.2), sharey=True, squeeze=False)
+    for ax, (statistic, curve) in zip(axes[0], curves.items()):
+        if middle_band:
+            ax.axvspan(*middle_band, color='0.92', zorder=0)
+        for model, sub in curve.groupby('model', sort=False):
+            sub = sub.sort_values('ratio')
+            line, = ax.plot(sub.ratio, sub.J_norm, marker='o', ms=3.5, lw=1.6, label=model)
+            ax.fill_between(sub.ratio, sub.ci_low, sub.ci_high, color=line.get_color(), alpha=0.18, lw=0)
+        ax.axhline(1.0, color='0.5', lw=0.8, ls=':')
+        ax.set_title(STATISTIC_LABELS.get(statistic, statistic), fontsize=10)
+        ax.set_xlabel('interaction order  m / n')
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel('strength / its mean over orders')
+    axes[0][0].legend(fontsize=8, loc='best')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_middle_share_by_statistic(shares: pd.DataFrame, path: str, title: Optional[str] = None,
+                                   band: Tuple[float, float] = (0.2, 0.6)) -> None:
+    """`plot_middle_share_by_seed` with one panel per statistic: for each model one marker per training seed with
+    its 95 % interval over images, and a bar at the mean over seeds.
+
+    Args:
+        shares: `moga_lab.analysis.seeds.middle_share_by_seed` tables with a ``statistic`` column.
+        path: the PNG to write.
+        title: the figure title.
+        band: the middle orders the share covers (for the axis label).
+    """
+    plt = _plt()
+    stats = list(dict.fromkeys(shares.statistic))
+    models = list(dict.fromkeys(shares.model))
+    seeds = sorted(shares.seed.unique())
+    fig, axes = plt.subplots(1, len(stats), figsize=(max(4.0, 1.0 * len(models) + 1.8) * len(stats), 4.0),
+                             sharey=True, squeeze=False)
+    colors = plt.get_cmap('tab10')
+    width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
+    for ax, statistic in zip(axes[0], stats):
+        sub = shares[shares.statistic == statistic]
+        for x, model in enumerate(models):
+            rows = sub[sub.model == model]
+            for k, seed in enumerate(seeds):
+                r = rows[rows.seed == seed]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                ax.errorbar(x - 0.25 + k * width, r.share, yerr=[[r.share - r.ci_low], [r.ci_high - r.share]],
+                            fmt='o', ms=4, color=colors(k % 10), capsize=2, lw=1.0,
+                            label=f'seed {seed}' if x == 0 else None)
+            if not rows.empty:
+                ax.hlines(rows.share.mean(), x - 0.32, x + 0.32, color='k', lw=2)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=20, ha='right', fontsize=8)
+        ax.set_title(STATISTIC_LABELS.get(statistic, statistic), fontsize=10)
+        ax.grid(axis='y', alpha=0.3)
+    axes[0][0].set_ylabel(f'middle-order share ({band[0]:g}n-{band[1]:g}n)')
+    axes[0][0].legend(fontsize=7, ncol=2, loc='best')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

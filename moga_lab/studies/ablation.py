@@ -35,11 +35,13 @@ from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 from moga_lab.utils.tracking import safe_record
 
 __all__ = ['AblationError', 'AblationPlan', 'AblationResult', 'DEFAULT_CONFIG', 'QUICK_CONFIG', 'load_ablation',
-           'run_ablation']
+           'check_before_training', 'run_ablation']
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 DEFAULT_CONFIG = os.path.join(CONFIGS, 'ablation.yaml')
-QUICK_CONFIG = os.path.join(CONFIGS, 'quick.yaml')  # minutes; used by the tests
+"""The paper's grid (rows of its Fig. 7 at Fashion-MNIST scale), shipped with the package."""
+QUICK_CONFIG = os.path.join(CONFIGS, 'quick.yaml')
+"""A minutes-long grid (a smoke test of the whole pipeline; used by the tests)."""
 DEFAULT_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
@@ -99,7 +101,8 @@ class AblationResult:
         report: the markdown of ``ablation.md`` (or None).
         missing: '<row>/seed<S>' runs not finished (left out of every table).
         failed: jobs that failed (their logs are in ``<out>/jobs``).
-        written: the files written into ``out``; published: those copied to ``publish``.
+        written: the files written into ``out``.
+        published: the files copied to ``publish``.
         submitted: Slurm jobs were submitted and are not finished: run again once they are.
     """
     table: Optional[pd.DataFrame] = None
@@ -179,6 +182,12 @@ def check_before_training(plan: AblationPlan, out: str, seeds: Optional[Sequence
                           curve_seeds: Sequence[int] = ()) -> None:
     """Seeds outside the budget, or cached curves of another design: said now, not after hours of training.
 
+    Args:
+        plan: from `load_ablation`.
+        out: the study folder.
+        seeds: the seeds this call trains (None: all).
+        curve_seeds: later seeds whose checkpoints get curves.
+
     Raises:
         AblationError: one line.
     """
@@ -198,7 +207,7 @@ def check_before_training(plan: AblationPlan, out: str, seeds: Optional[Sequence
 
 def run_ablation(plan: AblationPlan, out: str, options: JobOptions = JobOptions(),
                  seeds: Optional[Sequence[int]] = None, curve_seeds: Sequence[int] = (), report: bool = True,
-                 publish: Optional[str] = None, store=None, script: str = 'moga-ablate',
+                 publish: Optional[str] = None, store: Optional[Any] = None, script: str = 'moga-ablate',
                  command: Sequence[str] = (), log: Callable[[str], None] = print) -> AblationResult:
     """Train the grid (finished runs are skipped, stopped ones resume), compute its curves and write its tables.
 
@@ -212,7 +221,8 @@ def run_ablation(plan: AblationPlan, out: str, options: JobOptions = JobOptions(
             with it reads everything back).
         publish: also copy the tables, report and figures (not checkpoints) to this folder.
         store: an MLflow study store (`moga_lab.utils.tracking.open_study_store`), or None.
-        script, command: how the report names the command that made it.
+        script: the command's name as the report states it.
+        command: its arguments, as typed.
         log: where the report and progress lines go.
 
     Raises:

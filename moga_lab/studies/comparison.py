@@ -45,21 +45,39 @@ class ComparisonSpec:
         out: the study folder (a run folder per trained model, the tables, the report).
         models: models to train here and compare (timm names), when ``sources`` is empty.
         sources: ``[('checkpoint', path) | ('model', name, weights_file), ...]``: compare these, nothing trained.
-        label, no_ema, trust_weights, one_per_class, eval_transform: how named models load and which images
-            they see (as `moga_lab.loaders.load_models` / `load_eval_images`).
-        epochs, batch_size, lr, image_size, limit_train_batches, drop_path: the one recipe of the trained models
-            (``lr``: ``['4e-3']`` for all or ``['NAME=4e-3', ...]`` per model, see `learning_rates`).
+        label: display names of ``sources``, in order.
+        no_ema: load the raw weights of a file holding EMA weights.
+        trust_weights: unpickle a weights file fully (only for files you trust).
+        one_per_class: draw each image from another class.
+        eval_transform: the eval transform of named models on an ImageFolder (`moga_lab.loaders.EVAL_TRANSFORMS`).
+        epochs: epochs of every trained model (one recipe for all).
+        batch_size: batch size of every trained model.
+        lr: ``['4e-3']`` for all or ``['NAME=4e-3', ...]`` per model (see `learning_rates`).
+        image_size: train and analyse at this size (None: the data's own).
+        limit_train_batches: fraction of the training set per epoch (None: all).
+        drop_path: stochastic depth rate of every model.
         seed: the compared runs' training seed, and the seed that draws the test images, pairs and contexts.
         train_seeds: also train each model on these seeds and compute its curves there (no Grad-CAM).
-        num_images, gradcam_images, cam_images: images for the curves, the Grad-CAM grid, and the Grad-CAM mass
-            on the garment (trained models; default 256, ``quick``: 8).
-        grid, pairs, contexts, ratios, target_ci, target_over, max_forwards, bf16, statistic, baseline: the
-            interaction design (None: the defaults of `moga_lab.analysis.games.default_settings`).
+        num_images: images for the interaction curves.
+        gradcam_images: images in the Grad-CAM grid.
+        cam_images: trained models: test images for the Grad-CAM mass on the garment (None: 256, ``quick``: 8).
+        grid: patch grid (None: the default at the image size).
+        pairs: pairs per image (None: the default).
+        contexts: contexts per pair and order (None: the default).
+        ratios: order ratios m/(n-2) (None: the authors' 13).
+        target_ci: the precision mode's target (None: the fixed design).
+        target_over: ``target_ci`` per 'image' or over the 'images' of a curve.
+        max_forwards: the precision mode's cap on forward passes per image.
+        bf16: bf16 autocast for the masked forward passes.
+        statistic: the curve statistic (mean-abs, rms or naive); the other noise-removed one is reported beside it.
+        baseline: what masked patches show (`moga_lab.analysis.games.BASELINES`).
         only: train and analyse only these of ``models`` now and write no report.
         quick: a few steps per model and a tiny interaction budget (a smoke test, not a measurement).
         data_dir: the Fashion-MNIST folder, or the ImageFolder of named models.
-        note: a paragraph for the report; publish: also copy the tables, report and figures there.
-        argv: the command as typed (stated in the report); store: an MLflow study store or None.
+        note: a paragraph for the report, under its title.
+        publish: also copy the tables, report and figures (not checkpoints) to this folder.
+        argv: the command as typed (stated in the report).
+        store: an MLflow study store (`moga_lab.utils.tracking.open_study_store`) or None.
     """
     out: str = 'runs/compare'
     models: Sequence[str] = ('moganet_xtiny', 'convnext_atto', 'swin_femto')
@@ -115,18 +133,29 @@ class ComparisonSpec:
 
 @dataclass
 class ComparisonResult:
-    """What `run_comparison` made: the compared models' table (``accuracy.csv`` adds a line per later training seed)
-    and ``report.md``'s path (None when ``only`` left the report for later), the models not analysed yet, and the
-    files published."""
+    """What `run_comparison` made.
+
+    Attributes:
+        accuracy: the compared models' table (``accuracy.csv`` adds a line per later training seed); None when
+            ``only`` left the report for later.
+        report: ``report.md``'s path, or None.
+        params: what the study store records with every model.
+        missing: models not analysed yet.
+        published: the files copied to ``publish``.
+    """
     accuracy: Optional[pd.DataFrame] = None
     report: Optional[str] = None
-    params: Dict[str, Any] = field(default_factory=dict)  # what the study store records with every model
+    params: Dict[str, Any] = field(default_factory=dict)
     missing: List[str] = field(default_factory=list)
     published: List[str] = field(default_factory=list)
 
 
 def run_comparison(c: ComparisonSpec, log: Callable[[str], None] = print) -> ComparisonResult:
     """Compare ``c.sources`` (nothing trained) or train ``c.models`` and compare them.
+
+    Args:
+        c: the comparison.
+        log: where progress lines go.
 
     Raises:
         ValueError, FileNotFoundError: bad input, one line naming it.
@@ -375,8 +404,13 @@ def _stems(size: int) -> str:
     return 'The reference stems (stride 4 / patch 4).'
 
 
-def learning_rates(values, models):
-    """['4e-3'] or ['moganet_xtiny=4e-3', ...] -> {model: lr}; ValueError naming the accepted forms."""
+def learning_rates(values: Sequence[str], models: Sequence[str]) -> Dict[str, float]:
+    """['4e-3'] or ['moganet_xtiny=4e-3', ...] -> {model: lr}; ValueError naming the accepted forms.
+
+    Args:
+        values: one rate for every model, or NAME=RATE entries (models not named take 2e-3).
+        models: the compared models.
+    """
     rates = {m: 2e-3 for m in models}
     for v in values:
         name, _, rate = v.rpartition('=')

@@ -1,0 +1,192 @@
+"""The report of a published seeded study: the tables `moga_lab.studies.runner.publish_study` gathered (curves of
+every model or row on every training seed, top-1 per seed, Grad-CAM mass) rendered as figures and ``report.md``.
+
+`seed_study_report` reads, in the study folder:
+
+- ``interaction_seeds.csv``: per-image interaction rows with ``model`` and ``seed`` columns (the same images, pairs
+  and design on every seed);
+- ``accuracy.csv``: a line per (model, seed) with ``test_top1`` (and ``val_top1``, ``lr`` when present);
+- optionally ``gradcam.csv`` (per model and image: ``cam_on_garment``, ``garment_area``), ``gradcam_grid.png``,
+  ``claims.csv`` (this study's declared claims, from ``moga-claims --registry``) and ``units.csv`` (which machine
+  ran each unit);
+
+and writes ``curves.png`` (each model's curve on the seeds' checkpoints, under mean |I| and under the RMS, with
+95 % bootstrap bands over the images), ``seed_shares.png`` (the middle share of every (model, seed) with its interval
+over images, under both statistics), ``seed_shares.csv`` and ``report.md``.
+"""
+import os
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe_precision, flat_middle_share,
+                                     strength_curve)
+from moga_lab.analysis.gradcam import mass_summary
+from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
+from moga_lab.analysis.seeds import middle_share_by_seed
+from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
+
+__all__ = ['seed_study_report', 'REPORT_STATISTICS']
+
+REPORT_STATISTICS = ('mean-abs', 'rms')
+"""The two noise-removed statistics every report shows: mean |I| (the paper's estimand) and the root-mean-square."""
+
+
+def seed_study_report(folder: str, title: str, reference: str, design: str = '', noun: str = 'model',
+                      band: Tuple[float, float] = (0.2, 0.6), labels: Optional[Dict[str, str]] = None) -> str:
+    """Render a published seeded study into figures and ``report.md`` (see the module docstring for the files).
+
+    Args:
+        folder: the published study folder, e.g. ``docs/studies/compare``.
+        title: the report's title.
+        reference: the model (or row) the others are compared with; first in every table.
+        design: a paragraph on the recipe and design (what the tables alone do not say).
+        noun: what the compared things are ('model' or 'row').
+        band: the middle orders, as fractions of n.
+        labels: optional display names.
+
+    Returns:
+        The report's Markdown.
+
+    Raises:
+        FileNotFoundError: a required table is missing (named).
+        ValueError: ``reference`` is not in the tables.
+    """
+    frame = _read(folder, 'interaction_seeds.csv')
+    accuracy = _read(folder, 'accuracy.csv')
+    names = list(dict.fromkeys([reference] + list(dict.fromkeys(frame.model))))
+    if reference not in set(frame.model):
+        raise ValueError(f'reference {reference!r} is not in {folder}/interaction_seeds.csv; accepted: '
+                         f'{", ".join(dict.fromkeys(frame.model))}')
+    order = {n: k for k, n in enumerate(names)}
+    frame = frame.sort_values('model', key=lambda c: c.map(order), kind='stable')
+    shares = pd.concat([middle_share_by_seed(frame, *band, statistic=s).assign(statistic=s)
+                        for s in REPORT_STATISTICS], ignore_index=True)
+    atomic_write_csv(os.path.join(folder, 'seed_shares.csv'), shares)
+    curves = {s: strength_curve(frame, s) for s in REPORT_STATISTICS}
+    plot_curves_by_statistic(curves, os.path.join(folder, 'curves.png'), _figure_title(title, frame), band)
+    plot_middle_share_by_statistic(shares, os.path.join(folder, 'seed_shares.png'),
+                                   f'{title}: middle share per training seed (bar: mean over seeds)', band)
+    sections = [f'# {title}', '', design.strip(), '' if design else None,
+                _accuracy_section(accuracy, names, noun),
+                _shares_section(shares, names, noun, band, curves, frame),
+                _claims_section(folder),
+                _gradcam_section(folder, names),
+                _machines_section(folder)]
+    text = '\n'.join(s for s in sections if s is not None).rstrip() + '\n'
+    atomic_write_text(os.path.join(folder, 'report.md'), text)
+    return text
+
+
+def _read(folder: str, name: str) -> pd.DataFrame:
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path}: not there; publish the study first (moga-study publish)')
+    return pd.read_csv(path)
+
+
+def _mean_sd(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f'{values.mean():.2f} ± {values.std(ddof=1):.2f}' if len(values) > 1 else f'{values.mean():.2f}'
+
+
+def _accuracy_section(accuracy: pd.DataFrame, names: Sequence[str], noun: str) -> str:
+    seeds = sorted(accuracy.seed.unique())
+    lines = ['## Accuracy', '', f'Test top-1 (%) of each {noun} on each training seed (the best validation checkpoint; '
+             'the test split read once per run), with the mean ± s.d. over seeds'
+             + (' and the best validation top-1 (which chose the checkpoint)' if 'val_top1' in accuracy else '')
+             + '.', '',
+             f'| {noun} | lr | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | test top-1 | val top-1 |',
+             '| --- | ---: |' + ' ---: |' * (len(seeds) + 2)]
+    for name in [n for n in names if n in set(accuracy.model)]:
+        sub = accuracy[accuracy.model == name].set_index('seed')
+        lr = f'{sub.lr.iloc[0]:g}' if 'lr' in sub else ''
+        val = _mean_sd(sub.val_top1) if 'val_top1' in sub else ''
+        lines.append(f'| {name} | {lr} | ' + ' | '.join(f'{sub.test_top1[s]:.2f}' if s in sub.index else '–'
+                                                     for s in seeds)
+                     + f' | {_mean_sd(sub.test_top1)} | {val} |')
+    return '\n'.join(lines) + '\n'
+
+
+def _shares_section(shares, names, noun, band, curves, frame) -> str:
+    lines = ['## Multi-order interactions', '',
+             f'Middle-order share: the fraction of the normalised interaction strength in orders {band[0]:g}n-'
+             f'{band[1]:g}n (a flat curve gives {flat_middle_share(curves["mean-abs"], *band):.3f}), on each training '
+             f"seed's checkpoint with its 95 % bootstrap interval over the {frame.image_id.nunique()} test images "
+             f'(the same images, pairs and contexts for every {noun} and seed; {describe_contexts(frame)}). '
+             f'{describe_precision(frame)}.', '']
+    seeds = sorted(shares.seed.unique())
+    for statistic in REPORT_STATISTICS:
+        sub = shares[shares.statistic == statistic]
+        lines += [f'Under {STATISTIC_TEXT[statistic]}:', '',
+                  f'| {noun} | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | mean ± s.d. over seeds |',
+                  '| --- |' + ' --- |' * len(seeds) + ' ---: |']
+        for name in [n for n in names if n in set(sub.model)]:
+            by = sub[sub.model == name].set_index('seed')
+            cells = [f'{by.share[s]:.3f} [{by.ci_low[s]:.3f}, {by.ci_high[s]:.3f}]' if s in by.index else '–'
+                     for s in seeds]
+            spread = f' ± {by.share.std(ddof=1):.3f}' if len(by) > 1 else ''
+            lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {by.share.mean():.3f}{spread} |')
+        lines.append('')
+    lines += ['![interaction curves on every training seed\'s checkpoint, mean |I| and RMS, 95 % bands over images]'
+              '(curves.png)', '',
+              '![middle-order share of every training seed, both statistics, 95 % intervals over images]'
+              '(seed_shares.png)', '']
+    return '\n'.join(lines)
+
+
+def _claims_section(folder: str) -> Optional[str]:
+    path = os.path.join(folder, 'claims.csv')
+    if not os.path.isfile(path):
+        return None
+    claims = pd.read_csv(path)
+    rows = ['## Declared claims', '',
+            f'Declared before their data and adjusted over their family ({claims.correction.iloc[0]} over '
+            f'{int(claims.family_size.iloc[0])} claims; exploratory claims outside it); ``claims.csv`` holds every '
+            'number, the verdicts under the other statistic included.', '',
+            '| claim | statistic | estimate | 95 % interval | p | p adjusted | verdict |',
+            '| --- | --- | ---: | --- | ---: | ---: | --- |']
+    for r in claims.itertuples():
+        statistic = r.statistic if isinstance(r.statistic, str) else ''
+        rows.append(f'| {r.claim_id} | {statistic}{"" if r.primary else " (sensitivity)"} | {r.estimate:+.3f} | '
+                    f'{r.low:+.3f} to {r.high:+.3f} | {r.p:.3g} | {r.p_adjusted:.3g} | {r.verdict} |')
+    return '\n'.join(rows) + '\n'
+
+
+def _gradcam_section(folder: str, names: Sequence[str]) -> Optional[str]:
+    path = os.path.join(folder, 'gradcam.csv')
+    if not os.path.isfile(path):
+        return None
+    table = pd.read_csv(path)
+    present = [n for n in names if n in set(table.model)]
+    per_model, diffs, area, n = mass_summary(table, present)
+    lines = ['## Grad-CAM', '',
+             f'The share of each model\'s Grad-CAM mass on the garment (pixels above 10 % of full scale; an evenly '
+             f'spread map gets the garment\'s area, {area:.3f} on average) over {n} test images whose maps are '
+             'non-zero for every model; 95 % bootstrap intervals over the images, differences paired on them.', '',
+             '| model | mass on the garment | ' + f'{present[0]} minus it |', '| --- | --- | --- |']
+    for name in present:
+        mean, low, high = per_model[name]
+        d = '' if name == present[0] else '{:+.3f} ({:+.3f} to {:+.3f})'.format(*diffs[name])
+        lines.append(f'| {name} | {mean:.3f} ({low:.3f}-{high:.3f}) | {d} |')
+    if os.path.isfile(os.path.join(folder, 'gradcam_grid.png')):
+        lines += ['', '![Grad-CAM of the seed-0 checkpoints on test images](gradcam_grid.png)']
+    return '\n'.join(lines) + '\n'
+
+
+def _machines_section(folder: str) -> Optional[str]:
+    path = os.path.join(folder, 'units.csv')
+    if not os.path.isfile(path):
+        return None
+    units = pd.read_csv(path)
+    lines = ['## Where it ran', '']
+    for machine, sub in units.groupby('machine', sort=True):
+        lines.append(f'- {machine}: {len(sub)} units, {sub.minutes.sum() / 60:.1f} h '
+                     f'({", ".join(sub.unit.head(6))}{", ..." if len(sub) > 6 else ""})')
+    return '\n'.join(lines) + '\n'
+
+
+def _figure_title(title: str, frame: pd.DataFrame) -> str:
+    return (f'{title}\n{frame.image_id.nunique()} test images x {frame.seed.nunique()} training seeds (curves averaged '
+            'over the seeds; band: 95 % over images)')

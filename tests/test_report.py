@@ -1,0 +1,61 @@
+"""moga_lab.studies.report: a published seeded study rendered into its figures and report."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from moga_lab.analysis.games import InteractionSettings, interaction_strength
+from moga_lab.analysis.seeds import middle_share_by_seed
+from moga_lab.studies.report import seed_study_report
+
+
+def _published(folder, models=('moga', 'conv'), seeds=(0, 1, 2)):
+    """What `moga-study publish` gathers: the same 4 images, pairs and contexts for every (model, seed)."""
+    from moga_lab.models import MogaNet
+    settings = InteractionSettings(grid=4, num_pairs=3, num_contexts=4, ratios=(0.0, 0.3, 0.5, 1.0), batch_size=64)
+    images, labels = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 2, 3, 4])
+    frames, accuracy = [], []
+    for k, model in enumerate(models):
+        for seed in seeds:
+            torch.manual_seed(10 * k + seed)
+            net = MogaNet('xtiny', num_classes=10, in_chans=1, stem_stride=2).eval()
+            frames.append(interaction_strength(net, images, labels, settings, model_name=model).assign(seed=seed))
+            accuracy.append(dict(model=model, seed=seed, test_top1=90 + k + 0.1 * seed, val_top1=91.0, lr=2e-3))
+    folder.mkdir(parents=True)
+    pd.concat(frames).to_csv(folder / 'interaction_seeds.csv', index=False)
+    pd.DataFrame(accuracy).to_csv(folder / 'accuracy.csv', index=False)
+    pd.DataFrame(dict(model=np.repeat(list(models), 6), image_id=np.tile(range(6), len(models)),
+                      cam_on_garment=[0.6, 0.7, 0.65, 0.8, 0.7, 0.75] + [0.4, 0.5, 0.45, 0.5, 0.6, 0.55],
+                      garment_area=0.4)).to_csv(folder / 'gradcam.csv', index=False)
+    pd.DataFrame([dict(unit=f'fit-{m}-s{s}', model=m, seed=s, minutes=10.0, machine='AMD EPYC (AVX2), 2 cores')
+                  for m in models for s in seeds]).to_csv(folder / 'units.csv', index=False)
+    return pd.concat(frames)
+
+
+def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path):
+    folder = tmp_path / 'compare'
+    frame = _published(folder)
+    text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga', design='One recipe.')
+    for name in ('report.md', 'curves.png', 'seed_shares.png', 'seed_shares.csv'):
+        assert (folder / name).stat().st_size > 0
+    shares = pd.read_csv(folder / 'seed_shares.csv')
+    assert set(shares.statistic) == {'mean-abs', 'rms'} and len(shares) == 2 * 2 * 3
+    # the table's numbers are those of the analysis functions on the published rows
+    expected = middle_share_by_seed(frame, statistic='rms').set_index(['model', 'seed'])
+    got = shares[shares.statistic == 'rms'].set_index(['model', 'seed'])
+    pd.testing.assert_series_equal(got.share.sort_index(), expected.share.sort_index())
+    moga = got.loc['moga'].share
+    assert f'| moga | {moga[0]:.3f} [' in text and f'{moga.mean():.3f} ± {moga.std(ddof=1):.3f} |' in text
+    assert '| moga | 0.002 | 90.00 | 90.10 | 90.20 | 90.10 ± 0.10 | 91.00 ± 0.00 |' in text
+    assert '## Grad-CAM' in text and '| conv | 0.500 (' in text and '+0.200 (+' in text   # paired: moga - conv
+    assert 'AMD EPYC (AVX2), 2 cores: 6 units, 1.0 h' in text
+    assert text.startswith('# MogaNet vs ConvNeXt\n\nOne recipe.\n')
+    assert 'Declared claims' not in text     # no claims.csv yet
+
+
+def test_a_report_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match='interaction_seeds.csv: not there; publish the study first'):
+        seed_study_report(str(tmp_path), 't', reference='moga')
+    _published(tmp_path / 's', seeds=(0, 1))
+    with pytest.raises(ValueError, match="reference 'swin' is not in .*; accepted: moga, conv"):
+        seed_study_report(str(tmp_path / 's'), 't', reference='swin')
