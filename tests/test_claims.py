@@ -185,3 +185,21 @@ def test_a_training_takes_the_learning_rate_the_sweep_chose(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         fit_cli.main(['--variant', 'xtiny', '--data', 'synthetic', '--lr', '1e-3', '--lr-from', str(sweep)])
     assert stop.value.code == 2 and 'give one of them' in capsys.readouterr().err
+
+
+def test_each_study_folder_gets_the_verdicts_of_its_own_claims(tmp_path):
+    from moga_lab.studies.claims import evaluate_declared
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 'one', dict(moga=0.05), seed=1)
+    _study(tmp_path / 'two', dict(moga=0.0), seed=2)
+    claims = [dict(id=f'gap_{s}', test='middle_share', study=s, a='moga', b='base', what=f'gap in {s}')
+              for s in ('one', 'two')]
+    table = evaluate_declared(_registry(tmp_path / 'c.yaml', claims), out=str(tmp_path / 'all'))
+    one, two = (pd.read_csv(tmp_path / s / 'claims.csv') for s in ('one', 'two'))
+    assert set(one.claim_id) == {'gap_one'} and set(two.claim_id) == {'gap_two'}
+    assert list(one.columns[:9]) == ['claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict',
+                                     'statistic', 'design']
+    assert len(pd.read_csv(tmp_path / 'all' / 'claims.csv')) == len(table) == 4   # 2 claims x 2 statistics
+    # the adjustment is over the whole family, not per folder
+    assert one.family_size.iloc[0] == 2 and one.verdict.iloc[0].endswith('(Holm over 2 claims)')
+    assert 'Claims declared in' in table.attrs['markdown']

@@ -143,6 +143,10 @@ def test_import_refuses_foreign_and_escaping_members(tmp_path):
     ('units: [{name: a, command: x, after: [b]}]', "comes after ['b']"),
     ('units: [{name: a, command: x}, {name: a, command: y}]', "repeated: ['a']"),
     ('units: [{name: a, command: x, minutes: -1}]', 'minutes=-1'),
+    ('units: [{name: a, command: x}]\nreport: {}', "unknown keys ['report']; accepted: claims, name, out, publish"),
+    ('units: [{name: a, command: x}]\nreports: {compare: {title: t}}', 'reports.compare needs "title" and "reference"'),
+    ('units: [{name: a, command: x}]\nreports: {c: {title: t, reference: m, colour: red}}', "unknown keys ['colour']"),
+    ('units: [{name: a, command: x}]\nclaims: {readme: [R.md]}', 'accepted: {registry: FILE, readme: [FILE, ...]}'),
     ('units: [{name: "a{m}", command: x, matrix: {m: [p, q]}, minutes: {m: {p: 3}}}]', "minutes={'m': {'p': 3}}"),
 ])
 def test_bad_study_files_are_named_in_one_line(tmp_path, body, message):
@@ -180,11 +184,13 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
           steps.csv: {from: "fit-*", file: result.csv}
           results.csv: {from: ["fit-s0", "fit-s1"], file: result.yaml, columns: {top1: acc}, percent: [top1],
                         replace: {seed: {1: 10}}}
+          one/figure.png: {from: fit-s1, file: figure.png}
     ''')
     (tmp_path / 'write.py').write_text(
         'import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
         'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n2,0.25\\n")\n'
-        'open(os.path.join(d, "result.yaml"), "w").write("acc: 0.875\\n")\n')
+        'open(os.path.join(d, "result.yaml"), "w").write("acc: 0.875\\n")\n'
+        'open(os.path.join(d, "figure.png"), "wb").write(d[-1].encode() * 4)\n')
     spec = tmp_path / 'study.yaml'
     spec.write_text(textwrap.dedent(f'''
         name: toy
@@ -198,7 +204,9 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     with pytest.raises(StudyError, match="unfinished units \\['fit-s0', 'fit-s1'\\]"):
         publish_study(study, str(tmp_path / 'pub'))
     run_study(study, log=lambda line: None)
-    assert publish_study(study, str(tmp_path / 'pub')) == {'steps.csv': 4, 'results.csv': 2, 'units.csv': 2}
+    assert publish_study(study, str(tmp_path / 'pub')) == {'steps.csv': 4, 'results.csv': 2, 'one/figure.png': 1,
+                                                           'units.csv': 2, 'one/units.csv': 1}
+    assert (tmp_path / 'pub' / 'one' / 'figure.png').read_bytes() == b'1111'   # copied from its one unit
     import pandas as pd
     steps = pd.read_csv(tmp_path / 'pub' / 'steps.csv')
     assert steps.columns.tolist() == ['step', 'loss', 'seed'] and steps.seed.tolist() == [0, 0, 1, 1]
@@ -206,6 +214,7 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]
+    assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 
 def test_minutes_by_matrix_value(tmp_path):

@@ -46,7 +46,6 @@ import argparse
 import os
 import re
 import sys
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -329,30 +328,6 @@ def _seed_caveat(table, claim: str) -> str:
             if notes else '')
 
 
-def evaluate_declared(registry: str, out: str = None, readme: Sequence[str] = ()) -> pd.DataFrame:
-    """Every claim of a registry (``moga_lab.studies.claims``), adjusted over its family: ``claims.csv`` and
-    ``claims.md`` in ``out``; each file in ``readme`` has its findings table regenerated from the same rows."""
-    from moga_lab.studies.claims import (repository_root, claims_markdown, evaluate_registry, findings_markdown,
-                                         replace_findings)
-    table = evaluate_registry(registry)
-    for path in readme or ():
-        with open(path) as f:
-            text = f.read()
-        link = os.path.relpath(os.path.join(repository_root(os.path.dirname(os.path.abspath(registry))), 'docs',
-                                            'paper.md'), os.path.dirname(os.path.abspath(path)))
-        atomic_write_text(path, replace_findings(text, findings_markdown(table, link)))
-    text = (f'Claims declared in `{os.path.relpath(registry)}` before their data, each adjusted over its family '
-            f'({table.correction.iloc[0]} over {int(table.family_size.iloc[0])} claims); rows marked (sensitivity) '
-            'give the verdict under the other noise-removed statistic.\n\n' + claims_markdown(table))
-    print(text)
-    if out:
-        from moga_lab.utils.atomic import atomic_write_csv
-        os.makedirs(out, exist_ok=True)
-        atomic_write_csv(os.path.join(out, 'claims.csv'), table)
-        atomic_write_text(os.path.join(out, 'claims.md'), text)
-    return table
-
-
 def main(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--registry', metavar='FILE',
@@ -365,8 +340,9 @@ def main(argv=None):
                    help='with --registry: regenerate the findings table in FILE (README.md, docs/paper.md; repeatable)')
     args = p.parse_args(argv)
     if args.registry:
+        from moga_lab.studies.claims import evaluate_declared
         try:
-            evaluate_declared(args.registry, args.out, args.readme)
+            print(evaluate_declared(args.registry, args.out, args.readme).attrs['markdown'])
         except (ValueError, FileNotFoundError) as error:
             p.error(str(error))
         return 0

@@ -54,7 +54,7 @@ import pandas as pd
 from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.games import design_of, middle_share_difference, resolve_statistic
 
-__all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg',
+__all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg', 'evaluate_declared',
            'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
@@ -457,3 +457,45 @@ def replace_findings(text: str, table_markdown: str) -> str:
                          f'{FINDINGS_START!r} and {FINDINGS_END!r} where the table goes')
     head, rest = text.split(FINDINGS_START, 1)
     return head + FINDINGS_START + '\n' + table_markdown + rest[rest.index(FINDINGS_END):]
+
+
+def evaluate_declared(registry: str, out: Optional[str] = None, readme: Sequence[str] = ()) -> pd.DataFrame:
+    """Every claim of a registry, adjusted over its family (`evaluate_registry`), written where readers look.
+
+    Writes ``claims.csv`` and ``claims.md`` in ``out`` (every claim), ``claims.csv`` in each study folder the
+    registry names (that study's claims, so a published study carries the verdicts it re-derives), and regenerates
+    the findings table of each file in ``readme`` from the same rows.
+
+    Args:
+        registry: the registry file.
+        out: the folder of the family's ``claims.csv`` and ``claims.md`` (None: not written).
+        readme: Markdown files holding a findings table between `FINDINGS_START` and `FINDINGS_END`.
+
+    Returns:
+        `evaluate_registry`'s table; its ``attrs['markdown']`` holds ``claims.md``'s text.
+    """
+    from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
+    table = evaluate_registry(registry)
+    declared = load_registry(registry)
+    root = repository_root(declared['root'])
+    for path in readme or ():
+        with open(path) as f:
+            text = f.read()
+        link = os.path.relpath(os.path.join(root, 'docs', 'paper.md'), os.path.dirname(os.path.abspath(path)))
+        atomic_write_text(path, replace_findings(text, findings_markdown(table, link)))
+    studies: Dict[str, List[str]] = {}
+    for claim in declared['claims']:
+        studies.setdefault(claim.study or '', []).append(claim.id)
+    for study, ids in studies.items():
+        folder = os.path.join(root, study)
+        if study and os.path.isdir(folder):
+            atomic_write_csv(os.path.join(folder, 'claims.csv'), table[table.claim_id.isin(ids)])
+    text = (f'Claims declared in `{os.path.relpath(registry)}` before their data, each adjusted over its family '
+            f'({table.correction.iloc[0]} over {int(table.family_size.iloc[0])} claims); rows marked (sensitivity) '
+            'give the verdict under the other noise-removed statistic.\n\n' + claims_markdown(table))
+    if out:
+        os.makedirs(out, exist_ok=True)
+        atomic_write_csv(os.path.join(out, 'claims.csv'), table)
+        atomic_write_text(os.path.join(out, 'claims.md'), text)
+    table.attrs['markdown'] = text
+    return table

@@ -17,6 +17,12 @@ units it needs first::
         after: [fit-{model}-s{seed}]
         command: moga-interaction --checkpoint {out}/fit-{model}-s{seed}/best.ckpt --out {dir}
         minutes: 25
+    publish:                               # what `publish --to DIR` gathers: DIR/<table>
+      compare/interaction_seeds.csv: {from: "curves-*", file: interaction.csv}
+      compare/accuracy.csv: {from: "fit-*", file: results.yaml, columns: {test_top1: test/acc1}, percent: [test_top1]}
+    reports:                               # then a report per published folder (moga_lab.studies.report)
+      compare: {title: MogaNet vs ConvNeXt, reference: moganet_xtiny}
+    claims: {registry: experiments/claims/paper.yaml, readme: [README.md]}   # declared claims, evaluated on them
 
 ``run`` skips finished units, resumes unfinished ones, and starts a unit only when the units it needs are
 finished; ``--until HH:MM`` starts no unit whose estimate would end after the deadline (time-limited allocations);
@@ -64,6 +70,10 @@ LOG_FILE = 'unit.log'
 """A unit's stdout and stderr, appended on every (re)start."""
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
 _PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace'}
+_STUDY_KEYS = {'name', 'out', 'units', 'publish', 'reports', 'claims'}
+_REPORT_KEYS = {'title', 'reference', 'design', 'noun'}
+_CLAIMS_KEYS = {'registry', 'readme'}
+_TABLE_SUFFIXES = ('.csv', '.yaml', '.yml')
 
 
 class StudyError(ValueError):
@@ -110,12 +120,17 @@ class Study:
         name: the study's name.
         out: the root of the unit folders.
         units: the units in file order.
-        publish: the tables `publish_study` gathers from the units (the study file's ``publish:`` section).
+        publish: the tables (and figures) `publish_study` gathers from the units (the ``publish:`` section).
+        reports: published folder -> `moga_lab.studies.report.seed_study_report` arguments (``reports:``).
+        claims: ``{registry: FILE, readme: [FILE, ...]}``: the declared claims `publish_study` evaluates once the
+            tables are there (``claims:``).
     """
     name: str
     out: str
     units: List[Unit]
     publish: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    reports: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    claims: Dict[str, Any] = field(default_factory=dict)
 
     def unit(self, name: str) -> Unit:
         for u in self.units:
@@ -195,6 +210,9 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
         raise StudyError(f'{path} is not valid YAML: {str(error).splitlines()[0]}') from None
     if not isinstance(raw, dict) or not isinstance(raw.get('units'), list) or not raw['units']:
         raise StudyError(f'{path}: a study file needs a list "units:" (see moga_lab.studies.runner)')
+    unknown = sorted(set(raw) - _STUDY_KEYS)
+    if unknown:
+        raise StudyError(f'{path}: unknown keys {unknown}; accepted: {", ".join(sorted(_STUDY_KEYS))}')
     out = out or raw.get('out') or os.path.join('runs', raw.get('name') or os.path.splitext(os.path.basename(path))[0])
     units = [u for k, entry in enumerate(raw['units'])
              for u in _expand(entry if isinstance(entry, dict) else {}, out, f'{path}: unit {k + 1}')]
@@ -213,8 +231,21 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
                              'file each unit writes)')
         unknown = sorted(set(spec) - _PUBLISH_KEYS)
         if unknown:
-            raise StudyError(f'{path}: publish.{table}: unknown keys {unknown}; accepted: {", ".join(sorted(_PUBLISH_KEYS))}')
-    return Study(raw.get('name') or os.path.splitext(os.path.basename(path))[0], out, units, publish)
+            raise StudyError(f'{path}: publish.{table}: unknown keys {unknown}; accepted: '
+                             f'{", ".join(sorted(_PUBLISH_KEYS))}')
+    reports = raw.get('reports') or {}
+    for folder, spec in reports.items():
+        if not isinstance(spec, dict) or not spec.get('title') or not spec.get('reference'):
+            raise StudyError(f'{path}: reports.{folder} needs "title" and "reference" (the model or row the others '
+                             'are compared with)')
+        unknown = sorted(set(spec) - _REPORT_KEYS)
+        if unknown:
+            raise StudyError(f'{path}: reports.{folder}: unknown keys {unknown}; accepted: '
+                             f'{", ".join(sorted(_REPORT_KEYS))}')
+    claims = raw.get('claims') or {}
+    if claims and (not isinstance(claims, dict) or not claims.get('registry') or set(claims) - _CLAIMS_KEYS):
+        raise StudyError(f'{path}: claims={claims!r} is not accepted; accepted: {{registry: FILE, readme: [FILE, ...]}}')
+    return Study(raw.get('name') or os.path.splitext(os.path.basename(path))[0], out, units, publish, reports, claims)
 
 
 def unit_state(unit: Unit) -> str:
@@ -619,12 +650,16 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
     matching unit's file (a CSV) or one row per unit (a YAML file, ``columns`` picking and renaming its fields;
     ``percent`` turns fractions into percentages), with the unit's matrix values as columns (``from``: a glob of unit
     names or a list of them; ``replace``: ``{column: {value: new value}}``, e.g. to name a shared run as an ablation
-    row); and ``units.csv``: each unit's command, minutes, the
-    machine that ran it and whether it resumed.
+    row); a file that is not a table (a figure) is copied from its one unit. ``units.csv`` (in ``dest`` and in each
+    published folder, for the units behind its tables): each unit's command, minutes, the machine that ran it and
+    whether it resumed. Then, when the study file says so, the declared claims are evaluated (``claims:``, see
+    `moga_lab.studies.claims.evaluate_declared`: ``claims.csv`` in ``dest`` and in each study folder, the findings
+    tables of the ``readme`` files) and each folder of ``reports:`` gets its report
+    (`moga_lab.studies.report.seed_study_report`).
 
     Args:
         study: from `load_study`.
-        dest: the published study folder, e.g. ``docs/studies/compare``.
+        dest: where the published folders go, e.g. ``docs/studies``.
 
     Returns:
         ``{table: rows}`` of what was written.
@@ -634,7 +669,8 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
     """
     import pandas as pd
     from moga_lab.utils.atomic import atomic_write_csv
-    written = {}
+    written: Dict[str, int] = {}
+    fed: Dict[str, set] = {}
     for table, spec in study.publish.items():
         patterns = [spec['from']] if isinstance(spec['from'], str) else list(spec['from'])
         units = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]
@@ -642,11 +678,41 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
         if not units or unfinished:
             raise StudyError(f'publish {table}: ' + (f'unfinished units {unfinished}' if units else
                                                      f'no unit matches {spec["from"]!r}'))
+        fed.setdefault(os.path.dirname(table), set()).update(u.name for u in units)
+        if not spec['file'].endswith(_TABLE_SUFFIXES):  # a figure (e.g. gradcam_grid.png): copied from its unit
+            written[table] = _copy_unit_file(table, units, spec['file'], dest)
+            continue
         rows = [row for u in units for row in _unit_rows(u, spec)]
         atomic_write_csv(os.path.join(dest, table), pd.DataFrame(rows))
         written[table] = len(rows)
-    records = [dict(unit=u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'})
-               for u in study.units if unit_state(u) == 'done']
-    atomic_write_csv(os.path.join(dest, 'units.csv'), pd.DataFrame(records))
+    records = pd.DataFrame([dict(unit=u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'})
+                            for u in study.units if unit_state(u) == 'done'])
+    atomic_write_csv(os.path.join(dest, 'units.csv'), records)
     written['units.csv'] = len(records)
+    for folder, names in fed.items():  # each published folder: the units behind its tables, and where they ran
+        if folder and len(records):
+            table = os.path.join(folder, 'units.csv')
+            atomic_write_csv(os.path.join(dest, table), records[records.unit.isin(names)])
+            written[table] = int(records.unit.isin(names).sum())
+    if study.claims:
+        from moga_lab.studies.claims import evaluate_declared
+        table = evaluate_declared(study.claims['registry'], dest, study.claims.get('readme') or ())
+        written['claims.csv'] = len(table)
+    for folder, spec in study.reports.items():
+        from moga_lab.studies.report import seed_study_report
+        seed_study_report(os.path.join(dest, folder), **spec)
+        written[os.path.join(folder, 'report.md')] = 1
     return written
+
+
+def _copy_unit_file(table: str, units: List[Unit], name: str, dest: str) -> int:
+    if len(units) != 1:
+        raise StudyError(f'publish {table}: {name} is copied from one unit; "from" matches {len(units)}')
+    source = os.path.join(units[0].dir, name)
+    if not os.path.isfile(source):
+        raise StudyError(f'unit {units[0].name} finished without {name} (looked in {units[0].dir})')
+    target = os.path.join(dest, table)
+    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+    shutil.copyfile(source, target + '.tmp')
+    os.replace(target + '.tmp', target)  # (atomic: a reader never sees half a figure)
+    return 1
