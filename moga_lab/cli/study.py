@@ -70,8 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
             return 0
         if args.action == 'publish':
-            for table, rows in publish_study(study, args.to).items():
-                print(f'{args.to}/{table}: {rows} rows')
+            for name, rows in publish_study(study, args.to).items():
+                print(f'{args.to}/{name}' + (f': {rows} rows' if name.endswith('.csv') else ''))
             return 0
         if args.action == 'reset':
             reset = reset_units(study, args.patterns)
