@@ -176,8 +176,8 @@ def test_ablate_bad_config_is_one_line_and_writes_nothing(tmp_path, edit, messag
     (['--model', 'moganet_xtiny', '--weights', 'w.pth', '--train-seeds', '1'],
      '--train-seeds 1: trains the models again; accepted: no --train-seeds with --checkpoint or --model/--weights'),
     (['--model', 'moganet_xtiny', '--weights', 'w.pth', '--cam-images', '64'],
-     '--cam-images 64: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is computed for the models this '
-     'script trains only'),
+     '--cam-images 64: the Grad-CAM mass on the object (Fashion-MNIST garment masks) is computed for the models '
+     'trained here only'),
 ])
 def test_compare_models_bad_budget_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / 'out'

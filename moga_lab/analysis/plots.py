@@ -21,6 +21,12 @@ def _plt():
     return plt
 
 
+def _interval_arms(value: float, low: float, high: float):
+    """Error-bar arms of an interval around ``value``. A percentile bootstrap interval need not contain the point
+    estimate (few images, a skewed statistic): the arm on that side is then 0, not negative (matplotlib refuses)."""
+    return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+
+
 def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
     """Save a matplotlib figure as PNG atomically (a temporary file in the folder, then a rename).
 
@@ -194,7 +200,7 @@ def plot_middle_share_by_seed(shares: pd.DataFrame, path: str, title: Optional[s
             if row.empty:
                 continue
             r = row.iloc[0]
-            ax.errorbar(x - 0.25 + k * width, r.share, yerr=[[r.share - r.ci_low], [r.ci_high - r.share]], fmt='o', ms=5,
+            ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high), fmt='o', ms=5,
                         color=colors(k), capsize=3, lw=1.2, label=f'seed {seed}')
         ax.hlines(sub.share.mean(), x - 0.35, x + 0.35, color='k', lw=2, label='mean over seeds')
     ax.set_xticks(range(len(models)), models)
@@ -273,7 +279,7 @@ def plot_middle_share_by_statistic(shares: pd.DataFrame, path: str, title: Optio
                 if r.empty:
                     continue
                 r = r.iloc[0]
-                ax.errorbar(x - 0.25 + k * width, r.share, yerr=[[r.share - r.ci_low], [r.ci_high - r.share]],
+                ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high),
                             fmt='o', ms=4, color=colors(k % 10), capsize=2, lw=1.0,
                             label=f'seed {seed}' if x == 0 else None)
             if not rows.empty:
