@@ -98,8 +98,10 @@ class _ThroughputClock(L.Callback):
 def _stopped_by_sigterm(trainer: L.Trainer, run_dir: str, every: int):
     """Exit with status 143 (128 + SIGTERM). Lightning ends a fit stopped by SIGTERM with ``SystemExit()``, i.e. exit
     status 0, which a job runner (Slurm, submitit, ``moga-study``) would take for a finished run."""
-    sys.stderr.write(f'stopped by SIGTERM at step {trainer.global_step}; {os.path.join(run_dir, "last.ckpt")} is at '
-                     f'most {every} steps older; continue with --resume --run-dir {run_dir}\n')
+    last = os.path.join(run_dir, 'last.ckpt')
+    state = (f'{last} is at most {every} steps older; continue with --resume --run-dir {run_dir}'
+             if os.path.isfile(last) else 'no last.ckpt yet: a new run starts from step 0')
+    sys.stderr.write(f'stopped by SIGTERM at step {trainer.global_step}; {state}\n')
     raise SystemExit(128 + signal.SIGTERM)
 
 
