@@ -116,41 +116,70 @@ def _fresh_run_dir(base: str) -> str:
 
 def resolve_config(args):
     """Flags -> RunConfig (imports the heavy stack lazily so `--help` and argument errors are instant)."""
-    from moga_lab.training.config import RunConfig, load_yaml, small_data_recipe
     from moga_lab.training.factory import build_model  # noqa: F401  (validated when the module is built)
-
     if args.resume:
-        base = args.run_dir or _latest_run_dir(_default_run_dir(
-            args.model or f'moganet_{_variant(args.variant)}', args.data or 'fashion-mnist'))
-        if base is None or not os.path.isfile(os.path.join(base, 'config.yaml')):
-            raise FileNotFoundError(f'--resume: no run with config.yaml and last.ckpt found'
-                                    f'{" in " + args.run_dir if args.run_dir else ""}; pass --run-dir DIR')
-        cfg = RunConfig.from_dict(load_yaml(os.path.join(base, 'config.yaml')))
-        cfg.trainer.run_dir = base
-        # only where/how it runs may change on resume; the recipe is the saved one
-        _apply_runtime(cfg, args)
-        return cfg
+        return _resumed_config(args)
+    cfg = _base_config(args)
+    _apply_model_flags(cfg.model, args)
+    _apply_data_flags(cfg.data, args)
+    _apply_optim_flags(cfg, args)
+    _apply_trainer_flags(cfg.trainer, args)
+    _apply_runtime(cfg, args)
+    t, m = cfg.trainer, cfg.model
+    if os.environ.get(_RUN_DIR_ENV):
+        t.run_dir = os.environ[_RUN_DIR_ENV]
+    elif args.run_dir:
+        t.run_dir = args.run_dir
+    else:
+        t.run_dir = _fresh_run_dir(_default_run_dir(m.name if not m.name.startswith('moganet') else
+                                                    f'moganet_{_variant(m.name)}', cfg.data.name))
+    _validate(cfg)
+    return cfg
 
+
+def _resumed_config(args):
+    """The saved run's config; only where and how it runs may change on resume (the recipe is the saved one)."""
+    from moga_lab.training.config import RunConfig, load_yaml
+    base = args.run_dir or _latest_run_dir(_default_run_dir(
+        args.model or f'moganet_{_variant(args.variant)}', args.data or 'fashion-mnist'))
+    if base is None or not os.path.isfile(os.path.join(base, 'config.yaml')):
+        raise FileNotFoundError(f'--resume: no run with config.yaml and last.ckpt found'
+                                f'{" in " + args.run_dir if args.run_dir else ""}; pass --run-dir DIR')
+    cfg = RunConfig.from_dict(load_yaml(os.path.join(base, 'config.yaml')))
+    cfg.trainer.run_dir = base
+    _apply_runtime(cfg, args)
+    return cfg
+
+
+def _base_config(args):
+    """The small-data recipe of ``--variant``, with ``--config FILE``'s sections merged over it."""
+    from moga_lab.training.config import RunConfig, load_yaml, small_data_recipe
     cfg = small_data_recipe(args.variant)
-    if args.config:
-        merged = cfg.to_dict()
-        for section, values in load_yaml(args.config).items():
-            if section not in merged:
-                merged[section] = values  # from_dict names the bad section
-            elif not isinstance(values, dict):
-                raise ValueError(f'config section {section!r} in {args.config} must be a mapping')
-            else:
-                merged[section].update(values)
-        cfg = RunConfig.from_dict(merged)
-    m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
+    if not args.config:
+        return cfg
+    merged = cfg.to_dict()
+    for section, values in load_yaml(args.config).items():
+        if section not in merged:
+            merged[section] = values  # from_dict names the bad section
+        elif not isinstance(values, dict):
+            raise ValueError(f'config section {section!r} in {args.config} must be a mapping')
+        else:
+            merged[section].update(values)
+    return RunConfig.from_dict(merged)
+
+
+def _set_if(obj, attr: str, value) -> None:
+    """A flag given on the command line overrides the config; one left out keeps it."""
+    if value is not None:
+        setattr(obj, attr, value)
+
+
+def _apply_model_flags(m, args) -> None:
     if args.model:
         m.name = args.model
-    set_if = lambda obj, attr, value: value is not None and setattr(obj, attr, value)  # noqa: E731
-    set_if(m, 'drop_path_rate', args.drop_path)
-    set_if(m, 'stem_stride', args.stem_stride)
-    set_if(m, 'gate_act', args.gate_act)
-    set_if(m, 'dilations', args.dilations)
-    set_if(m, 'channel_split', args.channel_split)
+    for attr, flag in (('drop_path_rate', 'drop_path'), ('stem_stride', 'stem_stride'), ('gate_act', 'gate_act'),
+                       ('dilations', 'dilations'), ('channel_split', 'channel_split')):
+        _set_if(m, attr, getattr(args, flag))
     if args.no_gating:
         m.gating = False
     if args.no_fd:
@@ -159,44 +188,37 @@ def resolve_config(args):
         m.channel_aggregation = False
     if args.attn_force_fp32:
         m.attn_force_fp32 = True
-    set_if(d, 'name', args.data)
-    set_if(d, 'data_dir', args.data_dir)
-    set_if(d, 'batch_size', args.batch_size)
-    set_if(d, 'image_size', args.image_size)
-    set_if(d, 'val_size', args.val_size)
-    set_if(d, 'num_workers', args.num_workers)
+
+
+def _apply_data_flags(d, args) -> None:
+    for attr, flag in (('name', 'data'), ('data_dir', 'data_dir'), ('batch_size', 'batch_size'),
+                       ('image_size', 'image_size'), ('val_size', 'val_size'), ('num_workers', 'num_workers')):
+        _set_if(d, attr, getattr(args, flag))
     if args.download:
         d.download = True
-    set_if(o, 'lr', args.lr)
+
+
+def _apply_optim_flags(cfg, args) -> None:
+    o = cfg.optim
+    _set_if(o, 'lr', args.lr)
     if getattr(args, 'lr_from', None):
         if args.lr is not None:
             raise ValueError(f'--lr {args.lr:g} and --lr-from {args.lr_from}: give one of them')
         from moga_lab.training.sweep import chosen_lr
         o.lr = chosen_lr(args.lr_from, cfg.model.name)
-    set_if(o, 'weight_decay', args.weight_decay)
-    set_if(o, 'warmup_epochs', args.warmup_epochs)
-    set_if(o, 'label_smoothing', args.label_smoothing)
-    set_if(o, 'mixup', args.mixup)
-    set_if(o, 'cutmix', args.cutmix)
-    set_if(o, 'ema_decay', args.ema)
-    set_if(o, 'grad_clip', args.grad_clip)
-    set_if(t, 'epochs', args.epochs)
+    for attr, flag in (('weight_decay', 'weight_decay'), ('warmup_epochs', 'warmup_epochs'),
+                       ('label_smoothing', 'label_smoothing'), ('mixup', 'mixup'), ('cutmix', 'cutmix'),
+                       ('ema_decay', 'ema'), ('grad_clip', 'grad_clip')):
+        _set_if(o, attr, getattr(args, flag))
+
+
+def _apply_trainer_flags(t, args) -> None:
+    _set_if(t, 'epochs', args.epochs)
     if args.limit_train_batches is not None:
         v = args.limit_train_batches
         t.limit_train_batches = int(v) if v > 1 else v
-    set_if(t, 'seed', args.seed)
-    set_if(t, 'interaction_every', args.interaction_every)
-    set_if(t, 'interaction_images', args.interaction_images)
-    _apply_runtime(cfg, args)
-    if os.environ.get(_RUN_DIR_ENV):
-        t.run_dir = os.environ[_RUN_DIR_ENV]
-    elif args.run_dir:
-        t.run_dir = args.run_dir
-    else:
-        t.run_dir = _fresh_run_dir(_default_run_dir(m.name if not m.name.startswith('moganet') else
-                                                    f'moganet_{_variant(m.name)}', d.name))
-    _validate(cfg)
-    return cfg
+    for attr in ('seed', 'interaction_every', 'interaction_images'):
+        _set_if(t, attr, getattr(args, attr))
 
 
 def _variant(name: str) -> str:
