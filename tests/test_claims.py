@@ -179,9 +179,28 @@ def test_a_training_takes_the_learning_rate_the_sweep_chose(tmp_path, capsys):
         chosen_lr(str(sweep), 'convnext_atto')
     with pytest.raises(ValueError, match='no such file'):
         chosen_lr(str(tmp_path / 'missing.csv'), 'moganet_xtiny')
+    # a grid widened by a second sweep: the choice is made over both files (its own 'chosen' column is not read)
+    wide = tmp_path / 'wide.csv'
+    rows = [dict(model='moganet_xtiny', lr=5e-4, val_top1=78.0, val_images=5000, epochs=1, seed=0, chosen=False),
+            dict(model='moganet_xtiny', lr=8e-3, val_top1=83.0, val_images=5000, epochs=1, seed=0, chosen=True)]
+    pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(wide, index=False)
+    assert chosen_lr([str(sweep), str(wide)], 'moganet_xtiny') == 8e-3
+    rows[1]['val_top1'] = 82.0
+    pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(wide, index=False)
+    assert chosen_lr([str(sweep), str(wide)], 'moganet_xtiny') == 4e-3
+    rows[0]['epochs'] = rows[1]['epochs'] = 2
+    pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(wide, index=False)
+    with pytest.raises(ValueError, match=r'sweeps of different epochs \(\[1, 2\]\); accepted: one budget'):
+        chosen_lr([str(sweep), str(wide)], 'moganet_xtiny')
     args = fit_cli.build_parser().parse_args(['--variant', 'xtiny', '--data', 'synthetic', '--lr-from', str(sweep),
                                               '--run-dir', str(tmp_path / 'r')])
     assert fit_cli.resolve_config(args).optim.lr == 4e-3
+    rows[0]['epochs'] = rows[1]['epochs'] = 1
+    rows[1]['val_top1'] = 83.0
+    pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(wide, index=False)
+    args = fit_cli.build_parser().parse_args(['--variant', 'xtiny', '--data', 'synthetic', '--lr-from', str(sweep),
+                                              str(wide), '--run-dir', str(tmp_path / 'r')])
+    assert fit_cli.resolve_config(args).optim.lr == 8e-3
     with pytest.raises(SystemExit) as stop:
         fit_cli.main(['--variant', 'xtiny', '--data', 'synthetic', '--lr', '1e-3', '--lr-from', str(sweep)])
     assert stop.value.code == 2 and 'give one of them' in capsys.readouterr().err

@@ -27,6 +27,9 @@ def _published(folder, models=('moga', 'conv'), seeds=(0, 1, 2)):
     pd.DataFrame(dict(model=np.repeat(list(models), 6), image_id=np.tile(range(6), len(models)),
                       cam_on_garment=[0.6, 0.7, 0.65, 0.8, 0.7, 0.75] + [0.4, 0.5, 0.45, 0.5, 0.6, 0.55],
                       garment_area=0.4)).to_csv(folder / 'gradcam.csv', index=False)
+    pd.DataFrame([dict(model=m, lr=lr, val_top1=v, val_images=5000, epochs=1, seed=0, chosen=False)
+                  for m, values in zip(models, ([80.0, 82.0, 81.0], [80.0, 81.0, 83.0]))
+                  for lr, v in zip((1e-3, 2e-3, 4e-3), values)]).to_csv(folder / 'sweep.csv', index=False)
     pd.DataFrame([dict(unit=f'fit-{m}-s{s}', model=m, seed=s, minutes=10.0, machine='AMD EPYC (AVX2), 2 cores')
                   for m in models for s in seeds]).to_csv(folder / 'units.csv', index=False)
     return pd.concat(frames)
@@ -49,6 +52,8 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     assert '| moga | 0.002 | 90.00 | 90.10 | 90.20 | 90.10 ± 0.10 | 91.00 ± 0.00 |' in text
     assert '## Grad-CAM' in text and '| conv | 0.500 (' in text and '+0.200 (+' in text   # paired: moga - conv
     assert 'AMD EPYC (AVX2), 2 cores: 6 units, 1.0 h' in text
+    assert '| moga | 80.00 | **82.00** | 81.00 | 0.002 |' in text
+    assert '| conv | 80.00 | 81.00 | **83.00** | 0.004 (an end of the grid) |' in text
     assert text.startswith('# MogaNet vs ConvNeXt\n\nOne recipe.\n')
     assert 'Declared claims' not in text     # no claims.csv yet
 

@@ -49,8 +49,9 @@ def build_parser() -> Parser:
     g.add_argument('--epochs', type=int)
     g.add_argument('--limit-train-batches', type=float, help='fraction (<=1) or number of training batches per epoch')
     g.add_argument('--lr', type=float)
-    g.add_argument('--lr-from', metavar='SWEEP_CSV',
-                   help="the learning rate a sweep chose on the validation split (moga-sweep's sweep.csv)")
+    g.add_argument('--lr-from', metavar='SWEEP_CSV', nargs='+',
+                   help="the learning rate with the best validation top-1 in moga-sweep's sweep.csv (several files: "
+                        'one grid, the choice made over all of them)')
     g.add_argument('--weight-decay', type=float)
     g.add_argument('--warmup-epochs', type=float)
     g.add_argument('--label-smoothing', type=float)
@@ -203,7 +204,7 @@ def _apply_optim_flags(cfg, args) -> None:
     _set_if(o, 'lr', args.lr)
     if getattr(args, 'lr_from', None):
         if args.lr is not None:
-            raise ValueError(f'--lr {args.lr:g} and --lr-from {args.lr_from}: give one of them')
+            raise ValueError(f'--lr {args.lr:g} and --lr-from {" ".join(args.lr_from)}: give one of them')
         from moga_lab.training.sweep import chosen_lr
         o.lr = chosen_lr(args.lr_from, cfg.model.name)
     for attr, flag in (('weight_decay', 'weight_decay'), ('warmup_epochs', 'warmup_epochs'),

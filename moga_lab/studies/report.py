@@ -70,6 +70,7 @@ def seed_study_report(folder: str, title: str, reference: str, design: str = '',
                                    f'{title}: middle share per training seed (bar: mean over seeds)', band)
     sections = [f'# {title}', '', design.strip(), '' if design else None,
                 _accuracy_section(accuracy, names, noun),
+                _sweep_section(folder, names),
                 _shares_section(shares, names, noun, band, curves, frame),
                 _claims_section(folder),
                 _gradcam_section(folder, names),
@@ -106,6 +107,26 @@ def _accuracy_section(accuracy: pd.DataFrame, names: Sequence[str], noun: str) -
         lines.append(f'| {name} | {lr} | ' + ' | '.join(f'{sub.test_top1[s]:.2f}' if s in sub.index else '–'
                                                      for s in seeds)
                      + f' | {_mean_sd(sub.test_top1)} | {val} |')
+    return '\n'.join(lines) + '\n'
+
+
+def _sweep_section(folder: str, names: Sequence[str]) -> Optional[str]:
+    """Validation top-1 of every learning rate tried (all sweep files of a model are one grid), the choice, and
+    whether it sits at an end of the grid (where a wider grid might have chosen otherwise)."""
+    path = os.path.join(folder, 'sweep.csv')
+    if not os.path.isfile(path):
+        return None
+    sweep = pd.read_csv(path).drop_duplicates(['model', 'lr'])
+    lrs = sorted(sweep.lr.unique())
+    lines = ['## Learning rates', '', 'Validation top-1 (%) after the sweep\'s epoch at each learning rate (seed 0; '
+             'the test split is not read); the training uses the best (bold).', '',
+             '| model | ' + ' | '.join(f'{lr:g}' for lr in lrs) + ' | chosen |', '| --- |' + ' ---: |' * (len(lrs) + 1)]
+    for name in [n for n in names if n in set(sweep.model)] + sorted(set(sweep.model) - set(names)):
+        sub = sweep[sweep.model == name].set_index('lr').val_top1
+        best = sub.sort_index().idxmax()  # (the smaller learning rate on a tie, as moga-sweep chooses)
+        edge = ' (an end of the grid)' if best in (sub.index.min(), sub.index.max()) else ''
+        cells = [('**{:.2f}**' if lr == best else '{:.2f}').format(sub[lr]) if lr in sub.index else '–' for lr in lrs]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {best:g}{edge} |')
     return '\n'.join(lines) + '\n'
 
 

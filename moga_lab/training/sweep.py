@@ -7,7 +7,7 @@ learning rate; the chosen model is then trained and tested once, by the study th
 import copy
 import math
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import pandas as pd
 import yaml
@@ -77,26 +77,36 @@ def lr_sweep(base: RunConfig, lrs: Sequence[float], out: str,
     return table
 
 
-def chosen_lr(sweep_csv: str, model: str) -> float:
-    """The learning rate `lr_sweep` chose for ``model`` (its ``sweep.csv``), so that a later training uses the
-    validation split's choice without a number typed by hand.
+def chosen_lr(sweep_csv: Union[str, Sequence[str]], model: str) -> float:
+    """The learning rate with the best validation top-1 in ``model``'s sweeps (`lr_sweep`'s ``sweep.csv`` files),
+    so that a later training uses the validation split's choice without a number typed by hand. Several files are
+    one grid (e.g. a sweep widened later): the choice is made over all their rows, by `lr_sweep`'s rule (the best
+    validation top-1; a tie: the smaller learning rate).
 
     Args:
-        sweep_csv: the sweep's ``sweep.csv``.
-        model: the model the training is for; the sweep must be of it.
+        sweep_csv: one ``sweep.csv``, or several of the same model, epochs and seed.
+        model: the model the training is for; the sweeps must be of it.
 
     Raises:
-        ValueError: no such file, a sweep of another model, or no chosen row.
+        ValueError: no such file, a sweep of another model, sweeps of different budgets, or no row.
     """
-    import os
-
-    import pandas as pd
-    if not os.path.isfile(sweep_csv):
-        raise ValueError(f'--lr-from {sweep_csv}: no such file (a sweep.csv written by moga-sweep)')
-    table = pd.read_csv(sweep_csv)
-    if 'chosen' not in table.columns or not table.chosen.any():
-        raise ValueError(f'--lr-from {sweep_csv}: no chosen learning rate in it (columns {", ".join(table.columns)})')
-    row = table[table.chosen].iloc[0]
-    if row.model != model:
-        raise ValueError(f'--lr-from {sweep_csv}: a sweep of {row.model}, not of {model}')
-    return float(row.lr)
+    paths = [sweep_csv] if isinstance(sweep_csv, str) else list(sweep_csv)
+    tables = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f'--lr-from {path}: no such file (a sweep.csv written by moga-sweep)')
+        table = pd.read_csv(path)
+        missing = sorted(set(SWEEP_COLUMNS) - set(table.columns))
+        if missing or table.empty:
+            raise ValueError(f'--lr-from {path}: not a sweep table (' + (f'no {missing})' if missing else 'no rows)'))
+        others = sorted(set(table.model) - {model})
+        if others:
+            raise ValueError(f'--lr-from {path}: a sweep of {", ".join(others)}, not of {model}')
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    for column in ('epochs', 'seed'):
+        if table[column].nunique() > 1:
+            raise ValueError(f'--lr-from {" ".join(paths)}: sweeps of different {column} '
+                             f'({sorted(table[column].unique().tolist())}); accepted: one budget')
+    best = table.sort_values(['val_top1', 'lr'], ascending=[False, True]).iloc[0]
+    return float(best.lr)
