@@ -27,6 +27,22 @@ def _interval_arms(value: float, low: float, high: float):
     return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
 
 
+def _seed_markers(ax, shares: pd.DataFrame, models, seeds, colors) -> None:
+    """For each model (an x position) one marker per training seed with its interval, and a bar at the mean."""
+    width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
+    for x, model in enumerate(models):
+        sub = shares[shares.model == model]
+        for k, seed in enumerate(seeds):
+            row = sub[sub.seed == seed]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high), fmt='o',
+                        ms=5, color=colors(k % 10), capsize=3, lw=1.2, label=f'seed {seed}')
+        if not sub.empty:
+            ax.hlines(sub.share.mean(), x - 0.35, x + 0.35, color='k', lw=2, label='mean over seeds')
+
+
 def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
     """Save a matplotlib figure as PNG atomically (a temporary file in the folder, then a rename).
 
@@ -191,18 +207,7 @@ def plot_middle_share_by_seed(shares: pd.DataFrame, path: str, title: Optional[s
     models = list(dict.fromkeys(shares.model))
     seeds = sorted(shares.seed.unique())
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(models) + 2.0), 3.8))
-    colors = plt.get_cmap('tab10')
-    width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
-    for x, model in enumerate(models):
-        sub = shares[shares.model == model]
-        for k, seed in enumerate(seeds):
-            row = sub[sub.seed == seed]
-            if row.empty:
-                continue
-            r = row.iloc[0]
-            ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high), fmt='o', ms=5,
-                        color=colors(k), capsize=3, lw=1.2, label=f'seed {seed}')
-        ax.hlines(sub.share.mean(), x - 0.35, x + 0.35, color='k', lw=2, label='mean over seeds')
+    _seed_markers(ax, shares, models, seeds, plt.get_cmap('tab10'))
     ax.set_xticks(range(len(models)), models)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_ylabel(f'middle-order share ({band[0]:g}n-{band[1]:g}n)')
@@ -268,28 +273,16 @@ def plot_middle_share_by_statistic(shares: pd.DataFrame, path: str, title: Optio
     seeds = sorted(shares.seed.unique())
     fig, axes = plt.subplots(1, len(stats), figsize=(max(4.0, 1.0 * len(models) + 1.8) * len(stats), 4.0),
                              sharey=True, squeeze=False)
-    colors = plt.get_cmap('tab10')
-    width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
     for ax, statistic in zip(axes[0], stats):
-        sub = shares[shares.statistic == statistic]
-        for x, model in enumerate(models):
-            rows = sub[sub.model == model]
-            for k, seed in enumerate(seeds):
-                r = rows[rows.seed == seed]
-                if r.empty:
-                    continue
-                r = r.iloc[0]
-                ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high),
-                            fmt='o', ms=4, color=colors(k % 10), capsize=2, lw=1.0,
-                            label=f'seed {seed}' if x == 0 else None)
-            if not rows.empty:
-                ax.hlines(rows.share.mean(), x - 0.32, x + 0.32, color='k', lw=2)
+        _seed_markers(ax, shares[shares.statistic == statistic], models, seeds, plt.get_cmap('tab10'))
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))  # one entry per seed, not per marker
+        ax.legend(list(unique.values()), list(unique), fontsize=7, ncol=2, loc='best')
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=20, ha='right', fontsize=8)
         ax.set_title(STATISTIC_LABELS.get(statistic, statistic), fontsize=10)
         ax.grid(axis='y', alpha=0.3)
     axes[0][0].set_ylabel(f'middle-order share ({band[0]:g}n-{band[1]:g}n)')
-    axes[0][0].legend(fontsize=7, ncol=2, loc='best')
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

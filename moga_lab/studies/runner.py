@@ -224,24 +224,10 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
         missing = [a for a in u.after if a not in names]
         if missing:
             raise StudyError(f'{path}: unit {u.name!r} comes after {missing}, which the study does not have')
-    publish = raw.get('publish') or {}
-    for table, spec in publish.items():
-        if not isinstance(spec, dict) or not spec.get('from') or not spec.get('file'):
-            raise StudyError(f'{path}: publish.{table} needs "from" (a glob of unit names) and "file" (a CSV or YAML '
-                             'file each unit writes)')
-        unknown = sorted(set(spec) - _PUBLISH_KEYS)
-        if unknown:
-            raise StudyError(f'{path}: publish.{table}: unknown keys {unknown}; accepted: '
-                             f'{", ".join(sorted(_PUBLISH_KEYS))}')
-    reports = raw.get('reports') or {}
-    for folder, spec in reports.items():
-        if not isinstance(spec, dict) or not spec.get('title') or not spec.get('reference'):
-            raise StudyError(f'{path}: reports.{folder} needs "title" and "reference" (the model or row the others '
-                             'are compared with)')
-        unknown = sorted(set(spec) - _REPORT_KEYS)
-        if unknown:
-            raise StudyError(f'{path}: reports.{folder}: unknown keys {unknown}; accepted: '
-                             f'{", ".join(sorted(_REPORT_KEYS))}')
+    publish = _section(raw, path, 'publish', ('from', 'file'), _PUBLISH_KEYS,
+                       '"from" (a glob of unit names) and "file" (a CSV or YAML file each unit writes)')
+    reports = _section(raw, path, 'reports', ('title', 'reference'), _REPORT_KEYS,
+                       '"title" and "reference" (the model or row the others are compared with)')
     claims = raw.get('claims') or {}
     if claims and (not isinstance(claims, dict) or not claims.get('registry') or set(claims) - _CLAIMS_KEYS):
         raise StudyError(f'{path}: claims={claims!r} is not accepted; accepted: {{registry: FILE, readme: [FILE, ...]}}')
@@ -330,6 +316,19 @@ def parse_deadline(text: str, now: Optional[dt.datetime] = None) -> dt.datetime:
         return dt.datetime.fromisoformat(text)
     except ValueError:
         raise StudyError(f'--until {text!r} is not a time; accepted: HH:MM (e.g. 17:30) or YYYY-MM-DDTHH:MM') from None
+
+
+def _section(raw: Dict[str, Any], path: str, name: str, required: Sequence[str], keys: set,
+             needs: str) -> Dict[str, Dict[str, Any]]:
+    """A study file's ``name:`` section (entry -> settings), each entry checked for its required and known keys."""
+    section = raw.get(name) or {}
+    for entry, spec in section.items():
+        if not isinstance(spec, dict) or not all(spec.get(k) for k in required):
+            raise StudyError(f'{path}: {name}.{entry} needs {needs}')
+        unknown = sorted(set(spec) - keys)
+        if unknown:
+            raise StudyError(f'{path}: {name}.{entry}: unknown keys {unknown}; accepted: {", ".join(sorted(keys))}')
+    return section
 
 
 def _select(study: Study, only: Optional[Sequence[str]], option: str = '--only') -> List[Unit]:
