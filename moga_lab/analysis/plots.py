@@ -60,12 +60,12 @@ def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
 def _ylabel(curve: pd.DataFrame) -> str:
     statistics = set(curve.statistic) if 'statistic' in curve else {'rms'}
     if statistics == {'naive'}:
-        return 'relative strength  mean|Î(m)| / its mean over m  (naive)'
+        return 'relative strength (naive)\nmean|Î(m)| / its mean over m'
     if statistics == {'mean-abs'}:
-        return 'relative strength  mean|I(m)| / its mean over m  (noise removed)'
+        return 'relative strength (noise removed)\nmean|I(m)| / its mean over m'
     if statistics & {'rms', 'debiased'} == statistics:
-        return 'relative strength  RMS I(m) / its mean over m  (noise removed)'
-    return 'relative strength  J(m) / its mean over m'
+        return 'relative strength (noise removed)\nRMS I(m) / its mean over m'
+    return 'relative strength\nJ(m) / its mean over m'
 
 
 def _noise_floor(ax, sub: pd.DataFrame, color) -> None:

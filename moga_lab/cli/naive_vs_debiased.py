@@ -87,7 +87,7 @@ def plot_two_panels(curve: pd.DataFrame, shares, path: str, title: str) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8, loc='upper right')
-    axes[0].set_ylabel('relative strength  J(m) / its mean over m')
+    axes[0].set_ylabel('relative strength\nJ(m) / its mean over m')
     fig.suptitle(title + '; shaded: middle orders 0.2n-0.6n', fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
