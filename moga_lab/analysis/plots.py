@@ -275,14 +275,14 @@ def plot_middle_share_by_statistic(shares: pd.DataFrame, path: str, title: Optio
                              sharey=True, squeeze=False)
     for ax, statistic in zip(axes[0], stats):
         _seed_markers(ax, shares[shares.statistic == statistic], models, seeds, plt.get_cmap('tab10'))
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))  # one entry per seed, not per marker
-        ax.legend(list(unique.values()), list(unique), fontsize=7, ncol=2, loc='best')
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=20, ha='right', fontsize=8)
         ax.set_title(STATISTIC_LABELS.get(statistic, statistic), fontsize=10)
         ax.grid(axis='y', alpha=0.3)
     axes[0][0].set_ylabel(f'middle-order share ({band[0]:g}n-{band[1]:g}n)')
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one entry per seed, not per marker; on the first panel only
+    axes[0][0].legend(list(unique.values()), list(unique), fontsize=7, ncol=2, loc='best')
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -322,6 +322,8 @@ def _section(raw: Dict[str, Any], path: str, name: str, required: Sequence[str],
              needs: str) -> Dict[str, Dict[str, Any]]:
     """A study file's ``name:`` section (entry -> settings), each entry checked for its required and known keys."""
     section = raw.get(name) or {}
+    if not isinstance(section, dict):
+        raise StudyError(f'{path}: {name} is a {type(section).__name__}; accepted: a mapping (entry: settings)')
     for entry, spec in section.items():
         if not isinstance(spec, dict) or not all(spec.get(k) for k in required):
             raise StudyError(f'{path}: {name}.{entry} needs {needs}')
