@@ -148,6 +148,8 @@ def test_import_refuses_foreign_and_escaping_members(tmp_path):
     ('units: [{name: a, command: x}]\nreports: {c: {title: t, reference: m, colour: red}}', "unknown keys ['colour']"),
     ('units: [{name: a, command: x}]\nclaims: {readme: [R.md]}', 'accepted: {registry: FILE, readme: [FILE, ...]}'),
     ('units: [{name: "a{m}", command: x, matrix: {m: [p, q]}, minutes: {m: {p: 3}}}]', "minutes={'m': {'p': 3}}"),
+    ('units: [{name: a, command: x}]\npublish: [tables]', 'publish is a list; accepted: a mapping (entry: settings)'),
+    ('units: [{name: a, command: x}]\nreports: compare', 'reports is a str; accepted: a mapping (entry: settings)'),
 ])
 def test_bad_study_files_are_named_in_one_line(tmp_path, body, message):
     path = tmp_path / 's.yaml'
