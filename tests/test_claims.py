@@ -160,6 +160,24 @@ def test_the_readme_findings_table_is_the_generated_one():
             f'{page} findings differ: run moga-claims --registry experiments/claims/paper.yaml --readme {page}'
 
 
+def test_the_findings_summary_counts_the_familys_verdicts():
+    """The sentence under the findings table: the family's claims under their declared statistic, grouped by
+    verdict; sensitivity rows and exploratory claims are not counted."""
+    from moga_lab.studies.claims import findings_summary
+    scope = 'Holm over 3 claims'
+    rows = [dict(claim_id='a', primary=True, exploratory=False, verdict=f'decided, as declared ({scope})'),
+            dict(claim_id='a', primary=False, exploratory=False, verdict=f'not decided ({scope})'),
+            dict(claim_id='b', primary=True, exploratory=False, verdict=f'not decided ({scope})'),
+            dict(claim_id='c', primary=True, exploratory=False, verdict=f'decided, against the declared direction ({scope})'),
+            dict(claim_id='x', primary=True, exploratory=True, verdict='decided, as declared (exploratory, unadjusted)')]
+    table = pd.DataFrame(rows).assign(correction='Holm')
+    assert findings_summary(table) == ('Of the 3 declared claims, adjusted together (Holm): 1 decided as declared (`a`); '
+                                       '1 decided against the declared direction (`c`); 1 not decided (`b`). '
+                                       'Exploratory rows are outside this count.')
+    table['verdict'] = 'not computed'
+    assert findings_summary(table) == 'None of the 3 declared claims is computed yet: their studies are not published.'
+
+
 def test_replace_findings_needs_the_markers():
     from moga_lab.studies.claims import replace_findings
     with pytest.raises(ValueError, match='no findings block'):

@@ -55,7 +55,7 @@ from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.games import design_of, middle_share_difference, resolve_statistic
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg', 'evaluate_declared',
-           'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
+           'findings_summary', 'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
 """The tests a claim can name: a paired middle-share difference over images (one checkpoint each), a one-sample t
@@ -443,7 +443,26 @@ def findings_markdown(table: pd.DataFrame, link: str = 'docs/paper.md') -> str:
                   else f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f})')
         verdict = '-' if r.verdict == 'not computed' else r.verdict
         lines.append(f'| {r.what}{" (exploratory)" if r.exploratory else ""} | {setting} | {result} | {verdict} |')
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines) + '\n\n' + findings_summary(table) + '\n'
+
+
+def findings_summary(table: pd.DataFrame) -> str:
+    """One sentence under the findings table: how many of the family's claims (declared statistic) are decided as
+    declared, decided against, not decided or not computed yet, each group naming its claims by id."""
+    rows = table[table.primary.astype(bool) & ~table.exploratory.astype(bool)]
+    groups = {'decided as declared': [], 'decided against the declared direction': [], 'not decided': [],
+              'not computed yet': []}
+    for r in rows.itertuples():
+        key = ('not computed yet' if r.verdict.startswith('not computed') else 'not decided'
+               if r.verdict.startswith('not decided') else 'decided as declared' if 'as declared' in r.verdict
+               else 'decided against the declared direction')
+        groups[key].append(f'`{r.claim_id}`')
+    size = len(rows)
+    if len(groups['not computed yet']) == size:
+        return f'None of the {size} declared claims is computed yet: their studies are not published.'
+    parts = [f'{len(ids)} {name} ({", ".join(ids)})' for name, ids in groups.items() if ids]
+    return (f'Of the {size} declared claims, adjusted together ({rows.correction.iloc[0]}): ' + '; '.join(parts)
+            + '. Exploratory rows are outside this count.')
 
 
 def replace_findings(text: str, table_markdown: str) -> str:
