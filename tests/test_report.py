@@ -56,6 +56,16 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     assert '| conv | 80.00 | 81.00 | **83.00** | 0.004 (an end of the grid) |' in text
     assert text.startswith('# MogaNet vs ConvNeXt\n\nOne recipe.\n')
     assert 'Declared claims' not in text     # no claims.csv yet
+    # a published claims.csv: a computed claim with its numbers, one whose data are missing without 'nan'
+    claim = dict(correction='Holm', family_size=2, primary=True)
+    pd.DataFrame([dict(claim_id='top1', statistic=float('nan'), estimate=1.0, low=0.5, high=1.5, p=0.001,
+                       p_adjusted=0.002, verdict='decided, as declared (Holm over 2 claims)', **claim),
+                  dict(claim_id='middle', statistic='mean-abs', estimate=float('nan'), low=float('nan'),
+                       high=float('nan'), p=float('nan'), p_adjusted=float('nan'), verdict='not computed', **claim)]
+                 ).to_csv(folder / 'claims.csv', index=False)
+    text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga', design='One recipe.')
+    assert '| top1 | - | +1.000 | +0.500 to +1.500 | 0.001 | 0.002 | decided, as declared (Holm over 2 claims) |' in text
+    assert '| middle | mean-abs | - | - | - | - | not computed |' in text and 'nan' not in text
 
 
 def test_a_report_names_what_is_missing(tmp_path):

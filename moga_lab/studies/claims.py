@@ -417,10 +417,12 @@ def claims_markdown(table: pd.DataFrame) -> str:
     """
     lines = ['| claim | statistic | estimate (95 % interval) | p | p adjusted | verdict |', '|---|---|---|---|---|---|']
     for r in table.itertuples():
-        est = '' if r.estimate != r.estimate else f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f})'
         mark = '' if r.primary else ' (sensitivity)'
-        lines.append(f'| {r.claim_id}: {r.what} | {r.statistic or "-"}{mark} | {est} | {r.p:.3g} | '
-                     f'{r.p_adjusted:.3g} | {r.verdict} |')
+        if r.estimate != r.estimate:  # not computed yet: no numbers rather than 'nan'
+            numbers = '- | - | -'
+        else:
+            numbers = f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f}) | {r.p:.3g} | {r.p_adjusted:.3g}'
+        lines.append(f'| {r.claim_id}: {r.what} | {r.statistic or "-"}{mark} | {numbers} | {r.verdict} |')
     return '\n'.join(lines) + '\n'
 
 

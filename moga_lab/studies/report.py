@@ -169,9 +169,12 @@ def _claims_section(folder: str) -> Optional[str]:
             '| claim | statistic | estimate | 95 % interval | p | p adjusted | verdict |',
             '| --- | --- | ---: | --- | ---: | ---: | --- |']
     for r in claims.itertuples():
-        statistic = r.statistic if isinstance(r.statistic, str) else ''
-        rows.append(f'| {r.claim_id} | {statistic}{"" if r.primary else " (sensitivity)"} | {r.estimate:+.3f} | '
-                    f'{r.low:+.3f} to {r.high:+.3f} | {r.p:.3g} | {r.p_adjusted:.3g} | {r.verdict} |')
+        statistic = r.statistic if isinstance(r.statistic, str) and r.statistic else '-'
+        if r.estimate != r.estimate:  # a claim whose data are not published yet: no numbers, not 'nan'
+            numbers = '- | - | - | -'
+        else:
+            numbers = f'{r.estimate:+.3f} | {r.low:+.3f} to {r.high:+.3f} | {r.p:.3g} | {r.p_adjusted:.3g}'
+        rows.append(f'| {r.claim_id} | {statistic}{"" if r.primary else " (sensitivity)"} | {numbers} | {r.verdict} |')
     return '\n'.join(rows) + '\n'
 
 
