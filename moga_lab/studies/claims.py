@@ -450,7 +450,12 @@ def findings_markdown(table: pd.DataFrame, link: str = 'docs/paper.md') -> str:
 
 def findings_summary(table: pd.DataFrame) -> str:
     """One sentence under the findings table: how many of the family's claims (declared statistic) are decided as
-    declared, decided against, not decided or not computed yet, each group naming its claims by id."""
+    declared, decided against, not decided or not computed yet, each group naming its claims by id.
+
+    Args:
+        table: from `evaluate_registry` (its ``primary``, ``exploratory``, ``verdict``, ``claim_id`` and
+            ``correction`` columns).
+    """
     rows = table[table.primary.astype(bool) & ~table.exploratory.astype(bool)]
     groups = {'decided as declared': [], 'decided against the declared direction': [], 'not decided': [],
               'not computed yet': []}
