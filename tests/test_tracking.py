@@ -197,3 +197,35 @@ def test_no_report_lists_only_the_seeds_still_unfinished_when_it_prints(tmp_path
     monkeypatch.setattr(grid, 'interaction_of_checkpoints', lambda *a, **k: pd.DataFrame())
     ablate.main(args)
     assert 'full/seed1' in capsys.readouterr().err
+
+
+_OPEN_AT_ONCE = '''
+import os, sys, time
+from moga_lab.utils.tracking import open_study_store
+import mlflow.store.tracking.sqlalchemy_store  # imported before the start signal, so the processes overlap
+go = sys.argv[2]
+open(go + '.ready.' + str(os.getpid()), 'w').close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+store = open_study_store(sys.argv[1], 'interaction')
+print(store.experiment_id)
+'''
+
+
+@needs_mlflow
+def test_commands_starting_together_on_a_new_sqlite_store_all_reach_it(tmp_path):
+    # a study's units start together; the first ones both create the store (schema migrations) and the experiment
+    import subprocess
+    import sys
+    import time
+    uri, go = f'sqlite:///{tmp_path}/new/mlflow.db', tmp_path / 'go'
+    env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, '-c', _OPEN_AT_ONCE, uri, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    deadline = time.time() + 300
+    while len(list(tmp_path.glob('go.ready.*'))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # one experiment, found by the others

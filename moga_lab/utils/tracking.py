@@ -9,6 +9,7 @@ What is fatal: an explicitly named store that cannot be reached, or mlflow missi
 command before any work (one line, exit 2). The default store with mlflow missing is skipped with a one-line notice.
 A failure while recording after the work is done only warns: every result is in the study's CSV files first.
 """
+import contextlib
 import os
 import sys
 import warnings
@@ -32,6 +33,17 @@ def resolve_tracking_uri(uri: Optional[str] = None) -> str:
 
 def _sqlite_path(uri: str) -> Optional[str]:
     return uri[len('sqlite:///'):] if uri.startswith('sqlite:///') else None
+
+
+def _store_lock(uri: str):
+    """Held while a SQLite store is created or an experiment added to it. Two commands that start together (a study's
+    units at concurrency 2) would otherwise both run MLflow's schema migrations on a new file and one would fail with
+    ``duplicate column name``; MLflow does not serialise this itself. Servers serialise on their side."""
+    path = _sqlite_path(uri)
+    if path is None:
+        return contextlib.nullcontext()
+    import filelock  # a dependency of torch
+    return filelock.FileLock(os.path.abspath(path) + '.lock', timeout=600)
 
 
 def mlflow_artifact_location(uri: str) -> Optional[str]:
@@ -68,7 +80,7 @@ def check_tracking_uri(uri: str) -> None:
     try:
         import logging
         logging.getLogger('alembic').setLevel(logging.WARNING)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _store_lock(uri):
             warnings.simplefilter('ignore')
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as error:  # noqa: BLE001 - any failure to reach the store is the same user-facing problem
@@ -90,9 +102,10 @@ class StudyStore:
         from mlflow import MlflowClient
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=mlflow_artifact_location(uri))
+        with _store_lock(uri):  # two commands creating the same experiment at once: one creates, the other finds it
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                experiment, artifact_location=mlflow_artifact_location(uri))
         self.experiment = experiment
 
     def _replace(self, key: str) -> None:
