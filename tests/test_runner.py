@@ -180,6 +180,23 @@ def test_local_executor_runs_units_as_submitit_jobs(tmp_path):
     assert sys.executable  # (the units ran with this interpreter: python -> sys.executable)
 
 
+@pytest.mark.slow  # submitit processes
+@pytest.mark.parametrize('executor', ['inline', 'local'])
+def test_a_failed_unit_is_reported_with_its_own_error_line(tmp_path, executor):
+    (tmp_path / 'bad.py').write_text("import sys; print('working'); sys.exit('error: --size 7 is not accepted')")
+    extra = f'''
+  - name: broken
+    command: python {tmp_path / 'bad.py'}
+    minutes: 0
+'''
+    lines = []
+    result = run_study(load_study(str(_study(tmp_path, extra=extra))), executor=executor, only=['broken'],
+                       log=lines.append)
+    assert result['failed'] == ['broken']
+    failed = [ln for ln in lines if 'FAILED' in ln]
+    assert len(failed) == 1 and 'unit.log: error: --size 7 is not accepted' in failed[0], lines
+
+
 def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     extra = textwrap.dedent('''
         publish:

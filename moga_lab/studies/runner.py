@@ -468,9 +468,23 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
                 log(f'[{k}/{len(todo)}] {u.name}: finished in {_record(u)["minutes"]:.1f} min')
             else:
                 result['failed'].append(u.name)
-                log(f'[{k}/{len(todo)}] {u.name}: FAILED (exit {code}); see {os.path.join(u.dir, LOG_FILE)}')
+                log(f'[{k}/{len(todo)}] {u.name}: FAILED (exit {code}); {_failure(u)}')
         return result
     return _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm or {}, result, log)
+
+
+def _failure(u: Unit, error: Optional[BaseException] = None) -> str:
+    """Where to look and the command's last words (its one-line error); submitit's own message ends in log paths."""
+    path = os.path.join(u.dir, LOG_FILE)
+    try:
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln.strip() for ln in f.read().decode('utf-8', 'replace').splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    last = lines[-1] if lines and not lines[-1].startswith('$ ') else (
+        str(error).strip().splitlines()[0] if error is not None and str(error).strip() else 'no output')
+    return f'see {path}: {last[:300]}'
 
 
 class _UnitJob:
@@ -529,7 +543,7 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
             log(f'{u.name}: finished')
         except Exception as error:  # noqa: BLE001 - one failed unit must not stop the others
             result['failed'].append(u.name)
-            log(f'{u.name}: FAILED: {str(error).strip().splitlines()[-1][:300]}')
+            log(f'{u.name}: FAILED; {_failure(u, error)}')
     return result
 
 
