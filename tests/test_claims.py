@@ -176,6 +176,9 @@ def test_the_findings_summary_counts_the_familys_verdicts():
                                        'Exploratory rows are outside this count.')
     table['verdict'] = 'not computed'
     assert findings_summary(table) == 'None of the 3 declared claims is computed yet: their studies are not published.'
+    table.loc[1, 'verdict'] = 'decided, as declaredd'       # a hand-edited verdict is named, not miscounted
+    with pytest.raises(ValueError, match="verdict 'decided, as declaredd' is not one evaluate_registry writes"):
+        findings_summary(table.assign(primary=True))
 
 
 def test_replace_findings_needs_the_markers():

@@ -55,7 +55,8 @@ from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.games import design_of, middle_share_difference, resolve_statistic
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg', 'evaluate_declared',
-           'findings_summary', 'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown']
+           'findings_summary', 'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown',
+           'claim_cells', 'verdict_outcome']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
 """The tests a claim can name: a paired middle-share difference over images (one checkpoint each), a one-sample t
@@ -325,14 +326,49 @@ RUNNERS: Dict[str, Callable[..., ClaimResult]] = dict(middle_share=_middle_share
                                                       gradcam=_gradcam)
 
 
+_VERDICTS = {'as declared': 'decided, as declared', 'against': 'decided, against the declared direction',
+             'not decided': 'not decided', 'not computed': 'not computed'}
+"""The outcomes a verdict can name, by key, and the words that open its text (`verdict_outcome` reads them back)."""
+
+
 def _verdict(estimate: float, p_adjusted: float, claim: Claim, alpha: float, correction: str, size: int) -> str:
     if p_adjusted != p_adjusted:
-        return 'not computed'
+        return _VERDICTS['not computed']
     scope = f'{CORRECTIONS[correction]} over {size} claims' if not claim.exploratory else 'exploratory, unadjusted'
     if p_adjusted >= alpha:
-        return f'not decided ({scope})'
+        return f'{_VERDICTS["not decided"]} ({scope})'
     as_declared = (estimate > 0) == (claim.direction == 'greater')
-    return f'decided, {"as declared" if as_declared else "against the declared direction"} ({scope})'
+    return f'{_VERDICTS["as declared" if as_declared else "against"]} ({scope})'
+
+
+def verdict_outcome(verdict: str) -> str:
+    """The outcome a verdict written by `evaluate_registry` states: one key of ``'as declared'``, ``'against'``,
+    ``'not decided'``, ``'not computed'``. A ``ValueError`` names any other text (a hand-edited ``claims.csv``).
+
+    Args:
+        verdict: a ``verdict`` cell of `evaluate_registry`'s table or of ``claims.csv``.
+    """
+    for key, text in _VERDICTS.items():
+        if verdict == text or verdict.startswith(text + ' ('):
+            return key
+    raise ValueError(f'verdict {verdict!r} is not one evaluate_registry writes; accepted: it starts with one of '
+                     f'{", ".join(repr(t) for t in _VERDICTS.values())}')
+
+
+def claim_cells(row) -> Dict[str, str]:
+    """A claims-table row's printed cells: ``statistic`` (``-`` for claims that do not depend on it, with
+    ``(sensitivity)`` when it is not the declared one), ``estimate``, ``interval``, ``p`` and ``p_adjusted``; a claim
+    not computed yet gets dashes, never ``nan``.
+
+    Args:
+        row: a row (``itertuples``) of `evaluate_registry`'s table or of ``claims.csv``.
+    """
+    statistic = row.statistic if isinstance(row.statistic, str) and row.statistic else '-'
+    cells = dict(statistic=statistic + ('' if bool(row.primary) else ' (sensitivity)'))
+    if row.estimate != row.estimate:
+        return dict(cells, estimate='-', interval='-', p='-', p_adjusted='-')
+    return dict(cells, estimate=f'{row.estimate:+.3f}', interval=f'{row.low:+.3f} to {row.high:+.3f}', p=f'{row.p:.3g}',
+                p_adjusted=f'{row.p_adjusted:.3g}')
 
 
 def evaluate_registry(path: str, num_bootstrap: int = 4000, seed: int = 0) -> pd.DataFrame:
@@ -417,12 +453,10 @@ def claims_markdown(table: pd.DataFrame) -> str:
     """
     lines = ['| claim | statistic | estimate (95 % interval) | p | p adjusted | verdict |', '|---|---|---|---|---|---|']
     for r in table.itertuples():
-        mark = '' if r.primary else ' (sensitivity)'
-        if r.estimate != r.estimate:  # not computed yet: no numbers rather than 'nan'
-            numbers = '- | - | -'
-        else:
-            numbers = f'{r.estimate:+.3f} ({r.low:+.3f} to {r.high:+.3f}) | {r.p:.3g} | {r.p_adjusted:.3g}'
-        lines.append(f'| {r.claim_id}: {r.what} | {r.statistic or "-"}{mark} | {numbers} | {r.verdict} |')
+        c = claim_cells(r)
+        estimate = '-' if c['estimate'] == '-' else f'{c["estimate"]} ({c["interval"]})'
+        lines.append(f'| {r.claim_id}: {r.what} | {c["statistic"]} | {estimate} | {c["p"]} | {c["p_adjusted"]} | '
+                     f'{r.verdict} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -459,11 +493,10 @@ def findings_summary(table: pd.DataFrame) -> str:
     rows = table[table.primary.astype(bool) & ~table.exploratory.astype(bool)]
     groups = {'decided as declared': [], 'decided against the declared direction': [], 'not decided': [],
               'not computed yet': []}
+    names = {'as declared': 'decided as declared', 'against': 'decided against the declared direction',
+             'not decided': 'not decided', 'not computed': 'not computed yet'}
     for r in rows.itertuples():
-        key = ('not computed yet' if r.verdict.startswith('not computed') else 'not decided'
-               if r.verdict.startswith('not decided') else 'decided as declared' if 'as declared' in r.verdict
-               else 'decided against the declared direction')
-        groups[key].append(f'`{r.claim_id}`')
+        groups[names[verdict_outcome(r.verdict)]].append(f'`{r.claim_id}`')
     size = len(rows)
     if len(groups['not computed yet']) == size:
         return f'None of the {size} declared claims is computed yet: their studies are not published.'

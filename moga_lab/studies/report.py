@@ -25,6 +25,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
 from moga_lab.analysis.seeds import middle_share_by_seed
+from moga_lab.studies.claims import claim_cells
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 __all__ = ['seed_study_report', 'REPORT_STATISTICS']
@@ -169,12 +170,9 @@ def _claims_section(folder: str) -> Optional[str]:
             '| claim | statistic | estimate | 95 % interval | p | p adjusted | verdict |',
             '| --- | --- | ---: | --- | ---: | ---: | --- |']
     for r in claims.itertuples():
-        statistic = r.statistic if isinstance(r.statistic, str) and r.statistic else '-'
-        if r.estimate != r.estimate:  # a claim whose data are not published yet: no numbers, not 'nan'
-            numbers = '- | - | - | -'
-        else:
-            numbers = f'{r.estimate:+.3f} | {r.low:+.3f} to {r.high:+.3f} | {r.p:.3g} | {r.p_adjusted:.3g}'
-        rows.append(f'| {r.claim_id} | {statistic}{"" if r.primary else " (sensitivity)"} | {numbers} | {r.verdict} |')
+        c = claim_cells(r)
+        rows.append(f'| {r.claim_id} | {c["statistic"]} | {c["estimate"]} | {c["interval"]} | {c["p"]} | '
+                    f'{c["p_adjusted"]} | {r.verdict} |')
     return '\n'.join(rows) + '\n'
 
 
