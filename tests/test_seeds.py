@@ -95,15 +95,18 @@ def test_seed_share_figure_marks_every_seed_once_and_the_mean(tmp_path, monkeypa
     def keep(fig, path):
         ax = fig.axes[0]
         bars = [seg for c in ax.collections for seg in c.get_segments()
-                if abs(seg[1][0] - seg[0][0]) > 0.5]       # the mean bars (0.7 wide; error-bar caps are markers)
+                if seg[0][1] == seg[1][1] and seg[1][0] != seg[0][0]]   # the mean bars (error bars are vertical)
         seen.update(legend=[t.get_text() for t in ax.get_legend().get_texts()],
-                    ticks=[t.get_text() for t in ax.get_xticklabels()], means=sorted(float(s[0][1]) for s in bars))
+                    ticks=[t.get_text() for t in ax.get_xticklabels()], means=sorted(float(s[0][1]) for s in bars),
+                    widths={round(float(s[0][0])): abs(float(s[1][0] - s[0][0])) for s in bars})
     monkeypatch.setattr(plots, 'save_figure', keep)
     plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))
     assert seen['legend'] == ['seed 0', 'seed 1', 'seed 2', 'mean over seeds']   # once each, not once per marker
     assert seen['ticks'] == ['full', 'row']
     expected = sorted([np.mean([share(4.0), share(9.0), share(1.0)]), np.mean([share(1.0), share(2.0)])])
     assert seen['means'] == pytest.approx(expected, abs=1e-9)
+    # each bar spans the seeds it averages: three seed positions 0.25 apart for full, two for row (plus 0.1 a side)
+    assert seen['widths'] == pytest.approx({0: 0.7, 1: 0.45})
     monkeypatch.undo()
     plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))       # a real PNG
     assert (tmp_path / 's.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -32,15 +32,17 @@ def _seed_markers(ax, shares: pd.DataFrame, models, seeds, colors) -> None:
     width = 0.5 / max(1, len(seeds) - 1) if len(seeds) > 1 else 0.0
     for x, model in enumerate(models):
         sub = shares[shares.model == model]
+        placed = []
         for k, seed in enumerate(seeds):
             row = sub[sub.seed == seed]
             if row.empty:
                 continue
             r = row.iloc[0]
-            ax.errorbar(x - 0.25 + k * width, r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high), fmt='o',
+            placed.append(x - 0.25 + k * width)
+            ax.errorbar(placed[-1], r.share, yerr=_interval_arms(r.share, r.ci_low, r.ci_high), fmt='o',
                         ms=5, color=colors(k % 10), capsize=3, lw=1.2, label=f'seed {seed}')
-        if not sub.empty:
-            ax.hlines(sub.share.mean(), x - 0.35, x + 0.35, color='k', lw=2, label='mean over seeds')
+        if placed:  # the bar spans the seeds it averages (a model with fewer seeds gets a shorter bar)
+            ax.hlines(sub.share.mean(), min(placed) - 0.1, max(placed) + 0.1, color='k', lw=2, label='mean over seeds')
 
 
 def save_figure(fig: 'Figure', path: str, dpi: int = 130) -> None:
