@@ -491,10 +491,9 @@ def findings_summary(table: pd.DataFrame) -> str:
             ``correction`` columns).
     """
     rows = table[table.primary.astype(bool) & ~table.exploratory.astype(bool)]
-    groups = {'decided as declared': [], 'decided against the declared direction': [], 'not decided': [],
-              'not computed yet': []}
     names = {'as declared': 'decided as declared', 'against': 'decided against the declared direction',
              'not decided': 'not decided', 'not computed': 'not computed yet'}
+    groups: Dict[str, List[str]] = {name: [] for name in names.values()}
     for r in rows.itertuples():
         groups[names[verdict_outcome(r.verdict)]].append(f'`{r.claim_id}`')
     size = len(rows)

@@ -1,8 +1,9 @@
 """The study store: each row of a study (an ablation row, a compared model, an interaction run) as an MLflow run.
 
 Local by default: a SQLite file, ``runs/mlflow.db`` (browse it with ``mlflow ui --backend-store-uri
-sqlite:///runs/mlflow.db``), artifacts beside it in ``runs/mlartifacts``. One MLflow experiment per study
-(``ablation``, ``compare``, ``interaction`` unless named); a row's seeds are child runs of the row's run. Recording the
+sqlite:///runs/mlflow.db``), artifacts beside it in ``runs/mlartifacts``; ``runs/mlflow.db.lock`` lets commands that
+start together create it one at a time. One MLflow experiment per study (``ablation``, ``compare``, ``interaction``
+unless named); a row's seeds are child runs of the row's run. Recording the
 same row again replaces its run, so a re-run report does not duplicate rows.
 
 What is fatal: an explicitly named store that cannot be reached, or mlflow missing when a store was named, stop the
@@ -42,7 +43,7 @@ def _store_lock(uri: str):
     path = _sqlite_path(uri)
     if path is None:
         return contextlib.nullcontext()
-    import filelock  # a dependency of torch
+    import filelock
     return filelock.FileLock(os.path.abspath(path) + '.lock', timeout=600)
 
 
