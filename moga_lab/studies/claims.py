@@ -355,7 +355,7 @@ def verdict_outcome(verdict: str) -> str:
                      f'{", ".join(repr(t) for t in _VERDICTS.values())}')
 
 
-def claim_cells(row) -> Dict[str, str]:
+def claim_cells(row: Any) -> Dict[str, str]:
     """A claims-table row's printed cells: ``statistic`` (``-`` for claims that do not depend on it, with
     ``(sensitivity)`` when it is not the declared one), ``estimate``, ``interval``, ``p`` and ``p_adjusted``; a claim
     not computed yet gets dashes, never ``nan``.
