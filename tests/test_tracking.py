@@ -229,3 +229,18 @@ def test_commands_starting_together_on_a_new_sqlite_store_all_reach_it(tmp_path)
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in results]
     assert len({out.strip() for out, _ in results}) == 1  # one experiment, found by the others
+
+
+@needs_mlflow
+def test_a_store_lock_held_too_long_is_a_one_line_error_naming_the_lock(tmp_path, monkeypatch):
+    import filelock
+    from moga_lab.utils import tracking
+    uri = f'sqlite:///{tmp_path}/mlflow.db'
+    tracking.open_study_store(uri, 'interaction')  # the store exists; its lock is free again
+    monkeypatch.setattr(tracking, 'STORE_LOCK_TIMEOUT_S', 0.2)
+    with filelock.FileLock(f'{tmp_path}/mlflow.db.lock'):  # another command, stuck while holding it
+        for opening in (lambda: tracking.open_study_store(uri, 'interaction'),
+                        lambda: tracking.StudyStore(uri, 'other')):
+            with pytest.raises(tracking.TrackingError, match=r'mlflow\.db\.lock.*--no-tracking'):
+                opening()
+    assert tracking.StudyStore(uri, 'other').experiment_id  # released: it opens again

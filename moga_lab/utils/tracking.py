@@ -36,15 +36,31 @@ def _sqlite_path(uri: str) -> Optional[str]:
     return uri[len('sqlite:///'):] if uri.startswith('sqlite:///') else None
 
 
+STORE_LOCK_TIMEOUT_S = 600  # a schema migration takes seconds; ten minutes means a command holding it is stuck
+
+
+@contextlib.contextmanager
 def _store_lock(uri: str):
     """Held while a SQLite store is created or an experiment added to it. Two commands that start together (a study's
     units at concurrency 2) would otherwise both run MLflow's schema migrations on a new file and one would fail with
-    ``duplicate column name``; MLflow does not serialise this itself. Servers serialise on their side."""
+    ``duplicate column name``; MLflow does not serialise this itself. Servers serialise on their side. Waiting longer
+    than `STORE_LOCK_TIMEOUT_S` is a `TrackingError` naming the lock."""
     path = _sqlite_path(uri)
     if path is None:
-        return contextlib.nullcontext()
+        yield
+        return
     import filelock
-    return filelock.FileLock(os.path.abspath(path) + '.lock', timeout=600)
+    lock = filelock.FileLock(os.path.abspath(path) + '.lock')
+    try:
+        lock.acquire(timeout=STORE_LOCK_TIMEOUT_S)
+    except filelock.Timeout:
+        raise TrackingError(f'the tracking store {uri}: another command has held {lock.lock_file} for '
+                            f'{STORE_LOCK_TIMEOUT_S} s; stop the command that holds it (a lock file no command holds '
+                            f'is not a problem), or pass --no-tracking') from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def mlflow_artifact_location(uri: str) -> Optional[str]:
@@ -84,6 +100,8 @@ def check_tracking_uri(uri: str) -> None:
         with warnings.catch_warnings(), _store_lock(uri):
             warnings.simplefilter('ignore')
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except TrackingError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure to reach the store is the same user-facing problem
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
         raise TrackingError(f'the tracking store {uri} cannot be reached ({first}); start the server, fix the URI, '
