@@ -184,17 +184,24 @@ def test_local_executor_runs_units_as_submitit_jobs(tmp_path):
 @pytest.mark.parametrize('executor', ['inline', 'local'])
 def test_a_failed_unit_is_reported_with_its_own_error_line(tmp_path, executor):
     (tmp_path / 'bad.py').write_text("import sys; print('working'); sys.exit('error: --size 7 is not accepted')")
+    (tmp_path / 'silent.py').write_text("import sys; sys.exit(3)")
     extra = f'''
   - name: broken
     command: python {tmp_path / 'bad.py'}
     minutes: 0
+  - name: silent
+    command: python {tmp_path / 'silent.py'}
+    minutes: 0
 '''
     lines = []
-    result = run_study(load_study(str(_study(tmp_path, extra=extra))), executor=executor, only=['broken'],
+    result = run_study(load_study(str(_study(tmp_path, extra=extra))), executor=executor, only=['broken', 'silent'],
                        log=lines.append)
-    assert result['failed'] == ['broken']
-    failed = [ln for ln in lines if 'FAILED' in ln]
-    assert len(failed) == 1 and 'unit.log: error: --size 7 is not accepted' in failed[0], lines
+    assert sorted(result['failed']) == ['broken', 'silent']
+    failed = {ln.split(':')[0].split()[-1]: ln for ln in lines if 'FAILED' in ln}
+    assert 'unit.log: error: --size 7 is not accepted' in failed['broken'], lines
+    # a command that printed nothing: its exit code, not the executor's own trace
+    assert ('exited with 3 and printed nothing' if executor == 'local' else '(exit 3)') in failed['silent'], lines
+    assert 'Job (task=0)' not in failed['silent']
 
 
 def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):

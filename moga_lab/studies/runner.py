@@ -43,6 +43,7 @@ import fnmatch
 import importlib.util
 import itertools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -482,9 +483,13 @@ def _failure(u: Unit, error: Optional[BaseException] = None) -> str:
             lines = [ln.strip() for ln in f.read().decode('utf-8', 'replace').splitlines() if ln.strip()]
     except OSError:
         lines = []
-    last = lines[-1] if lines and not lines[-1].startswith('$ ') else (
-        str(error).strip().splitlines()[0] if error is not None and str(error).strip() else 'no output')
-    return f'see {path}: {last[:300]}'
+    if lines and not lines[-1].startswith('$ '):
+        return f'see {path}: {lines[-1][:300]}'
+    # the command printed nothing: its exit code (in _UnitJob's error, which submitit wraps in its own trace)
+    code = re.search(r'exited with (-?\d+)', str(error or ''))
+    return f'see {path}: ' + (f'exited with {code.group(1)} and printed nothing' if code else
+                              str(error).strip().splitlines()[0][:300] if error is not None and str(error).strip() else
+                              'no output')
 
 
 class _UnitJob:
