@@ -76,6 +76,23 @@ def test_holm_changes_a_verdict_that_a_bare_interval_would_call(tmp_path):
     assert (table.design == 'fixed').all()
 
 
+def test_a_claim_not_computed_yet_stays_in_its_family_at_p_1(tmp_path):
+    """A study published before its sibling: the missing claims count in the family with p = 1, so the verdicts
+    read now say "over 3 claims" truly and can only strengthen once the missing ones are computed."""
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 'done', dict(strong=0.05, marginal=0.012), n=40)
+    claims = [dict(id=name, test='middle_share', study='done', a=name, b='base', what=f'{name} above base')
+              for name in ('strong', 'marginal')]
+    claims.append(dict(id='later', test='middle_share', study='not_yet', a='x', b='base', what='x above base'))
+    t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims), num_bootstrap=2000)
+    t = t[t.primary].set_index('claim_id')
+    assert t.loc['later', 'verdict'] == 'not computed' and np.isnan(t.loc['later', 'p_adjusted'])
+    expected = holm([t.loc['strong', 'p'], t.loc['marginal', 'p'], 1.0])[:2]
+    assert t.loc[['strong', 'marginal'], 'p_adjusted'].tolist() == pytest.approx(expected)
+    assert t.loc['marginal', 'p_adjusted'] == pytest.approx(min(1.0, 2 * t.loc['marginal', 'p']))  # not 1 x p
+    assert t.loc['strong', 'verdict'].endswith('(Holm over 3 claims)')
+
+
 def test_a_change_between_settings_is_tested_on_the_difference_of_the_effects(tmp_path):
     """Two settings with the same effect: each decided alone, yet the change between them is not; then a setting
     where the effect is gone: the change is decided (both verdicts come from the difference of differences)."""

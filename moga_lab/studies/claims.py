@@ -415,15 +415,17 @@ def evaluate_registry(path: str, num_bootstrap: int = 4000, seed: int = 0) -> pd
     table['p_adjusted'] = np.nan
     for statistic in ('mean-abs', 'rms'):
         # each statistic's family: its interaction claims plus the claims that do not depend on the statistic
-        mask = ((table.statistic == statistic) | (table.statistic == '')) & ~table.exploratory & table.p.notna()
+        # a claim not computed yet stays in its family with p = 1: both corrections are monotone in every p, so the
+        # verdicts read now can only strengthen once it is computed, and "over N claims" stays true
+        mask = ((table.statistic == statistic) | (table.statistic == '')) & ~table.exploratory
         adjust = holm if correction == 'holm' else benjamini_hochberg
-        adjusted = adjust(table.loc[mask, 'p'].to_numpy()) if mask.any() else []
+        adjusted = adjust(table.loc[mask, 'p'].fillna(1.0).to_numpy()) if mask.any() else []
         if statistic == 'mean-abs':
             table.loc[mask, 'p_adjusted'] = adjusted
         else:
             only = mask & (table.statistic == statistic)
             table.loc[only, 'p_adjusted'] = np.asarray(adjusted)[(table.loc[mask, 'statistic'] == statistic).to_numpy()]
-    table.loc[table.exploratory, 'p_adjusted'] = table.loc[table.exploratory, 'p']
+    table.loc[table.exploratory | table.p.isna(), 'p_adjusted'] = table.loc[table.exploratory | table.p.isna(), 'p']
     size = int((~table.exploratory & (table.statistic.isin(['mean-abs', '']))).sum())
     table['family_size'] = size
     claims = {c.id: c for c in registry['claims']}
