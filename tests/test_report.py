@@ -51,6 +51,7 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     assert f'| moga | {moga[0]:.3f} [' in text and f'{moga.mean():.3f} ± {moga.std(ddof=1):.3f} |' in text
     assert '| moga | 0.002 | 90.00 | 90.10 | 90.20 | 90.10 ± 0.10 | 91.00 ± 0.00 |' in text
     assert '## Grad-CAM' in text and '| conv | 0.500 (' in text and '+0.200 (+' in text   # paired: moga - conv
+    assert 'both of their maps are non-zero (6 for conv)' in text   # the claims' pairing, said beside the table
     assert 'AMD EPYC (AVX2), 2 cores: 6 units, 1.0 h' in text
     assert '| moga | 80.00 | **82.00** | 81.00 | 0.002 |' in text
     assert '| conv | 80.00 | 81.00 | **83.00** | 0.004 (an end of the grid) |' in text

@@ -192,6 +192,11 @@ def _gradcam_section(folder: str, names: Sequence[str]) -> Optional[str]:
         mean, low, high = per_model[name]
         d = '' if name == present[0] else '{:+.3f} ({:+.3f} to {:+.3f})'.format(*diffs[name])
         lines.append(f'| {name} | {mean:.3f} ({low:.3f}-{high:.3f}) | {d} |')
+    wide = table.pivot_table(index='image_id', columns='model', values='cam_on_garment')
+    pairs = [f'{int(wide[[present[0], name]].notna().all(axis=1).sum())} for {name}' for name in present[1:]]
+    if pairs:  # the Grad-CAM claims pair two models on the images both maps cover, not only those all maps cover
+        lines += ['', f'A declared Grad-CAM claim pairs its two models on the images where both of their maps are '
+                      f'non-zero ({", ".join(pairs)}), so its estimate can differ slightly from this table\'s.']
     if os.path.isfile(os.path.join(folder, 'gradcam_grid.png')):
         lines += ['', '![Grad-CAM of the seed-0 checkpoints on test images](gradcam_grid.png)']
     return '\n'.join(lines) + '\n'
