@@ -243,6 +243,33 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 
+def test_publish_one_folder_while_another_folders_units_still_run(tmp_path):
+    (tmp_path / 'write.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
+                                       'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n")\n')
+    spec = tmp_path / 'study.yaml'
+    spec.write_text(textwrap.dedent(f'''
+        name: toy
+        out: {tmp_path / 'runs'}
+        units:
+          - name: early
+            command: python {tmp_path / 'write.py'} {{dir}}
+          - name: late
+            command: python {tmp_path / 'write.py'} {{dir}}
+        publish:
+          first/steps.csv: {{from: early, file: result.csv}}
+          second/steps.csv: {{from: late, file: result.csv}}
+    '''))
+    study = load_study(str(spec))
+    run_study(study, only=['early'], log=lambda line: None)
+    with pytest.raises(StudyError, match="unfinished units \\['late'\\]"):
+        publish_study(study, str(tmp_path / 'pub'))
+    assert publish_study(study, str(tmp_path / 'pub'), ['first']) == {'first/steps.csv': 1, 'units.csv': 1,
+                                                                       'first/units.csv': 1}
+    assert not (tmp_path / 'pub' / 'second').exists()
+    with pytest.raises(StudyError, match=r"\['third'\] are not in the study file; accepted: first, second"):
+        publish_study(study, str(tmp_path / 'pub'), ['third'])
+
+
 def test_minutes_by_matrix_value(tmp_path):
     path = tmp_path / 's.yaml'
     path.write_text('units: [{name: "fit-{model}", command: x, matrix: {model: [big, small]}, '

@@ -4,7 +4,7 @@
     moga-study status STUDY.yaml
     moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished]
     moga-study import STUDY.yaml ARCHIVE.tar.gz
-    moga-study publish STUDY.yaml --to docs/studies/NAME
+    moga-study publish STUDY.yaml --to docs/studies [--only FOLDER ...]
     moga-study reset STUDY.yaml PATTERN [PATTERN ...]
 """
 import argparse
@@ -44,6 +44,9 @@ def build_parser() -> Parser:
     i.add_argument('archive')
     u = sub.add_parser('publish', parents=[common], help="gather the finished units' tables into a study folder")
     u.add_argument('--to', required=True, metavar='DIR', help='the published study folder, e.g. docs/studies/compare')
+    u.add_argument('--only', nargs='+', metavar='FOLDER',
+                   help="publish only these folders of the study file (e.g. compare, once its units are done); the "
+                        "claims of the others stay 'not computed'")
     z = sub.add_parser('reset', parents=[common], help="remove units' folders so that the next run starts them clean")
     z.add_argument('patterns', nargs='+', metavar='PATTERN', help='unit names or globs')
     return p
@@ -70,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
             return 0
         if args.action == 'publish':
-            for name, rows in publish_study(study, args.to).items():
+            for name, rows in publish_study(study, args.to, args.only).items():
                 print(f'{args.to}/{name}' + (f': {rows} rows' if name.endswith('.csv') else ''))
             return 0
         if args.action == 'reset':

@@ -53,7 +53,7 @@ import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -664,7 +664,7 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def publish_study(study: Study, dest: str) -> Dict[str, int]:
+def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = None) -> Dict[str, int]:
     """Gather the finished units' outputs into the study's published tables in ``dest`` (each written atomically):
     every table of the study file's ``publish:`` section (its name a path under ``dest``), one row per row of each
     matching unit's file (a CSV) or one row per unit (a YAML file, ``columns`` picking and renaming its fields;
@@ -677,9 +677,15 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
     tables of the ``readme`` files) and each folder of ``reports:`` gets its report
     (`moga_lab.studies.report.seed_study_report`).
 
+    ``folders`` publishes some of the study's folders (e.g. ``['compare']`` once its units are done, before those of
+    ``ablation``): their tables and reports only; the claims are evaluated on whatever ``dest`` holds, a claim whose
+    folder is not published yet being "not computed" (it stays in its family at p = 1, see
+    `moga_lab.studies.claims.evaluate_registry`).
+
     Args:
         study: from `load_study`.
         dest: where the published folders go, e.g. ``docs/studies``.
+        folders: the top folders of ``publish:`` / ``reports:`` to publish (default: all).
 
     Returns:
         ``{table: rows}`` of what was written.
@@ -691,7 +697,8 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
     from moga_lab.utils.atomic import atomic_write_csv
     written: Dict[str, int] = {}
     fed: Dict[str, set] = {}
-    for table, spec in study.publish.items():
+    publish, reports = _select_folders(study, folders)
+    for table, spec in publish.items():
         patterns = [spec['from']] if isinstance(spec['from'], str) else list(spec['from'])
         units = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]
         unfinished = [u.name for u in units if unit_state(u) != 'done']
@@ -718,11 +725,28 @@ def publish_study(study: Study, dest: str) -> Dict[str, int]:
         from moga_lab.studies.claims import evaluate_declared
         table = evaluate_declared(study.claims['registry'], dest, study.claims.get('readme') or ())
         written['claims.csv'] = len(table)
-    for folder, spec in study.reports.items():
+    for folder, spec in reports.items():
         from moga_lab.studies.report import seed_study_report
         seed_study_report(os.path.join(dest, folder), **spec)
         written[os.path.join(folder, 'report.md')] = 1
     return written
+
+
+def _top_folder(path: str) -> str:
+    return path.replace(os.sep, '/').split('/')[0] if '/' in path.replace(os.sep, '/') else ''
+
+
+def _select_folders(study: Study, folders: Optional[Sequence[str]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The ``publish:`` tables and ``reports:`` of the named top folders (all of them without ``folders``)."""
+    if not folders:
+        return study.publish, study.reports
+    known = sorted({_top_folder(t) for t in study.publish} - {''} | set(study.reports))
+    unknown = [f for f in folders if f.strip('/') not in known]
+    if unknown:
+        raise StudyError(f'publish: folder(s) {unknown} are not in the study file; accepted: {", ".join(known)}')
+    wanted = {f.strip('/') for f in folders}
+    return ({t: spec for t, spec in study.publish.items() if _top_folder(t) in wanted},
+            {f: spec for f, spec in study.reports.items() if f in wanted})
 
 
 def _copy_unit_file(table: str, units: List[Unit], name: str, dest: str) -> int:
