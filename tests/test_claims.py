@@ -90,7 +90,7 @@ def test_a_claim_not_computed_yet_stays_in_its_family_at_p_1(tmp_path):
     expected = holm([t.loc['strong', 'p'], t.loc['marginal', 'p'], 1.0])[:2]
     assert t.loc[['strong', 'marginal'], 'p_adjusted'].tolist() == pytest.approx(expected)
     assert t.loc['marginal', 'p_adjusted'] == pytest.approx(min(1.0, 2 * t.loc['marginal', 'p']))  # not 1 x p
-    assert t.loc['strong', 'verdict'].endswith('(Holm over 3 claims)')
+    assert t.loc['strong', 'verdict'].endswith('(Holm over 3 claims; 1 not computed yet, at p = 1)')
 
 
 def test_a_change_between_settings_is_tested_on_the_difference_of_the_effects(tmp_path):

@@ -331,10 +331,12 @@ _VERDICTS = {'as declared': 'decided, as declared', 'against': 'decided, against
 """The outcomes a verdict can name, by key, and the words that open its text (`verdict_outcome` reads them back)."""
 
 
-def _verdict(estimate: float, p_adjusted: float, claim: Claim, alpha: float, correction: str, size: int) -> str:
+def _verdict(estimate: float, p_adjusted: float, claim: Claim, alpha: float, correction: str, size: int,
+             missing: int = 0) -> str:
     if p_adjusted != p_adjusted:
         return _VERDICTS['not computed']
-    scope = f'{CORRECTIONS[correction]} over {size} claims' if not claim.exploratory else 'exploratory, unadjusted'
+    pending = f'; {missing} not computed yet, at p = 1' if missing else ''
+    scope = f'{CORRECTIONS[correction]} over {size} claims{pending}' if not claim.exploratory else 'exploratory, unadjusted'
     if p_adjusted >= alpha:
         return f'{_VERDICTS["not decided"]} ({scope})'
     as_declared = (estimate > 0) == (claim.direction == 'greater')
@@ -429,7 +431,9 @@ def evaluate_registry(path: str, num_bootstrap: int = 4000, seed: int = 0) -> pd
     size = int((~table.exploratory & (table.statistic.isin(['mean-abs', '']))).sum())
     table['family_size'] = size
     claims = {c.id: c for c in registry['claims']}
-    table['verdict'] = [_verdict(r.estimate, r.p_adjusted, claims[r.claim_id], alpha, correction, size)
+    in_family = ~table.exploratory & table.statistic.isin(['mean-abs', ''])
+    missing = int((in_family & table.p.isna()).sum())
+    table['verdict'] = [_verdict(r.estimate, r.p_adjusted, claims[r.claim_id], alpha, correction, size, missing)
                         for r in table.itertuples()]
     return table[CLAIM_COLUMNS]
 
