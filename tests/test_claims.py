@@ -191,6 +191,10 @@ def test_the_findings_summary_counts_the_familys_verdicts():
     assert findings_summary(table) == ('Of the 3 declared claims, adjusted together (Holm): 1 decided as declared (`a`); '
                                        '1 decided against the declared direction (`c`); 1 not decided (`b`). '
                                        'Exploratory rows are outside this count.')
+    table.loc[3, 'verdict'] = 'not computed'    # c's study not published yet: it counts at p = 1 until it is
+    assert findings_summary(table).endswith('; 1 not decided (`b`); 1 not computed yet (`c`). Exploratory rows are '
+                                            'outside this count. The claims not computed yet count at p = 1 until '
+                                            'they are, so a "not decided" may still turn decided; a "decided" stays.')
     table['verdict'] = 'not computed'
     assert findings_summary(table) == 'None of the 3 declared claims is computed yet: their studies are not published.'
     table.loc[1, 'verdict'] = 'decided, as declaredd'       # a hand-edited verdict is named, not miscounted

@@ -506,8 +506,10 @@ def findings_summary(table: pd.DataFrame) -> str:
     if len(groups['not computed yet']) == size:
         return f'None of the {size} declared claims is computed yet: their studies are not published.'
     parts = [f'{len(ids)} {name} ({", ".join(ids)})' for name, ids in groups.items() if ids]
+    pending = (' The claims not computed yet count at p = 1 until they are, so a "not decided" may still turn '
+               'decided; a "decided" stays.' if groups['not computed yet'] else '')
     return (f'Of the {size} declared claims, adjusted together ({rows.correction.iloc[0]}): ' + '; '.join(parts)
-            + '. Exploratory rows are outside this count.')
+            + '. Exploratory rows are outside this count.' + pending)
 
 
 def replace_findings(text: str, table_markdown: str) -> str:
