@@ -87,6 +87,7 @@ def test_a_claim_not_computed_yet_stays_in_its_family_at_p_1(tmp_path):
     t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims), num_bootstrap=2000)
     t = t[t.primary].set_index('claim_id')
     assert t.loc['later', 'verdict'] == 'not computed' and np.isnan(t.loc['later', 'p_adjusted'])
+    assert t.loc['later', 'note'].startswith('not computed: not_yet/interaction.csv is missing')  # no machine path
     expected = holm([t.loc['strong', 'p'], t.loc['marginal', 'p'], 1.0])[:2]
     assert t.loc[['strong', 'marginal'], 'p_adjusted'].tolist() == pytest.approx(expected)
     assert t.loc['marginal', 'p_adjusted'] == pytest.approx(min(1.0, 2 * t.loc['marginal', 'p']))  # not 1 x p

@@ -240,6 +240,9 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]
+    # the commands name the units' folders as the study file does, not by this machine's paths
+    assert units.command.iloc[0].endswith('write.py {out}/fit-s0'), units.command.iloc[0]
+    assert not units.command.str.contains(str(tmp_path / 'runs')).any()
     assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 

@@ -232,7 +232,8 @@ def _read(root: str, study: str, name: str, required: bool = True) -> Optional[p
     path = os.path.join(root, study, name)
     if not os.path.isfile(path):
         if required:
-            raise ValueError(f'{path} is missing: publish the study before evaluating its claims')
+            # named from the repository root: the message lands in claims.csv, which must not carry this machine's paths
+            raise ValueError(f'{os.path.join(study, name)} is missing: publish the study before evaluating its claims')
         return None
     return pd.read_csv(path)
 

@@ -712,7 +712,8 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         rows = [row for u in units for row in _unit_rows(u, spec)]
         atomic_write_csv(os.path.join(dest, table), pd.DataFrame(rows))
         written[table] = len(rows)
-    records = pd.DataFrame([dict(unit=u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'})
+    records = pd.DataFrame([dict(unit=u.name, **u.keys, **{k: _portable(v, study.out) for k, v in _record(u).items()
+                                                           if k != 'unit'})
                             for u in study.units if unit_state(u) == 'done'])
     atomic_write_csv(os.path.join(dest, 'units.csv'), records)
     written['units.csv'] = len(records)
@@ -730,6 +731,16 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         seed_study_report(os.path.join(dest, folder), **spec)
         written[os.path.join(folder, 'report.md')] = 1
     return written
+
+
+def _portable(value: Any, out: str) -> Any:
+    """A recorded command with the units' root written ``{out}``, as in the study file: a published table names no
+    folder of the machine that ran the unit."""
+    if not isinstance(value, str):
+        return value
+    for root in sorted({os.path.abspath(out), out.rstrip('/')}, key=len, reverse=True):
+        value = value.replace(root + '/', '{out}/')
+    return value
 
 
 def _top_folder(path: str) -> str:
