@@ -1,7 +1,7 @@
 """How much the interaction curves and a comparison's middle-share gap move with the masking baseline.
 
     python analysis/baseline_sensitivity.py --checkpoint A/best.ckpt --checkpoint B/best.ckpt --num-images 8 \
-        --out docs/studies/baselines
+        --out runs/baselines
 
 Every model gets the same images, pairs and contexts under each baseline (`moga_lab.analysis.games.BASELINES`:
 zero, pixel-mean, black, blur). Writes ``interaction.csv`` (every baseline's per-image rows), ``shares.csv`` (per
