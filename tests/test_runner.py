@@ -33,24 +33,28 @@ STEP = textwrap.dedent('''
 ''')
 
 
+def _write_study(tmp_path, units, extra=''):
+    """Write study.yaml for a toy study: its units (YAML list items, any common indent) write under tmp_path/runs;
+    extra is appended as it is (more units indented by two, or top-level keys)."""
+    spec = tmp_path / 'study.yaml'
+    spec.write_text(f"name: toy\nout: {tmp_path / 'runs'}\nunits:\n"
+                    + textwrap.indent(textwrap.dedent(units).strip('\n'), '  ') + '\n' + extra)
+    return spec
+
+
 def _study(tmp_path, minutes=1, extra=''):
     (tmp_path / 'step.py').write_text(STEP)
-    spec = tmp_path / 'study.yaml'
-    spec.write_text(textwrap.dedent(f'''
-        name: toy
-        out: {tmp_path / 'runs'}
-        units:
-          - name: fit-s{{seed}}
-            matrix: {{seed: [0, 1]}}
-            command: python {tmp_path / 'step.py'} {{dir}}
-            resume: {{if_exists: state.txt, args: --resume}}
-            minutes: {minutes}
-          - name: report
-            after: [fit-s0, fit-s1]
-            command: python -c "print('report')"
-            minutes: 0
-    ''') + extra)
-    return spec
+    return _write_study(tmp_path, f'''
+        - name: fit-s{{seed}}
+          matrix: {{seed: [0, 1]}}
+          command: python {tmp_path / 'step.py'} {{dir}}
+          resume: {{if_exists: state.txt, args: --resume}}
+          minutes: {minutes}
+        - name: report
+          after: [fit-s0, fit-s1]
+          command: python -c "print('report')"
+          minutes: 0
+    ''', extra)
 
 
 def test_units_run_in_order_and_finished_ones_are_skipped(tmp_path):
@@ -217,15 +221,11 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
         'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n2,0.25\\n")\n'
         'open(os.path.join(d, "result.yaml"), "w").write("acc: 0.875\\n")\n'
         'open(os.path.join(d, "figure.png"), "wb").write(d[-1].encode() * 4)\n')
-    spec = tmp_path / 'study.yaml'
-    spec.write_text(textwrap.dedent(f'''
-        name: toy
-        out: {tmp_path / 'runs'}
-        units:
-          - name: fit-s{{seed}}
-            matrix: {{seed: [0, 1]}}
-            command: python {tmp_path / 'write.py'} {{dir}}
-    ''') + extra)
+    spec = _write_study(tmp_path, f'''
+        - name: fit-s{{seed}}
+          matrix: {{seed: [0, 1]}}
+          command: python {tmp_path / 'write.py'} {{dir}}
+    ''', extra)
     study = load_study(str(spec))
     with pytest.raises(StudyError, match="unfinished units \\['fit-s0', 'fit-s1'\\]"):
         publish_study(study, str(tmp_path / 'pub'))
@@ -249,18 +249,15 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
 def test_publish_one_folder_while_another_folders_units_still_run(tmp_path):
     (tmp_path / 'write.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
                                        'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n")\n')
-    spec = tmp_path / 'study.yaml'
-    spec.write_text(textwrap.dedent(f'''
-        name: toy
-        out: {tmp_path / 'runs'}
-        units:
-          - name: early
-            command: python {tmp_path / 'write.py'} {{dir}}
-          - name: late
-            command: python {tmp_path / 'write.py'} {{dir}}
+    spec = _write_study(tmp_path, f'''
+        - name: early
+          command: python {tmp_path / 'write.py'} {{dir}}
+        - name: late
+          command: python {tmp_path / 'write.py'} {{dir}}
+    ''', textwrap.dedent('''
         publish:
-          first/steps.csv: {{from: early, file: result.csv}}
-          second/steps.csv: {{from: late, file: result.csv}}
+          first/steps.csv: {from: early, file: result.csv}
+          second/steps.csv: {from: late, file: result.csv}
     '''))
     study = load_study(str(spec))
     run_study(study, only=['early'], log=lambda line: None)
@@ -308,14 +305,7 @@ TRAPS_SIGTERM = textwrap.dedent('''
 @pytest.mark.slow  # subprocesses and a signal
 def test_a_unit_stopped_by_sigterm_is_not_finished_even_if_its_command_exits_0(tmp_path):
     (tmp_path / 'job.py').write_text(TRAPS_SIGTERM)
-    spec = tmp_path / 'study.yaml'
-    spec.write_text(textwrap.dedent(f'''
-        name: toy
-        out: {tmp_path / 'runs'}
-        units:
-          - name: long
-            command: python {tmp_path / 'job.py'} {{dir}}
-    '''))
+    spec = _write_study(tmp_path, f"- name: long\n  command: python {tmp_path / 'job.py'} {{dir}}")
     runner = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.study', 'run', str(spec)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = tmp_path / 'runs' / 'long' / 'started'
