@@ -293,31 +293,57 @@ def test_a_unit_whose_command_changed_is_not_finished(tmp_path):
     assert not (tmp_path / 'runs' / 'fit-s0' / 'old-output.txt').exists()
 
 
-# a job that, like Lightning, exits with status 0 when it gets SIGTERM
+# a job that, like Lightning, exits with status 0 when it gets SIGTERM (or SIGINT, which submitit's cancel sends)
 TRAPS_SIGTERM = textwrap.dedent('''
     import os, signal, sys, time
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    open(os.path.join(sys.argv[1], 'started'), 'w').close()
+    signal.signal(signal.SIGINT, lambda *a: sys.exit(0))
+    open(os.path.join(sys.argv[1], 'started'), 'w').write(str(os.getpid()))
     time.sleep(60)
 ''')
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone too (its parent has not reaped it yet)
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
 @pytest.mark.slow  # subprocesses and a signal
-def test_a_unit_stopped_by_sigterm_is_not_finished_even_if_its_command_exits_0(tmp_path):
+@pytest.mark.parametrize('executor', ['inline', 'local'])
+def test_a_unit_stopped_by_sigterm_is_not_finished_even_if_its_command_exits_0(tmp_path, executor):
+    """Stopping the runner stops its units (also submitit's local jobs, which would otherwise run on, unwatched, beside
+    the next runner's copies): each is left resumable, not finished, and no further unit starts."""
     (tmp_path / 'job.py').write_text(TRAPS_SIGTERM)
-    spec = _write_study(tmp_path, f"- name: long\n  command: python {tmp_path / 'job.py'} {{dir}}")
-    runner = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.study', 'run', str(spec)],
+    spec = _write_study(tmp_path, f'''
+        - name: long
+          command: python {tmp_path / 'job.py'} {{dir}}
+        - name: next
+          command: python {tmp_path / 'job.py'} {{dir}}
+    ''')
+    runner = subprocess.Popen([sys.executable, '-m', 'moga_lab.cli.study', 'run', str(spec), '--executor', executor],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = tmp_path / 'runs' / 'long' / 'started'
-    deadline = time.time() + 60
-    while not started.exists() and time.time() < deadline:
+    deadline = time.time() + 120
+    while not (started.exists() and started.read_text()) and time.time() < deadline:
         time.sleep(0.1)
     assert started.exists(), runner.communicate()[0]
     runner.send_signal(signal.SIGTERM)
-    out, _ = runner.communicate(timeout=60)
+    out, _ = runner.communicate(timeout=120)
     assert runner.returncode != 0, out
+    assert not _alive(int(started.read_text())), 'the unit kept running after its runner stopped'
     assert unit_state(load_study(str(spec)).unit('long')) == 'partial'
-    assert 'stopped by signal 15' in (tmp_path / 'runs' / 'long' / 'unit.log').read_text()
+    assert unit_state(load_study(str(spec)).unit('next')) == 'pending'
+    assert 'stopped by signal' in (tmp_path / 'runs' / 'long' / 'unit.log').read_text()
+    if executor == 'local':
+        assert 'long: stopped, not finished' in out and '1 stopped' in out, out
 
 
 def test_reset_starts_units_clean_and_names_finished_users(tmp_path, capsys):

@@ -91,8 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = run_study(study, args.executor, parse_deadline(args.until) if args.until else None, args.only,
                            args.concurrency, args.threads, slurm, args.dry_run,
                            log=lambda line: print(line, flush=True), rerun_changed=args.rerun_changed)
-        print(f"{len(result['done'])} finished, {len(result['failed'])} failed, {len(result['skipped'])} not started")
-        return 1 if result['failed'] else 0
+        stopped = f", {len(result['stopped'])} stopped" if 'stopped' in result else ''
+        print(f"{len(result['done'])} finished, {len(result['failed'])} failed{stopped}, {len(result['skipped'])} "
+              f"not started")
+        return 1 if result['failed'] or 'stopped' in result else 0
     except StudyError as error:
         fail(p.prog, str(error))
 

@@ -38,6 +38,7 @@ Units run one after another in this process's machine (``inline``), as submitit 
 (`submitit.helpers.CommandFunction`); the ordering, the deadline and the archive are ours, because submitit has no
 notion of a study.
 """
+import contextlib
 import datetime as dt
 import fnmatch
 import importlib.util
@@ -393,7 +394,7 @@ def _run_inline(unit: Unit, threads: Optional[int]) -> int:
         log_line = f'stopped by signal {stopped} (exit status {code}): not finished; the next run resumes it\n'
         with open(os.path.join(unit.dir, LOG_FILE), 'a') as log:
             log.write(log_line)
-        return code or 128 + stopped
+        raise UnitStopped(f'{unit.name} stopped by signal {stopped}; not finished', stopped)
     if code == 0:
         _finish(unit, time.perf_counter() - start, resumed=argv != _executable(unit.command))
     return code
@@ -422,7 +423,9 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
 
     Returns:
         ``{'done': [...], 'failed': [...], 'skipped': [...]}``: units finished by this call, units whose command
-        failed (see their ``unit.log``), and units not started (deadline, or waiting for a unit that did not finish).
+        failed (see their ``unit.log``), and units not started (deadline, or waiting for a unit that did not finish);
+        with ``local``, a SIGTERM or SIGINT to the runner stops the running units (resumable, not finished) and adds
+        ``'stopped': [...]``.
     """
     if executor not in EXECUTORS:
         raise StudyError(f'--executor {executor!r} is not accepted; accepted: {", ".join(EXECUTORS)}')
@@ -462,7 +465,14 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
             if dry_run:
                 done.add(u.name)
                 continue
-            code = _run_inline(u, threads)
+            try:
+                code = _run_inline(u, threads)
+            except UnitStopped as stop:  # the runner was told to stop: so are its remaining units
+                result['stopped'] = [u.name]
+                result['skipped'].extend(v.name for v in todo[k:])
+                log(f'[{k}/{len(todo)}] {u.name}: stopped by signal {stop.signum}, not finished (the next run '
+                    'resumes it); no further unit starts')
+                break
             if code == 0:
                 done.add(u.name)
                 result['done'].append(u.name)
@@ -490,6 +500,17 @@ def _failure(u: Unit, error: Optional[BaseException] = None) -> str:
     return f'see {path}: ' + (f'exited with {code.group(1)} and printed nothing' if code else
                               str(error).strip().splitlines()[0][:300] if error is not None and str(error).strip() else
                               'no output')
+
+
+class UnitStopped(RuntimeError):
+    """A unit's command stopped by a SIGTERM or SIGINT passed on to it: not finished, resumable."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self):  # a submitit job sends it back pickled
+        return UnitStopped, (str(self), self.signum)
 
 
 class _UnitJob:
@@ -520,7 +541,44 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
         ex = submitit.AutoExecutor(folder=folder, cluster='slurm')
         ex.update_parameters(**{'timeout_min': 240, **slurm})
     pending, running = list(todo), []
+    stops: List[int] = []
+    with _cancel_on_stop(executor, stops, lambda: [j for _, j in running]):
+        _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log)
+    if stops:
+        result['stopped'] = result.get('stopped', [])
+        log(f'stopped by signal {stops[0]}: {len(result["stopped"])} unit(s) not finished '
+            f'({", ".join(result["stopped"]) or "none running"}); the next run resumes them')
+    return result
+
+
+@contextlib.contextmanager
+def _cancel_on_stop(executor: str, stops: List[int], jobs: Callable[[], List[Any]]):
+    """While local jobs run, a SIGTERM or SIGINT to the runner cancels them (submitit sends SIGINT, which the unit
+    passes on to its command, so each stops as a resumable, unfinished unit) instead of leaving them running,
+    unwatched, beside the next runner's copies."""
+    if executor != 'local' or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        stops.append(signum)
+        for job in jobs():
+            job.cancel()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log):
+    import submitit
     while pending or running:
+        if stops:  # stopping: start nothing more, wait for the running units to stop
+            result['skipped'].extend(u.name for u in pending)
+            pending.clear()
         for u in list(pending):
             if len(running) >= concurrency and executor == 'local':
                 break
@@ -540,16 +598,19 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
             break
         job = next(submitit.helpers.as_completed([j for _, j in running], poll_frequency=2))
         u = next(u for u, j in running if j is job)
-        running = [(r, j) for r, j in running if j is not job]
+        running[:] = [(r, j) for r, j in running if j is not job]   # in place: the stop handler reads it
         try:
             job.result()
             done.add(u.name)
             result['done'].append(u.name)
             log(f'{u.name}: finished')
         except Exception as error:  # noqa: BLE001 - one failed unit must not stop the others
+            if stops and unit_state(u) != 'done':
+                result.setdefault('stopped', []).append(u.name)
+                log(f'{u.name}: stopped, not finished (the next run resumes it)')
+                continue
             result['failed'].append(u.name)
             log(f'{u.name}: FAILED; {_failure(u, error)}')
-    return result
 
 
 def _members(tar: tarfile.TarFile):
