@@ -358,25 +358,34 @@ def _environment(unit: Unit, threads: Optional[int]) -> Dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _on_stop_signals(handler: Callable[[int], None]):
+    """Call ``handler(signum)`` on SIGTERM or SIGINT while inside (the previous handlers come back after). Yields
+    whether it could: handlers can only be set in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: handler(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield True
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def _call_forwarding_stops(argv: List[str], log, env: Dict[str, str]):
     """Run ``argv``; a SIGTERM or SIGINT to this process goes on to the command. Returns (exit status, the signal
     that stopped it or 0). A stopped unit is never finished, whatever its status: Lightning, for one, exits with
     status 0 on SIGTERM."""
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if threading.current_thread() is not threading.main_thread():  # (handlers can only be set there)
-        return proc.wait(), 0
-    stopped = []
+    stopped: List[int] = []
 
-    def forward(signum, frame):
+    def forward(signum: int) -> None:
         stopped.append(signum)
         proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _on_stop_signals(forward):
         code = proc.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     return code, (stopped[0] if stopped else 0)
 
 
@@ -424,8 +433,8 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
     Returns:
         ``{'done': [...], 'failed': [...], 'skipped': [...]}``: units finished by this call, units whose command
         failed (see their ``unit.log``), and units not started (deadline, or waiting for a unit that did not finish);
-        with ``local``, a SIGTERM or SIGINT to the runner stops the running units (resumable, not finished) and adds
-        ``'stopped': [...]``.
+        with ``inline`` or ``local``, a SIGTERM or SIGINT to the runner stops the running units (resumable, not
+        finished), starts no further one and adds ``'stopped': [...]``.
     """
     if executor not in EXECUTORS:
         raise StudyError(f'--executor {executor!r} is not accepted; accepted: {", ".join(EXECUTORS)}')
@@ -542,35 +551,21 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
         ex.update_parameters(**{'timeout_min': 240, **slurm})
     pending, running = list(todo), []
     stops: List[int] = []
-    with _cancel_on_stop(executor, stops, lambda: [j for _, j in running]):
+
+    def cancel(signum: int) -> None:
+        # submitit's cancel sends SIGINT, which the unit passes on to its command: each stops resumable, not finished,
+        # instead of running on, unwatched, beside the next runner's copies (Slurm jobs are the cluster's to stop)
+        stops.append(signum)
+        for _, job in running:
+            job.cancel()
+
+    with _on_stop_signals(cancel) if executor == 'local' else contextlib.nullcontext():
         _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log)
     if stops:
-        result['stopped'] = result.get('stopped', [])
+        result.setdefault('stopped', [])
         log(f'stopped by signal {stops[0]}: {len(result["stopped"])} unit(s) not finished '
             f'({", ".join(result["stopped"]) or "none running"}); the next run resumes them')
     return result
-
-
-@contextlib.contextmanager
-def _cancel_on_stop(executor: str, stops: List[int], jobs: Callable[[], List[Any]]):
-    """While local jobs run, a SIGTERM or SIGINT to the runner cancels them (submitit sends SIGINT, which the unit
-    passes on to its command, so each stops as a resumable, unfinished unit) instead of leaving them running,
-    unwatched, beside the next runner's copies."""
-    if executor != 'local' or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        stops.append(signum)
-        for job in jobs():
-            job.cancel()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log):
