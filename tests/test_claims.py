@@ -218,8 +218,14 @@ def test_a_training_takes_the_learning_rate_the_sweep_chose(tmp_path, capsys):
                   dict(model='moganet_xtiny', lr=4e-3, val_top1=82.5, val_images=5000, epochs=1, seed=0, chosen=True)],
                  columns=SWEEP_COLUMNS).to_csv(sweep, index=False)
     assert chosen_lr(str(sweep), 'moganet_xtiny') == 4e-3
-    with pytest.raises(ValueError, match='a sweep of moganet_xtiny, not of convnext_atto'):
+    with pytest.raises(ValueError, match=r'no sweep of convnext_atto \(it has moganet_xtiny\)'):
         chosen_lr(str(sweep), 'convnext_atto')
+    # a study's published sweep table holds every model's rows: each training reads its own model's
+    published = tmp_path / 'published.csv'
+    pd.concat([pd.read_csv(sweep), pd.DataFrame([dict(model='convnext_atto', lr=1e-3, val_top1=99.0, val_images=5000,
+                                                      epochs=1, seed=0, chosen=True)])]).to_csv(published, index=False)
+    assert chosen_lr(str(published), 'moganet_xtiny') == 4e-3
+    assert chosen_lr(str(published), 'convnext_atto') == 1e-3
     with pytest.raises(ValueError, match='no such file'):
         chosen_lr(str(tmp_path / 'missing.csv'), 'moganet_xtiny')
     # a grid widened by a second sweep: the choice is made over both files (its own 'chosen' column is not read)

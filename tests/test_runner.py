@@ -264,10 +264,50 @@ def test_publish_one_folder_while_another_folders_units_still_run(tmp_path):
     with pytest.raises(StudyError, match="unfinished units \\['late'\\]"):
         publish_study(study, str(tmp_path / 'pub'))
     written = publish_study(study, str(tmp_path / 'pub'), ['first'])
-    assert written == {'first/steps.csv': 1, 'units.csv': 1, 'first/units.csv': 1}
+    assert written == {'first/steps.csv': 1, 'first/units.csv': 1}
     assert not (tmp_path / 'pub' / 'second').exists()
     with pytest.raises(StudyError, match=r"\['third'\] are not in the study file; accepted: first, second"):
         publish_study(study, str(tmp_path / 'pub'), ['third'])
+
+
+def test_a_table_shares_rows_another_study_published(tmp_path):
+    """An ablation's full row is the comparison's model: its rows (and the units behind them) come from the
+    comparison's published table, not from a second training."""
+    import pandas as pd
+    (tmp_path / 'write.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
+                                       'open(os.path.join(d, "r.csv"), "w").write("share\\n0.5\\n")\n')
+    pub = tmp_path / 'pub'
+    (pub / 'compare').mkdir(parents=True)
+    pd.DataFrame(dict(share=[0.25, 0.75, 0.1], model=['xt', 'xt', 'atto'], seed=[0, 1, 0])).to_csv(
+        pub / 'compare' / 't.csv', index=False)
+    pd.DataFrame(dict(unit=['fit-xt-s0', 'fit-xt-s1', 'fit-atto-s0', 'sweep-xt'], model=['xt', 'xt', 'atto', 'xt'],
+                      machine=['AMD EPYC (AVX2), 2 cores'] * 4)).to_csv(pub / 'compare' / 'units.csv', index=False)
+    spec = _write_study(tmp_path, f'''
+        - name: fit-{{model}}-s{{seed}}
+          matrix: {{model: [no_ca], seed: [0]}}
+          command: python {tmp_path / 'write.py'} {{dir}}
+    ''', textwrap.dedent('''
+        publish:
+          ablation/t.csv:
+            from: "fit-*"
+            file: r.csv
+            shared: {table: compare/t.csv, where: {model: xt}, units: "fit-xt-*"}
+            replace: {model: {xt: full}}
+    '''))
+    study = load_study(str(spec))
+    run_study(study, log=lambda line: None)
+    assert publish_study(study, str(pub)) == {'ablation/t.csv': 3, 'ablation/units.csv': 3}
+    table = pd.read_csv(pub / 'ablation' / 't.csv')
+    assert table.to_dict('list') == {'share': [0.5, 0.25, 0.75], 'model': ['no_ca', 'full', 'full'], 'seed': [0, 0, 1]}
+    units = pd.read_csv(pub / 'ablation' / 'units.csv')
+    assert units.unit.tolist() == ['fit-no_ca-s0', 'fit-xt-s0', 'fit-xt-s1']
+    assert units.model.tolist() == ['no_ca', 'full', 'full']
+    (pub / 'compare' / 't.csv').unlink()
+    with pytest.raises(StudyError, match='shares rows of compare/t.csv, which is not published'):
+        publish_study(study, str(pub))
+    spec.write_text(spec.read_text().replace('units: "fit-xt-*"', 'unit: "fit-xt-*"'))
+    with pytest.raises(StudyError, match=r"shared=.*is not accepted; accepted: \{table"):
+        load_study(str(spec))
 
 
 def test_minutes_by_matrix_value(tmp_path):

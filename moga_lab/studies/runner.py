@@ -71,7 +71,8 @@ DONE_FILE = 'unit.yaml'
 LOG_FILE = 'unit.log'
 """A unit's stdout and stderr, appended on every (re)start."""
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
-_PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace'}
+_PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace', 'shared'}
+_SHARED_KEYS = {'table', 'where', 'units'}
 _STUDY_KEYS = {'name', 'out', 'units', 'publish', 'reports', 'claims'}
 _REPORT_KEYS = {'title', 'reference', 'design', 'noun'}
 _CLAIMS_KEYS = {'registry', 'readme'}
@@ -228,6 +229,13 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
             raise StudyError(f'{path}: unit {u.name!r} comes after {missing}, which the study does not have')
     publish = _section(raw, path, 'publish', ('from', 'file'), _PUBLISH_KEYS,
                        '"from" (a glob of unit names) and "file" (a CSV or YAML file each unit writes)')
+    for table, spec in publish.items():
+        shared = spec.get('shared')
+        if shared is not None and (not isinstance(shared, dict) or not shared.get('table') or set(shared) - _SHARED_KEYS
+                                   or not isinstance(shared.get('where') or {}, dict)):
+            raise StudyError(f'{path}: publish.{table}.shared={shared!r} is not accepted; accepted: {{table: a table '
+                             'already published under the same --to, where: {column: value}, units: a glob of the '
+                             'unit names behind those rows}')
     reports = _section(raw, path, 'reports', ('title', 'reference'), _REPORT_KEYS,
                        '"title" and "reference" (the model or row the others are compared with)')
     claims = raw.get('claims') or {}
@@ -726,9 +734,10 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
     matching unit's file (a CSV) or one row per unit (a YAML file, ``columns`` picking and renaming its fields;
     ``percent`` turns fractions into percentages), with the unit's matrix values as columns (``from``: a glob of unit
     names or a list of them; ``replace``: ``{column: {value: new value}}``, e.g. to name a shared run as an ablation
-    row); a file that is not a table (a figure) is copied from its one unit. ``units.csv`` (in ``dest`` and in each
-    published folder, for the units behind its tables): each unit's command, minutes, the machine that ran it and
-    whether it resumed. Then, when the study file says so, the declared claims are evaluated (``claims:``, see
+    row; ``shared``: ``{table, where, units}``, rows another study published under ``dest`` before, e.g. the
+    comparison's MogaNet-XT as the ablation's full row, with the units behind them); a file that is not a table (a
+    figure) is copied from its one unit. ``units.csv`` (in each published folder, for the units behind its tables,
+    shared ones included): each unit's command, minutes, the machine that ran it and whether it resumed. Then, when the study file says so, the declared claims are evaluated (``claims:``, see
     `moga_lab.studies.claims.evaluate_declared`: ``claims.csv`` in ``dest`` and in each study folder, the findings
     tables of the ``readme`` files) and each folder of ``reports:`` gets its report
     (`moga_lab.studies.report.seed_study_report`).
@@ -753,6 +762,7 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
     from moga_lab.utils.atomic import atomic_write_csv
     written: Dict[str, int] = {}
     fed: Dict[str, set] = {}
+    shared_records: Dict[str, list] = {}
     publish, reports = _select_folders(study, folders)
     for table, spec in publish.items():
         patterns = [spec['from']] if isinstance(spec['from'], str) else list(spec['from'])
@@ -766,18 +776,21 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
             written[table] = _copy_unit_file(table, units, spec['file'], dest)
             continue
         rows = [row for u in units for row in _unit_rows(u, spec)]
+        if spec.get('shared'):
+            shared_rows, shared_units = _shared_rows(table, spec, dest)
+            rows += shared_rows
+            shared_records.setdefault(os.path.dirname(table), []).append(shared_units)
         atomic_write_csv(os.path.join(dest, table), pd.DataFrame(rows))
         written[table] = len(rows)
     records = pd.DataFrame([dict(unit=u.name, **u.keys, **{k: _portable(v, study.out) for k, v in _record(u).items()
                                                            if k != 'unit'})
                             for u in study.units if unit_state(u) == 'done'])
-    atomic_write_csv(os.path.join(dest, 'units.csv'), records)
-    written['units.csv'] = len(records)
     for folder, names in fed.items():  # each published folder: the units behind its tables, and where they ran
-        if folder and len(records):
-            table = os.path.join(folder, 'units.csv')
-            atomic_write_csv(os.path.join(dest, table), records[records.unit.isin(names)])
-            written[table] = int(records.unit.isin(names).sum())
+        behind = [records[records.unit.isin(names)]] + shared_records.get(folder, [])
+        behind = pd.concat(behind, ignore_index=True).drop_duplicates('unit')
+        table = os.path.join(folder, 'units.csv')
+        atomic_write_csv(os.path.join(dest, table), behind)
+        written[table] = len(behind)
     if study.claims:
         from moga_lab.studies.claims import evaluate_declared
         table = evaluate_declared(study.claims['registry'], dest, study.claims.get('readme') or ())
@@ -787,6 +800,37 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         seed_study_report(os.path.join(dest, folder), **spec)
         written[os.path.join(folder, 'report.md')] = 1
     return written
+
+
+def _shared_rows(table: str, spec: Dict[str, Any], dest: str):
+    """The rows a table takes from one another study already published under ``dest`` (``shared:``: a run two
+    studies share, e.g. an ablation's full row that is the comparison's model), with ``replace`` applied, and the
+    rows of that study's ``units.csv`` behind them."""
+    import pandas as pd
+    shared = spec['shared']
+    path = os.path.join(dest, shared['table'])
+    if not os.path.isfile(path):
+        raise StudyError(f'publish {table}: it shares rows of {shared["table"]}, which is not published in {dest} '
+                         'yet; publish the study that makes it first')
+    frame = pd.read_csv(path)
+    for column, value in (shared.get('where') or {}).items():
+        if column not in frame.columns:
+            raise StudyError(f'publish {table}: {path} has no column {column!r}; it has {", ".join(frame.columns)}')
+        frame = frame[frame[column].astype(str) == str(value)]
+    if frame.empty:
+        raise StudyError(f'publish {table}: no row of {path} has {shared.get("where")}')
+    for column, values in (spec.get('replace') or {}).items():
+        if column in frame.columns:
+            frame[column] = frame[column].replace(values)
+    units = pd.DataFrame()
+    listed = os.path.join(os.path.dirname(path), 'units.csv')
+    if shared.get('units') and os.path.isfile(listed):
+        units = pd.read_csv(listed)
+        units = units[units.unit.map(lambda name: fnmatch.fnmatchcase(str(name), shared['units']))]
+        for column, values in (spec.get('replace') or {}).items():
+            if column in units.columns:
+                units[column] = units[column].replace(values)
+    return frame.to_dict('records'), units
 
 
 def _portable(value: Any, out: str) -> Any:

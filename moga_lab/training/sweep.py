@@ -84,11 +84,12 @@ def chosen_lr(sweep_csv: Union[str, Sequence[str]], model: str) -> float:
     validation top-1; a tie: the smaller learning rate).
 
     Args:
-        sweep_csv: one ``sweep.csv``, or several of the same model, epochs and seed.
-        model: the model the training is for; the sweeps must be of it.
+        sweep_csv: one ``sweep.csv``, or several of the same epochs and seed; a table of several models (a study's
+            published ``sweep.csv``) gives its rows of ``model``.
+        model: the model the training is for; each file must hold a sweep of it.
 
     Raises:
-        ValueError: no such file, a sweep of another model, sweeps of different budgets, or no row.
+        ValueError: no such file, no sweep of ``model`` in a file, sweeps of different budgets, or no row.
     """
     paths = [sweep_csv] if isinstance(sweep_csv, str) else list(sweep_csv)
     tables = []
@@ -99,10 +100,9 @@ def chosen_lr(sweep_csv: Union[str, Sequence[str]], model: str) -> float:
         missing = sorted(set(SWEEP_COLUMNS) - set(table.columns))
         if missing or table.empty:
             raise ValueError(f'--lr-from {path}: not a sweep table (' + (f'no {missing})' if missing else 'no rows)'))
-        others = sorted(set(table.model) - {model})
-        if others:
-            raise ValueError(f'--lr-from {path}: a sweep of {", ".join(others)}, not of {model}')
-        tables.append(table)
+        if model not in set(table.model):  # a published sweep table holds several models: the rows of ``model``
+            raise ValueError(f'--lr-from {path}: no sweep of {model} (it has {", ".join(sorted(set(table.model)))})')
+        tables.append(table[table.model == model])
     table = pd.concat(tables, ignore_index=True)
     for column in ('epochs', 'seed'):
         if table[column].nunique() > 1:
