@@ -125,6 +125,42 @@ def test_export_and_import_move_unfinished_units(tmp_path, monkeypatch):
     assert rows['fit-s0']['state'] == 'done' and rows['report']['waits_for'] == ['fit-s1']
 
 
+def test_a_lean_export_keeps_results_and_only_the_checkpoints_still_needed(tmp_path):
+    """What a study keeps in version control between machines: finished units' results, and a checkpoint only where
+    an unfinished unit's command reads it."""
+    (tmp_path / 'fit.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
+                                     'open(os.path.join(d, "best.ckpt"), "wb").write(os.urandom(4096))\n'
+                                     'open(os.path.join(d, "results.yaml"), "w").write("acc: 0.9\\n")\n')
+    (tmp_path / 'curves.py').write_text('import sys, os\nassert os.path.isfile(sys.argv[1])\n'
+                                        'os.makedirs(sys.argv[2], exist_ok=True)\n'
+                                        'open(os.path.join(sys.argv[2], "c.csv"), "w").write("x\\n1\\n")\n')
+    spec = _write_study(tmp_path, f'''
+        - name: fit-s{{seed}}
+          matrix: {{seed: [0, 1]}}
+          command: python {tmp_path / 'fit.py'} {{dir}}
+        - name: curves-s{{seed}}
+          matrix: {{seed: [0, 1]}}
+          after: ["fit-s{{seed}}"]
+          command: python {tmp_path / 'curves.py'} {{out}}/fit-s{{seed}}/best.ckpt {{dir}}
+    ''')
+    here = load_study(str(spec))
+    run_study(here, only=['fit-s0', 'fit-s1', 'curves-s0'], log=lambda line: None)
+    archive = str(tmp_path / 'study.state.tar.gz')
+    assert export_units(here, archive, lean=True) == ['fit-s0', 'fit-s1', 'curves-s0']
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert 'fit-s0/results.yaml' in names and 'fit-s0/unit.yaml' in names and 'curves-s0/c.csv' in names
+    assert 'fit-s0/best.ckpt' not in names          # its curves are done: nothing reads it any more
+    assert 'fit-s1/best.ckpt' in names              # curves-s1 still reads it
+    there = load_study(str(spec), out=str(tmp_path / 'elsewhere'))
+    assert import_units(there, archive) == ['curves-s0', 'fit-s0', 'fit-s1']
+    assert [unit_state(u) for u in there.units] == ['done', 'done', 'done', 'pending']
+    assert run_study(there, log=lambda line: None)['done'] == ['curves-s1']
+    assert export_units(here, str(tmp_path / 'all.tar.gz'), include_finished=True)[:2] == ['fit-s0', 'fit-s1']
+    with tarfile.open(str(tmp_path / 'all.tar.gz')) as tar:
+        assert 'fit-s0/best.ckpt' in tar.getnames()   # without --lean, everything
+
+
 def test_import_refuses_foreign_and_escaping_members(tmp_path):
     study = load_study(str(_study(tmp_path)))
     bad = tmp_path / 'bad.tar.gz'

@@ -2,7 +2,7 @@
 
     moga-study run STUDY.yaml [--until HH:MM] [--only PATTERN ...] [--executor inline|local|slurm] [--dry-run]
     moga-study status STUDY.yaml
-    moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished]
+    moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished | --lean]
     moga-study import STUDY.yaml ARCHIVE.tar.gz
     moga-study publish STUDY.yaml --to docs/studies [--only FOLDER ...]
     moga-study reset STUDY.yaml PATTERN [PATTERN ...]
@@ -40,6 +40,9 @@ def build_parser() -> Parser:
     e = sub.add_parser('export', parents=[common], help="pack unfinished units' folders into an archive")
     e.add_argument('archive')
     e.add_argument('--include-finished', action='store_true', help='pack finished units too')
+    e.add_argument('--lean', action='store_true',
+                   help='pack finished units too, without the checkpoints no unfinished unit reads (results and logs '
+                        'only: small enough to keep beside the study file in version control)')
     i = sub.add_parser('import', parents=[common], help='unpack an exported archive into the study')
     i.add_argument('archive')
     u = sub.add_parser('publish', parents=[common], help="gather the finished units' tables into a study folder")
@@ -69,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"changed, {counts.get('pending', 0)} pending; ~{left:.0f} min left (estimates)")
             return 0
         if args.action == 'export':
-            names = export_units(study, args.archive, args.include_finished)
+            names = export_units(study, args.archive, args.include_finished, args.lean)
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
             return 0
         if args.action == 'publish':

@@ -77,6 +77,7 @@ _STUDY_KEYS = {'name', 'out', 'units', 'publish', 'reports', 'claims'}
 _REPORT_KEYS = {'title', 'reference', 'design', 'noun'}
 _CLAIMS_KEYS = {'registry', 'readme'}
 _TABLE_SUFFIXES = ('.csv', '.yaml', '.yml')
+_CHECKPOINT_SUFFIXES = ('.ckpt', '.pt', '.pth', '.safetensors')
 
 
 class StudyError(ValueError):
@@ -648,22 +649,38 @@ def reset_units(study: Study, patterns: Sequence[str]) -> Dict[str, List[str]]:
             'finished_after': [u.name for u in study.units if u.name in users and unit_state(u) == 'done']}
 
 
-def export_units(study: Study, archive: str, include_finished: bool = False) -> List[str]:
+def export_units(study: Study, archive: str, include_finished: bool = False, lean: bool = False) -> List[str]:
     """Pack the folders of unfinished units (``partial``: checkpoints and logs included) into an archive.
 
     Args:
         study: from `load_study`.
         archive: the ``.tar.gz`` to write (atomically).
         include_finished: pack finished units too.
+        lean: pack finished units too, without the checkpoints (``.ckpt``, ``.pt``, ``.pth``, ``.safetensors``) that
+            no unfinished unit's command names: their results and logs only, small enough to keep beside the study
+            file in version control while the study outlasts its machines (unfinished units are packed whole).
 
     Returns:
         The units packed.
     """
-    units = [u for u in study.units if unit_state(u) == 'partial' or (include_finished and unit_state(u) == 'done')]
+    states = {u.name: unit_state(u) for u in study.units}
+    units = [u for u in study.units
+             if states[u.name] == 'partial' or ((include_finished or lean) and states[u.name] == 'done')]
+    needed = {os.path.abspath(token) for u in study.units if states[u.name] != 'done' for token in u.command
+              if os.path.abspath(token).startswith(os.path.abspath(study.out) + os.sep)}
+
+    def spent(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+        path = os.path.abspath(os.path.join(study.out, info.name))
+        unit = os.path.normpath(info.name).split(os.sep)[0]
+        if lean and states.get(unit) == 'done' and info.isfile() and info.name.endswith(_CHECKPOINT_SUFFIXES) \
+                and path not in needed:
+            return None
+        return info
+
     tmp = archive + '.tmp'
     with tarfile.open(tmp, 'w:gz') as tar:
         for u in units:
-            tar.add(u.dir, arcname=os.path.relpath(u.dir, study.out))
+            tar.add(u.dir, arcname=os.path.relpath(u.dir, study.out), filter=spent)
     os.replace(tmp, archive)
     return [u.name for u in units]
 
