@@ -754,7 +754,8 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
     row; ``shared``: ``{table, where, units}``, rows another study published under ``dest`` before, e.g. the
     comparison's MogaNet-XT as the ablation's full row, with the units behind them); a file that is not a table (a
     figure) is copied from its one unit. ``units.csv`` (in each published folder, for the units behind its tables,
-    shared ones included): each unit's command, minutes, the machine that ran it and whether it resumed. Then, when the study file says so, the declared claims are evaluated (``claims:``, see
+    shared ones included): each unit's command, minutes, the machine that ran it and whether it resumed. Then, when
+    the study file says so, the declared claims are evaluated (``claims:``, see
     `moga_lab.studies.claims.evaluate_declared`: ``claims.csv`` in ``dest`` and in each study folder, the findings
     tables of the ``readme`` files) and each folder of ``reports:`` gets its report
     (`moga_lab.studies.report.seed_study_report`).
