@@ -27,7 +27,9 @@ units it needs first::
 ``run`` skips finished units, resumes unfinished ones, and starts a unit only when the units it needs are
 finished; ``--until HH:MM`` starts no unit whose estimate would end after the deadline (time-limited allocations);
 ``status`` lists every unit; ``export`` packs the folders of unfinished units (checkpoints included) into an
-archive and ``import`` unpacks one, to move a study to another machine or survive a preempted node. A unit is
+archive and ``import`` unpacks one, to move a study to another machine or survive a preempted node (``export
+--lean`` packs finished units' results too, without the checkpoints no unfinished unit reads: a study that outlasts
+its machines keeps that small archive beside its study file). A unit is
 finished when the runner has written ``<dir>/unit.yaml`` after the command exited with status 0 (atomically: a
 stopped runner never marks a unit finished; a SIGTERM or SIGINT is passed on to the command, and a unit so stopped
 is not finished whatever its exit status); its log is ``<dir>/unit.log``. ``reset`` removes units' folders so
