@@ -279,6 +279,8 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     # the commands name the units' folders as the study file does, not by this machine's paths
     assert units.command.iloc[0].endswith('write.py {out}/fit-s0'), units.command.iloc[0]
     assert not units.command.str.contains(str(tmp_path / 'runs')).any()
+    # and so does each unit's record: an exported study published on another machine names no folder of this one
+    assert yaml.safe_load((tmp_path / 'runs' / 'fit-s0' / 'unit.yaml').read_text())['command'].endswith('{out}/fit-s0')
     assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 

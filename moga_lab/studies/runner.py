@@ -357,7 +357,7 @@ def _select(study: Study, only: Optional[Sequence[str]], option: str = '--only')
 
 def _finish(unit: Unit, seconds: float, resumed: bool) -> None:
     atomic_write_text(os.path.join(unit.dir, DONE_FILE), yaml.safe_dump(dict(
-        unit=unit.name, command=shlex.join(unit.command), minutes=round(seconds / 60, 2), machine=describe_machine(),
+        unit=unit.name, command=_portable_command(unit), minutes=round(seconds / 60, 2), machine=describe_machine(),
         finished=dt.datetime.now().isoformat(timespec='seconds'), resumed=resumed), sort_keys=False))
 
 
