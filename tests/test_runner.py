@@ -374,8 +374,12 @@ def test_a_unit_whose_command_changed_is_not_finished(tmp_path):
 # a job that, like Lightning, exits with status 0 when it gets SIGTERM (or SIGINT, which submitit's cancel sends)
 TRAPS_SIGTERM = textwrap.dedent('''
     import os, signal, sys, time
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    signal.signal(signal.SIGINT, lambda *a: sys.exit(0))
+    def stop(*args):  # a training saves its state on the way out: it takes a moment
+        time.sleep(2)
+        open(os.path.join(sys.argv[1], 'saved'), 'w').write('1')
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     open(os.path.join(sys.argv[1], 'started'), 'w').write(str(os.getpid()))
     time.sleep(60)
 ''')
@@ -420,8 +424,10 @@ def test_a_unit_stopped_by_sigterm_is_not_finished_even_if_its_command_exits_0(t
     assert unit_state(load_study(str(spec)).unit('long')) == 'partial'
     assert unit_state(load_study(str(spec)).unit('next')) == 'pending'
     assert 'stopped by signal' in (tmp_path / 'runs' / 'long' / 'unit.log').read_text()
+    assert (tmp_path / 'runs' / 'long' / 'saved').exists(), 'the unit was killed before it could save its state'
     if executor == 'local':
         assert 'long: stopped, not finished' in out and '1 stopped' in out, out
+        assert 'Traceback' not in out, out
 
 
 def test_reset_starts_units_clean_and_names_finished_users(tmp_path, capsys):

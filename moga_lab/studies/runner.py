@@ -564,11 +564,14 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
     stops: List[int] = []
 
     def cancel(signum: int) -> None:
-        # submitit's cancel sends SIGINT, which the unit passes on to its command: each stops resumable, not finished,
-        # instead of running on, unwatched, beside the next runner's copies (Slurm jobs are the cluster's to stop)
+        # each unit stops resumable, not finished, instead of running on, unwatched, beside the next runner's copies
+        # (Slurm jobs are the cluster's to stop). A local job's id is its controller's pid: SIGTERM makes the
+        # controller pass the signal on to the unit and wait for it, where submitit's cancel() (SIGINT) kills the
+        # unit one second later and prints the controller's traceback
         stops.append(signum)
         for _, job in running:
-            job.cancel()
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(job.job_id), signal.SIGTERM)
 
     with _on_stop_signals(cancel) if executor == 'local' else contextlib.nullcontext():
         _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log)
