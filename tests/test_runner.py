@@ -42,6 +42,12 @@ def _write_study(tmp_path, units, extra=''):
     return spec
 
 
+def _writes(script, files):
+    """A toy unit's command: ``python SCRIPT DIR`` writes ``files`` (name -> text) into DIR."""
+    script.write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n' + ''.join(
+        f'open(os.path.join(d, {name!r}), "w").write({text!r})\n' for name, text in files.items()))
+
+
 def _study(tmp_path, minutes=1, extra=''):
     (tmp_path / 'step.py').write_text(STEP)
     return _write_study(tmp_path, f'''
@@ -128,9 +134,7 @@ def test_export_and_import_move_unfinished_units(tmp_path, monkeypatch):
 def test_a_lean_export_keeps_results_and_only_the_checkpoints_still_needed(tmp_path):
     """What a study keeps in version control between machines: finished units' results, and a checkpoint only where
     an unfinished unit's command reads it."""
-    (tmp_path / 'fit.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
-                                     'open(os.path.join(d, "best.ckpt"), "wb").write(os.urandom(4096))\n'
-                                     'open(os.path.join(d, "results.yaml"), "w").write("acc: 0.9\\n")\n')
+    _writes(tmp_path / 'fit.py', {'best.ckpt': 'w' * 4096, 'results.yaml': 'acc: 0.9\n'})
     (tmp_path / 'curves.py').write_text('import sys, os\nassert os.path.isfile(sys.argv[1])\n'
                                         'os.makedirs(sys.argv[2], exist_ok=True)\n'
                                         'open(os.path.join(sys.argv[2], "c.csv"), "w").write("x\\n1\\n")\n')
@@ -252,11 +256,9 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
                         replace: {seed: {1: 10}}}
           one/figure.png: {from: fit-s1, file: figure.png}
     ''')
-    (tmp_path / 'write.py').write_text(
-        'import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
-        'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n2,0.25\\n")\n'
-        'open(os.path.join(d, "result.yaml"), "w").write("acc: 0.875\\n")\n'
-        'open(os.path.join(d, "figure.png"), "wb").write(d[-1].encode() * 4)\n')
+    _writes(tmp_path / 'write.py', {'result.csv': 'step,loss\n1,0.5\n2,0.25\n', 'result.yaml': 'acc: 0.875\n'})
+    with open(tmp_path / 'write.py', 'a') as f:   # a figure that says which unit made it
+        f.write('open(os.path.join(d, "figure.png"), "wb").write(d[-1].encode() * 4)\n')
     spec = _write_study(tmp_path, f'''
         - name: fit-s{{seed}}
           matrix: {{seed: [0, 1]}}
@@ -285,8 +287,7 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
 
 
 def test_publish_one_folder_while_another_folders_units_still_run(tmp_path):
-    (tmp_path / 'write.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
-                                       'open(os.path.join(d, "result.csv"), "w").write("step,loss\\n1,0.5\\n")\n')
+    _writes(tmp_path / 'write.py', {'result.csv': 'step,loss\n1,0.5\n'})
     spec = _write_study(tmp_path, f'''
         - name: early
           command: python {tmp_path / 'write.py'} {{dir}}
@@ -312,8 +313,7 @@ def test_a_table_shares_rows_another_study_published(tmp_path):
     """An ablation's full row is the comparison's model: its rows (and the units behind them) come from the
     comparison's published table, not from a second training."""
     import pandas as pd
-    (tmp_path / 'write.py').write_text('import sys, os\nd = sys.argv[1]\nos.makedirs(d, exist_ok=True)\n'
-                                       'open(os.path.join(d, "r.csv"), "w").write("share\\n0.5\\n")\n')
+    _writes(tmp_path / 'write.py', {'r.csv': 'share\n0.5\n'})
     pub = tmp_path / 'pub'
     (pub / 'compare').mkdir(parents=True)
     pd.DataFrame(dict(share=[0.25, 0.75, 0.1], model=['xt', 'xt', 'atto'], seed=[0, 1, 0])).to_csv(
