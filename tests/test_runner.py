@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from moga_lab.cli import study as study_cli
-from moga_lab.studies.runner import (StudyError, export_units, import_units, load_study, parse_deadline,
+from moga_lab.studies.runner import (StudyError, export_units, import_units, load_study, paced_minutes, parse_deadline,
                                      publish_study, run_study, study_status, unit_state)
 
 # a "training" that counts to 3 in steps, keeps its progress in state.txt (its last.ckpt) and continues from it when
@@ -100,8 +100,19 @@ def test_the_deadline_starts_no_unit_that_cannot_finish(tmp_path):
     result = run_study(study, until=later, only=['fit-s0'], log=lambda line: None)
     assert result['done'] == ['fit-s0']
     study.unit('fit-s1').minutes = 60
-    result = run_study(study, until=later, log=lambda line: None)
-    assert result['done'] == [] and result['skipped'] == ['fit-s1', 'report']
+    # fit-s0 finished here in seconds of its 30 estimated minutes: its entry's units are planned at that pace (on this
+    # machine class, from a unit that ran in one go), so fit-s1 starts though its estimate alone would end too late
+    record_file = tmp_path / 'runs' / 'fit-s0' / 'unit.yaml'
+    record = dict(yaml.safe_load(record_file.read_text()), minutes=0.5)   # its seconds, rounded up to be read
+    for other in (dict(record, machine='another CPU, 2 cores'), dict(record, resumed=True)):
+        record_file.write_text(yaml.safe_dump(other))
+        assert paced_minutes(study)['fit-s1'] == 60
+        assert run_study(study, until=later, dry_run=True, log=lambda line: None)['skipped'] == ['fit-s1', 'report']
+    record_file.write_text(yaml.safe_dump(record))
+    assert paced_minutes(study)['fit-s1'] == pytest.approx(60 * 0.5 / 30)
+    lines = []
+    assert run_study(study, until=later, log=lines.append)['done'] == ['fit-s1', 'report']
+    assert 'at the pace of the units finished on this machine' in lines[0], lines[0]
 
 
 def test_parse_deadline():

@@ -64,7 +64,7 @@ from moga_lab.utils.atomic import atomic_write_text
 from moga_lab.utils.runtime import describe_machine
 
 __all__ = ['Unit', 'Study', 'StudyError', 'COMMAND_FILE', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
-           'import_units', 'publish_study', 'parse_deadline', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
+           'import_units', 'publish_study', 'parse_deadline', 'paced_minutes', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
 
 EXECUTORS = ('inline', 'local', 'slurm')
 """Where units run: here one after another, as submitit processes on this machine, or as Slurm jobs."""
@@ -101,6 +101,7 @@ class Unit:
         threads: ``OMP_NUM_THREADS`` for this unit (None: the runner's).
         keys: the matrix values that made this unit (e.g. ``{'model': 'convnext_atto', 'seed': 1}``); `publish_study`
             adds them as columns.
+        entry: the index of the study file's entry that made it (units of one entry share an estimate's pace).
     """
     name: str
     command: List[str]
@@ -111,6 +112,7 @@ class Unit:
     resume_args: List[str] = field(default_factory=list)
     threads: Optional[int] = None
     keys: Dict[str, Any] = field(default_factory=dict)
+    entry: int = 0
 
     def argv(self) -> List[str]:
         """The command to run now: with ``resume_args`` when the unit left something to continue from."""
@@ -158,7 +160,7 @@ def _executable(argv: List[str]) -> List[str]:
     return argv
 
 
-def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
+def _expand(entry: Dict[str, Any], out: str, where: str, index: int = 0) -> List[Unit]:
     unknown = sorted(set(entry) - _UNIT_KEYS)
     if unknown:
         raise StudyError(f'{where}: unknown keys {unknown}; accepted: {", ".join(sorted(_UNIT_KEYS))}')
@@ -193,7 +195,7 @@ def _expand(entry: Dict[str, Any], out: str, where: str) -> List[Unit]:
             raise StudyError(f'{where}: minutes={entry.get("minutes")!r}; accepted: a number >= 0 (the estimate --until '
                              'uses), or {matrix name: {value: number}} with a number for every value')
         units.append(Unit(name, parts, folder, float(minutes), after, resume.get('if_exists'), resume_args,
-                          entry.get('threads'), keys))
+                          entry.get('threads'), keys, index))
     return units
 
 
@@ -221,7 +223,7 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
         raise StudyError(f'{path}: unknown keys {unknown}; accepted: {", ".join(sorted(_STUDY_KEYS))}')
     out = out or raw.get('out') or os.path.join('runs', raw.get('name') or os.path.splitext(os.path.basename(path))[0])
     units = [u for k, entry in enumerate(raw['units'])
-             for u in _expand(entry if isinstance(entry, dict) else {}, out, f'{path}: unit {k + 1}')]
+             for u in _expand(entry if isinstance(entry, dict) else {}, out, f'{path}: unit {k + 1}', k)]
     names = [u.name for u in units]
     doubles = sorted({n for n in names if names.count(n) > 1})
     if doubles:
@@ -304,6 +306,23 @@ def study_status(study: Study) -> List[Dict[str, Any]]:
                          took_min=record.get('minutes'), machine=record.get('machine'),
                          waits_for=[a for a in u.after if states[a] != 'done']))
     return rows
+
+
+def paced_minutes(study: Study) -> Dict[str, float]:
+    """The minutes ``--until`` plans each unit with: its estimate, times the largest ratio of taken to estimated
+    minutes among the finished units of its study-file entry that ran on this machine class (`describe_machine`) in
+    one go (a resumed unit's record holds its last part only); the estimate alone where none did. A study planned on
+    one CPU class so runs to its deadline on a faster one, and stops in time on a slower one.
+
+    Args:
+        study: from `load_study`.
+    """
+    machine, ratios = describe_machine(), {}
+    for u in study.units:
+        record = _record(u) if unit_state(u) == 'done' and u.minutes > 0 else {}
+        if record.get('machine') == machine and not record.get('resumed') and record.get('minutes'):
+            ratios.setdefault(u.entry, []).append(float(record['minutes']) / u.minutes)
+    return {u.name: u.minutes * max(ratios.get(u.entry, [1.0])) for u in study.units}
 
 
 def parse_deadline(text: str, now: Optional[dt.datetime] = None) -> dt.datetime:
@@ -464,24 +483,28 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
     done = {u.name for u in study.units if unit_state(u) == 'done'}
     todo = [u for u in chosen if u.name not in done]
     result: Dict[str, List[str]] = {'done': [], 'failed': [], 'skipped': []}
+    plan = paced_minutes(study)
+    paced = sum(plan[u.name] for u in todo) != sum(u.minutes for u in todo)
     log(f'[study {study.name}] {len(chosen) - len(todo)} of {len(chosen)} units finished; {len(todo)} to run '
-        f'(~{sum(u.minutes for u in todo):.0f} min estimated){" by " + until.strftime("%H:%M") if until else ""}')
+        f'(~{sum(plan[u.name] for u in todo):.0f} min estimated'
+        f'{" at the pace of the units finished on this machine" if paced else ""})'
+        f'{" by " + until.strftime("%H:%M") if until else ""}')
     if executor == 'inline' or dry_run:
         for k, u in enumerate(todo, 1):
             waiting = [a for a in u.after if a not in done]
-            ends = dt.datetime.now() + dt.timedelta(minutes=u.minutes)
+            ends = dt.datetime.now() + dt.timedelta(minutes=plan[u.name])
             if waiting:
                 log(f'[{k}/{len(todo)}] {u.name}: waits for {", ".join(waiting)}')
                 result['skipped'].append(u.name)
                 continue
             if until is not None and ends > until:
-                log(f'[{k}/{len(todo)}] {u.name}: not started, its ~{u.minutes:.0f} min would end after '
+                log(f'[{k}/{len(todo)}] {u.name}: not started, its ~{plan[u.name]:.0f} min would end after '
                     f'{until.strftime("%H:%M")}')
                 result['skipped'].append(u.name)
                 continue
             state = unit_state(u)
             log(f'[{k}/{len(todo)}] {u.name}: {"resumes" if state == "partial" else "starts"} '
-                f'(~{u.minutes:.0f} min): {shlex.join(u.command)}')
+                f'(~{plan[u.name]:.0f} min): {shlex.join(u.command)}')
             if dry_run:
                 done.add(u.name)
                 continue
@@ -496,12 +519,13 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
             if code == 0:
                 done.add(u.name)
                 result['done'].append(u.name)
+                plan.update(paced_minutes(study))
                 log(f'[{k}/{len(todo)}] {u.name}: finished in {_record(u)["minutes"]:.1f} min')
             else:
                 result['failed'].append(u.name)
                 log(f'[{k}/{len(todo)}] {u.name}: FAILED (exit {code}); {_failure(u)}')
         return result
-    return _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm or {}, result, log)
+    return _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm or {}, result, log, plan)
 
 
 def _failure(u: Unit, error: Optional[BaseException] = None) -> str:
@@ -551,7 +575,7 @@ class _UnitJob:
         return submitit.helpers.DelayedSubmission(_UnitJob(self.unit, self.threads))
 
 
-def _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm, result, log):
+def _run_submitit(study, todo, done, executor, until, concurrency, threads, slurm, result, log, plan):
     import submitit
     folder = os.path.join(study.out, '.submitit')
     if executor == 'local':
@@ -574,7 +598,7 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
                 os.kill(int(job.job_id), signal.SIGTERM)
 
     with _on_stop_signals(cancel) if executor == 'local' else contextlib.nullcontext():
-        _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log)
+        _drive(study, pending, running, done, ex, until, concurrency, executor, threads, stops, result, log, plan)
     if stops:
         result.setdefault('stopped', [])
         log(f'stopped by signal {stops[0]}: {len(result["stopped"])} unit(s) not finished '
@@ -582,7 +606,7 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
     return result
 
 
-def _drive(pending, running, done, ex, until, concurrency, executor, threads, stops, result, log):
+def _drive(study, pending, running, done, ex, until, concurrency, executor, threads, stops, result, log, plan):
     import submitit
     while pending or running:
         if stops:  # stopping: start nothing more, wait for the running units to stop
@@ -594,15 +618,15 @@ def _drive(pending, running, done, ex, until, concurrency, executor, threads, st
             if any(a in [p.name for p in pending] + [r.name for r, _ in running] for a in u.after):
                 continue                                            # its inputs are still to come
             missing = [a for a in u.after if a not in done]
-            if missing or (until is not None and dt.datetime.now() + dt.timedelta(minutes=u.minutes) > until):
+            if missing or (until is not None and dt.datetime.now() + dt.timedelta(minutes=plan[u.name]) > until):
                 pending.remove(u)
                 result['skipped'].append(u.name)
                 log(f'{u.name}: not started (' + (f'waits for {", ".join(missing)}, not finished' if missing else
-                                                  f'its ~{u.minutes:.0f} min would end after {until:%H:%M}') + ')')
+                                                  f'its ~{plan[u.name]:.0f} min would end after {until:%H:%M}') + ')')
                 continue
             pending.remove(u)
             running.append((u, ex.submit(_UnitJob(u, threads))))
-            log(f'{u.name}: submitted (~{u.minutes:.0f} min)')
+            log(f'{u.name}: submitted (~{plan[u.name]:.0f} min)')
         if not running:
             break
         job = next(submitit.helpers.as_completed([j for _, j in running], poll_frequency=2))
@@ -612,6 +636,7 @@ def _drive(pending, running, done, ex, until, concurrency, executor, threads, st
             job.result()
             done.add(u.name)
             result['done'].append(u.name)
+            plan.update(paced_minutes(study))
             log(f'{u.name}: finished')
         except Exception as error:  # noqa: BLE001 - one failed unit must not stop the others
             if stops and unit_state(u) != 'done':
