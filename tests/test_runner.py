@@ -293,7 +293,12 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert units.command.iloc[0].endswith('write.py {out}/fit-s0'), units.command.iloc[0]
     assert not units.command.str.contains(str(tmp_path / 'runs')).any()
     # and so does each unit's record: an exported study published on another machine names no folder of this one
-    assert yaml.safe_load((tmp_path / 'runs' / 'fit-s0' / 'unit.yaml').read_text())['command'].endswith('{out}/fit-s0')
+    record_file = tmp_path / 'runs' / 'fit-s0' / 'unit.yaml'
+    assert yaml.safe_load(record_file.read_text())['command'].endswith('{out}/fit-s0')
+    record = yaml.safe_load(record_file.read_text())  # a record written elsewhere with that machine's folder
+    record_file.write_text(yaml.safe_dump(dict(record, command=record['command'].replace('{out}', '/elsewhere/runs'))))
+    publish_study(study, str(tmp_path / 'pub'))
+    assert not pd.read_csv(tmp_path / 'pub' / 'units.csv').command.str.contains('/elsewhere').any()
     assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 

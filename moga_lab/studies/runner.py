@@ -830,9 +830,9 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
             shared_records.setdefault(os.path.dirname(table), []).append(shared_units)
         atomic_write_csv(os.path.join(dest, table), pd.DataFrame(rows))
         written[table] = len(rows)
-    records = pd.DataFrame([dict(unit=u.name, **u.keys, **{k: _portable(v, study.out) for k, v in _record(u).items()
-                                                           if k != 'unit'})
-                            for u in study.units if unit_state(u) == 'done'])
+    # a finished unit ran the study file's command (else it is 'changed'): named with {out}, wherever it ran
+    records = pd.DataFrame([{'unit': u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'},
+                             'command': _portable_command(u)} for u in study.units if unit_state(u) == 'done'])
     for folder, names in fed.items():  # each published folder: the units behind its tables, and where they ran
         behind = [records[records.unit.isin(names)]] + shared_records.get(folder, [])
         behind = pd.concat(behind, ignore_index=True).drop_duplicates('unit')
@@ -879,16 +879,6 @@ def _shared_rows(table: str, spec: Dict[str, Any], dest: str):
             if column in units.columns:
                 units[column] = units[column].replace(values)
     return frame.to_dict('records'), units
-
-
-def _portable(value: Any, out: str) -> Any:
-    """A recorded command with the units' root written ``{out}``, as in the study file: a published table names no
-    folder of the machine that ran the unit."""
-    if not isinstance(value, str):
-        return value
-    for root in sorted({os.path.abspath(out), out.rstrip('/')}, key=len, reverse=True):
-        value = value.replace(root + '/', '{out}/')
-    return value
 
 
 def _top_folder(path: str) -> str:
