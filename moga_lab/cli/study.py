@@ -12,8 +12,8 @@ import sys
 from typing import List, Optional
 
 from moga_lab.cli.common import Parser, fail, int_at_least
-from moga_lab.studies.runner import (EXECUTORS, StudyError, export_units, import_units, load_study, parse_deadline,
-                                     publish_study, reset_units, run_study, study_status)
+from moga_lab.studies.runner import (EXECUTORS, StudyError, export_units, import_units, load_study, paced_minutes,
+                                     parse_deadline, publish_study, reset_units, run_study, study_status)
 
 __all__ = ['build_parser', 'main']
 
@@ -67,9 +67,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             table['waits_for'] = table['waits_for'].map(', '.join)
             print(table.to_string(index=False))
             counts = table.state.value_counts()
-            left = table.loc[table.state != 'done', 'estimate_min'].sum()
+            plan = paced_minutes(study)
+            left = sum(plan[u] for u in table.loc[table.state != 'done', 'unit'])
             print(f"{counts.get('done', 0)} done, {counts.get('partial', 0)} partial, {counts.get('changed', 0)} "
-                  f"changed, {counts.get('pending', 0)} pending; ~{left:.0f} min left (estimates)")
+                  f"changed, {counts.get('pending', 0)} pending; ~{left:.0f} min left (estimates at this machine's "
+                  "pace, as --until plans them)")
             return 0
         if args.action == 'export':
             names = export_units(study, args.archive, args.include_finished, args.lean)
