@@ -872,7 +872,10 @@ def _shared_rows(table: str, spec: Dict[str, Any], dest: str):
             frame[column] = frame[column].replace(values)
     units = pd.DataFrame()
     listed = os.path.join(os.path.dirname(path), 'units.csv')
-    if shared.get('units') and os.path.isfile(listed):
+    if shared.get('units'):
+        if not os.path.isfile(listed):
+            raise StudyError(f'publish {table}: shared units {shared["units"]!r} are listed in {listed}, which is not '
+                             'there; publish the study that makes it first')
         units = pd.read_csv(listed)
         units = units[units.unit.map(lambda name: fnmatch.fnmatchcase(str(name), shared['units']))]
         for column, values in (spec.get('replace') or {}).items():
