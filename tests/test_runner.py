@@ -459,3 +459,75 @@ def test_reset_starts_units_clean_and_names_finished_users(tmp_path, capsys):
     with pytest.raises(SystemExit):
         study_cli.main(['reset', spec, 'nothing*'])
     assert 'reset nothing* matches no unit' in capsys.readouterr().err
+
+
+def test_a_unit_still_on_slurm_is_watched_not_submitted_again(tmp_path, monkeypatch):
+    """A runner stopped on the login node leaves its Slurm jobs running: the next run must watch them, and a reset
+    must not remove a running job's folder (either would run the unit twice, side by side)."""
+    import submitit
+
+    from moga_lab.studies import runner
+    bin_dir, queue = tmp_path / 'bin', tmp_path / 'queue'   # a fake Slurm: squeue prints queue/<id>, else forgets it
+    bin_dir.mkdir()
+    queue.mkdir()
+    (bin_dir / 'sbatch').write_text('#!/bin/sh\nexit 1\n')
+    (bin_dir / 'squeue').write_text(f'#!/bin/sh\n# squeue --noheader --jobs ID --format %T\n'
+                                    f'[ -f {queue}/$3 ] && cat {queue}/$3 && exit 0\n'
+                                    'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n')
+    for name in ('sbatch', 'squeue'):
+        os.chmod(bin_dir / name, 0o755)
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+
+    class Job:
+        def __init__(self, job_id, run):
+            self.job_id, self._run = job_id, run
+
+        def done(self):
+            return True
+
+        def result(self):
+            return self._run()
+
+    submitted, watched, ids = [], [], iter(range(42, 99))
+
+    class Executor:  # submits by running the unit at once
+        def __init__(self, folder, cluster):
+            pass
+
+        def update_parameters(self, **kwargs):
+            pass
+
+        def submit(self, fn):
+            submitted.append(fn.unit.name)
+            code = fn()
+            return Job(str(next(ids)), lambda: code)
+
+    study = load_study(str(_study(tmp_path)))
+    for name, job_id in (('fit-s0', '41'), ('fit-s1', '40')):
+        os.makedirs(study.unit(name).dir)
+        (tmp_path / 'runs' / name / 'slurm.job').write_text(job_id + '\n')
+    (queue / '41').write_text('RUNNING\n')          # fit-s0's job runs on; fit-s1's job 40 has ended
+
+    def slurm_job(folder, job_id):  # the cluster finishes job 41: fit-s0 runs there, not here
+        watched.append(job_id)
+        return Job(job_id, runner._UnitJob(study.unit('fit-s0'), None))
+
+    monkeypatch.setattr(submitit, 'AutoExecutor', Executor)
+    monkeypatch.setattr(runner, '_slurm_job', slurm_job)
+    lines = []
+    result = run_study(study, executor='slurm', log=lines.append)
+    assert submitted == ['fit-s1', 'report'] and watched == ['41'], lines
+    assert sorted(result['done']) == ['fit-s0', 'fit-s1', 'report'] and result['failed'] == []
+    assert 'fit-s0: already on Slurm as job 41; watched, not submitted again' in lines
+    assert (tmp_path / 'runs' / 'fit-s1' / 'slurm.job').read_text() == '42\n'
+
+    (queue / '41').unlink()                          # its job has ended; fit-s1's is requeued:
+    (queue / '42').write_text('PENDING\n')           # reset must not pull its folder away
+    with pytest.raises(StudyError, match=r'reset: fit-s1 \(job 42\) still queued or running on Slurm; scancel 42'):
+        runner.reset_units(study, ['fit-s*'])
+    assert unit_state(study.unit('fit-s1')) == 'done'
+    (queue / '42').write_text('COMPLETED\n')         # ended (squeue lists a finished job for a while)
+    assert runner.reset_units(study, ['fit-s1'])['reset'] == ['fit-s1']
+    export_units(study, str(tmp_path / 'state.tar.gz'), include_finished=True)
+    with tarfile.open(tmp_path / 'state.tar.gz') as tar:
+        assert not [m.name for m in tar.getmembers() if m.name.endswith('slurm.job')]   # ids mean nothing elsewhere

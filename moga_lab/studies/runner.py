@@ -36,9 +36,9 @@ is not finished whatever its exit status); its log is ``<dir>/unit.log``. ``rese
 that the next run starts them clean.
 
 Units run one after another in this process's machine (``inline``), as submitit jobs on this machine (``local``,
-``concurrency`` at a time) or as a Slurm array (``slurm``). submitit runs the command lines
-(`submitit.helpers.CommandFunction`); the ordering, the deadline and the archive are ours, because submitit has no
-notion of a study.
+``concurrency`` at a time) or as Slurm jobs, one per unit (``slurm``; a later run watches a job Slurm still lists
+instead of submitting its unit again). submitit carries each unit's command line to its process or node; the
+ordering, the deadline and the archive are ours, because submitit has no notion of a study.
 """
 import contextlib
 import datetime as dt
@@ -64,7 +64,8 @@ from moga_lab.utils.atomic import atomic_write_text
 from moga_lab.utils.runtime import describe_machine
 
 __all__ = ['Unit', 'Study', 'StudyError', 'COMMAND_FILE', 'load_study', 'unit_state', 'study_status', 'run_study', 'export_units',
-           'import_units', 'publish_study', 'parse_deadline', 'paced_minutes', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE']
+           'import_units', 'publish_study', 'parse_deadline', 'paced_minutes', 'EXECUTORS', 'DONE_FILE', 'LOG_FILE',
+           'SLURM_JOB_FILE']
 
 EXECUTORS = ('inline', 'local', 'slurm')
 """Where units run: here one after another, as submitit processes on this machine, or as Slurm jobs."""
@@ -72,6 +73,12 @@ DONE_FILE = 'unit.yaml'
 """Written into a unit's folder, atomically, once its command exited with status 0: the unit is finished."""
 LOG_FILE = 'unit.log'
 """A unit's stdout and stderr, appended on every (re)start."""
+SLURM_JOB_FILE = 'slurm.job'
+"""A unit submitted to Slurm: its job id, so that a later ``run`` watches that job while Slurm still lists it instead
+of submitting the unit again beside it (a runner stopped on the login node leaves its jobs running)."""
+# squeue states of a job that has not ended (a requeued job keeps its id)
+_SLURM_LIVE = {'PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED',
+               'RESIZING', 'SUSPENDED', 'STOPPED', 'SIGNALING', 'STAGE_OUT'}
 _UNIT_KEYS = {'name', 'command', 'matrix', 'after', 'minutes', 'resume', 'threads'}
 _PUBLISH_KEYS = {'from', 'file', 'columns', 'percent', 'replace', 'shared'}
 _SHARED_KEYS = {'table', 'where', 'units'}
@@ -374,6 +381,29 @@ def _select(study: Study, only: Optional[Sequence[str]], option: str = '--only')
     return chosen
 
 
+def _queued_slurm_job(unit: Unit) -> Optional[str]:
+    """The id of the Slurm job this unit was submitted as, while Slurm still lists it as not ended; None where it
+    was never submitted, has ended, or there is no Slurm here (``squeue`` not on PATH)."""
+    path = os.path.join(unit.dir, SLURM_JOB_FILE)
+    if not os.path.isfile(path) or shutil.which('squeue') is None:
+        return None
+    with open(path) as f:
+        job_id = f.read().strip()
+    if not re.fullmatch(r'[0-9]+(_[0-9]+)?', job_id):
+        return None
+    out = subprocess.run(['squeue', '--noheader', '--jobs', job_id, '--format', '%T'], capture_output=True, text=True)
+    states = set(out.stdout.split()) if out.returncode == 0 else set()  # an id Slurm has forgotten: exit status 1
+    return job_id if states & _SLURM_LIVE else None
+
+
+def _refuse_queued(units: Sequence[Unit], action: str) -> None:
+    """Removing a unit's folder while its Slurm job runs would let the next ``run`` submit it beside that job."""
+    queued = {u.name: job for u in units for job in [_queued_slurm_job(u)] if job}
+    if queued:
+        raise StudyError(f'{action}: {", ".join(f"{n} (job {j})" for n, j in queued.items())} still queued or '
+                         f'running on Slurm; scancel {" ".join(queued.values())} first')
+
+
 def _finish(unit: Unit, seconds: float, resumed: bool) -> None:
     atomic_write_text(os.path.join(unit.dir, DONE_FILE), yaml.safe_dump(dict(
         unit=unit.name, command=_portable_command(unit), minutes=round(seconds / 60, 2), machine=describe_machine(),
@@ -477,6 +507,8 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
         raise StudyError(f'units {", ".join(u.name for u in changed)} ran with another command than the study file '
                          'gives now (their outputs are of another recipe); --rerun-changed removes their folders and '
                          'runs them again')
+    if not dry_run:
+        _refuse_queued(changed, '--rerun-changed')
     for u in changed if not dry_run else []:
         shutil.rmtree(u.dir)
         log(f'{u.name}: its command changed; its folder was removed and it runs again')
@@ -606,6 +638,11 @@ def _run_submitit(study, todo, done, executor, until, concurrency, threads, slur
     return result
 
 
+def _slurm_job(folder: str, job_id: str):
+    import submitit
+    return submitit.SlurmJob(folder=folder, job_id=job_id)
+
+
 def _drive(study, pending, running, done, ex, until, concurrency, executor, threads, stops, result, log, plan):
     import submitit
     while pending or running:
@@ -617,6 +654,12 @@ def _drive(study, pending, running, done, ex, until, concurrency, executor, thre
                 break
             if any(a in [p.name for p in pending] + [r.name for r, _ in running] for a in u.after):
                 continue                                            # its inputs are still to come
+            queued = _queued_slurm_job(u) if executor == 'slurm' else None
+            if queued:  # a stopped runner's job: watch it (its result comes back through submitit's folder)
+                pending.remove(u)
+                running.append((u, _slurm_job(os.path.join(study.out, '.submitit'), queued)))
+                log(f'{u.name}: already on Slurm as job {queued}; watched, not submitted again')
+                continue
             missing = [a for a in u.after if a not in done]
             if missing or (until is not None and dt.datetime.now() + dt.timedelta(minutes=plan[u.name]) > until):
                 pending.remove(u)
@@ -625,7 +668,11 @@ def _drive(study, pending, running, done, ex, until, concurrency, executor, thre
                                                   f'its ~{plan[u.name]:.0f} min would end after {until:%H:%M}') + ')')
                 continue
             pending.remove(u)
-            running.append((u, ex.submit(_UnitJob(u, threads))))
+            job = ex.submit(_UnitJob(u, threads))
+            running.append((u, job))
+            if executor == 'slurm':
+                os.makedirs(u.dir, exist_ok=True)
+                atomic_write_text(os.path.join(u.dir, SLURM_JOB_FILE), f'{job.job_id}\n')
             log(f'{u.name}: submitted (~{plan[u.name]:.0f} min)')
         if not running:
             break
@@ -664,6 +711,7 @@ def reset_units(study: Study, patterns: Sequence[str]) -> Dict[str, List[str]]:
         (they are kept; reset them too if those outputs will change).
     """
     chosen = _select(study, patterns, option='reset')
+    _refuse_queued(chosen, 'reset')
     names = {u.name for u in chosen}
     for u in chosen:
         if os.path.isdir(u.dir):
@@ -702,6 +750,8 @@ def export_units(study: Study, archive: str, include_finished: bool = False, lea
     def spent(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
         path = os.path.abspath(os.path.join(study.out, info.name))
         unit = os.path.normpath(info.name).split(os.sep)[0]
+        if os.path.basename(info.name) == SLURM_JOB_FILE:  # a job id means nothing on another machine
+            return None
         if lean and states.get(unit) == 'done' and info.isfile() and info.name.endswith(_CHECKPOINT_SUFFIXES) \
                 and path not in needed:
             return None
