@@ -52,7 +52,8 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     assert '| moga | 0.002 | 90.00 | 90.10 | 90.20 | 90.10 ± 0.10 | 91.00 ± 0.00 |' in text
     assert '## Grad-CAM' in text and '| conv | 0.500 (' in text and '+0.200 (+' in text   # paired: moga - conv
     assert 'both of their maps are non-zero (6 for conv)' in text   # the claims' pairing, said beside the table
-    assert 'AMD EPYC (AVX2), 2 cores: 6 units, 1.0 h' in text
+    assert 'AMD EPYC (AVX2), 2 cores: 6 units, 1.0 h: fit-moga-s0..2, fit-conv-s0..2' in text   # each unit named
+    assert '## Recipe' not in text     # no configs.csv
     assert '| moga | 80.00 | **82.00** | 81.00 | 0.002 |' in text
     assert '| conv | 80.00 | 81.00 | **83.00** | 0.004 (an end of the grid) |' in text
     assert text.startswith('# MogaNet vs ConvNeXt\n\nOne recipe.\n')
@@ -67,6 +68,18 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga', design='One recipe.')
     assert '| top1 | - | +1.000 | +0.500 to +1.500 | 0.001 | 0.002 | decided, as declared (Holm over 2 claims) |' in text
     assert '| middle | mean-abs | - | - | - | - | not computed |' in text and 'nan' not in text
+    # the trainings' configs: what they differ in besides the seed, and which model's came from elsewhere
+    configs = pd.DataFrame([{'optim.lr': 2e-3, 'model.gating': m == 'moga', 'trainer.seed': s, 'model.extra': '{}',
+                             'trainer.run_dir': f'{{out}}/fit-{m}-s{s}', 'model': m, 'seed': s}
+                            for m in ('moga', 'conv') for s in (0, 1, 2)])
+    configs.to_csv(folder / 'configs.csv', index=False)
+    text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga')
+    assert 'of the 6 trainings published here. Apart from the seed, they differ only in `model.gating`.' in text
+    assert '| moga | True |' in text and '| conv | False |' in text
+    configs[configs.model == 'conv'].to_csv(folder / 'configs.csv', index=False)
+    text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga')
+    assert ('Apart from the seed, they are the same. The moga model came from another published study: its commands '
+            'are in `units.csv`.') in text
 
 
 def test_a_report_names_what_is_missing(tmp_path):

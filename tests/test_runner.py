@@ -266,10 +266,13 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
           results.csv: {from: ["fit-s0", "fit-s1"], file: result.yaml, columns: {top1: acc}, percent: [top1],
                         replace: {seed: {1: 10}}}
           one/figure.png: {from: fit-s1, file: figure.png}
+          configs.csv: {from: "fit-*", file: config.yaml}
     ''')
     _writes(tmp_path / 'write.py', {'result.csv': 'step,loss\n1,0.5\n2,0.25\n', 'result.yaml': 'acc: 0.875\n'})
     with open(tmp_path / 'write.py', 'a') as f:   # a figure that says which unit made it
         f.write('open(os.path.join(d, "figure.png"), "wb").write(d[-1].encode() * 4)\n')
+        f.write('open(os.path.join(d, "config.yaml"), "w").write("optim: {lr: 0.004}\\ntrainer: {seed: 1, run_dir: "'
+                ' + os.path.abspath(d) + "}\\nextra: {}\\n")\n')   # a run's config: nested, naming its folder
     spec = _write_study(tmp_path, f'''
         - name: fit-s{{seed}}
           matrix: {{seed: [0, 1]}}
@@ -280,13 +283,16 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
         publish_study(study, str(tmp_path / 'pub'))
     run_study(study, log=lambda line: None)
     assert publish_study(study, str(tmp_path / 'pub')) == {'steps.csv': 4, 'results.csv': 2, 'one/figure.png': 1,
-                                                           'units.csv': 2, 'one/units.csv': 1}
+                                                           'configs.csv': 2, 'units.csv': 2, 'one/units.csv': 1}
     assert (tmp_path / 'pub' / 'one' / 'figure.png').read_bytes() == b'1111'   # copied from its one unit
     import pandas as pd
     steps = pd.read_csv(tmp_path / 'pub' / 'steps.csv')
     assert steps.columns.tolist() == ['step', 'loss', 'seed'] and steps.seed.tolist() == [0, 0, 1, 1]
     results = pd.read_csv(tmp_path / 'pub' / 'results.csv')
     assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
+    configs = pd.read_csv(tmp_path / 'pub' / 'configs.csv')   # sections as columns; the folder as the study names it
+    assert configs.to_dict('list') == {'optim.lr': [0.004, 0.004], 'trainer.seed': [1, 1], 'extra': ['{}', '{}'],
+                                       'trainer.run_dir': ['{out}/fit-s0', '{out}/fit-s1'], 'seed': [0, 1]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]
     # the commands name the units' folders as the study file does, not by this machine's paths

@@ -7,8 +7,8 @@ every model or row on every training seed, top-1 per seed, Grad-CAM mass) render
   and design on every seed);
 - ``accuracy.csv``: a line per (model, seed) with ``test_top1`` (and ``val_top1``, ``lr`` when present);
 - optionally ``gradcam.csv`` (per model and image: ``cam_on_garment``, ``garment_area``), ``gradcam_grid.png``,
-  ``claims.csv`` (this study's declared claims, from ``moga-claims --registry``) and ``units.csv`` (which machine
-  ran each unit);
+  ``claims.csv`` (this study's declared claims, from ``moga-claims --registry``), ``configs.csv`` (each training's
+  resolved configuration: the report names what they differ in) and ``units.csv`` (which machine ran each unit);
 
 and writes ``curves.png`` (each model's curve on the seeds' checkpoints, under mean |I| and under the RMS, with
 95 % bootstrap bands over the images), ``seed_shares.png`` (the middle share of every (model, seed) with its interval
@@ -75,6 +75,7 @@ def seed_study_report(folder: str, title: str, reference: str, design: str = '',
                 _shares_section(shares, names, noun, band, curves, frame),
                 _claims_section(folder),
                 _gradcam_section(folder, names),
+                _recipe_section(folder, names, noun),
                 _machines_section(folder)]
     text = '\n'.join(s for s in sections if s is not None).rstrip() + '\n'
     atomic_write_text(os.path.join(folder, 'report.md'), text)
@@ -202,6 +203,54 @@ def _gradcam_section(folder: str, names: Sequence[str]) -> Optional[str]:
     return '\n'.join(lines) + '\n'
 
 
+def _recipe_section(folder: str, names: Sequence[str], noun: str) -> Optional[str]:
+    """What the trainings' resolved configurations (``configs.csv``) differ in, besides the seed: a reader checks
+    that the compared models or rows share one recipe but for what they compare."""
+    path = os.path.join(folder, 'configs.csv')
+    if not os.path.isfile(path):
+        return None
+    configs = pd.read_csv(path, keep_default_na=False)
+    same = {'model', 'seed', 'trainer.seed', 'trainer.run_dir'}
+    varying = [c for c in configs.columns if c not in same and configs[c].astype(str).nunique() > 1]
+    shown = [n for n in names if n in set(configs.model)]
+    lines = ['## Recipe', '', f'`configs.csv` holds the resolved configuration of each of the {len(configs)} trainings '
+             'published here. Apart from the seed, ' + ('they differ only in ' + ', '.join(f'`{c}`' for c in varying)
+                                                       if varying else 'they are the same') + '.']
+    absent = [n for n in names if n not in set(configs.model)]
+    if absent:
+        many = len(absent) > 1
+        lines[-1] += (f' The {", ".join(absent)} {noun}{"s" if many else ""} came from another published study: '
+                      f'{"their" if many else "its"} commands are in `units.csv`.')
+    if varying:
+        lines += ['', f'| {noun} | ' + ' | '.join(f'`{c}`' for c in varying) + ' |', '| --- |' + ' --- |' * len(varying)]
+        for name in shown:
+            sub = configs[configs.model == name]
+            lines.append(f'| {name} | ' + ' | '.join(' / '.join(dict.fromkeys(sub[c].astype(str))) for c in varying)
+                         + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _unit_ranges(units: Sequence[str]) -> str:
+    """``fit-a-s0, fit-a-s1, fit-a-s2`` as ``fit-a-s0..2``: which units ran where, in a line."""
+    groups: Dict[str, list] = {}
+    for unit in units:
+        stem, _, seed = unit.rpartition('-s')
+        if stem and seed.isdigit():
+            groups.setdefault(stem, []).append(int(seed))
+        else:
+            groups.setdefault(unit, [])
+    parts = []
+    for stem, seeds in groups.items():
+        seeds = sorted(seeds)
+        if not seeds:
+            parts.append(stem)
+        elif seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1:
+            parts.append(f'{stem}-s{seeds[0]}..{seeds[-1]}')
+        else:
+            parts.append(', '.join(f'{stem}-s{k}' for k in seeds))
+    return ', '.join(parts)
+
+
 def _machines_section(folder: str) -> Optional[str]:
     path = os.path.join(folder, 'units.csv')
     if not os.path.isfile(path):
@@ -209,8 +258,7 @@ def _machines_section(folder: str) -> Optional[str]:
     units = pd.read_csv(path)
     lines = ['## Where it ran', '']
     for machine, sub in units.groupby('machine', sort=True):
-        lines.append(f'- {machine}: {len(sub)} units, {sub.minutes.sum() / 60:.1f} h '
-                     f'({", ".join(sub.unit.head(6))}{", ..." if len(sub) > 6 else ""})')
+        lines.append(f'- {machine}: {len(sub)} units, {sub.minutes.sum() / 60:.1f} h: {_unit_ranges(list(sub.unit))}')
     return '\n'.join(lines) + '\n'
 
 

@@ -795,6 +795,24 @@ def import_units(study: Study, archive: str) -> List[str]:
     return sorted(unpacked)
 
 
+def _flat(record: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    """Nested sections as dotted columns (a run's config.yaml: ``optim.lr``, ``model.gating``)."""
+    flat: Dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def _portable_values(record: Dict[str, Any], out: str) -> Dict[str, Any]:
+    """A path under the study's folder written as ``{out}/...``: a published table names no machine's folders."""
+    root = os.path.abspath(out) + os.sep
+    return {k: '{out}' + os.sep + v[len(root):] if isinstance(v, str) and v.startswith(root) else v
+            for k, v in record.items()}
+
+
 def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The rows one finished unit contributes to a published table, with its matrix keys as columns."""
     import pandas as pd
@@ -803,7 +821,7 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
         raise StudyError(f'unit {unit.name} finished without {spec["file"]} (looked in {unit.dir})')
     if path.endswith(('.yaml', '.yml')):
         with open(path) as f:
-            record = yaml.safe_load(f) or {}
+            record = _portable_values(_flat(yaml.safe_load(f) or {}), os.path.dirname(unit.dir))
         columns = spec.get('columns') or {k: k for k in record}
         missing = [v for v in columns.values() if v not in record]
         if missing:
@@ -828,7 +846,8 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
 def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = None) -> Dict[str, int]:
     """Gather the finished units' outputs into the study's published tables in ``dest`` (each written atomically):
     every table of the study file's ``publish:`` section (its name a path under ``dest``), one row per row of each
-    matching unit's file (a CSV) or one row per unit (a YAML file, ``columns`` picking and renaming its fields;
+    matching unit's file (a CSV) or one row per unit (a YAML file, nested sections as dotted columns such as
+    ``optim.lr``, a path inside the study's folder written as ``{out}/...``; ``columns`` picking and renaming its fields;
     ``percent`` turns fractions into percentages), with the unit's matrix values as columns (``from``: a glob of unit
     names or a list of them; ``replace``: ``{column: {value: new value}}``, e.g. to name a shared run as an ablation
     row; ``shared``: ``{table, where, units}``, rows another study published under ``dest`` before, e.g. the
