@@ -262,8 +262,18 @@ def test_each_study_folder_gets_the_verdicts_of_its_own_claims(tmp_path):
     _study(tmp_path / 'two', dict(moga=0.0), seed=2)
     claims = [dict(id=f'gap_{s}', test='middle_share', study=s, a='moga', b='base', what=f'gap in {s}')
               for s in ('one', 'two')]
+    from moga_lab.studies.claims import REPORT_CLAIMS_END, REPORT_CLAIMS_START
+    # a published report's claims block, from before the family's other study was published
+    (tmp_path / 'one' / 'report.md').write_text(f'# One\n\nintro\n\n{REPORT_CLAIMS_START}\n## Declared claims\n\n'
+                                                f'| gap_one | stale |\n{REPORT_CLAIMS_END}\n\n## Where it ran\n\n- here\n')
+    (tmp_path / 'two' / 'report.md').write_text('# Two\n\nno claims block\n')
     table = evaluate_declared(_registry(tmp_path / 'c.yaml', claims), out=str(tmp_path / 'all'))
     one, two = (pd.read_csv(tmp_path / s / 'claims.csv') for s in ('one', 'two'))
+    report = (tmp_path / 'one' / 'report.md').read_text()
+    assert 'stale' not in report and report.startswith('# One\n\nintro\n\n' + REPORT_CLAIMS_START + '\n## Declared')
+    assert report.endswith(f'{REPORT_CLAIMS_END}\n\n## Where it ran\n\n- here\n') and report.count('gap_one') == 2
+    assert f'| {one.verdict.iloc[0]} |' in report and 'gap_two' not in report
+    assert (tmp_path / 'two' / 'report.md').read_text() == '# Two\n\nno claims block\n'
     assert set(one.claim_id) == {'gap_one'} and set(two.claim_id) == {'gap_two'}
     assert list(one.columns[:9]) == ['claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict',
                                      'statistic', 'design']

@@ -56,7 +56,7 @@ from moga_lab.analysis.games import design_of, middle_share_difference, resolve_
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg', 'evaluate_declared',
            'findings_summary', 'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown',
-           'claim_cells', 'verdict_outcome']
+           'claim_cells', 'verdict_outcome', 'report_claims_section', 'REPORT_CLAIMS_START', 'REPORT_CLAIMS_END']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
 """The tests a claim can name: a paired middle-share difference over images (one checkpoint each), a one-sample t
@@ -526,12 +526,51 @@ def replace_findings(text: str, table_markdown: str) -> str:
     return head + FINDINGS_START + '\n' + table_markdown + rest[rest.index(FINDINGS_END):]
 
 
+REPORT_CLAIMS_START = '<!-- claims: generated from claims.csv whenever the claims are evaluated; do not edit -->'
+REPORT_CLAIMS_END = '<!-- end of claims -->'
+
+
+def report_claims_section(claims: pd.DataFrame) -> str:
+    """A study report's "Declared claims" section (between `REPORT_CLAIMS_START` and `REPORT_CLAIMS_END`): that
+    study's rows of the family's table, as evaluated last. `evaluate_declared` rewrites it in every published report,
+    so a report never shows adjusted p-values from before another study of the family was published.
+
+    Args:
+        claims: one study's rows of `evaluate_registry`'s table (its ``claims.csv``).
+    """
+    rows = [REPORT_CLAIMS_START, '## Declared claims', '',
+            f'Declared before their data and adjusted over their family ({claims.correction.iloc[0]} over '
+            f'{int(claims.family_size.iloc[0])} claims; exploratory claims outside it); ``claims.csv`` holds every '
+            'number, the verdicts under the other statistic included.', '',
+            '| claim | statistic | estimate | 95 % interval | p | p adjusted | verdict |',
+            '| --- | --- | ---: | --- | ---: | ---: | --- |']
+    for r in claims.itertuples():
+        c = claim_cells(r)
+        rows.append(f'| {r.claim_id} | {c["statistic"]} | {c["estimate"]} | {c["interval"]} | {c["p"]} | '
+                    f'{c["p_adjusted"]} | {r.verdict} |')
+    return '\n'.join(rows + [REPORT_CLAIMS_END]) + '\n'
+
+
+def _refresh_report_claims(folder: str, claims: pd.DataFrame) -> None:
+    path = os.path.join(folder, 'report.md')
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        text = f.read()
+    if REPORT_CLAIMS_START in text and REPORT_CLAIMS_END in text:
+        from moga_lab.utils.atomic import atomic_write_text
+        head, rest = text.split(REPORT_CLAIMS_START, 1)
+        tail = rest[rest.index(REPORT_CLAIMS_END) + len(REPORT_CLAIMS_END):].lstrip('\n')
+        atomic_write_text(path, head + report_claims_section(claims) + ('\n' + tail if tail else ''))
+
+
 def evaluate_declared(registry: str, out: Optional[str] = None, readme: Sequence[str] = ()) -> pd.DataFrame:
     """Every claim of a registry, adjusted over its family (`evaluate_registry`), written where readers look.
 
     Writes ``claims.csv`` and ``claims.md`` in ``out`` (every claim), ``claims.csv`` in each study folder the
-    registry names (that study's claims, so a published study carries the verdicts it re-derives), and regenerates
-    the findings table of each file in ``readme`` from the same rows.
+    registry names (that study's claims, so a published study carries the verdicts it re-derives) with the claims
+    section of its ``report.md`` (`report_claims_section`), and regenerates the findings table of each file in
+    ``readme`` from the same rows.
 
     Args:
         registry: the registry file.
@@ -557,6 +596,7 @@ def evaluate_declared(registry: str, out: Optional[str] = None, readme: Sequence
         folder = os.path.join(root, study)
         if study and os.path.isdir(folder):
             atomic_write_csv(os.path.join(folder, 'claims.csv'), table[table.claim_id.isin(ids)])
+            _refresh_report_claims(folder, table[table.claim_id.isin(ids)].reset_index(drop=True))
     text = (f'Claims declared in `{os.path.relpath(registry)}` before their data, each adjusted over its family '
             f'({table.correction.iloc[0]} over {int(table.family_size.iloc[0])} claims); rows marked (sensitivity) '
             'give the verdict under the other noise-removed statistic.\n\n' + claims_markdown(table))

@@ -25,7 +25,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
 from moga_lab.analysis.seeds import middle_share_by_seed
-from moga_lab.studies.claims import claim_cells
+from moga_lab.studies.claims import report_claims_section
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 __all__ = ['seed_study_report', 'REPORT_STATISTICS']
@@ -161,20 +161,7 @@ def _shares_section(shares, names, noun, band, curves, frame) -> str:
 
 def _claims_section(folder: str) -> Optional[str]:
     path = os.path.join(folder, 'claims.csv')
-    if not os.path.isfile(path):
-        return None
-    claims = pd.read_csv(path)
-    rows = ['## Declared claims', '',
-            f'Declared before their data and adjusted over their family ({claims.correction.iloc[0]} over '
-            f'{int(claims.family_size.iloc[0])} claims; exploratory claims outside it); ``claims.csv`` holds every '
-            'number, the verdicts under the other statistic included.', '',
-            '| claim | statistic | estimate | 95 % interval | p | p adjusted | verdict |',
-            '| --- | --- | ---: | --- | ---: | ---: | --- |']
-    for r in claims.itertuples():
-        c = claim_cells(r)
-        rows.append(f'| {r.claim_id} | {c["statistic"]} | {c["estimate"]} | {c["interval"]} | {c["p"]} | '
-                    f'{c["p_adjusted"]} | {r.verdict} |')
-    return '\n'.join(rows) + '\n'
+    return report_claims_section(pd.read_csv(path)) if os.path.isfile(path) else None
 
 
 def _gradcam_section(folder: str, names: Sequence[str]) -> Optional[str]:
