@@ -56,7 +56,7 @@ from moga_lab.analysis.games import design_of, middle_share_difference, resolve_
 
 __all__ = ['Claim', 'ClaimResult', 'TESTS', 'CORRECTIONS', 'load_registry', 'holm', 'benjamini_hochberg', 'evaluate_declared',
            'findings_summary', 'evaluate_registry', 'bootstrap_p', 'CLAIM_COLUMNS', 'claims_markdown',
-           'claim_cells', 'verdict_outcome', 'report_claims_section', 'REPORT_CLAIMS_START', 'REPORT_CLAIMS_END']
+           'claim_cells', 'verdict_outcome', 'report_claims_section']
 
 TESTS = ('middle_share', 'middle_share_seeds', 'top1', 'gradcam', 'change')
 """The tests a claim can name: a paired middle-share difference over images (one checkpoint each), a one-sample t
