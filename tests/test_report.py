@@ -80,6 +80,9 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga')
     assert ('Apart from the seed, they are the same. The moga model came from another published study: its commands '
             'are in `units.csv`.') in text
+    configs.drop(columns='model').to_csv(folder / 'configs.csv', index=False)   # a study of one model: no model column
+    text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga')
+    assert 'of the 6 trainings published here. Apart from the seed, they differ only in `model.gating`.\n' in text
 
 
 def test_a_report_names_what_is_missing(tmp_path):

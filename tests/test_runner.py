@@ -291,7 +291,7 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     results = pd.read_csv(tmp_path / 'pub' / 'results.csv')
     assert results.to_dict('list') == {'top1': [87.5, 87.5], 'seed': [0, 10]}
     configs = pd.read_csv(tmp_path / 'pub' / 'configs.csv')   # sections as columns; the folder as the study names it
-    assert configs.to_dict('list') == {'optim.lr': [0.004, 0.004], 'trainer.seed': [1, 1], 'extra': ['{}', '{}'],
+    assert configs.to_dict('list') == {'optim.lr': [0.004, 0.004], 'trainer.seed': [1, 1],   # (empty sections: none)
                                        'trainer.run_dir': ['{out}/fit-s0', '{out}/fit-s1'], 'seed': [0, 1]}
     units = pd.read_csv(tmp_path / 'pub' / 'units.csv')
     assert units.unit.tolist() == ['fit-s0', 'fit-s1'] and 'cores' in units.machine.iloc[0]
@@ -303,8 +303,14 @@ def test_publish_gathers_finished_units_with_their_matrix_values(tmp_path):
     assert yaml.safe_load(record_file.read_text())['command'].endswith('{out}/fit-s0')
     record = yaml.safe_load(record_file.read_text())  # a record written elsewhere with that machine's folder
     record_file.write_text(yaml.safe_dump(dict(record, command=record['command'].replace('{out}', '/elsewhere/runs'))))
+    config_file = tmp_path / 'runs' / 'fit-s0' / 'config.yaml'   # and so was its config (its run folder there)
+    config_file.write_text('optim: {lr: 0.004}\ntrainer: {seed: 1, run_dir: /elsewhere/runs/fit-s0}\n')
     publish_study(study, str(tmp_path / 'pub'))
     assert not pd.read_csv(tmp_path / 'pub' / 'units.csv').command.str.contains('/elsewhere').any()
+    assert pd.read_csv(tmp_path / 'pub' / 'configs.csv')['trainer.run_dir'].tolist() == ['{out}/fit-s0', '{out}/fit-s1']
+    (tmp_path / 'runs' / 'fit-s1' / 'result.yaml').write_text('- 0.875\n')
+    with pytest.raises(StudyError, match=r'result.yaml: a list, not a mapping of fields'):
+        publish_study(study, str(tmp_path / 'pub'))
     assert pd.read_csv(tmp_path / 'pub' / 'one' / 'units.csv').unit.tolist() == ['fit-s1']  # the units behind it
 
 
@@ -478,6 +484,7 @@ def test_a_unit_still_on_slurm_is_watched_not_submitted_again(tmp_path, monkeypa
     queue.mkdir()
     (bin_dir / 'sbatch').write_text('#!/bin/sh\nexit 1\n')
     (bin_dir / 'squeue').write_text(f'#!/bin/sh\n# squeue --noheader --jobs ID --format %T\n'
+                                    f'[ -f {queue}/down ] && echo "Unable to contact slurm controller" >&2 && exit 1\n'
                                     f'[ -f {queue}/$3 ] && cat {queue}/$3 && exit 0\n'
                                     'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n')
     for name in ('sbatch', 'squeue'):
@@ -534,6 +541,14 @@ def test_a_unit_still_on_slurm_is_watched_not_submitted_again(tmp_path, monkeypa
     assert unit_state(study.unit('fit-s1')) == 'done'
     (queue / '42').write_text('COMPLETED\n')         # ended (squeue lists a finished job for a while)
     assert runner.reset_units(study, ['fit-s1'])['reset'] == ['fit-s1']
+    os.makedirs(study.unit('fit-s1').dir)             # submitted as job 43, and Slurm does not answer:
+    (tmp_path / 'runs' / 'fit-s1' / 'slurm.job').write_text('43\n')
+    (queue / 'down').write_text('')                  # nothing is submitted, so that nothing runs twice
+    submitted.clear()
+    with pytest.raises(StudyError, match=r'fit-s1: squeue could not say whether its job 43 still runs \(Unable to '):
+        run_study(study, executor='slurm', log=lambda line: None)
+    assert submitted == []
+    (queue / 'down').unlink()
     export_units(study, str(tmp_path / 'state.tar.gz'), include_finished=True)
     with tarfile.open(tmp_path / 'state.tar.gz') as tar:
         assert not [m.name for m in tar.getmembers() if m.name.endswith('slurm.job')]   # ids mean nothing elsewhere

@@ -522,8 +522,13 @@ def replace_findings(text: str, table_markdown: str) -> str:
     if FINDINGS_START not in text or FINDINGS_END not in text:
         raise ValueError('the file has no findings block; add the two marker lines '
                          f'{FINDINGS_START!r} and {FINDINGS_END!r} where the table goes')
-    head, rest = text.split(FINDINGS_START, 1)
-    return head + FINDINGS_START + '\n' + table_markdown + rest[rest.index(FINDINGS_END):]
+    return _replace_block(text, FINDINGS_START, FINDINGS_END, table_markdown)
+
+
+def _replace_block(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what lies between the marker lines ``start`` and ``end`` replaced by ``body``."""
+    head, rest = text.split(start, 1)
+    return head + start + '\n' + body + rest[rest.index(end):]
 
 
 REPORT_CLAIMS_START = '<!-- claims: generated from claims.csv whenever the claims are evaluated; do not edit -->'
@@ -531,14 +536,15 @@ REPORT_CLAIMS_END = '<!-- end of claims -->'
 
 
 def report_claims_section(claims: pd.DataFrame) -> str:
-    """A study report's "Declared claims" section (between `REPORT_CLAIMS_START` and `REPORT_CLAIMS_END`): that
-    study's rows of the family's table, as evaluated last. `evaluate_declared` rewrites it in every published report,
-    so a report never shows adjusted p-values from before another study of the family was published.
+    """A study report's "Declared claims" section: that study's rows of the family's table, as evaluated last. The
+    report puts it between the marker lines `REPORT_CLAIMS_START` and `REPORT_CLAIMS_END`, and `evaluate_declared`
+    rewrites it there in every published report, so a report never shows adjusted p-values from before another study
+    of the family was published.
 
     Args:
         claims: one study's rows of `evaluate_registry`'s table (its ``claims.csv``).
     """
-    rows = [REPORT_CLAIMS_START, '## Declared claims', '',
+    rows = ['## Declared claims', '',
             f'Declared before their data and adjusted over their family ({claims.correction.iloc[0]} over '
             f'{int(claims.family_size.iloc[0])} claims; exploratory claims outside it); ``claims.csv`` holds every '
             'number, the verdicts under the other statistic included.', '',
@@ -548,7 +554,7 @@ def report_claims_section(claims: pd.DataFrame) -> str:
         c = claim_cells(r)
         rows.append(f'| {r.claim_id} | {c["statistic"]} | {c["estimate"]} | {c["interval"]} | {c["p"]} | '
                     f'{c["p_adjusted"]} | {r.verdict} |')
-    return '\n'.join(rows + [REPORT_CLAIMS_END]) + '\n'
+    return '\n'.join(rows) + '\n'
 
 
 def _refresh_report_claims(folder: str, claims: pd.DataFrame) -> None:
@@ -557,11 +563,10 @@ def _refresh_report_claims(folder: str, claims: pd.DataFrame) -> None:
         return
     with open(path) as f:
         text = f.read()
-    if REPORT_CLAIMS_START in text and REPORT_CLAIMS_END in text:
+    if REPORT_CLAIMS_START in text and REPORT_CLAIMS_END in text:  # (a report rendered before the markers: as it is)
         from moga_lab.utils.atomic import atomic_write_text
-        head, rest = text.split(REPORT_CLAIMS_START, 1)
-        tail = rest[rest.index(REPORT_CLAIMS_END) + len(REPORT_CLAIMS_END):].lstrip('\n')
-        atomic_write_text(path, head + report_claims_section(claims) + ('\n' + tail if tail else ''))
+        atomic_write_text(path, _replace_block(text, REPORT_CLAIMS_START, REPORT_CLAIMS_END,
+                                               report_claims_section(claims)))
 
 
 def evaluate_declared(registry: str, out: Optional[str] = None, readme: Sequence[str] = ()) -> pd.DataFrame:

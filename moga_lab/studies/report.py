@@ -25,7 +25,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
 from moga_lab.analysis.seeds import middle_share_by_seed
-from moga_lab.studies.claims import report_claims_section
+from moga_lab.studies.claims import REPORT_CLAIMS_END, REPORT_CLAIMS_START, report_claims_section
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 __all__ = ['seed_study_report', 'REPORT_STATISTICS']
@@ -161,7 +161,9 @@ def _shares_section(shares, names, noun, band, curves, frame) -> str:
 
 def _claims_section(folder: str) -> Optional[str]:
     path = os.path.join(folder, 'claims.csv')
-    return report_claims_section(pd.read_csv(path)) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    return f'{REPORT_CLAIMS_START}\n{report_claims_section(pd.read_csv(path))}{REPORT_CLAIMS_END}\n'
 
 
 def _gradcam_section(folder: str, names: Sequence[str]) -> Optional[str]:
@@ -199,16 +201,17 @@ def _recipe_section(folder: str, names: Sequence[str], noun: str) -> Optional[st
     configs = pd.read_csv(path, keep_default_na=False)
     same = {'model', 'seed', 'trainer.seed', 'trainer.run_dir'}
     varying = [c for c in configs.columns if c not in same and configs[c].astype(str).nunique() > 1]
-    shown = [n for n in names if n in set(configs.model)]
+    listed = set(configs.model) if 'model' in configs else set()   # (a study of one model has no model column)
+    shown = [n for n in names if n in listed]
     lines = ['## Recipe', '', f'`configs.csv` holds the resolved configuration of each of the {len(configs)} trainings '
              'published here. Apart from the seed, ' + ('they differ only in ' + ', '.join(f'`{c}`' for c in varying)
                                                        if varying else 'they are the same') + '.']
-    absent = [n for n in names if n not in set(configs.model)]
+    absent = [n for n in names if n not in listed] if listed else []
     if absent:
         many = len(absent) > 1
         lines[-1] += (f' The {", ".join(absent)} {noun}{"s" if many else ""} came from another published study: '
                       f'{"their" if many else "its"} commands are in `units.csv`.')
-    if varying:
+    if varying and shown:
         lines += ['', f'| {noun} | ' + ' | '.join(f'`{c}`' for c in varying) + ' |', '| --- |' + ' --- |' * len(varying)]
         for name in shown:
             sub = configs[configs.model == name]

@@ -278,10 +278,18 @@ COMMAND_FILE = 'unit.command'
 """The command line a unit was first started with: a later study file that changes it marks the unit ``changed``."""
 
 
+def _with_out(text: str, unit: Unit) -> str:
+    """``text`` with the study's output root (as the study names it, and absolute) written ``{out}``."""
+    root = os.path.dirname(unit.dir)
+    for form in sorted({root, os.path.abspath(root)}, key=len, reverse=True):
+        text = text.replace(form, '{out}')
+    return text
+
+
 def _portable_command(unit: Unit) -> str:
     """The unit's command with the study's output root written as ``{out}``: a study moved to another folder (or
     machine) keeps its units' identity."""
-    return shlex.join(unit.command).replace(os.path.dirname(unit.dir), '{out}')
+    return _with_out(shlex.join(unit.command), unit)
 
 
 def _recorded_command(unit: Unit) -> Optional[str]:
@@ -392,8 +400,11 @@ def _queued_slurm_job(unit: Unit) -> Optional[str]:
     if not re.fullmatch(r'[0-9]+(_[0-9]+)?', job_id):
         return None
     out = subprocess.run(['squeue', '--noheader', '--jobs', job_id, '--format', '%T'], capture_output=True, text=True)
-    states = set(out.stdout.split()) if out.returncode == 0 else set()  # an id Slurm has forgotten: exit status 1
-    return job_id if states & _SLURM_LIVE else None
+    if out.returncode != 0 and 'invalid job id' not in out.stderr.lower():  # (an id Slurm has forgotten: ended)
+        raise StudyError(f'{unit.name}: squeue could not say whether its job {job_id} still runs '
+                         f'({out.stderr.strip()[:200] or f"exit status {out.returncode}"}); nothing was submitted, '
+                         'so that it does not run twice: try again once squeue answers')
+    return job_id if set(out.stdout.split()) & _SLURM_LIVE else None
 
 
 def _refuse_queued(units: Sequence[Unit], action: str) -> None:
@@ -795,22 +806,18 @@ def import_units(study: Study, archive: str) -> List[str]:
     return sorted(unpacked)
 
 
-def _flat(record: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-    """Nested sections as dotted columns (a run's config.yaml: ``optim.lr``, ``model.gating``)."""
-    flat: Dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
+def _portable_values(record: Dict[str, Any], unit: Unit) -> Dict[str, Any]:
+    """Paths inside the study's folder written as ``{out}/...``, a published table naming no machine's folders: the
+    study's root as this machine names it, and any absolute path through the unit's own folder (a run's
+    ``run_dir``), wherever the unit ran (an imported unit names the folders of the machine that ran it)."""
+    own = re.compile(r'^/.*?/(' + re.escape(unit.name) + r'(/.*)?)$')
 
-
-def _portable_values(record: Dict[str, Any], out: str) -> Dict[str, Any]:
-    """A path under the study's folder written as ``{out}/...``: a published table names no machine's folders."""
-    root = os.path.abspath(out) + os.sep
-    return {k: '{out}' + os.sep + v[len(root):] if isinstance(v, str) and v.startswith(root) else v
-            for k, v in record.items()}
+    def portable(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        through = own.match(value)
+        return '{out}/' + through.group(1) if through else _with_out(value, unit)
+    return {k: portable(v) for k, v in record.items()}
 
 
 def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -821,7 +828,12 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
         raise StudyError(f'unit {unit.name} finished without {spec["file"]} (looked in {unit.dir})')
     if path.endswith(('.yaml', '.yml')):
         with open(path) as f:
-            record = _portable_values(_flat(yaml.safe_load(f) or {}), os.path.dirname(unit.dir))
+            record = yaml.safe_load(f) or {}
+        if not isinstance(record, dict):
+            raise StudyError(f'{path}: a {type(record).__name__}, not a mapping of fields; a YAML unit file is published '
+                             'as one row of its fields')
+        # nested sections (a run's config.yaml) as dotted columns: optim.lr, model.gating (empty sections dropped)
+        record = _portable_values(pd.json_normalize(record, sep='.').to_dict('records')[0] if record else {}, unit)
         columns = spec.get('columns') or {k: k for k in record}
         missing = [v for v in columns.values() if v not in record]
         if missing:
