@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
-from moga_lab.studies.claims import benjamini_hochberg, bootstrap_p, evaluate_registry, holm, load_registry
+from moga_lab.studies.claims import benjamini_hochberg, evaluate_registry, holm, load_registry
 from moga_lab.analysis.games import ORDER_RATIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +19,6 @@ def test_holm_and_bh_against_their_definitions():
     assert holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # BH: sorted p_k m / k, running minimum from the top
     assert benjamini_hochberg(p).tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02])
-    assert bootstrap_p(np.array([1.0, 2.0, 3.0, -1.0])) == pytest.approx(0.5)
-    assert bootstrap_p(np.ones(1000)) == pytest.approx(1e-3)
 
 
 def _table(model, shares_per_image, image_ids, statistic_scale=1.0):
@@ -31,8 +30,8 @@ def _table(model, shares_per_image, image_ids, statistic_scale=1.0):
         curve = np.where(band, share / band.sum(), (1 - share) / (~band).sum())
         for k, r in enumerate(ratios):
             rows.append(dict(model=model, image_id=image_id, order=k, ratio=r, J_abs=curve[k] * statistic_scale,
-                             I2=(curve[k] * statistic_scale) ** 2, J=curve[k], n_players=49, num_pairs=20,
-                             num_contexts=24, target_ci=float('nan'), design='fixed'))
+                             I2=(curve[k] * statistic_scale) ** 2, J=curve[k], noise_floor=0.001, n_players=49,
+                             num_pairs=20, num_contexts=24, target_ci=float('nan'), design='fixed'))
     return pd.DataFrame(rows)
 
 
@@ -50,7 +49,13 @@ def _study(folder, effects, seed=0, n=40, accuracy=None):
     pd.DataFrame(rows).to_csv(folder / 'accuracy.csv', index=False)
 
 
+RULE = dict(pairing='seed', alternative='two-sided')
+"""The rule every test claim declares unless it says otherwise."""
+
+
 def _registry(path, claims, correction='holm'):
+    claims = [{**({} if c.get('test') in ('change', 'median') else RULE), **({'statistic': 'mean-abs'} if c.get('test')
+              in ('middle_share', 'middle_share_seeds') else {}), **c} for c in claims]
     path.write_text(yaml.safe_dump(dict(family='test', correction=correction, claims=claims)))
     return str(path)
 
@@ -63,7 +68,7 @@ def test_holm_changes_a_verdict_that_a_bare_interval_would_call(tmp_path):
     claims = [dict(id=name, test='middle_share', study='study', a=name, b='base', statistic='mean-abs',
                    direction='greater', what=f'{name} above base') for name in
               ('strong', 'marginal', 'null1', 'null2', 'null3')]
-    table = evaluate_registry(_registry(tmp_path / 'claims.yaml', claims), num_bootstrap=4000)
+    table = evaluate_registry(_registry(tmp_path / 'claims.yaml', claims))
     primary = table[table.primary].set_index('claim_id')
     assert primary.loc['strong', 'verdict'] == 'decided, as declared (Holm over 5 claims)'
     assert primary.loc['marginal', 'p'] < 0.05 < primary.loc['marginal', 'p_adjusted']
@@ -84,7 +89,7 @@ def test_a_claim_not_computed_yet_stays_in_its_family_at_p_1(tmp_path):
     claims = [dict(id=name, test='middle_share', study='done', a=name, b='base', what=f'{name} above base')
               for name in ('strong', 'marginal')]
     claims.append(dict(id='later', test='middle_share', study='not_yet', a='x', b='base', what='x above base'))
-    t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims), num_bootstrap=2000)
+    t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims))
     t = t[t.primary].set_index('claim_id')
     assert t.loc['later', 'verdict'] == 'not computed' and np.isnan(t.loc['later', 'p_adjusted'])
     assert t.loc['later', 'note'].startswith('not computed: not_yet/interaction.csv is missing')  # no machine path
@@ -104,7 +109,7 @@ def test_a_change_between_settings_is_tested_on_the_difference_of_the_effects(tm
     claims = [dict(id='gap', test='middle_share', study='s28', a='moga', b='base', what='gap at 28 px'),
               dict(id='gap_changes', test='change', of='gap', other_study='s56', patch_px='same'),
               dict(id='gap_vanishes', test='change', of='gap', other_study='s56_gone', patch_px='differs')]
-    table = evaluate_registry(_registry(tmp_path / 'c.yaml', claims), num_bootstrap=4000)
+    table = evaluate_registry(_registry(tmp_path / 'c.yaml', claims))
     t = table[table.primary].set_index('claim_id')
     assert t.loc['gap', 'verdict'].startswith('decided, as declared')
     assert t.loc['gap_changes', 'verdict'].startswith('not decided') and abs(t.loc['gap_changes', 'estimate']) < 0.02
@@ -118,22 +123,102 @@ def test_accuracy_across_seeds_states_its_degrees_of_freedom(tmp_path):
     acc = [dict(model='moga', seed=s, test_top1=v) for s, v in enumerate((90.9, 90.8, 90.7))]
     acc += [dict(model='base', seed=s, test_top1=v) for s, v in enumerate((85.2, 85.6, 85.4))]
     _study(tmp_path / 's', dict(moga=0.0), accuracy=acc)
-    claims = [dict(id='acc', test='top1', study='s', a='moga', b='base')]
+    claims = [dict(id='acc', test='top1', study='s', a='moga', b='base', pairing='none')]
     row = evaluate_registry(_registry(tmp_path / 'a.yaml', claims)).iloc[0]
     assert row.estimate == pytest.approx(5.4) and row.low < 5.4 < row.high
-    assert 'Welch t over 3 / 3 seeds (df' in row.note and 2 <= row.df <= 4
+    assert 't (seeds; seeds independent) over 3 / 3 seeds, plus the test set' in row.note and f'(df {row.df:.1f})' in row.note
+    # the seeds' Welch term and the test set's binomial one (10,000 images), both in the interval
+    welch = np.var([90.9, 90.8, 90.7], ddof=1) / 3 + np.var([85.2, 85.6, 85.4], ddof=1) / 3
+    binomial = (0.908 * 0.092 + 0.854 * 0.146) / 10_000 * 100 ** 2
+    assert row.se == pytest.approx(np.sqrt(welch + binomial), rel=1e-9) and row.df > 2
     assert row.statistic == '' and row.verdict == 'decided, as declared (Holm over 1 claims)'
+    assert (row.pairing, row.alternative) == ('none', 'two-sided')
 
 
-@pytest.mark.parametrize('entry,message', [
-    (dict(id='x', test='median'), "test 'median' is not accepted; accepted: middle_share"),
-    (dict(id='x', test='top1', direction='up'), "direction 'up' is not accepted; accepted: greater, less"),
-    (dict(id='x', test='middle_share', statistic='max'), "statistic='max' is not supported; accepted: mean-abs"),
-    (dict(id='x', test='change', of='nothing', patch_px='same'), "changes claim 'nothing', which is not declared"),
+VALID = dict(id='x', test='middle_share', statistic='mean-abs', pairing='seed', alternative='two-sided')
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(test='median'), "test 'median' is not accepted; accepted: middle_share"),
+    (dict(test='top1', statistic=None, direction='up'), "direction 'up' is not accepted; accepted: greater, less"),
+    (dict(statistic='max'), "statistic 'max' is not accepted; accepted: mean-abs, rms"),
+    (dict(statistic='naive'), "statistic 'naive' is not accepted; accepted: mean-abs, rms"),
+    (dict(statistic=None), "statistic missing; accepted: mean-abs, rms"),
+    (dict(pairing='images'), "pairing 'images' is not accepted; accepted: seed, none"),
+    (dict(pairing=None), "pairing missing; accepted: seed, none"),
+    (dict(alternative='larger'), "alternative 'larger' is not accepted; accepted: two-sided, greater, less"),
+    (dict(alternative='less'), "alternative 'less' disagrees with direction 'greater'"),
+    (dict(test='top1'), "statistic 'mean-abs' is given for a top1 test; accepted: a statistic only for"),
+    (dict(test='gradcam', statistic=None), "zero_maps missing; accepted: drop, uniform, zero"),
+    (dict(test='change', of='nothing', patch_px='same'), "changes claim 'nothing', which is not declared"),
+    (dict(exploratory=True, sensitivity=True), 'is both exploratory and sensitivity'),
 ])
-def test_registry_errors_name_the_bad_value(tmp_path, entry, message):
+def test_registry_errors_name_the_bad_value(tmp_path, change, message):
+    entry = {k: v for k, v in {**VALID, **change}.items() if v is not None}
+    path = tmp_path / 'r.yaml'
+    path.write_text(yaml.safe_dump(dict(family='test', claims=[entry])))
     with pytest.raises(ValueError, match=message):
-        load_registry(_registry(tmp_path / 'r.yaml', [entry]))
+        load_registry(str(path))
+
+
+def test_the_family_is_the_claims_declared_statistic_not_a_fixed_one(tmp_path):
+    """A claim that declares the RMS as primary is adjusted with the family under the RMS; its mean-|I| row is a
+    sensitivity row (no p, no verdict). Choosing the family by the statistic's name would adjust the wrong row."""
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 'study', dict(strong=0.05, other=0.05), n=40)
+    claims = [dict(id='by_rms', test='middle_share', study='study', a='strong', b='base', statistic='rms'),
+              dict(id='by_abs', test='middle_share', study='study', a='other', b='base', statistic='mean-abs'),
+              dict(id='explore', test='middle_share', study='study', a='other', b='base', exploratory=True),
+              dict(id='sensitive', test='middle_share', study='study', a='other', b='base', sensitivity=True)]
+    t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims)).set_index(['claim_id', 'statistic'])
+    assert t.loc[('by_rms', 'rms'), 'role'] == 'claim' and t.loc[('by_rms', 'mean-abs'), 'role'] == 'sensitivity'
+    assert t.loc[('by_rms', 'rms'), 'verdict'] == 'decided, as declared (Holm over 2 claims)'
+    assert t.loc[('by_rms', 'rms'), 'p_adjusted'] == pytest.approx(holm([t.loc[('by_rms', 'rms'), 'p'],
+                                                                        t.loc[('by_abs', 'mean-abs'), 'p']])[0])
+    for key in (('by_rms', 'mean-abs'), ('by_abs', 'rms'), ('sensitive', 'mean-abs'), ('sensitive', 'rms')):
+        assert t.loc[key, 'verdict'] == 'sensitivity (estimate and interval only, no verdict)'
+        assert np.isnan(t.loc[key, 'p']) and np.isnan(t.loc[key, 'p_adjusted']) and np.isnan(t.loc[key, 'family_low'])
+        assert t.loc[key, 'low'] < t.loc[key, 'estimate'] < t.loc[key, 'high']
+    assert t.loc[('explore', 'mean-abs'), 'verdict'].startswith('exploratory (unadjusted p = ')
+    assert t.loc[('explore', 'mean-abs'), 'verdict'].endswith(', no verdict)')
+    # simultaneous intervals: Bonferroni over the family's 2 claims, wider than the 95 % ones
+    row = t.loc[('by_abs', 'mean-abs')]
+    se, df = row.se, row.df
+    half = stats.t.ppf(1 - 0.05 / 2 / 2, df) * se
+    assert (row.family_low, row.family_high) == pytest.approx((row.estimate - half, row.estimate + half), rel=1e-9)
+    assert row.family_low < row.low and row.decidable_effect > 0
+    assert (row.pairing, row.alternative) == ('seed', 'two-sided') and 'images' in row.sources
+
+
+def test_a_table_without_the_columns_a_test_needs_is_refused(tmp_path):
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    _study(tmp_path / 'study', dict(moga=0.05), n=10)
+    table = pd.read_csv(tmp_path / 'study' / 'interaction.csv').drop(columns=['J_abs'])
+    table.to_csv(tmp_path / 'study' / 'interaction.csv', index=False)
+    claims = [dict(id='gap', test='middle_share', study='study', a='moga', b='base')]
+    with pytest.raises(ValueError, match=r'^study/interaction.csv has no J_abs column\(s\); accepted: a table with '
+                                         r'model, image_id, ratio, J_abs, noise_floor$'):
+        evaluate_registry(_registry(tmp_path / 'c.yaml', claims))
+
+
+def test_grad_cam_claims_count_zero_maps_as_declared_and_use_every_seed(tmp_path):
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    study = tmp_path / 'study'
+    study.mkdir()
+    rng = np.random.default_rng(0)
+    rows = [dict(model=m, seed=s, image_id=i, cam_on_garment=0.5 + (0.05 if m == 'moga' else 0) + 0.05 * rng.normal(),
+                 garment_area=0.4) for m in ('moga', 'base') for s in range(3) for i in range(30)]
+    rows[0]['cam_on_garment'] = float('nan')                   # moga's seed-0 map of image 0 is all zero
+    pd.DataFrame(rows).to_csv(study / 'gradcam.csv', index=False)
+    claims = [dict(id=f'cam_{rule}', test='gradcam', study='study', a='moga', b='base', zero_maps=rule)
+              for rule in ('drop', 'uniform', 'zero')]
+    t = evaluate_registry(_registry(tmp_path / 'c.yaml', claims)).set_index('claim_id')
+    assert '1 image(s) with an all-zero map dropped' in t.loc['cam_drop', 'note'] and '3 seed(s) x 29 images' in \
+        t.loc['cam_drop', 'note']
+    assert '3 seed(s) x 30 images' in t.loc['cam_uniform', 'note'] and 'counted as evenly spread' in \
+        t.loc['cam_uniform', 'note']
+    assert t.loc['cam_zero', 'estimate'] < t.loc['cam_uniform', 'estimate']   # a zero map: no mass on the object
+    assert 'seeds and images crossed' in t.loc['cam_drop', 'note']
 
 
 def test_the_sweep_chooses_on_validation_and_never_reads_the_test_split(tmp_path, monkeypatch, capsys):
@@ -161,7 +246,7 @@ def test_the_repositorys_registry_declares_a_small_family():
     import os
     registry = load_registry(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'claims',
                                           'paper.yaml'))
-    family = [c for c in registry['claims'] if not c.exploratory]
+    family = [c for c in registry['claims'] if c.role == 'claim']
     assert registry['correction'] == 'holm' and len(family) == 10
     assert all(c.what and c.why for c in registry['claims'])
     assert {c.statistic for c in family if c.test.startswith('middle')} == {'mean-abs'}
@@ -169,8 +254,8 @@ def test_the_repositorys_registry_declares_a_small_family():
 
 def test_the_readme_findings_table_is_the_generated_one():
     """The README's findings come from the registry and the studies' files, never typed by hand."""
-    from moga_lab.studies.claims import FINDINGS_END, FINDINGS_START, evaluate_registry, findings_markdown
-    table = evaluate_registry(str(ROOT / 'experiments' / 'claims' / 'paper.yaml'), num_bootstrap=4000)
+    from moga_lab.studies.findings import FINDINGS_END, FINDINGS_START, findings_markdown
+    table = evaluate_registry(str(ROOT / 'experiments' / 'claims' / 'paper.yaml'))
     for page, link in (('README.md', 'docs/paper.md'), ('docs/paper.md', 'paper.md')):
         text = (ROOT / page).read_text()
         block = text.split(FINDINGS_START, 1)[1].split(FINDINGS_END, 1)[0]
@@ -179,32 +264,33 @@ def test_the_readme_findings_table_is_the_generated_one():
 
 
 def test_the_findings_summary_counts_the_familys_verdicts():
-    """The sentence under the findings table: the family's claims under their declared statistic, grouped by
-    verdict; sensitivity rows and exploratory claims are not counted."""
-    from moga_lab.studies.claims import findings_summary
+    """The sentence under the findings table: the family's claims, grouped by verdict; sensitivity rows and
+    exploratory claims are not counted."""
+    from moga_lab.studies.findings import findings_summary
     scope = 'Holm over 3 claims'
-    rows = [dict(claim_id='a', primary=True, exploratory=False, verdict=f'decided, as declared ({scope})'),
-            dict(claim_id='a', primary=False, exploratory=False, verdict=f'not decided ({scope})'),
-            dict(claim_id='b', primary=True, exploratory=False, verdict=f'not decided ({scope})'),
-            dict(claim_id='c', primary=True, exploratory=False, verdict=f'decided, against the declared direction ({scope})'),
-            dict(claim_id='x', primary=True, exploratory=True, verdict='decided, as declared (exploratory, unadjusted)')]
+    rows = [dict(claim_id='a', role='claim', verdict=f'decided, as declared ({scope})'),
+            dict(claim_id='a', role='sensitivity', verdict='sensitivity (estimate and interval only, no verdict)'),
+            dict(claim_id='b', role='claim', verdict=f'not decided ({scope})'),
+            dict(claim_id='c', role='claim', verdict=f'decided, against the declared direction ({scope})'),
+            dict(claim_id='x', role='exploratory', verdict='exploratory (unadjusted p = 0.01, no verdict)')]
     table = pd.DataFrame(rows).assign(correction='Holm')
+    tail = ('. Simultaneous intervals: Bonferroni over the family. Exploratory and sensitivity rows are outside this '
+            'count and carry no verdict.')
     assert findings_summary(table) == ('Of the 3 declared claims, adjusted together (Holm): 1 decided as declared (`a`); '
-                                       '1 decided against the declared direction (`c`); 1 not decided (`b`). '
-                                       'Exploratory rows are outside this count.')
+                                       '1 decided against the declared direction (`c`); 1 not decided (`b`)' + tail)
     table.loc[3, 'verdict'] = 'not computed'    # c's study not published yet: it counts at p = 1 until it is
-    assert findings_summary(table).endswith('; 1 not decided (`b`); 1 not computed yet (`c`). Exploratory rows are '
-                                            'outside this count. The claims not computed yet count at p = 1 until '
-                                            'they are, so a "not decided" may still turn decided; a "decided" stays.')
-    table['verdict'] = 'not computed'
+    assert findings_summary(table).endswith('; 1 not decided (`b`); 1 not computed yet (`c`)' + tail + ' The claims '
+                                            'not computed yet count at p = 1 until they are, so a "not decided" may '
+                                            'still turn decided; a "decided" stays.')
+    table.loc[table.role == 'claim', 'verdict'] = 'not computed'
     assert findings_summary(table) == 'None of the 3 declared claims is computed yet: their studies are not published.'
-    table.loc[1, 'verdict'] = 'decided, as declaredd'       # a hand-edited verdict is named, not miscounted
+    table.loc[0, 'verdict'] = 'decided, as declaredd'       # a hand-edited verdict is named, not miscounted
     with pytest.raises(ValueError, match="verdict 'decided, as declaredd' is not one evaluate_registry writes"):
-        findings_summary(table.assign(primary=True))
+        findings_summary(table)
 
 
 def test_replace_findings_needs_the_markers():
-    from moga_lab.studies.claims import replace_findings
+    from moga_lab.studies.findings import replace_findings
     with pytest.raises(ValueError, match='no findings block'):
         replace_findings('# a README without markers\n', '| a |\n')
 
@@ -256,13 +342,13 @@ def test_a_training_takes_the_learning_rate_the_sweep_chose(tmp_path, capsys):
 
 
 def test_each_study_folder_gets_the_verdicts_of_its_own_claims(tmp_path):
-    from moga_lab.studies.claims import evaluate_declared
+    from moga_lab.studies.findings import evaluate_declared
     (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
     _study(tmp_path / 'one', dict(moga=0.05), seed=1)
     _study(tmp_path / 'two', dict(moga=0.0), seed=2)
     claims = [dict(id=f'gap_{s}', test='middle_share', study=s, a='moga', b='base', what=f'gap in {s}')
               for s in ('one', 'two')]
-    from moga_lab.studies.claims import REPORT_CLAIMS_END, REPORT_CLAIMS_START
+    from moga_lab.studies.findings import REPORT_CLAIMS_END, REPORT_CLAIMS_START
     # a published report's claims block, from before the family's other study was published
     (tmp_path / 'one' / 'report.md').write_text(f'# One\n\nintro\n\n{REPORT_CLAIMS_START}\n## Declared claims\n\n'
                                                 f'| gap_one | stale |\n{REPORT_CLAIMS_END}\n\n## Where it ran\n\n- here\n')
@@ -271,12 +357,14 @@ def test_each_study_folder_gets_the_verdicts_of_its_own_claims(tmp_path):
     one, two = (pd.read_csv(tmp_path / s / 'claims.csv') for s in ('one', 'two'))
     report = (tmp_path / 'one' / 'report.md').read_text()
     assert 'stale' not in report and report.startswith('# One\n\nintro\n\n' + REPORT_CLAIMS_START + '\n## Declared')
-    assert report.endswith(f'{REPORT_CLAIMS_END}\n\n## Where it ran\n\n- here\n') and report.count('gap_one') == 2
+    assert report.endswith(f'{REPORT_CLAIMS_END}\n\n## Where it ran\n\n- here\n') and report.count('gap_one') == 4
+    assert '- `gap_one`: between +' in report            # its effect at the family's level, in a line
     assert f'| {one.verdict.iloc[0]} |' in report and 'gap_two' not in report
     assert (tmp_path / 'two' / 'report.md').read_text() == '# Two\n\nno claims block\n'
     assert set(one.claim_id) == {'gap_one'} and set(two.claim_id) == {'gap_two'}
     assert list(one.columns[:9]) == ['claim_id', 'estimate', 'low', 'high', 'p', 'p_adjusted', 'verdict',
                                      'statistic', 'design']
+    assert {'pairing', 'alternative', 'family_low', 'family_high', 'decidable_effect', 'bias_bound'} <= set(one.columns)
     assert len(pd.read_csv(tmp_path / 'all' / 'claims.csv')) == len(table) == 4   # 2 claims x 2 statistics
     # the adjustment is over the whole family, not per folder
     assert one.family_size.iloc[0] == 2 and one.verdict.iloc[0].endswith('(Holm over 2 claims)')

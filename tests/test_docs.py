@@ -17,7 +17,10 @@ from conftest import ROOT
 DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', 'moga_lab.analysis.games',
                       'moga_lab.analysis.interaction', 'moga_lab.analysis.strength', 'moga_lab.analysis.known_games',
                       'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds',
-                      'moga_lab.analysis.coalitions', 'moga_lab.analysis.bootstrap', 'moga_lab.studies.runner',
+                      'moga_lab.analysis.coalitions', 'moga_lab.analysis.bootstrap', 'moga_lab.analysis.uncertainty',
+                      'moga_lab.analysis.power', 'moga_lab.analysis.multiplicity', 'moga_lab.analysis.known_studies',
+                      'moga_lab.studies.registry', 'moga_lab.studies.findings', 'moga_lab.studies.power',
+                      'moga_lab.studies.runner',
                       'moga_lab.studies.claims', 'moga_lab.studies.ablation', 'moga_lab.studies.comparison', 'moga_lab.studies.report',
                       'moga_lab.utils.flops']
 

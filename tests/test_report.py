@@ -59,15 +59,20 @@ def test_a_seeded_study_report_renders_both_statistics_from_its_tables(tmp_path)
     assert text.startswith('# MogaNet vs ConvNeXt\n\nOne recipe.\n')
     assert 'Declared claims' not in text     # no claims.csv yet
     # a published claims.csv: a computed claim with its numbers, one whose data are missing without 'nan'
-    claim = dict(correction='Holm', family_size=2, primary=True)
-    pd.DataFrame([dict(claim_id='top1', statistic=float('nan'), estimate=1.0, low=0.5, high=1.5, p=0.001,
-                       p_adjusted=0.002, verdict='decided, as declared (Holm over 2 claims)', **claim),
-                  dict(claim_id='middle', statistic='mean-abs', estimate=float('nan'), low=float('nan'),
-                       high=float('nan'), p=float('nan'), p_adjusted=float('nan'), verdict='not computed', **claim)]
-                 ).to_csv(folder / 'claims.csv', index=False)
+    claim = dict(correction='Holm', family_size=2, primary=True, role='claim', note='')
+    nan = float('nan')
+    pd.DataFrame([dict(claim_id='top1', statistic=nan, estimate=1.0, low=0.5, high=1.5, p=0.001, p_adjusted=0.002,
+                       family_low=0.3, family_high=1.7, decidable_effect=0.9, bias_bound=nan,
+                       sources='training seeds and the test images', what='top-1',
+                       verdict='decided, as declared (Holm over 2 claims)', **claim),
+                  dict(claim_id='middle', statistic='mean-abs', estimate=nan, low=nan, high=nan, p=nan, p_adjusted=nan,
+                       family_low=nan, family_high=nan, decidable_effect=nan, bias_bound=nan, sources=nan,
+                       what='middle', verdict='not computed', **claim)]).to_csv(folder / 'claims.csv', index=False)
     text = seed_study_report(str(folder), 'MogaNet vs ConvNeXt', reference='moga', design='One recipe.')
-    assert '| top1 | - | +1.000 | +0.500 to +1.500 | 0.001 | 0.002 | decided, as declared (Holm over 2 claims) |' in text
-    assert '| middle | mean-abs | - | - | - | - | not computed |' in text and 'nan' not in text
+    assert ('| top1 | - | +1.000 | +0.500 to +1.500 | +0.300 to +1.700 | 0.001 | 0.002 | decided, as declared (Holm '
+            'over 2 claims) | 0.900 | - |') in text
+    assert '| middle | mean-abs | - | - | - | - | - | not computed | - | - |' in text and 'nan' not in text
+    assert '- training seeds and the test images: top1' in text and '- `top1`: between +0.300 and +1.700.' in text
     # the trainings' configs: what they differ in besides the seed, and which model's came from elsewhere
     configs = pd.DataFrame([{'optim.lr': 2e-3, 'model.gating': m == 'moga', 'trainer.seed': s, 'model.extra': '{}',
                              'trainer.run_dir': f'{{out}}/fit-{m}-s{s}', 'model': m, 'seed': s}

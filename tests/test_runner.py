@@ -335,6 +335,13 @@ def test_publish_one_folder_while_another_folders_units_still_run(tmp_path):
     assert not (tmp_path / 'pub' / 'second').exists()
     with pytest.raises(StudyError, match=r"\['third'\] are not in the study file; accepted: first, second"):
         publish_study(study, str(tmp_path / 'pub'), ['third'])
+    # a changed analysis of the same data: no unit is read and no published table rewritten (the unfinished 'late'
+    # unit does not stop it, and a unit's folder may be long gone)
+    before = (tmp_path / 'pub' / 'first' / 'steps.csv').read_bytes()
+    import shutil
+    shutil.rmtree(tmp_path / 'runs' / 'early')
+    assert publish_study(study, str(tmp_path / 'pub'), tables=False) == {}
+    assert (tmp_path / 'pub' / 'first' / 'steps.csv').read_bytes() == before
 
 
 def test_a_table_shares_rows_another_study_published(tmp_path):

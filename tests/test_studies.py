@@ -2,7 +2,6 @@
 import importlib
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -372,197 +371,37 @@ def test_convergence_bad_input_is_one_line(tmp_path, capsys, spec, message):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-def _synthetic_study(folder, accuracy, middle, px, report):
-    """A published study folder whose per-image interaction tables have a known middle share per model:
-    I2 = (middle if 0.2 <= ratio <= 0.6 else 1) + small per-image noise."""
-    import numpy as np
-    folder.mkdir(parents=True)
-    pd.DataFrame(accuracy).to_csv(folder / 'accuracy.csv', index=False)
-    rng = np.random.default_rng(0)
-    rows = [dict(model=m, image_id=i, ratio=r, I2=(level if 0.2 <= r <= 0.6 else 1.0) * (1 + 0.01 * rng.standard_normal()),
-                 J=1.0)
-            for m, level in middle.items() for i in range(16) for r in (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)]
-    pd.DataFrame(rows).to_csv(folder / 'interaction.csv', index=False)
-    (folder / report).write_text(f'trained at {px} px\n')
-
-
-def test_paper_claims_decide_by_construction(tmp_path):
-    compare = {'model': ['moganet_xtiny', 'convnext_atto', 'swin_femto'], 'seed': [0, 0, 0],
-               'test_top1': [92.5, 90.0, 92.4]}
-    ablation = {'row': ['full'] * 3 + ['no_gating'] * 3 + ['no_ca'] * 3 + ['no_fd'] * 3, 'seed': [0, 1, 2] * 4,
-                'test_top1': [92.0, 92.1, 91.9, 91.0, 91.1, 90.9, 92.0, 92.2, 91.8, 92.0, 92.1, 91.9]}
-    # 28 px: MogaNet and full have the highest middle share; 56 px: gating stops mattering
-    _synthetic_study(tmp_path / 'c28', compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0, 'swin_femto': 1.0}, 28,
-                     'report.md')
-    _synthetic_study(tmp_path / 'a28', ablation, {'full': 4.0, 'no_gating': 2.0, 'no_ca': 4.0, 'no_fd': 6.0}, 28,
-                     'ablation.md')
-    # Grad-CAM mass on the object per image: MogaNet 0.1 above ConvNeXt on every image, level with Swin on average
-    rng = np.random.default_rng(1)
-    base = rng.uniform(0.4, 0.6, 20)
-    wiggle = 0.05 * rng.standard_normal(20)
-    pd.DataFrame(dict(model=np.repeat(compare['model'], 20), image_id=np.tile(np.arange(20), 3), garment_area=0.45,
-                      cam_on_garment=np.concatenate([base + 0.1, base, base + 0.1 + wiggle - wiggle.mean()]))
-                 ).to_csv(tmp_path / 'c28' / 'gradcam.csv', index=False)
-    # curves on three seeds' checkpoints: gating's effect holds on every seed, CA's only on seed 0's
-    from test_seeds import seeded_table
-    seeded_table({'full': [4.0, 4.4, 3.6], 'no_gating': [2.0, 2.2, 1.8], 'no_ca': [2.0, 6.0, 9.0]}).to_csv(
-        tmp_path / 'a28' / 'interaction_seeds.csv', index=False)
-    one_seed = {'row': ['full', 'no_gating', 'no_ca'], 'seed': [0, 0, 0], 'test_top1': [92.0, 91.0, 92.0]}
-    _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 4.0}, 56, 'ablation.md')
-    out = tmp_path / 'claims.md'
-    assert importlib.import_module('moga_lab.cli.claims').main([
-        '--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'), '--ablation', str(tmp_path / 'a56'),
-        '--out', str(out)]) == 0
-
-    def status(claim, px=28):
-        return next(line for line in out.read_text().splitlines()
-                    if f'| {claim}' in line and line.split('|')[1].strip() == str(px)).split('|')[4].strip()
-    assert status('MogaNet has a larger middle-order share than convnext_atto on the seed-0 checkpoints') == \
-        'decided: MogaNet higher (as the paper says)'
-    # 92.5 vs 92.4 % on 10k images: the binomial interval contains 0
-    assert status('MogaNet is more accurate than swin_femto').startswith('not decided')
-    assert status('MogaNet is more accurate than convnext_atto') == 'decided: MogaNet more accurate'
-    assert status("MogaNet's Grad-CAM puts more of its mass on the object than convnext_atto's") == \
-        "decided: MogaNet more on the object (as the paper's Grad-CAM shows)"
-    assert status("MogaNet's Grad-CAM puts more of its mass on the object than swin_femto's").startswith('not decided')
-    assert 'moganet_xtiny - convnext_atto: +0.100 (+0.100 to +0.100), 20 images (an evenly spread map: 0.450)' \
-        in out.read_text()
-    seed0 = 'raises middle-order interactions on the seed-0 checkpoints'
-    assert status(f'Gating {seed0} (full vs no_gating)') == 'decided: raises (as the paper says)'
-    assert status(f'Channel aggregation {seed0} (full vs no_ca)').startswith('not decided')
-    # a switch the paper's interaction ablation does not cover: no "against the paper"
-    assert status(f'Feature decomposition {seed0} (full vs no_fd)') == 'decided: lowers'
-    assert status('The full model is more accurate than no_gating') == 'decided: full more accurate'
-    across = 'raises middle-order interactions across training seeds'
-    assert status(f'Gating {across} (full vs no_gating)') == 'decided: raises (as the paper says)'
-    assert status(f'Channel aggregation {across} (full vs no_ca)').startswith('not decided')
-    assert '(decided: higher on 1 of 3 seeds, lower on 2); mean over seeds' in out.read_text()  # CA: a seed lottery
-    assert not [line for line in out.read_text().splitlines()   # the 56 px grid has curves of one seed only
-                if across in line and line.split('|')[1].strip() != '28']
-    assert status('The full model is more accurate than no_gating', 56) == 'one seed, not decided'
-    assert status(f'Gating {seed0} (full vs no_gating)', 56).startswith('not decided')
-    assert status(f'Gating {seed0} (full vs no_gating)', 'both') == 'decided at 28 px only'
-    assert status(f'Channel aggregation {seed0} (full vs no_ca)', 'both') == 'not decided at either resolution'
-    assert status('The full model is more accurate than no_gating', 'both') == 'decided at 28 px only'
-    assert status('The full model is more accurate than no_ca', 'both') == 'not decided at either resolution'
-    # at 56 px no CA's seed-0 share is higher than full's (decided lowers) where 28 px's seed 0 decides nothing; CA
-    # is a seed lottery at 28 px (higher on 1 of 3 seeds, lower on 2): the seed-0 difference is not put on resolution
-    shutil.rmtree(tmp_path / 'a56')
-    _synthetic_study(tmp_path / 'a56', one_seed, {'full': 4.0, 'no_gating': 4.0, 'no_ca': 6.0}, 56, 'ablation.md')
-    assert importlib.import_module('moga_lab.cli.claims').main([
-        '--compare', str(tmp_path / 'c28'), '--ablation', str(tmp_path / 'a28'), '--ablation', str(tmp_path / 'a56'),
-        '--out', str(out)]) == 0
-    assert status(f'Channel aggregation {seed0} (full vs no_ca)', 'both') == (
-        'decided at 56 px only; one seed per resolution, and at 28 px its verdict also flips between training seeds '
-        '(higher on 1 of 3, lower on 2): not shown to be an effect of resolution')
-    # gating holds on every 28 px seed: no caveat
-    assert status(f'Gating {seed0} (full vs no_gating)', 'both') == 'decided at 28 px only'
-
-    # a comparison whose MogaNet *is* the grid's full seed-0 run (the 3-epoch comparison): MogaNet on every grid seed
-    seeded = pd.read_csv(tmp_path / 'a28' / 'interaction_seeds.csv')
-    peers = seeded_table({'convnext_atto': [2.0], 'swin_femto': [4.0]}, seed=5).drop(columns='seed')
-    _synthetic_study(tmp_path / 'c28b', compare, {}, 28, 'report.md')
-    pd.concat([seeded[(seeded.model == 'full') & (seeded.seed == 0)].drop(columns='seed').assign(model='moganet_xtiny'),
-               peers]).to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
-    assert importlib.import_module('moga_lab.cli.claims').main([
-        '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
-    each = "on each of MogaNet's training seeds"
-    # full's seeds at 4.0 / 4.4 / 3.6 against ConvNeXt at 2.0: higher on all; against Swin at 4.0: higher on seed 1
-    # (4.4), lower on seed 2 (3.6)
-    assert status(f'MogaNet has a larger middle-order share than convnext_atto {each}').startswith(
-        'decided on every MogaNet seed: MogaNet higher')
-    assert status(f'MogaNet has a larger middle-order share than swin_femto {each}') == \
-        'decided higher on 1 of 3 MogaNet seeds, lower on 1: not decided on every seed'
-    assert 'moganet_xtiny - convnext_atto with MogaNet on seed 0: +' in out.read_text()
-    # a 56 px comparison where MogaNet's seed-0 share is above Swin's: a difference from 28 px's seed 0 that 28 px's
-    # MogaNet seeds already show (higher than Swin on one seed, lower on another)
-    _synthetic_study(tmp_path / 'c56', compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0, 'swin_femto': 2.0}, 56,
-                     'report.md')
-    assert importlib.import_module('moga_lab.cli.claims').main([
-        '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--compare', str(tmp_path / 'c56'),
-        '--out', str(out)]) == 0
-    assert status('MogaNet has a larger middle-order share than swin_femto on the seed-0 checkpoints', 'both') == (
-        'decided at 56 px only; one seed per resolution, and at 28 px its verdict also flips between training seeds '
-        '(higher on 1 of 3, lower on 1): not shown to be an effect of resolution')
-    assert status('MogaNet has a larger middle-order share than convnext_atto on the seed-0 checkpoints', 'both') == \
-        'same at both resolutions'
-    # one strength off by a millionth: another checkpoint or design than the grid's full seed 0, no per-seed pairing
-    table = pd.read_csv(tmp_path / 'c28b' / 'interaction.csv')
-    table.loc[0, 'I2'] *= 1 + 1e-6
-    table.to_csv(tmp_path / 'c28b' / 'interaction.csv', index=False)
-    assert importlib.import_module('moga_lab.cli.claims').main([
-        '--compare', str(tmp_path / 'c28b'), '--ablation', str(tmp_path / 'a28'), '--out', str(out)]) == 0
-    assert f'convnext_atto {each}' not in out.read_text()
-    assert re.search(r'share than swin_femto on the seed-0 checkpoints +\|', out.read_text())
-    # a comparison table without the debiased columns cannot be matched to the grid's run: no pairing, no traceback
-    assert importlib.import_module('moga_lab.cli.claims').moga_seed_claims(table.drop(columns='I2'), seeded, 28) == []
-
-
-def test_paper_claims_name_the_seed_whose_checkpoints_the_curves_are_on(tmp_path):
-    from test_seeds import seeded_table
-    paper_claims = importlib.import_module('moga_lab.cli.claims')
-    out = tmp_path / 'claims.md'
-    # a grid listing its seeds as 2, 0, 1 (ablate.py computes the curves on the first): seed 2's checkpoints
-    grid = {'row': ['full'] * 3 + ['no_gating'] * 3, 'seed': [2, 0, 1] * 2, 'test_top1': [92.0, 92.1, 91.9, 91.0, 91.1, 90.9]}
-    _synthetic_study(tmp_path / 'g', grid, {'full': 4.0, 'no_gating': 2.0}, 28, 'ablation.md')
-    assert paper_claims.main(['--ablation', str(tmp_path / 'g'), '--out', str(out)]) == 0
-    assert 'Gating raises middle-order interactions on the seed-2 checkpoints (full vs no_gating)' in out.read_text()
-    # with seed curves published, the seed whose curves interaction.csv holds says it (here seed 1's)
-    seeded = seeded_table({'full': [4.0, 4.4, 3.6], 'no_gating': [2.0, 2.2, 1.8]})
-    seeded.to_csv(tmp_path / 'g' / 'interaction_seeds.csv', index=False)
-    seeded[seeded.seed == 1].drop(columns='seed').to_csv(tmp_path / 'g' / 'interaction.csv', index=False)
-    assert paper_claims.main(['--ablation', str(tmp_path / 'g'), '--out', str(out)]) == 0
-    assert 'Gating raises middle-order interactions on the seed-1 checkpoints (full vs no_gating)' in out.read_text()
-
-
-def test_paper_claims_across_seeds_of_every_compared_model(tmp_path):
-    """A comparison with curves and top-1 on three training seeds of every model (compare_models.py --train-seeds):
-    the middle-share and accuracy claims are decided across seeds (Welch), and the per-MogaNet-seed claims give way."""
-    from test_seeds import seeded_table
-    seeded = seeded_table({'moganet_xtiny': [4.0, 4.4, 3.6], 'convnext_atto': [2.0, 2.1, 1.9],
-                           'swin_femto': [4.0, 4.8, 3.2]})
-    accuracy = {'model': ['moganet_xtiny', 'convnext_atto', 'swin_femto'] * 3, 'seed': [0] * 3 + [1] * 3 + [2] * 3,
-                'test_top1': [92.5, 90.0, 92.4, 92.6, 90.1, 92.9, 92.4, 89.9, 91.9]}
-    _synthetic_study(tmp_path / 'c', accuracy, {}, 28, 'report.md')
-    seeded[seeded.seed == 0].drop(columns='seed').to_csv(tmp_path / 'c' / 'interaction.csv', index=False)
-    seeded.to_csv(tmp_path / 'c' / 'interaction_seeds.csv', index=False)
-    out = tmp_path / 'claims.md'
-    assert importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c'), '--out', str(out)]) == 0
-    text = out.read_text()
-
-    def status(claim):
-        return next(line for line in text.splitlines() if f'| {claim} ' in line).split('|')[4].strip()
-    across = 'across training seeds (both models)'
-    assert status(f'MogaNet has a larger middle-order share than convnext_atto {across}') == \
-        'decided: MogaNet higher (as the paper says)'
-    assert status(f'MogaNet has a larger middle-order share than swin_femto {across}').startswith('not decided')
-    assert '(decided: higher on 3 of 3 seeds, lower on 0)' in text
-    # top-1 from the seeds: 92.50 vs 90.00 (s.d. 0.1 each) decided; 92.50 vs 92.40 (s.d. 0.5) not
-    assert status('MogaNet is more accurate than convnext_atto') == 'decided: MogaNet more accurate'
-    assert status('MogaNet is more accurate than swin_femto').startswith('not decided')
-    assert 'top-1 92.50 vs 90.00 % (3 / 3 seeds): +2.50 (' in text and 'Welch over the seeds' in text
-    claims = [line for line in text.splitlines() if line.startswith('|')]
-    assert not [line for line in claims if 'test-set sampling only' in line or "on each of MogaNet's training" in line]
-
-
-def test_paper_claims_missing_artefacts_is_one_line(tmp_path, capsys):
-    (tmp_path / 'c').mkdir()
+def test_the_claims_command_has_one_engine_and_a_power_table(tmp_path, capsys):
+    """``moga-claims`` evaluates a registry, and ``power`` reads what it can decide; the exploratory second engine
+    (--compare / --ablation) is gone with a one-line pointer."""
+    claims = importlib.import_module('moga_lab.cli.claims')
     with pytest.raises(SystemExit) as exit_:
-        importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c')])
-    assert exit_.value.code == 2 and 'missing accuracy.csv, interaction.csv' in capsys.readouterr().err
-
-
-def test_paper_claims_two_studies_at_one_resolution_is_one_line(tmp_path, capsys):
-    # e.g. the 6-epoch and the 3-epoch comparison, both at 28 px: their verdicts would merge under one key
-    compare = {'model': ['moganet_xtiny', 'convnext_atto'], 'seed': [0, 0], 'test_top1': [92.5, 90.0]}
-    for name in ('c6', 'c3'):
-        _synthetic_study(tmp_path / name, compare, {'moganet_xtiny': 4.0, 'convnext_atto': 2.0}, 28, 'report.md')
-    with pytest.raises(SystemExit) as exit_:
-        importlib.import_module('moga_lab.cli.claims').main(['--compare', str(tmp_path / 'c6'), '--compare', str(tmp_path / 'c3'),
-                                                      '--out', str(tmp_path / 'claims.md')])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and 'are both at 28 px; accepted: one --compare folder per resolution' in err
-    assert err.strip().count('\n') == 0 and not (tmp_path / 'claims.md').exists()  # one line: the error
+        claims.main(['--compare', str(tmp_path / 'c')])
+    assert exit_.value.code == 2 and 'declare the claims in a registry and run moga-claims --registry' in \
+        capsys.readouterr().err
+    from moga_lab.analysis.known_studies import STUDY_CASES, simulate_study
+    (tmp_path / 'mkdocs.yml').write_text('site_name: t\n')
+    study = tmp_path / 'study'
+    study.mkdir()
+    frame = simulate_study(STUDY_CASES['balanced'], 4, 24, rng=1).assign(noise_floor=0.001)
+    frame.to_csv(study / 'interaction_seeds.csv', index=False)
+    registry = tmp_path / 'r.yaml'
+    registry.write_text(yaml.safe_dump(dict(family='t', claims=[dict(
+        id='gap', test='middle_share_seeds', study='study', a='a', b='b', statistic='mean-abs', pairing='seed',
+        alternative='two-sided')])))
+    assert claims.main(['power', str(registry), '--difference', 'gap=0.02', '--out', str(tmp_path / 'p.csv')]) == 0
+    table = pd.read_csv(tmp_path / 'p.csv')
+    row = table.iloc[0]
+    assert row.claim_id == 'gap' and row.difference == 0.02 and row.decidable_first == row.decidable_last > 0
+    assert row.seeds == 4 and row.images == 24 and row.layout == 'crossed'
+    assert 'seeds_for_32_images' in table.columns and 'seeds_for_256_images' in table.columns
+    capsys.readouterr()
+    for bad, message in ((['--difference', 'gap'], "--difference 'gap' is not accepted; accepted: CLAIM=VALUE"),
+                         (['--difference', 'nope=1'], 'names nope, not a claim of the family; accepted: gap'),
+                         (['--power', '2'], '--power 2.0 is not accepted')):
+        with pytest.raises(SystemExit) as exit_:
+            claims.main(['power', str(registry)] + bad)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def _add_seconds(out, n):

@@ -42,7 +42,7 @@ __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve'
            'image_set_precision', 'check_design', 'describe_precision', 'per_image_target', 'middle_share_interval',
            'middle_share_difference', 'design_of', 'FIXED_DESIGN', 'TWO_PHASE_DESIGN', 'SEQUENTIAL_DESIGN',
            'BASELINES', 'masking_baseline', 'resolve_statistic', 'STATISTIC_ALIASES', 'per_image_table',
-           'middle_share_of']
+           'middle_share_of', 'share_bias_bound']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 """The authors' 13 order ratios m / (n - 2)."""
@@ -56,7 +56,7 @@ STATISTIC_ALIASES = {'debiased': 'rms'}
 """Older names still accepted: ``debiased`` was the root-mean-square."""
 STATISTIC_TEXT = {
     'mean-abs': "mean |I_m| over images and pairs, the paper's estimand, with the Monte-Carlo noise removed "
-                '(mean of sqrt(max(Î² - se², 0)); bias within 0.35 se per pair)',
+                '(mean of sqrt(max(Î² - se², 0)); its bias is within 1.05 estimated se per pair)',
     'rms': 'root-mean-square of I_m over images and pairs with the Monte-Carlo noise removed (sqrt of the mean '
            'of Î² - se²; unbiased square)',
     'naive': "the authors' mean |Î_m| over images and pairs (biased upward by up to the noise floor)",
@@ -347,7 +347,7 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
     sqrt(mean(Î² - se²))), J_debiased_se, J_debiased_low / J_debiased_high (95 % interval), noise_floor (mean over
     pairs of se * sqrt(2/pi)), I2 / I2_se (the unbiased mean square the RMS curve aggregates), J_abs / J_abs_se
     (mean over pairs of sqrt(max(Î² - se², 0)): mean |I_m| with the noise removed, the paper's estimand, which the
-    default curve aggregates) and J_abs_bias_bound (0.35 x mean se: its bias bound) -- all Monte-Carlo
+    default curve aggregates) and J_abs_bias_bound (1.05 x mean se: its bias bound) -- all Monte-Carlo
     uncertainties given the image's pairs; then contexts (mean contexts per pair at this order), converged (the
     order met ``target_ci``), forwards (distinct masked forward passes for this image), n_players, num_pairs,
     num_contexts, target_ci, baseline.
@@ -733,6 +733,40 @@ def middle_share_difference(frame: pd.DataFrame, model_a: str, model_b: str, sta
     if return_draws:
         out['draws'] = draws
     return out
+
+
+def share_bias_bound(frame: pd.DataFrame, model: str, low: float = 0.2, high: float = 0.6) -> float:
+    """The most the bias of mean |I| can move the middle share of one checkpoint's mean-|I| curve (``model``'s rows of
+    ``frame``).
+
+    Each order's strength J_m may be off by up to B_m, the mean over images of its bias bound
+    (`moga_lab.analysis.strength.ABS_BIAS_FACTOR` x the mean estimated se over pairs, read from the table's
+    ``noise_floor``); the share moves most when the band's orders are all off one way and the others the other way.
+    The RMS's square is unbiased: its share has no such term.
+
+    Args:
+        frame: a per-image table of `interaction_strength` (one checkpoint of ``model``).
+        model: the model's name.
+        low: the band's lower order ratio.
+        high: its upper one.
+
+    Returns:
+        The largest |bias| of the share, a number >= 0.
+    """
+    from moga_lab.analysis.strength import ABS_BIAS_FACTOR, NOISE_FLOOR_FACTOR
+    sub = frame[frame.model == model]
+    if 'noise_floor' not in sub.columns:
+        raise ValueError('the interaction table has no noise_floor column (the mean se over pairs); accepted: a table '
+                         'of interaction_strength, which has it')
+    curve = sub.groupby('ratio').J_abs.mean().sort_index()
+    bound = (sub.groupby('ratio').noise_floor.mean() / NOISE_FLOOR_FACTOR * ABS_BIAS_FACTOR).reindex(curve.index)
+    ratios = curve.index.to_numpy()
+    band = (ratios >= low) & (ratios <= high)
+    c, b = curve.to_numpy(), bound.to_numpy()
+    share = c[band].sum() / c.sum()
+    up_in, up_out = (c[band] + b[band]).sum(), np.clip(c[~band] - b[~band], 0, None).sum()
+    down_in, down_out = np.clip(c[band] - b[band], 0, None).sum(), (c[~band] + b[~band]).sum()
+    return float(max(up_in / (up_in + up_out) - share, share - down_in / (down_in + down_out)))
 
 
 def flat_middle_share(curve: pd.DataFrame, low: float = 0.2, high: float = 0.6) -> float:

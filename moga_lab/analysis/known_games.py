@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ['ThresholdGame', 'random_local_game']
+__all__ = ['ThresholdGame', 'random_local_game', 'skewed_game', 'KNOWN_GAMES']
 
 
 def _hypergeom_pmf(c: int, population: int, successes: int, draws: int) -> float:
@@ -118,3 +118,42 @@ def random_local_game(grid: int, num_terms: Optional[int] = None, pair_scale: fl
                 thresholds.append(2)
                 weights.append(pair_scale * float(torch.randn(1, generator=g)))
     return ThresholdGame(n, sets, thresholds, weights)
+
+
+def skewed_game(grid: int, num_terms: Optional[int] = None, seed: int = 0) -> ThresholdGame:
+    """A game whose dv are rare spikes: pure AND terms (k = |A|: dv fires only when every other player of the block is
+    present, rare at low and middle orders) and pure OR terms (k = 1: only when none is, rare at high orders) on local
+    blocks of 3 to 6 players, weights N(0, 1), plus weak neighbour pairs (weight N(0, 0.1²)). The hardest case for
+    mean |I|: a pair whose spike is not drawn shows se = 0.
+
+    Args:
+        grid: players per side (n = grid²).
+        num_terms: block terms; None = n / 2.
+        seed: seed of the blocks and weights.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = grid * grid
+    num_terms = n // 2 if num_terms is None else num_terms
+    sets, thresholds, weights = [], [], []
+    shapes = [(h, w) for h in range(1, 4) for w in range(1, 4) if 3 <= h * w <= 6 and h <= grid and w <= grid]
+    for _ in range(num_terms):
+        h, w = shapes[int(torch.randint(len(shapes), (1,), generator=g))]
+        r0 = int(torch.randint(grid - h + 1, (1,), generator=g))
+        c0 = int(torch.randint(grid - w + 1, (1,), generator=g))
+        members = [(r0 + r) * grid + c0 + c for r in range(h) for c in range(w)]
+        sets.append(members)
+        thresholds.append(len(members) if bool(torch.rand(1, generator=g) < 0.5) else 1)
+        weights.append(float(torch.randn(1, generator=g)))
+    for p in range(n):
+        r, c = divmod(p, grid)
+        for dr, dc in ((0, 1), (1, 0)):
+            if r + dr < grid and c + dc < grid:
+                sets.append([p, (r + dr) * grid + c + dc])
+                thresholds.append(2)
+                weights.append(0.1 * float(torch.randn(1, generator=g)))
+    return ThresholdGame(n, sets, thresholds, weights)
+
+
+KNOWN_GAMES = {'local': random_local_game, 'skewed': skewed_game}
+"""The known-answer games by name: ``local`` (threshold terms from AND to OR, dv varying across contexts) and
+``skewed`` (pure AND / OR terms: dv rare spikes)."""

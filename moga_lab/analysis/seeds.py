@@ -1,78 +1,51 @@
-"""Statistics across training seeds: Welch's interval, and the middle-order share of a model's curves on each seed's
-checkpoint.
+"""Middle-order shares across training seeds, with intervals that carry the seeds, the images and the pairs and
+contexts drawn per image (`moga_lab.analysis.uncertainty`).
 
 An interval over images (`moga_lab.analysis.games.middle_share_interval` / `middle_share_difference`) says how sure
-the share of *one checkpoint* is; a second training seed of the same architecture can land elsewhere. The functions
-here take the per-image table of `interaction_strength` with a ``seed`` column (one set of curves per (model, seed),
-all on the same images, pairs and design) and say whether a difference between two architectures holds on every
-seed's checkpoint and across seeds.
+the share of *one checkpoint* is; another training seed of the same architecture lands elsewhere. The functions here
+take the per-image table of `interaction_strength` with a ``seed`` column (one set of curves per (model, seed)) and
+estimate a difference between two models over the population of training seeds and of images. Every share claim of
+the package (the claims registry, the studies' tables) is computed here, by one rule: the registry's ``pairing``
+(``seed``: seed k of a with seed k of b; ``none``: the seeds as independent groups) and ``alternative``.
 """
+from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.games import middle_share_difference, middle_share_interval
+from moga_lab.analysis.games import middle_share_difference, middle_share_interval, middle_share_of, per_image_table
+from moga_lab.analysis.uncertainty import SeedImageInterval, jackknife_pseudo_values, seeds_by_images
 
-__all__ = ['welch', 'welch_half_width', 'seeds_for_half_width', 'middle_share_by_seed',
-           'middle_share_difference_over_seeds']
+__all__ = ['PAIRINGS', 'AcrossSeeds', 'middle_share_by_seed', 'middle_share_difference_over_seeds', 'image_layout',
+           'share_difference_arrays']
+
+PAIRINGS = ('seed', 'none')
+"""How two models' training seeds are compared: ``seed`` pairs seed k of one with seed k of the other (a one-sample
+test on the per-seed differences); ``none`` takes them as independent groups (Welch's seed terms)."""
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
-    """mean(a) - mean(b) with its 95 % Welch interval (unequal variances, Welch-Satterthwaite degrees of freedom).
+@dataclass(frozen=True)
+class AcrossSeeds:
+    """A middle-share difference across training seeds.
 
-    Args:
-        a: values of one group (e.g. test top-1 of each seed).
-        b: values of the other group.
-
-    Returns:
-        ``(difference, ci_low, ci_high)``; the interval is NaN when a group has a single value (no spread to
-        estimate), and collapses to the difference when both groups are constant.
+    Attributes:
+        interval: the estimate with its interval over seeds and images (`SeedImageInterval`).
+        per_seed: ``{seed: dict(difference, ci_low, ci_high, num_images)}`` for the seeds both models have (a paired
+            bootstrap over that seed's images).
+        pairing: one of `PAIRINGS`.
+        seeds_a: model a's seeds.
+        seeds_b: model b's seeds.
     """
-    from scipy import stats
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = float(np.mean(a) - np.mean(b))
-    if len(a) < 2 or len(b) < 2:
-        return diff, float('nan'), float('nan')
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    t = stats.t.ppf(0.975, df)
-    return diff, float(diff - t * se), float(diff + t * se)
+    interval: SeedImageInterval
+    per_seed: Dict[int, Dict[str, float]]
+    pairing: str
+    seeds_a: Tuple[int, ...]
+    seeds_b: Tuple[int, ...]
 
-
-def welch_half_width(sd: float, seeds: int) -> float:
-    """The expected half-width of `welch`'s 95 % interval for two groups of ``seeds`` values each with the same
-    standard deviation ``sd`` (then Welch's degrees of freedom are 2 (seeds - 1)): t * sd * sqrt(2 / seeds).
-
-    Args:
-        sd: the seed-to-seed standard deviation of the quantity (e.g. a row's middle share).
-        seeds: values (training seeds) per group, >= 2.
-    """
-    from scipy import stats
-    if seeds < 2:
-        raise ValueError(f'seeds={seeds} is not accepted; accepted: an integer >= 2 (one value has no spread)')
-    return float(stats.t.ppf(0.975, 2 * (seeds - 1)) * sd * np.sqrt(2 / seeds))
-
-
-def seeds_for_half_width(sd: float, half_width: float, most: int = 1000) -> int:
-    """The fewest training seeds per group for which `welch_half_width` is at most ``half_width``: the planning
-    question "how many seeds would decide a difference of this size at this seed spread" (a difference larger than
-    the half-width is then decided, on average).
-
-    Args:
-        sd: the seed-to-seed standard deviation.
-        half_width: the wanted half-width of the 95 % interval, > 0.
-        most: the answer's cap (returned when even that many are not enough).
-    """
-    if not half_width > 0:
-        raise ValueError(f'half_width={half_width} is not accepted; accepted: a number > 0')
-    for seeds in range(2, most + 1):
-        if welch_half_width(sd, seeds) <= half_width:
-            return seeds
-    return most
+    @property
+    def difference(self) -> float:
+        return self.interval.estimate
 
 
 def _check_seeded(frame: pd.DataFrame) -> None:
@@ -82,14 +55,14 @@ def _check_seeded(frame: pd.DataFrame) -> None:
 
 
 def middle_share_by_seed(frame: pd.DataFrame, low: float = 0.2, high: float = 0.6,
-                         statistic: str = 'debiased') -> pd.DataFrame:
+                         statistic: str = 'mean-abs') -> pd.DataFrame:
     """The middle share of each (model, seed)'s curve with its 95 % bootstrap interval over images.
 
     Args:
         frame: per-image rows of `interaction_strength` with ``model``, ``seed`` and ``image_id`` columns.
         low: lower end of the band, as a fraction of n.
         high: upper end of the band.
-        statistic: 'debiased' or 'naive'.
+        statistic: 'mean-abs', 'rms' or 'naive'.
 
     Returns:
         Columns model, seed, share, ci_low, ci_high, num_images; one row per (model, seed), in table order.
@@ -103,13 +76,72 @@ def middle_share_by_seed(frame: pd.DataFrame, low: float = 0.2, high: float = 0.
     return table[['model', 'seed', 'share', 'ci_low', 'ci_high', 'num_images']].reset_index(drop=True)
 
 
-def middle_share_difference_over_seeds(frame: pd.DataFrame, model_a: str, model_b: str, low: float = 0.2,
-                                       high: float = 0.6, statistic: str = 'debiased') -> Dict[str, object]:
-    """share(model_a) - share(model_b) on each seed's checkpoints and across seeds.
+def image_layout(frame: pd.DataFrame, models: Sequence[str]) -> str:
+    """``crossed`` when every seed of ``models`` is on the same images, ``nested`` when no image is on two seeds;
+    a ValueError names any other layout (some images shared, some not), which no interval here models.
 
-    Per seed: the two models' checkpoints of that seed number, paired over their common images (the bootstrap of
-    `middle_share_difference`). Across seeds: the mean over each model's seeds of its share, Welch's 95 % interval
-    over the seeds (it covers training-seed variation on these images, not the choice of images).
+    Args:
+        frame: per-image rows with ``model``, ``seed`` and ``image_id``.
+        models: the models compared.
+    """
+    sets = {}
+    for (model, seed), sub in frame[frame.model.isin(list(models))].groupby(['model', 'seed']):
+        sets.setdefault(int(seed), set()).update(sub.image_id)
+    if len(sets) < 2 or all(s == next(iter(sets.values())) for s in sets.values()):
+        return 'crossed'
+    counts = pd.Series([i for s in sets.values() for i in s]).value_counts()
+    if counts.max() == 1:
+        return 'nested'
+    raise ValueError('the seeds share some images and not others; accepted: every seed on the same images (crossed) '
+                     'or each seed on images of its own (nested)')
+
+
+def share_difference_arrays(a: np.ndarray, b: np.ndarray, ratios: Sequence[float], statistic: str = 'mean-abs',
+                            low: float = 0.2, high: float = 0.6, pairing: str = 'seed', layout: str = 'crossed',
+                            alternative: str = 'two-sided') -> SeedImageInterval:
+    """The array core of `middle_share_difference_over_seeds`: per-image values [seeds, images, orders] of each model
+    (seed k of ``a`` paired with seed k of ``b`` when ``pairing='seed'``; the images in the same order in every seed
+    when ``layout='crossed'``).
+
+    Args:
+        a: model a's per-image values of the statistic's column, [S_a, n, O].
+        b: model b's, [S_b, n, O].
+        ratios: the order ratios of the last axis.
+        statistic: 'mean-abs', 'rms' or 'naive'.
+        low: the band's lower order ratio.
+        high: its upper one.
+        pairing: one of `PAIRINGS`.
+        layout: 'crossed' or 'nested'.
+        alternative: 'two-sided', 'greater' or 'less'.
+    """
+    if pairing not in PAIRINGS:
+        raise ValueError(f'pairing {pairing!r} is not accepted; accepted: {", ".join(PAIRINGS)}')
+    share = middle_share_of(ratios, statistic, low, high)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    share_a, share_b = share(a.mean(1)), share(b.mean(1))                      # [S]
+    psi_a, psi_b = jackknife_pseudo_values(share, a), jackknife_pseudo_values(share, b)   # [S, n]
+    if pairing == 'seed':
+        if len(a) != len(b):
+            raise ValueError(f'pairing by seed needs as many seeds of each model; got {len(a)} and {len(b)}')
+        one = len(a) == 1
+        return seeds_by_images(share_a - share_b, psi_a - psi_b if layout == 'crossed' or one else None,
+                               'images' if one else layout, alternative)
+    nested = layout == 'nested'
+    return seeds_by_images(share_a, None if nested else psi_a, layout, alternative,
+                           minus=(share_b, None if nested else psi_b))
+
+
+def middle_share_difference_over_seeds(frame: pd.DataFrame, model_a: str, model_b: str, low: float = 0.2,
+                                       high: float = 0.6, statistic: str = 'mean-abs', pairing: str = 'seed',
+                                       alternative: str = 'two-sided', per_seed_intervals: bool = True) -> AcrossSeeds:
+    """share(model_a) - share(model_b) across training seeds, with an interval over seeds, images, pairs and contexts.
+
+    Estimand: the mean over training seeds of the difference of the two models' middle shares, each share that of
+    the curve over the population of images (with pairs and contexts drawn as the design draws them); not on the
+    images of the table. ``pairing='seed'`` takes the per-seed differences on each seed's images; ``'none'`` the
+    difference of the two models' mean shares. The images are shared by every seed (crossed: the image term is
+    estimated from the jackknife over images) or drawn per seed (nested); see
+    `moga_lab.analysis.uncertainty.seeds_by_images`.
 
     Args:
         frame: per-image rows with ``model``, ``seed`` and ``image_id`` columns.
@@ -117,22 +149,45 @@ def middle_share_difference_over_seeds(frame: pd.DataFrame, model_a: str, model_
         model_b: the second model's name (subtracted).
         low: lower end of the band, as a fraction of n.
         high: upper end of the band.
-        statistic: 'debiased' or 'naive'.
+        statistic: 'mean-abs', 'rms' or 'naive'.
+        pairing: one of `PAIRINGS`.
+        alternative: 'two-sided', 'greater' or 'less'.
+        per_seed_intervals: also bootstrap each seed's difference over its images (``per_seed``).
 
     Returns:
-        ``dict(per_seed={seed: dict(difference, ci_low, ci_high, num_images)}, difference, ci_low, ci_high,
-        seeds_a, seeds_b)``: ``per_seed`` holds the seeds both models have; the interval is NaN when a model has
-        curves of a single seed.
+        An `AcrossSeeds`.
+
+    Raises:
+        ValueError: a model without curves, an unknown pairing, too few seeds, or images laid out otherwise.
     """
     _check_seeded(frame)
-    shares = middle_share_by_seed(frame[frame.model.isin([model_a, model_b])], low, high, statistic)
-    a, b = (shares[shares.model == m] for m in (model_a, model_b))
-    if a.empty or b.empty:
-        raise ValueError(f'no curves of {model_a if a.empty else model_b} in the table')
-    per_seed = {}
-    for seed in sorted(set(a.seed) & set(b.seed)):
-        sub = frame[frame.seed == seed]
-        per_seed[int(seed)] = middle_share_difference(sub, model_a, model_b, statistic, low, high)
-    diff, ci_low, ci_high = welch(a.share, b.share)
-    return dict(per_seed=per_seed, difference=diff, ci_low=ci_low, ci_high=ci_high, seeds_a=sorted(a.seed),
-                seeds_b=sorted(b.seed))
+    if pairing not in PAIRINGS:
+        raise ValueError(f'pairing {pairing!r} is not accepted; accepted: {", ".join(PAIRINGS)}')
+    frame = frame[frame.model.isin([model_a, model_b])]
+    seeds = {m: sorted(int(s) for s in frame[frame.model == m].seed.unique()) for m in (model_a, model_b)}
+    for m, found in seeds.items():
+        if not found:
+            raise ValueError(f'no curves of {m} in the table')
+    layout = image_layout(frame, [model_a, model_b])
+    if pairing == 'seed':
+        seeds = {m: sorted(set(seeds[model_a]) & set(seeds[model_b])) for m in seeds}
+        if not seeds[model_a]:
+            raise ValueError(f'{model_a} and {model_b} have no training seed in common to pair')
+    tables = {(m, s): per_image_table(frame[frame.seed == s], m, statistic) for m in seeds for s in seeds[m]}
+    ratios = next(iter(tables.values())).columns
+    if layout == 'crossed':
+        images = sorted(set.intersection(*(set(t.index) for t in tables.values())))
+        if len(images) < 2:
+            raise ValueError(f'{model_a} and {model_b} share {len(images)} image(s) over their seeds; need 2 or more')
+        tables = {k: t.loc[images] for k, t in tables.items()}
+    elif pairing == 'seed':   # nested: each seed's two models on that seed's common images
+        for s in seeds[model_a]:
+            common = tables[(model_a, s)].index.intersection(tables[(model_b, s)].index)
+            tables[(model_a, s)], tables[(model_b, s)] = tables[(model_a, s)].loc[common], tables[(model_b, s)].loc[common]
+    if len({len(t) for t in tables.values()}) > 1:
+        raise ValueError('the seeds hold curves of different numbers of images; accepted: the same number per seed')
+    a, b = (np.stack([tables[(m, s)].to_numpy() for s in seeds[m]]) for m in (model_a, model_b))
+    result = share_difference_arrays(a, b, ratios, statistic, low, high, pairing, layout, alternative)
+    per_seed = ({s: middle_share_difference(frame[frame.seed == s], model_a, model_b, statistic, low, high)
+                 for s in sorted(set(seeds[model_a]) & set(seeds[model_b]))} if per_seed_intervals else {})
+    return AcrossSeeds(result, per_seed, pairing, tuple(seeds[model_a]), tuple(seeds[model_b]))

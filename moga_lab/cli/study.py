@@ -4,7 +4,7 @@
     moga-study status STUDY.yaml
     moga-study export STUDY.yaml ARCHIVE.tar.gz [--include-finished | --lean]
     moga-study import STUDY.yaml ARCHIVE.tar.gz
-    moga-study publish STUDY.yaml --to docs/studies [--only FOLDER ...]
+    moga-study publish STUDY.yaml --to docs/studies [--only FOLDER ...] [--reports-only]
     moga-study reset STUDY.yaml PATTERN [PATTERN ...]
 """
 import argparse
@@ -50,6 +50,9 @@ def build_parser() -> Parser:
     u.add_argument('--only', nargs='+', metavar='FOLDER',
                    help="publish only these folders of the study file (e.g. compare, once its units are done); the "
                         "claims of the others stay 'not computed'")
+    u.add_argument('--reports-only', action='store_true',
+                   help='read no unit: evaluate the claims and render the reports again from the tables already '
+                        'published (a changed analysis of the same data)')
     z = sub.add_parser('reset', parents=[common], help="remove units' folders so that the next run starts them clean")
     z.add_argument('patterns', nargs='+', metavar='PATTERN', help='unit names or globs')
     return p
@@ -78,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
             return 0
         if args.action == 'publish':
-            for name, rows in publish_study(study, args.to, args.only).items():
+            for name, rows in publish_study(study, args.to, args.only, tables=not args.reports_only).items():
                 print(f'{args.to}/{name}' + (f': {rows} rows' if name.endswith('.csv') else ''))
             return 0
         if args.action == 'reset':

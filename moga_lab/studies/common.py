@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -202,28 +201,29 @@ SEED_TABLES = ('interaction_seeds.csv', 'seed_shares.csv', 'seed_shares.png')
 """What `seed_tables` writes into a study folder."""
 
 
-SEED_PLAN_HALF_WIDTH = 0.03  # a middle-share difference the size of the larger seed-0 effects of the 28 px grid
+SEED_PLAN_DIFFERENCE = 0.03  # a middle-share difference the size of the larger seed-0 effects of the 28 px grid
 
 
-def _seed_plan(shares: pd.DataFrame, noun: str) -> List[str]:
-    """How many seeds would decide a difference at the spread these seeds show: the pooled seed-to-seed s.d. of the
-    middle share over the names with several seeds, Welch's expected half-width with as many seeds as here, and the
-    seeds per name for a half-width of `SEED_PLAN_HALF_WIDTH`."""
-    from moga_lab.analysis.seeds import seeds_for_half_width, welch_half_width
-    sds = shares.groupby('model').share.std(ddof=1).dropna()
-    counts = shares.groupby('model').seed.nunique()
-    if sds.empty:
+def _seed_plan(seeded: pd.DataFrame, reference: str, noun: str, band: Sequence[float],
+               statistic: str = 'mean-abs') -> List[str]:
+    """What these seeds and images decide, and how many seeds would decide a difference of `SEED_PLAN_DIFFERENCE`:
+    from the variance components of the first difference with ``reference`` (`moga_lab.analysis.power`)."""
+    from moga_lab.analysis.power import components_of, decidable_effect, design_for
+    from moga_lab.analysis.seeds import middle_share_difference_over_seeds
+    others = [n for n in dict.fromkeys(seeded.model) if n != reference]
+    if not others or reference not in set(seeded.model):
         return []
-    pooled = float(np.sqrt(np.mean(sds ** 2)))
-    have = int(counts[sds.index].min())
-    spread = (f'{sds.iloc[0]:.3f} (s.d., {sds.index[0]}: the only {noun} with several seeds)' if len(sds) == 1
-              else f'{sds.min():.3f}-{sds.max():.3f} (s.d.)')
-    return ['', f"Planning: a {noun}'s middle share moves by {spread} from one training seed "
-            f'to the next (pooled {pooled:.3f}). At that spread Welch\'s 95 % interval on the difference of two '
-            f"{noun}s' means is about ±{welch_half_width(pooled, have):.3f} with {have} seeds each, and ±"
-            f'{SEED_PLAN_HALF_WIDTH:.2f} (enough to decide a difference of that size) needs '
-            f'{seeds_for_half_width(pooled, SEED_PLAN_HALF_WIDTH)} seeds each '
-            '(`moga_lab.analysis.seeds.seeds_for_half_width`).']
+    fitted = middle_share_difference_over_seeds(seeded, reference, others[0], *band, statistic=statistic,
+                                                per_seed_intervals=False).interval
+    if fitted.num_seeds < 2:
+        return []
+    components = components_of(fitted)
+    need = design_for(SEED_PLAN_DIFFERENCE, components, 0.05, images=(fitted.num_images,))[fitted.num_images]
+    return ['', f'Planning (`moga_lab.analysis.power`): with {fitted.num_seeds} seeds and {fitted.num_images} images, '
+            f'a difference of {noun}s is decided with 80 % power (two-sided, 5 %) from '
+            f'{decidable_effect(fitted.se, fitted.df, 0.05):.3f}; {SEED_PLAN_DIFFERENCE:.2f} needs '
+            + (f'{need} seeds' if need else 'more than 40 seeds') + f' on {fitted.num_images} images (the variance '
+            f'components of {reference} minus {others[0]}).']
 
 
 def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images: int, band: Sequence[float],
@@ -283,24 +283,25 @@ def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images:
     lines += [''] + [f'Seed {s}: {describe_precision(seeded[seeded.seed == s])}.' for s in used[1:]]
     if reference in set(shares.model) and shares.model.nunique() > 1:
         lines += ['', f"The middle share of {reference} minus that of each {noun} on every seed's checkpoints (seed k "
-                  f"of both, paired bootstrap over the images) and across seeds (mean over each {noun}'s seeds, Welch's "
-                  "95 % interval over the seeds' shares: it covers training-seed variation on these images):", '',
+                  f"of both, paired bootstrap over the images) and across seeds (mean over the seeds of the paired difference, "
+                  "95 % interval over seeds and images: moga_lab.analysis.seeds):", '',
                   f'| {noun} | ' + ' | '.join(f'seed {s}' for s in used) + ' | across seeds | decided across seeds? |',
                   '| --- |' + ' --- |' * len(used) + ' --- | --- |']
         for name in shares.model.unique():
             if name == reference:
                 continue
             d = middle_share_difference_over_seeds(seeded, reference, name, *band)
-            cells = [f"{d['per_seed'][s]['difference']:+.3f} ({d['per_seed'][s]['ci_low']:+.3f} to "
-                     f"{d['per_seed'][s]['ci_high']:+.3f})" if s in d['per_seed'] else '–' for s in used]
-            if d['ci_low'] == d['ci_low']:
-                across = f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
-                verdict = (f'yes: {reference} higher' if d['ci_low'] > 0 else f'yes: {reference} lower'
-                           if d['ci_high'] < 0 else 'no (interval contains 0)')
+            cells = [f"{d.per_seed[s]['difference']:+.3f} ({d.per_seed[s]['ci_low']:+.3f} to "
+                     f"{d.per_seed[s]['ci_high']:+.3f})" if s in d.per_seed else '–' for s in used]
+            iv = d.interval
+            if iv.num_seeds > 1:
+                across = f"{iv.estimate:+.3f} ({iv.low:+.3f} to {iv.high:+.3f})"
+                verdict = (f'yes: {reference} higher' if iv.low > 0 else f'yes: {reference} lower'
+                           if iv.high < 0 else 'no (interval contains 0)')
             else:
-                across, verdict = f"{d['difference']:+.3f}", 'one seed on a side: no interval'
+                across, verdict = f"{iv.estimate:+.3f}", 'one seed in common: over images only'
             lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {across} | {verdict} |')
-    lines += _seed_plan(shares, noun)
+    lines += _seed_plan(seeded, reference, noun, band)
     lines += ['', f'![middle-order share of each {noun} on each training seed ({frame.image_id.nunique()} test images, '
               f'95 % intervals over images; bar: mean over seeds; {caption})](seed_shares.png)']
     return '\n'.join(lines) + '\n'

@@ -25,7 +25,7 @@ from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
 from moga_lab.analysis.seeds import middle_share_by_seed
-from moga_lab.studies.claims import REPORT_CLAIMS_END, REPORT_CLAIMS_START, report_claims_section
+from moga_lab.studies.findings import REPORT_CLAIMS_END, REPORT_CLAIMS_START, report_claims_section
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 
 __all__ = ['seed_study_report', 'REPORT_STATISTICS']

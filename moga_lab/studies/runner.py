@@ -855,7 +855,8 @@ def _unit_rows(unit: Unit, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = None) -> Dict[str, int]:
+def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = None,
+                  tables: bool = True) -> Dict[str, int]:
     """Gather the finished units' outputs into the study's published tables in ``dest`` (each written atomically):
     every table of the study file's ``publish:`` section (its name a path under ``dest``), one row per row of each
     matching unit's file (a CSV) or one row per unit (a YAML file, nested sections as dotted columns such as
@@ -867,7 +868,7 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
     figure) is copied from its one unit. ``units.csv`` (in each published folder, for the units behind its tables,
     shared ones included): each unit's command, minutes, the machine that ran it and whether it resumed. Then, when
     the study file says so, the declared claims are evaluated (``claims:``, see
-    `moga_lab.studies.claims.evaluate_declared`: ``claims.csv`` in ``dest`` and in each study folder, the findings
+    `moga_lab.studies.findings.evaluate_declared`: ``claims.csv`` in ``dest`` and in each study folder, the findings
     tables of the ``readme`` files) and each folder of ``reports:`` gets its report
     (`moga_lab.studies.report.seed_study_report`).
 
@@ -880,6 +881,8 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         study: from `load_study`.
         dest: where the published folders go, e.g. ``docs/studies``.
         folders: the top folders of ``publish:`` / ``reports:`` to publish (default: all).
+        tables: False leaves the published tables as they are (no unit is read) and only evaluates the claims and
+            renders the reports again from them: a changed analysis, republished from the same data.
 
     Returns:
         ``{table: rows}`` of what was written.
@@ -893,7 +896,7 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
     fed: Dict[str, set] = {}
     shared_records: Dict[str, list] = {}
     publish, reports = _select_folders(study, folders)
-    for table, spec in publish.items():
+    for table, spec in (publish if tables else {}).items():
         patterns = [spec['from']] if isinstance(spec['from'], str) else list(spec['from'])
         units = [u for u in study.units if any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]
         unfinished = [u.name for u in units if unit_state(u) != 'done']
@@ -913,7 +916,8 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         written[table] = len(rows)
     # a finished unit ran the study file's command (else it is 'changed'): named with {out}, wherever it ran
     records = pd.DataFrame([{'unit': u.name, **u.keys, **{k: v for k, v in _record(u).items() if k != 'unit'},
-                             'command': _portable_command(u)} for u in study.units if unit_state(u) == 'done'])
+                             'command': _portable_command(u)} for u in study.units
+                            if tables and unit_state(u) == 'done'])
     for folder, names in fed.items():  # each published folder: the units behind its tables, and where they ran
         behind = [records[records.unit.isin(names)]] + shared_records.get(folder, [])
         behind = pd.concat(behind, ignore_index=True).drop_duplicates('unit')
@@ -921,7 +925,7 @@ def publish_study(study: Study, dest: str, folders: Optional[Sequence[str]] = No
         atomic_write_csv(os.path.join(dest, table), behind)
         written[table] = len(behind)
     if study.claims:
-        from moga_lab.studies.claims import evaluate_declared
+        from moga_lab.studies.findings import evaluate_declared
         table = evaluate_declared(study.claims['registry'], dest, study.claims.get('readme') or ())
         written['claims.csv'] = len(table)
     for folder, spec in reports.items():
