@@ -296,7 +296,12 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
 @pytest.mark.parametrize('args,needle', [
     (['--target-ci', '0'], '--target-ci=0.0 is out of range; accepted: a fraction in (0, 1]'),
     (['--max-forwards', '2'], '--max-forwards=2 must be >= 4'),
-    (['--statistic', 'median'], "'median' is not accepted; accepted: mean-abs, rms, naive, debiased"),
+    (['--statistic', 'median'], "'median' is not accepted; accepted: auto, mean-abs, rms, naive, debiased"),
+    (['--budget', '-5'], '--budget=-5.0 is not accepted; accepted: forward passes per image, > 0'),
+    (['--design', 'fixed', '--budget', '500'], '--design fixed is not accepted with them: accepted: --design shared'),
+    (['--design', 'two-phase'], 'the two-phase design needs target_ci'),
+    (['--share', '0'], "'0' is not accepted; accepted: an integer >= 1, or all"),
+    (['--budget', '500', '--target-share-se', '0.01'], 'give --budget or --target-share-se, not both'),
     (['--num-images', '0'], '--num-images=0 must be >= 1'),
     (['--value', 'prob'], "'prob' is not accepted; accepted: log-odds, logit, log-p"),
     (['--ratios', '0,1.5'], '--ratios [1.5] out of range'),
@@ -306,6 +311,30 @@ def test_interaction_tool_errors(two_checkpoints, tmp_path, capsys, args, needle
     with pytest.raises(SystemExit) as info:
         tool.main(['--checkpoint', two_checkpoints[0], '--out', str(tmp_path)] + args)
     assert info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_interaction_tool_plans_the_shared_design_and_chooses_the_statistic(two_checkpoints, tmp_path, capsys):
+    """--budget plans the shared design from a pilot (printed, written to plan.txt, the same plan for both models) and
+    runs it; --statistic auto shows the RMS first when mean |I|'s bias bound is large at that design, and says so."""
+    from moga_lab.cli import interaction as tool
+    out = tmp_path / 'planned'
+    args = ['--checkpoint', two_checkpoints[0], '--checkpoint', two_checkpoints[1], '--num-images', '2',
+            '--budget', '600', '--pilot-images', '1', '--out', str(out), '--ratios', '0,0.3,0.6,1', '--grid', '4',
+            '--no-progress']
+    assert tool.main(args) == 0
+    err = capsys.readouterr().err
+    assert 'plan (rms):' in err and 'pairs per image' in err and (out / 'plan.txt').read_text().startswith('plan (rms)')
+    frame = pd.read_csv(out / 'interaction.csv')
+    assert set(frame.design) == {'shared'} and frame.num_pairs.nunique() == 1 and 'I2_df' in frame.columns
+    assert frame.groupby('model').forwards.mean().max() < 1000
+    curve = pd.read_csv(out / 'curve.csv')
+    over = 'the bias bound of mean |I| is' in err
+    assert set(curve.statistic) == ({'rms'} if over else {'mean-abs'})
+    # resuming the same plan continues; another design is refused
+    assert tool.main(args) == 0
+    with pytest.raises(SystemExit):
+        tool.main(args[:6] + ['--out', str(out), '--ratios', '0,0.3,0.6,1', '--grid', '4', '--no-progress'])
+    assert "design ['shared'] (this run: fixed)" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_clear(tmp_path, capsys):

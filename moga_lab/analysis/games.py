@@ -34,6 +34,7 @@ import torch.nn as nn
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
 from moga_lab.analysis.bootstrap import bootstrap_images
 from moga_lab.analysis.interaction import order_grid, sample_contexts
+from moga_lab.analysis.shared import estimate_shared
 from moga_lab.analysis.strength import estimate_strength
 
 __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve', 'InteractionSettings',
@@ -42,7 +43,7 @@ __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve'
            'image_set_precision', 'check_design', 'describe_precision', 'per_image_target', 'middle_share_interval',
            'middle_share_difference', 'design_of', 'FIXED_DESIGN', 'TWO_PHASE_DESIGN', 'SEQUENTIAL_DESIGN',
            'BASELINES', 'masking_baseline', 'resolve_statistic', 'STATISTIC_ALIASES', 'per_image_table',
-           'middle_share_of', 'share_bias_bound']
+           'middle_share_of', 'share_bias_bound', 'SHARED_DESIGN', 'DESIGNS', 'design_name', 'plan_interaction']
 
 ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 """The authors' 13 order ratios m / (n - 2)."""
@@ -82,6 +83,19 @@ def resolve_statistic(name: str) -> str:
     return canonical
 
 
+FIXED_DESIGN = 'fixed'
+"""A per-image table's ``design``: the fixed design (K contexts per pair and order)."""
+TWO_PHASE_DESIGN = 'two-phase'
+"""The precision mode: a pilot that plans, fresh draws that estimate (unbiased)."""
+SHARED_DESIGN = 'shared'
+"""The shared-evaluation design (`moga_lab.analysis.shared`): one drawn context serves every pair that can use it."""
+DESIGNS = (FIXED_DESIGN, SHARED_DESIGN, TWO_PHASE_DESIGN)
+"""The designs `InteractionSettings.design` accepts."""
+SEQUENTIAL_DESIGN = 'sequential'
+"""The precision mode before moga_lab 1.0: sequential stopping that pooled the deciding draws (biased up); tables
+of it are recognised and refused for resuming."""
+
+
 @dataclass
 class InteractionSettings:
     """How one image's strength curve is estimated: the game, the authors' design, and the precision mode.
@@ -113,6 +127,13 @@ class InteractionSettings:
             `masking_baseline`).
         fuse: evaluate through the model's ``for_inference()`` copy when it has one (MogaNet; same values to 1e-4).
         compile: ``torch.compile`` the evaluated model (batches are padded to ``batch_size`` so it compiles once).
+        design: one of `DESIGNS`: ``fixed`` (the authors': ``num_contexts`` of its own per pair and order),
+            ``shared`` (`moga_lab.analysis.shared`: one drawn context serves every pair that can use it, up to
+            ``share`` pairs; ``num_contexts`` per pair, or ``contexts_per_order``), ``two-phase`` (the precision mode;
+            also chosen by giving ``target_ci``).
+        share: the shared design's pairs per group sharing draws (None: all the image's pairs in one group).
+        contexts_per_order: the shared design's contexts per pair at each order (a plan of
+            `moga_lab.analysis.planner.plan_shared`); None = ``num_contexts`` at every order.
 
     Example:
         ```python
@@ -137,6 +158,33 @@ class InteractionSettings:
     baseline: str = 'zero'
     fuse: bool = True
     compile: bool = False
+    design: str = 'fixed'
+    share: Optional[int] = None
+    contexts_per_order: Optional[Tuple[int, ...]] = None
+
+
+def design_name(settings: InteractionSettings) -> str:
+    """The design ``settings`` ask for, checked: ``two-phase`` whenever a ``target_ci`` is given; a ValueError
+    names an unknown design, a target with the shared design, or a plan of the wrong length.
+
+    Args:
+        settings: the interaction settings.
+    """
+    if settings.design not in DESIGNS:
+        raise ValueError(f'design {settings.design!r} is not accepted; accepted: {", ".join(DESIGNS)}')
+    if settings.target_ci is not None:
+        if settings.design == SHARED_DESIGN:
+            raise ValueError('target_ci is the two-phase design\'s precision target; the shared design takes a plan '
+                             '(contexts_per_order) or num_contexts: accepted: one of them')
+        return TWO_PHASE_DESIGN
+    if settings.design == TWO_PHASE_DESIGN:
+        raise ValueError('the two-phase design needs target_ci (its precision target, e.g. 0.05)')
+    if settings.contexts_per_order is not None and len(settings.contexts_per_order) != len(settings.ratios):
+        raise ValueError(f'contexts_per_order has {len(settings.contexts_per_order)} entries for {len(settings.ratios)} '
+                         'orders; accepted: one per order ratio')
+    if settings.share is not None and settings.share < 1:
+        raise ValueError(f'share={settings.share} is not accepted; accepted: an integer >= 1, or None (every pair)')
+    return settings.design
 
 
 # batch 64 at 224 px: 1.0-1.5x faster than 256 (benchmarks/interaction_speed.py --batch-size 64 256; docs/interaction.md)
@@ -376,6 +424,7 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
         ```
     """
     s = settings or default_settings(images.shape[-1])
+    design = design_name(s)
     if len(images) != len(labels):
         raise ValueError(f'{len(images)} images but {len(labels)} labels')
     image_ids = list(range(len(images))) if image_ids is None else list(image_ids)
@@ -393,7 +442,10 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
             orders = order_grid(n, s.ratios)
             g = _image_generator(s.seed, image_id)
             pairs = sample_pairs(s.grid, s.num_pairs, s.neighbour_radius, generator=g)
-            if s.target_ci is None:  # the fixed design draws all its contexts at once (same draws as before)
+            if design == SHARED_DESIGN:
+                est = estimate_shared(game, n, pairs, orders, list(s.contexts_per_order or [s.num_contexts] * len(orders)),
+                                      share=s.share, generator=g, batch_size=s.batch_size, progress=progress)
+            elif design == FIXED_DESIGN:  # the fixed design draws all its contexts at once (same draws as before)
                 est = estimate_strength(game, n, pairs, orders, contexts=sample_contexts(n, pairs, orders,
                                         s.num_contexts, generator=g), batch_size=s.batch_size, progress=progress)
             else:
@@ -407,12 +459,81 @@ def interaction_strength(model: nn.Module, images: torch.Tensor, labels: torch.T
                 row.update(contexts=float(est.stats['contexts'][o]), converged=bool(est.converged[o]),
                            forwards=est.forwards, n_players=n, num_pairs=len(pairs), num_contexts=s.num_contexts,
                            target_ci=s.target_ci if s.target_ci is not None else float('nan'),
-                           baseline=s.baseline if baseline is None else f'value={float(baseline):g}',
-                           design=FIXED_DESIGN if s.target_ci is None else TWO_PHASE_DESIGN)
+                           baseline=s.baseline if baseline is None else f'value={float(baseline):g}', design=design,
+                           I2_df=float(est.stats['I2_df'][o]) if 'I2_df' in est.stats else float('inf'),
+                           share=float(s.share) if design == SHARED_DESIGN and s.share is not None else float('nan'))
                 rows.append(row)
     finally:
         model.train(was_training)
     return pd.DataFrame(rows)
+
+
+def plan_interaction(models: Sequence[nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                     settings: InteractionSettings, budget: Optional[float] = None,
+                     target_share_se: Optional[float] = None, statistic: str = 'rms', pilot_images: int = 2,
+                     image_ids: Optional[Sequence[int]] = None, pixel_mean: Optional[torch.Tensor] = None,
+                     mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
+                     progress: Optional[Callable[[int], None]] = None):
+    """A shared-design plan for these models from a pilot on their first ``pilot_images`` images (one plan for every
+    model, so that they are compared on the same pairs and contexts), and the settings that run it.
+
+    The pilot (`moga_lab.analysis.planner.run_pilot`: 40 pairs x 4 contexts at most 8 pairs per draw, per model and
+    pilot image, its pairs drawn apart from the estimate's) only plans; the estimate then draws afresh
+    (`interaction_strength` with the returned settings). See `moga_lab.analysis.planner` for the variance model.
+
+    Args:
+        models: the classifiers.
+        images: normalised [N, C, H, W] (the pilot uses the first ``pilot_images``).
+        labels: [N] classes.
+        settings: the game and its defaults (grid, ratios, value, baseline, seed, share); design and contexts are
+            replaced by the plan's.
+        budget: forward passes per image to spend.
+        target_share_se: the middle share's standard error per image to reach instead.
+        statistic: 'rms' or 'mean-abs' (what the plan makes precise).
+        pilot_images: images of the pilot.
+        image_ids: the images' ids (the pilot's pairs are drawn from them, apart from the estimate's).
+        pixel_mean: the mean training image for ``baseline='pixel-mean'``.
+        mean: the normalisation's per-channel mean.
+        std: the normalisation's per-channel std.
+        progress: progress callback (forward passes).
+
+    Returns:
+        ``(plan, settings)``: the `moga_lab.analysis.planner.DesignPlan` and the settings of the shared design.
+    """
+    from dataclasses import replace
+    from moga_lab.analysis.planner import PilotComponents, plan_shared, run_pilot
+    statistic = resolve_statistic(statistic)
+    if statistic not in ('rms', 'mean-abs'):
+        raise ValueError(f'statistic {statistic!r} cannot be planned for; accepted: rms, mean-abs')
+    ids = list(range(len(images))) if image_ids is None else list(image_ids)
+    k = max(1, min(int(pilot_images), len(images)))
+    n = settings.grid ** 2
+    orders = order_grid(n, settings.ratios)
+    components = []
+    for model in models:
+        runner = evaluation_model(model, settings)
+        games, pair_sets = [], []
+        for image, label, image_id in zip(images[:k], labels[:k], ids[:k]):
+            fill = masking_baseline(settings.baseline, image, settings.grid, mean, std, pixel_mean)
+            games.append(ImageGame(runner, image, int(label), settings.grid, baseline=fill, value=settings.value,
+                                   bf16=settings.bf16))
+            # the pilot's own pairs and contexts: a stream apart from the estimate's (seed + 1 million)
+            g = _image_generator(settings.seed + 1_000_000, image_id)
+            pair_sets.append(sample_pairs(settings.grid, 40, settings.neighbour_radius, generator=g))
+        components.append(run_pilot(games, n, pair_sets, orders, ratios=settings.ratios, generator=g,
+                                    batch_size=settings.batch_size, progress=progress))
+    c0 = components[0]
+    pooled = PilotComponents(c0.orders, np.mean([c.theta for c in components], 0),
+                             np.mean([c.abs_mean for c in components], 0),
+                             {s: float(np.mean([c.pair_share_var[s] for c in components])) for s in c0.pair_share_var},
+                             np.mean([c.b1 for c in components], 0), np.mean([c.b2 for c in components], 0),
+                             np.mean([c.se_unit for c in components], 0), np.max([c.rho for c in components], 0),
+                             c0.share, sum(c.forwards for c in components), c0.deterministic)
+    plan = plan_shared(pooled, n, settings.grid, budget=budget, target_share_se=target_share_se, statistic=statistic,
+                       ratios=settings.ratios, radius=settings.neighbour_radius)
+    planned = replace(settings, design=SHARED_DESIGN, num_pairs=plan.num_pairs, contexts_per_order=plan.contexts,
+                      num_contexts=int(round(float(np.mean(plan.contexts)))), share=plan.share, target_ci=None)
+    return plan, planned
 
 
 def _curve_of(statistic: str):
@@ -499,15 +620,6 @@ def describe_contexts(frame: pd.DataFrame) -> str:
     return f'{int(frame.num_contexts.iloc[0])} contexts per pair and order{paid}'
 
 
-FIXED_DESIGN = 'fixed'
-"""A per-image table's ``design``: the fixed design (K contexts per pair and order)."""
-TWO_PHASE_DESIGN = 'two-phase'
-"""The precision mode: a pilot that plans, fresh draws that estimate (unbiased)."""
-SEQUENTIAL_DESIGN = 'sequential'
-"""The precision mode before moga_lab 1.0: sequential stopping that pooled the deciding draws (biased up); tables
-of it are recognised and refused for resuming."""
-
-
 def design_of(frame: pd.DataFrame) -> str:
     """Which design made a per-image table: `FIXED_DESIGN`, `TWO_PHASE_DESIGN` or (a table written by moga_lab before
     1.0 in its precision mode, which has no ``design`` column) `SEQUENTIAL_DESIGN`.
@@ -567,6 +679,8 @@ def check_design(frame: pd.DataFrame, settings: InteractionSettings, where: str)
         found.append(f'target_ci {cached} (this run: {target})')
     if design_of(frame) == SEQUENTIAL_DESIGN:
         found.append('the sequential precision mode of moga_lab < 1.0 (biased; this run: the two-phase design)')
+    elif 'design' in frame.columns and set(frame.design) != {design_name(settings)}:
+        found.append(f'design {sorted(set(frame.design))} (this run: {design_name(settings)})')
     if 'baseline' in frame.columns and set(frame.baseline) != {settings.baseline}:
         found.append(f'baseline {sorted(set(frame.baseline))} (this run: {settings.baseline})')
     if 'J_abs' not in frame.columns:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "interaction.csv; the first seed's are always computed): the report adds the middle share per "
                         'seed and full minus each row across seeds. A report reads the finished caches without it')
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST folder (default: Debian\'s)')
+    p.add_argument('--design', choices=('fixed', 'shared'), default=None,
+                   help="interaction design, over the config's interaction.design: fixed (the authors') or shared "
+                        '(one drawn context serves every pair that can use it)')
     p.add_argument('--no-report', action='store_true',
                    help='train the rows and compute their interactions, but write no tables (a later run without it '
                         'reads everything back and writes the tables and figure)')
@@ -78,6 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         options.check()  # a scheduler, config or cache that is not right: one line before any work
         plan = load_ablation(QUICK_CONFIG if args.quick else args.config, args.rows, args.data_dir)
+        if args.design and plan.interaction.get('target_ci') is None:
+            plan.interaction['design'] = args.design
         check_before_training(plan, args.out, args.seeds, args.curve_seeds)
         store = None if args.no_report else open_study_store(args.tracking_uri, args.experiment, not args.no_tracking)
         result = run_ablation(plan, args.out, options, args.seeds, args.curve_seeds, report=not args.no_report,

@@ -23,14 +23,15 @@ from moga_lab.loaders import load_eval_images, load_models
 from moga_lab.studies.common import interaction_of_models
 
 
-def sensitivity(checkpoints, num_images: int, out: str, contexts: int = 24, pairs: int = 20, seed: int = 0):
+def sensitivity(checkpoints, num_images: int, out: str, contexts: int = 24, pairs: int = 20, seed: int = 0,
+                design: str = 'fixed'):
     """The tables and the figure (see the module docstring); returns the shares table."""
     models = load_models([('checkpoint', c) for c in checkpoints])
     ev = load_eval_images(models, num_images, seed=seed)
     frames, rows = [], []
     for baseline in BASELINES:
         settings = InteractionSettings(grid=8 if ev.images.shape[-1] % 8 == 0 else 7, num_pairs=pairs,
-                                       num_contexts=contexts, seed=seed, baseline=baseline)
+                                       num_contexts=contexts, seed=seed, baseline=baseline, design=design)
         frame = interaction_of_models(models, ev.images, ev.labels, ev.ids, settings,
                                       cache=os.path.join(out, 'parts', f'{baseline}.csv'))
         frames.append(frame)
@@ -55,7 +56,7 @@ def sensitivity(checkpoints, num_images: int, out: str, contexts: int = 24, pair
     table = shares.pivot_table(index=['statistic', 'model'], columns='baseline', values='share')[list(BASELINES)]
     text = (f'# Masking baseline sensitivity\n\nMiddle-order share (orders 0.2n-0.6n) per model and, for the '
             f'comparison, {models[0].name} minus each other model (paired over the same {len(ev.ids)} test images), '
-            f'under each baseline; fixed design, {pairs} pairs, {contexts} contexts per pair and order. 95 % '
+            f'under each baseline; {design} design, {pairs} pairs, {contexts} contexts per pair and order. 95 % '
             'intervals in shares.csv.\n\n' + table.round(3).to_markdown() + '\n\n![curves](baseline_curves.png)\n')
     atomic_write_text(os.path.join(out, 'report.md'), text)
     print(text)
@@ -68,10 +69,12 @@ def main(argv=None):
     p.add_argument('--num-images', type=int, default=8)
     p.add_argument('--contexts', type=int, default=24)
     p.add_argument('--pairs', type=int, default=20)
+    p.add_argument('--design', choices=('fixed', 'shared'), default='fixed',
+                   help="fixed (the authors') or shared (one drawn context serves every pair that can use it)")
     p.add_argument('--out', required=True)
     args = p.parse_args(argv)
     try:
-        sensitivity(args.checkpoint, args.num_images, args.out, args.contexts, args.pairs)
+        sensitivity(args.checkpoint, args.num_images, args.out, args.contexts, args.pairs, design=args.design)
     except (ValueError, FileNotFoundError) as error:
         p.error(str(error))
     return 0

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         'then needs sqrt(N) x less precision; the precision reached is in the report)')
     p.add_argument('--max-forwards', type=int, default=None,
                    help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
+    p.add_argument('--design', choices=('fixed', 'shared'), default='fixed',
+                   help="interaction design: fixed (the authors') or shared (one drawn context serves every pair "
+                        'that can use it; see moga-interaction --help); --target-ci chooses the precision mode')
+    p.add_argument('--share', type=int, default=None, help='shared design: pairs per group that share draws (default all)')
     p.add_argument('--grid', type=int, help='patch grid (default 7 at 28 px, 14 at 224 px)')
     p.add_argument('--pairs', type=int, help='pairs per image (default 12 trained here, 50 for --weights)')
     p.add_argument('--contexts', type=int, help='contexts per pair and order (default 12 trained here, 50 for --weights)')

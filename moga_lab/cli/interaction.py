@@ -20,6 +20,7 @@ import sys
 from typing import List, Optional
 
 from moga_lab.cli.common import Parser, add_model_arguments, choice, fail, model_sources, user_errors
+from moga_lab.cli.design import add_design_arguments, apply_design_arguments, plan_from_arguments
 
 PART_GLOB = 'parts/rank*.csv'
 
@@ -51,10 +52,13 @@ def build_parser() -> Parser:
                         'then needs sqrt(N) x less precision; the precision reached is printed)')
     p.add_argument('--max-forwards', type=int,
                    help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
-    p.add_argument('--statistic', type=choice(tuple(STATISTICS) + tuple(STATISTIC_ALIASES)), default='mean-abs',
-                   help="curve and plot: mean-abs (mean |I|, the paper's estimand, noise removed; default), rms "
+    add_design_arguments(p)
+    p.add_argument('--statistic', type=choice(('auto',) + tuple(STATISTICS) + tuple(STATISTIC_ALIASES)), default='auto',
+                   help="curve and plot: mean-abs (mean |I|, the paper's estimand, noise removed), rms "
                         "(root-mean-square of I, noise removed; 'debiased' is its older name) or naive (the authors' "
-                        'mean |I| as computed, drawn with its noise floor); the middle shares are printed under all')
+                        'mean |I| as computed, drawn with its noise floor); auto (default): mean-abs where its bias '
+                        'bound is within 10 %% of its value in the middle orders, else rms (and says so); the middle '
+                        'shares are printed under all')
     p.add_argument('--baseline', type=choice(BASELINES), default='zero',
                    help="what masked patches show: zero (0 after normalisation, the mean colour: the authors'; "
                         'default), pixel-mean (each pixel\'s mean over the training images, Deng et al.; over the '
@@ -81,6 +85,7 @@ def _settings(args, image_size: int):
     s.value, s.batch_size, s.bf16, s.seed = args.value, args.batch_size or s.batch_size, args.bf16, args.seed
     s.target_ci, s.max_forwards, s.fuse, s.compile = args.target_ci, args.max_forwards, not args.no_fuse, args.compile
     s.baseline = args.baseline
+    apply_design_arguments(args, s)
     if s.target_ci is not None and not 0 < s.target_ci <= 1:
         raise ValueError(f'--target-ci={s.target_ci} is out of range; accepted: a fraction in (0, 1], e.g. 0.05')
     if s.max_forwards is not None and s.max_forwards < 4:
@@ -131,6 +136,8 @@ def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
                   if settings.baseline == 'pixel-mean' else None)
     for m in models:
         m.model.to(device=device, memory_format=torch.channels_last)
+    settings = plan_from_arguments(args, [m.model for m in models], ev, settings, pixel_mean, args.out,
+                                   say=rank == 0)
     os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
     if rank == 0:
         for m in models:
@@ -200,6 +207,8 @@ def _write_curve(args, models, frame, ev, settings) -> str:
     from moga_lab.analysis.games import STATISTICS, describe_contexts, middle_share_interval, strength_curve
     from moga_lab.analysis.plots import plot_interaction_curves
     from moga_lab.utils.atomic import atomic_write_csv
+    from moga_lab.cli.design import chosen_statistic
+    args.statistic = chosen_statistic(frame, args.statistic)
     curve = strength_curve(frame, args.statistic)
     atomic_write_csv(os.path.join(args.out, 'curve.csv'), curve)
     png = os.path.join(args.out, 'interaction_curves.png')

@@ -30,6 +30,8 @@ def main(argv=None):
     p.add_argument('--low-contexts', type=int_at_least(2), default=12, help='the study scripts\' budget')
     p.add_argument('--high-contexts', type=int_at_least(2), default=100)
     p.add_argument('--pairs', type=int_at_least(1), default=20)
+    p.add_argument('--design', choices=('fixed', 'shared'), default='fixed',
+                   help="fixed (the authors') or shared (one drawn context serves every pair that can use it)")
     p.add_argument('--out', required=True)
     args = p.parse_args(argv)
     if not os.path.isfile(args.checkpoint):
@@ -37,7 +39,7 @@ def main(argv=None):
     trained = load_classifier(args.checkpoint)
     images, labels, ids, info, _ = load_eval_images(trained, args.num_images, seed=0)
     base = default_settings(images.shape[-1])
-    base.num_pairs = args.pairs
+    base.num_pairs, base.design = args.pairs, args.design
     runner = evaluation_model(trained.model, base)
     frames, curves = [], []
     for K in (args.low_contexts, args.high_contexts):

@@ -58,7 +58,7 @@ class AblationPlan:
         budget: the training budget every (row, seed) shares.
         rows: row name -> model switches (`ModelConfig` fields), in the config's order.
         interaction: keyword arguments of `interaction_of_checkpoints` (images, grid, pairs, contexts, ratios,
-            target_ci per image, max_forwards, baseline).
+            target_ci per image, max_forwards, baseline, design, share).
         band: the middle orders, as fractions of n (default 0.2-0.6).
     """
     config: str
@@ -72,7 +72,9 @@ class AblationPlan:
         """The interaction design (what a cached curve must have been computed with)."""
         i = self.interaction
         return InteractionSettings(grid=i['grid'], num_pairs=i['pairs'], num_contexts=i['contexts'],
-                                   ratios=tuple(i['ratios']), target_ci=i['target_ci'], baseline=i['baseline'])
+                                   ratios=tuple(i['ratios']), target_ci=i['target_ci'], baseline=i['baseline'],
+                                   design='two-phase' if i['target_ci'] is not None else i.get('design', 'fixed'),
+                                   share=i.get('share'))
 
     def model_config(self, row: str) -> ModelConfig:
         """The row's model (lists in YAML become the tuples `ModelConfig` takes)."""
@@ -150,7 +152,11 @@ def _interaction_kwargs(inter: Dict[str, Any]) -> Dict[str, Any]:
     kwargs = dict(num_images=inter.get('num_images', 4), grid=inter.get('grid', 7), pairs=inter.get('pairs', 12),
                   contexts=inter.get('contexts', 12), ratios=inter.get('ratios', DEFAULT_RATIOS),
                   target_ci=inter.get('target_ci'), max_forwards=inter.get('max_forwards'),
-                  baseline=inter.get('baseline', 'zero'))
+                  baseline=inter.get('baseline', 'zero'), design=inter.get('design', 'fixed'),
+                  share=inter.get('share'))
+    if kwargs['design'] not in ('fixed', 'shared'):
+        raise AblationError(f"interaction.design={kwargs['design']!r} in the config is not accepted; accepted: fixed, "
+                            'shared (the precision mode: give interaction.target_ci)')
     if kwargs['baseline'] not in BASELINES:
         raise AblationError(f"interaction.baseline={kwargs['baseline']!r} in the config is not accepted; accepted: "
                             f'{", ".join(BASELINES)}')

@@ -162,13 +162,16 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
                                ratios: Sequence[float] = ORDER_RATIOS, seed: int = 0, cache: Optional[str] = None,
                                progress: bool = True, target_ci: Optional[float] = None,
                                max_forwards: Optional[int] = None, wall_times: Optional[str] = None,
-                               baseline: str = 'zero') -> pd.DataFrame:
+                               baseline: str = 'zero', design: str = 'fixed',
+                               share: Optional[int] = None) -> pd.DataFrame:
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
     with ``seed``); see `interaction_of_models`. When ``cache`` already holds all ``num_images`` images of every
     name (in this design), they are returned without loading any checkpoint: a finished study's curves can be kept
-    (e.g. in git) without its checkpoints."""
+    (e.g. in git) without its checkpoints. ``design`` / ``share``: `moga_lab.analysis.games.InteractionSettings`'s
+    (the precision mode is chosen by ``target_ci``)."""
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
-                                   target_ci=target_ci, max_forwards=max_forwards, baseline=baseline)
+                                   target_ci=target_ci, max_forwards=max_forwards, baseline=baseline,
+                                   design='two-phase' if target_ci is not None else design, share=share)
     check_interaction_cache(cache, settings)
     done = finished_interaction(cache, list(checkpoints), num_images)
     if done is not None:

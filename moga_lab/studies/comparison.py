@@ -66,6 +66,9 @@ class ComparisonSpec:
         contexts: contexts per pair and order (None: the default).
         ratios: order ratios m/(n-2) (None: the authors' 13).
         target_ci: the precision mode's target (None: the fixed design).
+        design: the interaction design (`moga_lab.analysis.games.DESIGNS`; the precision mode is chosen by
+            ``target_ci``).
+        share: the shared design's pairs per group (None: all).
         target_over: ``target_ci`` per 'image' or over the 'images' of a curve.
         max_forwards: the precision mode's cap on forward passes per image.
         bf16: bf16 autocast for the masked forward passes.
@@ -103,6 +106,8 @@ class ComparisonSpec:
     contexts: Optional[int] = None
     ratios: Optional[Tuple[float, ...]] = None
     target_ci: Optional[float] = None
+    design: str = 'fixed'
+    share: Optional[int] = None
     target_over: str = 'image'
     max_forwards: Optional[int] = None
     bf16: bool = False
@@ -194,6 +199,8 @@ def _settings(c, size: int, num_images: int) -> InteractionSettings:
         if value is not None:
             setattr(settings, key, value)
     settings.bf16, settings.seed, settings.baseline = c.bf16, c.seed, c.baseline
+    settings.design = 'two-phase' if c.target_ci is not None else c.design
+    settings.share = c.share
     if c.quick:  # a smoke test of the whole pipeline, not a measurement
         settings.grid, settings.num_pairs, settings.num_contexts, settings.ratios = 4, 2, 2, (0.0, 0.3, 0.6, 1.0)
     settings.target_ci = per_image_target(settings.target_ci, num_images, c.target_over)
