@@ -19,6 +19,7 @@ DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', '
                       'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds',
                       'moga_lab.analysis.coalitions', 'moga_lab.analysis.bootstrap', 'moga_lab.analysis.uncertainty',
                       'moga_lab.analysis.power', 'moga_lab.analysis.multiplicity', 'moga_lab.analysis.known_studies',
+                      'moga_lab.analysis.shared', 'moga_lab.analysis.planner',
                       'moga_lab.studies.registry', 'moga_lab.studies.findings', 'moga_lab.studies.power',
                       'moga_lab.studies.runner',
                       'moga_lab.studies.claims', 'moga_lab.studies.ablation', 'moga_lab.studies.comparison', 'moga_lab.studies.report',
@@ -73,7 +74,7 @@ def test_strict_build_fails_on_broken_link_and_on_a_wrong_docstring(tmp_path):
     shutil.copytree(ROOT / 'benchmarks' / 'results', tmp_path / 'benchmarks' / 'results')  # tables the pages include
     page = tmp_path / 'docs/getting-started.md'
     page.write_text(page.read_text() + '\nSee [the missing page](no-such-page.md).\n')
-    games = tmp_path / 'moga_lab/analysis/games.py'
+    games = tmp_path / 'moga_lab/analysis/coalitions.py'
     text = games.read_text()
     assert '        num_pairs: pairs to draw.\n' in text
     games.write_text(text.replace('        num_pairs: pairs to draw.\n',

@@ -485,7 +485,7 @@ def test_a_unit_still_on_slurm_is_watched_not_submitted_again(tmp_path, monkeypa
     must not remove a running job's folder (either would run the unit twice, side by side)."""
     import submitit
 
-    from moga_lab.studies import runner
+    from moga_lab.studies import execute, runner
     bin_dir, queue = tmp_path / 'bin', tmp_path / 'queue'   # a fake Slurm: squeue prints queue/<id>, else forgets it
     bin_dir.mkdir()
     queue.mkdir()
@@ -530,10 +530,10 @@ def test_a_unit_still_on_slurm_is_watched_not_submitted_again(tmp_path, monkeypa
 
     def slurm_job(folder, job_id):  # the cluster finishes job 41: fit-s0 runs there, not here
         watched.append(job_id)
-        return Job(job_id, runner._UnitJob(study.unit('fit-s0'), None))
+        return Job(job_id, execute.UnitJob(study.unit('fit-s0'), None))
 
     monkeypatch.setattr(submitit, 'AutoExecutor', Executor)
-    monkeypatch.setattr(runner, '_slurm_job', slurm_job)
+    monkeypatch.setattr(execute, 'slurm_job', slurm_job)
     lines = []
     result = run_study(study, executor='slurm', log=lines.append)
     assert submitted == ['fit-s1', 'report'] and watched == ['41'], lines

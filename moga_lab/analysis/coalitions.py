@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 __all__ = ['ValueFn', 'EXACT_MAX_PLAYERS', 'INTERACTION_SIGNS', 'check_pairs_orders', 'order_grid', 'evaluate_unique',
-           'evaluate_rows', 'with_pairs', 'sample_contexts']
+           'evaluate_rows', 'with_pairs', 'sample_contexts', 'sample_pairs']
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
 """A value function: bool masks [B, n] (True = player present) -> values [B]."""
@@ -140,3 +140,27 @@ def sample_contexts(n_players: int, pairs: torch.Tensor, orders: Sequence[int], 
     ranks = keys.argsort(-1).argsort(-1)                              # rank of each player's key
     m = torch.tensor(orders, dtype=torch.long).view(-1, 1, 1, 1)
     return ranks < m
+
+
+def sample_pairs(grid: int, num_pairs: int, radius: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Player pairs as the authors draw them: i uniform on the grid, j uniform among i's neighbours within Chebyshev
+    distance ``radius`` (j != i).
+
+    Args:
+        grid: patches per side.
+        num_pairs: pairs to draw.
+        radius: the neighbourhood's Chebyshev radius.
+        generator: torch random generator (for reproducible pairs).
+
+    Returns:
+        int64 [num_pairs, 2] player indices (row-major over the grid).
+    """
+    i = torch.randint(grid * grid, (num_pairs,), generator=generator)
+    offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if (dr, dc) != (0, 0)]
+    pairs = []
+    for p in i.tolist():
+        r, c = divmod(p, grid)
+        neighbours = [(r + dr) * grid + (c + dc) for dr, dc in offsets if 0 <= r + dr < grid and 0 <= c + dc < grid]
+        k = int(torch.randint(len(neighbours), (1,), generator=generator))
+        pairs.append((p, neighbours[k]))
+    return torch.tensor(pairs, dtype=torch.long)

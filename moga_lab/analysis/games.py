@@ -24,7 +24,7 @@ whose square is unbiased. `strength_curve` draws the debiased one unless told ot
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,12 @@ import torch.nn as nn
 
 from moga_lab.models.fuse import NATIVE_BF16, onednn_bf16
 from moga_lab.analysis.bootstrap import bootstrap_images
+from moga_lab.analysis.coalitions import sample_pairs
 from moga_lab.analysis.interaction import order_grid, sample_contexts
 from moga_lab.analysis.shared import estimate_shared
+
+if TYPE_CHECKING:  # (the planner imports nothing from here at run time either way)
+    from moga_lab.analysis.planner import DesignPlan
 from moga_lab.analysis.strength import estimate_strength
 
 __all__ = ['ImageGame', 'sample_pairs', 'interaction_strength', 'strength_curve', 'InteractionSettings',
@@ -319,30 +323,6 @@ def logits_to_value(logits: torch.Tensor, label: int, value: str = 'log-odds') -
     return logits[:, label] - others.logsumexp(-1)  # log p / (1 - p), stable
 
 
-def sample_pairs(grid: int, num_pairs: int, radius: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Player pairs as the authors draw them: i uniform on the grid, j uniform among i's neighbours within Chebyshev
-    distance ``radius`` (j != i).
-
-    Args:
-        grid: patches per side.
-        num_pairs: pairs to draw.
-        radius: the neighbourhood's Chebyshev radius.
-        generator: torch random generator (for reproducible pairs).
-
-    Returns:
-        int64 [num_pairs, 2] player indices (row-major over the grid).
-    """
-    i = torch.randint(grid * grid, (num_pairs,), generator=generator)
-    offsets = [(dr, dc) for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1) if (dr, dc) != (0, 0)]
-    pairs = []
-    for p in i.tolist():
-        r, c = divmod(p, grid)
-        neighbours = [(r + dr) * grid + (c + dc) for dr, dc in offsets if 0 <= r + dr < grid and 0 <= c + dc < grid]
-        k = int(torch.randint(len(neighbours), (1,), generator=generator))
-        pairs.append((p, neighbours[k]))
-    return torch.tensor(pairs, dtype=torch.long)
-
-
 def _image_generator(seed: int, image_id: int) -> torch.Generator:
     # pairs and contexts depend only on (seed, image id): every model sees the same draws
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(image_id))
@@ -473,11 +453,11 @@ def plan_interaction(models: Sequence[nn.Module], images: torch.Tensor, labels: 
                      target_share_se: Optional[float] = None, statistic: str = 'rms', pilot_images: int = 2,
                      image_ids: Optional[Sequence[int]] = None, pixel_mean: Optional[torch.Tensor] = None,
                      mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
-                     progress: Optional[Callable[[int], None]] = None):
+                     progress: Optional[Callable[[int], None]] = None) -> Tuple['DesignPlan', InteractionSettings]:
     """A shared-design plan for these models from a pilot on their first ``pilot_images`` images (one plan for every
     model, so that they are compared on the same pairs and contexts), and the settings that run it.
 
-    The pilot (`moga_lab.analysis.planner.run_pilot`: 40 pairs x 4 contexts at most 8 pairs per draw, per model and
+    The pilot (`moga_lab.analysis.planner.run_pilot`: 40 pairs x 4 contexts, all sharing draws, per model and
     pilot image, its pairs drawn apart from the estimate's) only plans; the estimate then draws afresh
     (`interaction_strength` with the returned settings). See `moga_lab.analysis.planner` for the variance model.
 

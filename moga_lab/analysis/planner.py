@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from moga_lab.analysis.coalitions import INTERACTION_SIGNS, ValueFn, check_pairs_orders, with_pairs
+from moga_lab.analysis.coalitions import INTERACTION_SIGNS, ValueFn, check_pairs_orders, sample_pairs, with_pairs
 from moga_lab.analysis.shared import draw_shared_contexts, grouped_jackknife
 from moga_lab.analysis.strength import ABS_BIAS_FACTOR, CachedValues, PairSamples, pair_summary
 
@@ -126,7 +126,7 @@ def _floored(curve: np.ndarray) -> np.ndarray:
 
 def run_pilot(games: Sequence[ValueFn], n_players: int, pair_sets: Sequence[torch.Tensor], orders: Sequence[int],
               band: Tuple[float, float] = (0.2, 0.6), ratios: Optional[Sequence[float]] = None, contexts: int = 4,
-              share: Optional[int] = 8, generator: Optional[torch.Generator] = None, batch_size: int = 512,
+              share: Optional[int] = None, generator: Optional[torch.Generator] = None, batch_size: int = 512,
               progress: Optional[Callable[[int], None]] = None) -> PilotComponents:
     """The pilot: the shared design at ``contexts`` per pair on a few images, reduced to the planner's components.
 
@@ -138,7 +138,7 @@ def run_pilot(games: Sequence[ValueFn], n_players: int, pair_sets: Sequence[torc
         band: the middle band (order ratios).
         ratios: the order ratios of ``orders`` (default m / (n - 2)).
         contexts: K per pair in the pilot (3 at least: a variance and a jackknife need them).
-        share: pairs per group sharing draws in the pilot.
+        share: pairs per group sharing draws in the pilot (None: all).
         generator: torch random generator.
         batch_size: coalitions per call of a game.
         progress: progress callback (coalitions).
@@ -251,7 +251,6 @@ def plan_shared(comp: PilotComponents, n_players: int, grid: int, budget: Option
     Returns:
         A `DesignPlan`.
     """
-    from moga_lab.analysis.games import sample_pairs
     if (budget is None) == (target_share_se is None):
         raise ValueError('give one of budget (forward passes per image) or target_share_se')
     if statistic not in ('rms', 'mean-abs'):

@@ -25,7 +25,7 @@ different days or machines (``--only``). Writes to ``<out>``:
 ``--train-seeds 1 2`` also trains each model on those training seeds (``<out>/<model>/seed<S>/``) and computes its
 curves there, on the same images, pairs and design: one checkpoint per model says nothing about how much a model's
 middle share moves from one training seed to the next. The report then adds each model's top-1 and middle share per
-seed and the first model minus each other on every seed and across seeds (Welch over the seeds' shares;
+seed and the first model minus each other on every seed and across seeds (over seeds and images;
 ``interaction_seeds.csv``, ``seed_shares.csv``, ``seed_shares.png``), and ``accuracy.csv`` a line per (model, seed).
 """
 import argparse
