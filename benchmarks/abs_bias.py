@@ -12,7 +12,7 @@
    game whose dv vary smoothly (``local``) and one whose dv are rare spikes (``skewed``). Per design: the bias of
    J_abs per order as a share of the truth (range over the inner orders), the bound the runs reported, and the
    middle share's bias (the share of the runs' mean curve against the true one) beside its bound
-   (`moga_lab.analysis.games.share_bias_bound`'s worst case).
+   (`moga_lab.analysis.curves.share_bias_bound`'s worst case).
 """
 import argparse
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moga_lab.analysis.games import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import KNOWN_GAMES
 from moga_lab.analysis.strength import ABS_BIAS_FACTOR, estimate_strength

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moga_lab.analysis.games import (ORDER_RATIOS, ImageGame, InteractionSettings, evaluation_model,
-                                     sample_pairs)
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model
+from moga_lab.analysis.game import ImageGame
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import KNOWN_GAMES
 from moga_lab.analysis.planner import plan_shared, run_pilot

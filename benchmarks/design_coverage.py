@@ -7,7 +7,7 @@ For each known game (`moga_lab.analysis.known_games`: ``local``, ``skewed``) and
 the shared design planned for a quarter of its passes), ``--curves`` curves of ``--images`` images each (an image: one
 run of the game with its pairs and contexts drawn afresh). Per curve: the 95 % bootstrap interval over images of each
 order's mean I2 (`moga_lab.analysis.bootstrap.bootstrap_images`, as the curves' bands) and of the RMS curve's middle
-share (`moga_lab.analysis.games.middle_share_interval`'s rule). The truth: the mean over the authors' pair
+share (`moga_lab.analysis.curves.middle_share_interval`'s rule). The truth: the mean over the authors' pair
 distribution (i uniform, j uniform among i's neighbours within distance 2) of I_m(i, j)², by enumeration. Printed and
 written: coverage per order (worst and mean over the inner orders) and of the middle share, with the per-image
 intervals' coverage of each run's own truth (given its pairs) beside them.
@@ -19,7 +19,7 @@ import torch
 from scipy import stats
 
 from moga_lab.analysis.bootstrap import bootstrap_images
-from moga_lab.analysis.games import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import KNOWN_GAMES
 from moga_lab.analysis.planner import plan_shared, run_pilot

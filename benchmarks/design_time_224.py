@@ -18,8 +18,9 @@ import time
 import torch
 
 from moga_lab.analysis.coalitions import with_pairs
-from moga_lab.analysis.games import (ORDER_RATIOS, ImageGame, InteractionSettings, evaluation_model, plan_interaction,
-                                     sample_pairs)
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model, plan_interaction
+from moga_lab.analysis.game import ImageGame
 from moga_lab.analysis.interaction import order_grid, sample_contexts
 from moga_lab.analysis.shared import estimate_shared
 from moga_lab.models.fuse import onednn_bf16

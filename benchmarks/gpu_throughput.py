@@ -61,7 +61,7 @@ def main(argv=None):
              '', '| model | fp32 images/s | bf16 images/s | fp32 vs ConvNeXt-T | bf16 vs ConvNeXt-T |',
              '| --- | ---: | ---: | ---: | ---: |']
     lines += [f'| {n} | {a:,.0f} | {b:,.0f} | {a / ref[1]:.2f}x | {b / ref[2]:.2f}x |' for n, a, b in rows]
-    from moga_lab.analysis.games import InteractionSettings, evaluation_model, interaction_strength
+    from moga_lab.analysis.estimate import InteractionSettings, evaluation_model, interaction_strength
     model = timm.create_model('moganet_tiny').cuda().eval()
     settings = InteractionSettings(grid=14, num_pairs=8, num_contexts=8, bf16=True, batch_size=256)
     image, label = torch.randn(1, 3, 224, 224, device='cuda'), torch.tensor([0], device='cuda')

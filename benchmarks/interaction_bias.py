@@ -13,7 +13,7 @@ import argparse
 import pandas as pd
 import torch
 
-from moga_lab.analysis.games import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import random_local_game
 from moga_lab.analysis.strength import estimate_strength

@@ -22,7 +22,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, evaluation_model, InteractionSettings, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model
+from moga_lab.analysis.game import ImageGame
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.utils.runtime import keep_freed_memory

@@ -5,7 +5,7 @@ what that means per image for the authors' design and the precision mode; and wh
     python benchmarks/interaction_speed.py --compile              # + torch.compile rows (about a minute each)
     python benchmarks/interaction_speed.py --image-size 28 --models moganet_xtiny --grid 7
 
-Rows: masked evaluations per second through :class:`moga_lab.analysis.games.ImageGame` (random masks, the
+Rows: masked evaluations per second through :class:`moga_lab.analysis.game.ImageGame` (random masks, the
 ``--batch-size`` the CLI uses), each the median of ``--repeats`` timed batches after a warm-up: MogaNet as is
 ("unfused") and through ``for_inference()`` ("fused", what the game uses by default), fp32 and bf16 autocast, and
 optionally compiled; the baselines as timm builds them. Random weights (speed does not depend on them). Minutes per
@@ -22,7 +22,9 @@ import timm
 import torch
 
 import moga_lab  # noqa: F401  (registers moganet_* with timm)
-from moga_lab.analysis.games import ORDER_RATIOS, ImageGame, InteractionSettings, evaluation_model, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model
+from moga_lab.analysis.game import ImageGame
 from moga_lab.analysis.coalitions import order_grid, sample_contexts, with_pairs as _with_pairs
 from moga_lab.analysis.strength import estimate_strength
 from moga_lab.models.factory import SMALL_IMAGE_MAX, create_classifier

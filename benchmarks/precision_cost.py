@@ -20,7 +20,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from moga_lab.analysis.games import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import random_local_game
 from moga_lab.analysis.strength import Z95, _tolerance, estimate_strength

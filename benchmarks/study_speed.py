@@ -11,7 +11,7 @@ nothing else running:
 * train: one optimisation step (forward, backward, AdamW: throughput.py's ``train_step``), channels_last, as the
   LightningModule runs it;
 * infer: a forward pass in eval mode under inference_mode through the module the interaction game runs
-  (``moga_lab.analysis.games.evaluation_model``: MogaNet's fused ``for_inference()`` copy, the others as they are).
+  (``moga_lab.analysis.estimate.evaluation_model``: MogaNet's fused ``for_inference()`` copy, the others as they are).
 
 Each rate is the median of ``--repeats`` batches after two warm-up batches; models are measured in turn, ``--rounds``
 times, and the best round is kept. Prints one Markdown table (images/s and each model's rate relative to the first).
@@ -23,7 +23,7 @@ import torch
 
 import throughput  # noqa: E402  (its timing loop, shared by the benchmarks; the script's folder is on sys.path)
 
-from moga_lab.analysis.games import InteractionSettings, evaluation_model  # noqa: E402
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model  # noqa: E402
 from moga_lab.cli.common import MIN_IMAGE_SIZE, int_at_least  # noqa: E402
 from moga_lab.models.factory import create_classifier  # noqa: E402
 from moga_lab.utils.runtime import describe_machine, keep_freed_memory  # noqa: E402

@@ -16,7 +16,8 @@ import math
 import numpy as np
 from scipy import stats
 
-from moga_lab.analysis.games import ORDER_RATIOS, middle_share_of
+from moga_lab.analysis.coalitions import ORDER_RATIOS
+from moga_lab.analysis.curves import middle_share_of
 from moga_lab.analysis.known_studies import STUDY_CASES, simulate_arrays, true_share_difference
 from moga_lab.analysis.seeds import share_difference_arrays
 from moga_lab.utils.atomic import atomic_write_text

@@ -8,7 +8,8 @@ Public API: the names below and the subpackages' own ``__all__``:
 - `moga_lab.models`: `MogaNet`, the timm factories, `load_checkpoint`, `create_classifier`;
 - `moga_lab.data`: the LightningDataModules (Fashion-MNIST, CIFAR, ImageFolder, synthetic);
 - `moga_lab.training`: `RunConfig` and friends, `fit`, `small_data_recipe`, `paper_recipe`, `ImageClassifier`;
-- `moga_lab.analysis`: interactions (`games`, `interaction`, `strength`, `coalitions`), `gradcam`, `plots`, `seeds`;
+- `moga_lab.analysis`: interactions (`game`, `estimate`, `curves`, `shared`, `interaction`, `strength`), `gradcam`,
+  `plots`, statistics over seeds and claims (`seeds`, `uncertainty`, `power`);
 - `moga_lab.loaders`: models and images from what a user names;
 - `moga_lab.studies`: the resumable runner, claims registries and their family-wise tests.
 """

@@ -8,7 +8,7 @@ import yaml
 from scipy import stats
 
 from moga_lab.studies.claims import benjamini_hochberg, evaluate_registry, holm, load_registry
-from moga_lab.analysis.games import ORDER_RATIOS
+from moga_lab.analysis.coalitions import ORDER_RATIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 

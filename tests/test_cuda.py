@@ -26,7 +26,8 @@ def test_bf16_mixed_training_step(tmp_path):
 
 
 def test_image_game_under_bf16_autocast_agrees_with_fp32():
-    from moga_lab.analysis.games import InteractionSettings, interaction_strength, strength_curve
+    from moga_lab.analysis.curves import strength_curve
+    from moga_lab.analysis.estimate import InteractionSettings, interaction_strength
     model = _classifier()
     x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)).cuda()
     y = torch.tensor([1, 2]).cuda()

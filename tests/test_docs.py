@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT
 
 # the packages whose public API (their __all__) must document every argument (issue: API reference)
-DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', 'moga_lab.analysis.games',
+DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', 'moga_lab.analysis.game',
+                      'moga_lab.analysis.estimate', 'moga_lab.analysis.tables', 'moga_lab.analysis.curves',
                       'moga_lab.analysis.interaction', 'moga_lab.analysis.strength', 'moga_lab.analysis.known_games',
                       'moga_lab.analysis.gradcam', 'moga_lab.analysis.plots', 'moga_lab.analysis.seeds',
                       'moga_lab.analysis.coalitions', 'moga_lab.analysis.bootstrap', 'moga_lab.analysis.uncertainty',

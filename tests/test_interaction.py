@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
-from moga_lab.analysis.games import (ImageGame, InteractionSettings, interaction_strength, logits_to_value,
-                                     middle_order_share, sample_pairs, strength_curve)
+from moga_lab.analysis.coalitions import sample_pairs
+from moga_lab.analysis.curves import middle_order_share, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, interaction_strength
+from moga_lab.analysis.game import ImageGame, logits_to_value
 from moga_lab.analysis.interaction import (EXACT_MAX_PLAYERS, exact_multi_order_interaction,
                                            multi_order_interaction, order_grid, sample_contexts)
 
@@ -296,7 +298,7 @@ def test_interaction_tool_precision_mode_naive_curve_and_old_parts(two_checkpoin
 @pytest.mark.parametrize('args,needle', [
     (['--target-ci', '0'], '--target-ci=0.0 is out of range; accepted: a fraction in (0, 1]'),
     (['--max-forwards', '2'], '--max-forwards=2 must be >= 4'),
-    (['--statistic', 'median'], "'median' is not accepted; accepted: auto, mean-abs, rms, naive, debiased"),
+    (['--statistic', 'median'], "'median' is not accepted; accepted: auto, mean-abs, rms, naive"),
     (['--budget', '-5'], '--budget=-5.0 is not accepted; accepted: forward passes per image, > 0'),
     (['--design', 'fixed', '--budget', '500'], '--design fixed is not accepted with them: accepted: --design shared'),
     (['--design', 'two-phase'], 'the two-phase design needs target_ci'),
@@ -359,7 +361,7 @@ def test_callback_logs_the_curve_during_training(tmp_path):
 
 def test_flat_middle_share_counts_sampled_orders_in_band():
     import pandas as pd
-    from moga_lab.analysis.games import flat_middle_share
+    from moga_lab.analysis.curves import flat_middle_share
     ratios = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
     curve = pd.DataFrame(dict(model='m', ratio=ratios, J_norm=range(1, 14)))
     assert flat_middle_share(curve, 0.2, 0.6) == 5 / 13  # 0.2, 0.3, 0.4, 0.5, 0.6 of 13 sampled orders
@@ -411,7 +413,7 @@ def test_middle_share_interval_and_paired_difference():
     it, and the paired difference of a model with itself is exactly 0 (image variation cancels)."""
     import numpy as np
     import pandas as pd
-    from moga_lab.analysis.games import middle_share_difference, middle_share_interval
+    from moga_lab.analysis.curves import middle_share_difference, middle_share_interval
     rng = np.random.default_rng(0)
     ratios = [0.0, 0.1, 0.3, 0.5, 0.7, 1.0]
     rows = []
@@ -425,9 +427,9 @@ def test_middle_share_interval_and_paired_difference():
     assert shares.share['a'] == pytest.approx(8 / 12) and shares.share['b'] == pytest.approx(2 / 6)
     assert (shares.ci_low <= shares.share + 1e-12).all() and (shares.share <= shares.ci_high + 1e-12).all()
     d = middle_share_difference(frame, 'a', 'b')
-    assert d['difference'] == pytest.approx(8 / 12 - 2 / 6) and d['ci_low'] > 0 and d['num_images'] == 12
+    assert d.difference == pytest.approx(8 / 12 - 2 / 6) and d.ci_low > 0 and d.num_images == 12
     same = middle_share_difference(frame, 'a', 'a')
-    assert same['difference'] == 0 and same['ci_low'] == 0 and same['ci_high'] == 0
+    assert same.difference == 0 and same.ci_low == 0 and same.ci_high == 0
 
 
 def test_pixel_mean_baseline_is_the_training_splits_mean_image(two_checkpoints):
@@ -447,7 +449,7 @@ def test_pixel_mean_baseline_is_the_training_splits_mean_image(two_checkpoints):
 
 def test_each_baseline_gives_its_own_curve_on_a_trained_model(two_checkpoints, tmp_path, capsys):
     from moga_lab.cli import interaction as tool
-    from moga_lab.analysis.games import BASELINES, masking_baseline
+    from moga_lab.analysis.game import BASELINES, masking_baseline
     curves = {}
     for baseline in BASELINES:
         out = tmp_path / baseline

@@ -170,7 +170,7 @@ def test_models_share_one_transform_and_imagenet_synsets_give_class_indices(file
 def test_pixel_mean_of_released_weights_is_the_folders_mean_image(files):
     """An ImageFolder has no training split: the pixel-mean baseline is the mean over the folder's images, as the
     models see them, and a study computing interactions of released weights uses it."""
-    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.analysis.estimate import InteractionSettings
     from moga_lab.loaders import eval_dataset, pixel_mean_image
     from moga_lab.studies.common import interaction_of_models
     models = load_models([('model', 'moganet_xtiny', str(files['dir'] / XT_FILE))])

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from moga_lab.analysis.games import InteractionSettings, interaction_strength
+from moga_lab.analysis.estimate import InteractionSettings, interaction_strength
 from moga_lab.analysis.seeds import middle_share_by_seed
 from moga_lab.studies.report import seed_study_report
 

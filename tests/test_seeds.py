@@ -38,12 +38,12 @@ def test_a_difference_on_every_seed_is_decided_across_seeds_and_a_seed_lottery_i
     frame = seeded_table({'full': [4.0, 4.4, 3.6], 'steady': [2.0, 2.2, 1.8], 'lottery': [2.0, 6.0, 9.0]})
     steady = middle_share_difference_over_seeds(frame, 'full', 'steady', statistic='rms')
     assert sorted(steady.per_seed) == [0, 1, 2] and steady.seeds_a == steady.seeds_b == (0, 1, 2)
-    assert all(d['ci_low'] > 0 for d in steady.per_seed.values())
+    assert all(d.ci_low > 0 for d in steady.per_seed.values())
     expected = np.mean([share(v) for v in (4.0, 4.4, 3.6)]) - np.mean([share(v) for v in (2.0, 2.2, 1.8)])
     assert steady.difference == pytest.approx(expected, abs=2e-3) and steady.interval.low > 0
     assert steady.interval.layout == 'crossed' and steady.interval.num_images == 16
     lottery = middle_share_difference_over_seeds(frame, 'full', 'lottery', statistic='rms')
-    assert lottery.per_seed[0]['ci_low'] > 0 and lottery.per_seed[2]['ci_high'] < 0
+    assert lottery.per_seed[0].ci_low > 0 and lottery.per_seed[2].ci_high < 0
     assert lottery.interval.low < 0 < lottery.interval.high   # decided on seed 0's checkpoints, not across seeds
     # the same seeds as independent groups: the difference of the means, wider (the seed pairing is not used)
     unpaired = middle_share_difference_over_seeds(frame, 'full', 'steady', statistic='rms', pairing='none')

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from moga_lab.analysis.games import (ORDER_RATIOS, InteractionSettings, design_name, interaction_strength,
-                                     plan_interaction, sample_pairs)
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.estimate import InteractionSettings, design_name, interaction_strength, plan_interaction
 from moga_lab.analysis.interaction import order_grid
 from moga_lab.analysis.known_games import KNOWN_GAMES
 from moga_lab.analysis.planner import plan_shared, run_pilot

@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from moga_lab.analysis.games import (ORDER_RATIOS, InteractionSettings, evaluation_model, interaction_strength,
-                                     sample_pairs, strength_curve)
+from moga_lab.analysis.coalitions import ORDER_RATIOS, sample_pairs
+from moga_lab.analysis.curves import strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model, interaction_strength
 from moga_lab.analysis.interaction import exact_multi_order_interaction, multi_order_interaction, order_grid
 from moga_lab.analysis.known_games import ThresholdGame, random_local_game
 from moga_lab.analysis.strength import Z95, CachedValues, estimate_strength
@@ -330,8 +331,8 @@ def test_strength_curve_statistics():
     assert mean_abs.statistic.iloc[0] == 'mean-abs' and mean_abs.J.tolist() == pytest.approx([1.0, 1.25])
     rms = strength_curve(frame, statistic='rms', num_bootstrap=20)  # root of the mean I2 over images
     assert rms.J.tolist() == pytest.approx([1.0, 2 ** 0.5])
-    older = strength_curve(frame, statistic='debiased', num_bootstrap=20)  # the older name of rms
-    assert older.statistic.iloc[0] == 'rms' and older.J.tolist() == rms.J.tolist()
+    with pytest.raises(ValueError, match="'debiased' is the RMS's name before moga_lab 1.0; accepted: rms"):
+        strength_curve(frame, statistic='debiased')      # the older name: refused, naming its replacement
     with pytest.raises(ValueError, match="statistic='median' is not supported; accepted: mean-abs, rms, naive"):
         strength_curve(frame, statistic='median')
     with pytest.raises(ValueError, match="no 'I2' column"):
@@ -340,7 +341,7 @@ def test_strength_curve_statistics():
 
 @pytest.mark.filterwarnings('ignore:bf16=True on a CPU without native bfloat16')   # expected on AVX2-only CPUs
 def test_bf16_game_keeps_the_head_in_fp32():
-    from moga_lab.analysis.games import ImageGame
+    from moga_lab.analysis.game import ImageGame
     seen = {}
 
     class Net(torch.nn.Module):
@@ -369,7 +370,7 @@ def test_bf16_game_keeps_the_head_in_fp32():
 @pytest.mark.parametrize('native', [True, False])
 def test_bf16_game_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
     import warnings
-    from moga_lab.analysis.games import ImageGame
+    from moga_lab.analysis.game import ImageGame
     from moga_lab.models import fuse
     monkeypatch.setitem(fuse._BF16, 'ok', native)   # as on a CPU with / without AVX-512 BW/VL/DQ
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())

@@ -452,7 +452,7 @@ def test_interaction_cache_of_another_design_is_refused():
     """Cached per-image results are reused only for the same design: a curve never mixes two."""
     import tempfile
 
-    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.analysis.estimate import InteractionSettings
     from moga_lab.studies.common import check_interaction_cache
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / 'interaction.csv'
@@ -500,7 +500,8 @@ def test_studies_refuse_a_cache_of_another_design_before_training(tmp_path):
 def test_target_over_images_and_the_precision_reached():
     """--target-over images holds each image to target x sqrt(N); the report states the precision each curve
     reached over its images (sqrt of the mean I2, its interval from the per-image standard errors)."""
-    from moga_lab.analysis.games import describe_precision, per_image_target
+    from moga_lab.analysis.estimate import per_image_target
+    from moga_lab.analysis.tables import describe_precision
     assert per_image_target(0.05, 16, 'images') == pytest.approx(0.2)
     assert per_image_target(0.05, 16, 'image') == 0.05 and per_image_target(None, 16, 'images') is None
     with pytest.raises(ValueError, match="'all' is not accepted; accepted: image .* or images"):
@@ -518,7 +519,7 @@ def test_interaction_wall_time_is_added_per_cached_image(tmp_path, monkeypatch):
     """A study's interaction wall time is summed per cached (model, image): a run stopped part-way has added the time
     of the images it cached, a resumed run adds only the images it computes, and a finished one adds nothing."""
     import moga_lab.studies.common as studies
-    from moga_lab.analysis.games import InteractionSettings
+    from moga_lab.analysis.estimate import InteractionSettings
     from moga_lab.loaders import NamedModel
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 3)).eval()

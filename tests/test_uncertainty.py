@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from moga_lab.analysis.games import ORDER_RATIOS, middle_share_of
+from moga_lab.analysis.coalitions import ORDER_RATIOS
+from moga_lab.analysis.curves import middle_share_of
 from moga_lab.analysis.known_studies import STUDY_CASES, simulate_arrays, simulate_study, true_share_difference
 from moga_lab.analysis.power import components_of, decidable_effect, design_for, planned_se, power_of
 from moga_lab.analysis.seeds import middle_share_difference_over_seeds, share_difference_arrays

@@ -8,8 +8,10 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 __all__ = ['ValueFn', 'EXACT_MAX_PLAYERS', 'INTERACTION_SIGNS', 'check_pairs_orders', 'order_grid', 'evaluate_unique',
-           'evaluate_rows', 'with_pairs', 'sample_contexts', 'sample_pairs']
+           'evaluate_rows', 'with_pairs', 'sample_contexts', 'sample_pairs', 'ORDER_RATIOS']
 
+ORDER_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+"""The authors' 13 order ratios m / (n - 2)."""
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
 """A value function: bool masks [B, n] (True = player present) -> values [B]."""
 EXACT_MAX_PLAYERS = 20

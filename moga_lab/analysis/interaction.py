@@ -7,7 +7,8 @@ For players N = {0..n-1}, a value function v over subsets, a pair (i, j) and a c
     I_m(i, j)   = mean of dv(i, j, S) over all S with |S| = m
 
 This file knows nothing about images: ``value_fn`` maps a bool tensor [B, n] (True = player present) to a
-float tensor [B]. See `moga_lab.analysis.games` for the image game and the strength curve.
+float tensor [B]. See `moga_lab.analysis.game` for the image game, `moga_lab.analysis.estimate` for the per-image
+strengths and `moga_lab.analysis.curves` for the curves.
 """
 from typing import Callable, Optional, Sequence, Tuple
 

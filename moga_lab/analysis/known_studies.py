@@ -22,7 +22,7 @@ from typing import Tuple, Union
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.games import ORDER_RATIOS
+from moga_lab.analysis.coalitions import ORDER_RATIOS
 
 __all__ = ['StudyModel', 'simulate_arrays', 'simulate_study', 'true_share_difference', 'STUDY_CASES']
 

@@ -19,7 +19,7 @@ b1_m / c_m) with c_m the passes per dv at order m; the planner searches P and th
 **Two stages.** The pilot's pairs and draws only plan; the estimate draws afresh with the plan fixed before it
 draws (so each pair's K_m contexts are independent of its values and the estimate keeps its law), as the precision
 mode does. For mean |I| the plan also states the bias bound of the share it reaches (its worst case over the laws of
-dv, `moga_lab.analysis.games.share_bias_bound`'s rule); where that bound is larger than the share's standard
+dv, `moga_lab.analysis.curves.share_bias_bound`'s rule); where that bound is larger than the share's standard
 error, mean |I| cannot be estimated within its bias at the budget, and the plan says so.
 """
 import math

@@ -65,7 +65,7 @@ def _ylabel(curve: pd.DataFrame) -> str:
         return 'relative strength (naive)\nmean|Î(m)| / its mean over m'
     if statistics == {'mean-abs'}:
         return 'relative strength (noise removed)\nmean|I(m)| / its mean over m'
-    if statistics & {'rms', 'debiased'} == statistics:
+    if statistics == {'rms'}:
         return 'relative strength (noise removed)\nRMS I(m) / its mean over m'
     return 'relative strength\nJ(m) / its mean over m'
 
@@ -82,7 +82,7 @@ def plot_interaction_curves(curve: pd.DataFrame, path: str, title: Optional[str]
     for the naive statistic also its noise floor (dashed), the part of the curve Monte-Carlo noise alone would give.
 
     Args:
-        curve: a curve of `moga_lab.analysis.games.strength_curve`.
+        curve: a curve of `moga_lab.analysis.curves.strength_curve`.
         path: the PNG to write.
         title: the figure title (say the budget here).
         middle_band: the shaded middle-order band, as fractions of n.
@@ -116,7 +116,7 @@ def plot_interaction_panels(curve: pd.DataFrame, path: str, reference: Optional[
     so heights compare across panels.
 
     Args:
-        curve: a curve of `moga_lab.analysis.games.strength_curve`.
+        curve: a curve of `moga_lab.analysis.curves.strength_curve`.
         path: the PNG to write.
         reference: the model drawn in grey in every panel; None = the first model.
         title: the figure title.
@@ -229,7 +229,7 @@ def plot_curves_by_statistic(curves: Mapping[str, pd.DataFrame], path: str, titl
     so a reader sees whether a verdict depends on the statistic.
 
     Args:
-        curves: statistic -> a curve of `moga_lab.analysis.games.strength_curve` under it.
+        curves: statistic -> a curve of `moga_lab.analysis.curves.strength_curve` under it.
         path: the PNG to write.
         title: the figure title (say the images, seeds and budget here).
         middle_band: the shaded middle-order band, as fractions of n.

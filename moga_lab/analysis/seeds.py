@@ -1,7 +1,7 @@
 """Middle-order shares across training seeds, with intervals that carry the seeds, the images and the pairs and
 contexts drawn per image (`moga_lab.analysis.uncertainty`).
 
-An interval over images (`moga_lab.analysis.games.middle_share_interval` / `middle_share_difference`) says how sure
+An interval over images (`moga_lab.analysis.curves.middle_share_interval` / `middle_share_difference`) says how sure
 the share of *one checkpoint* is; another training seed of the same architecture lands elsewhere. The functions here
 take the per-image table of `interaction_strength` with a ``seed`` column (one set of curves per (model, seed)) and
 estimate a difference between two models over the population of training seeds and of images. Every share claim of
@@ -14,7 +14,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.games import middle_share_difference, middle_share_interval, middle_share_of, per_image_table
+from moga_lab.analysis.curves import middle_share_difference, middle_share_interval, middle_share_of
+from moga_lab.analysis.tables import per_image_table
 from moga_lab.analysis.uncertainty import SeedImageInterval, jackknife_pseudo_values, seeds_by_images
 
 __all__ = ['PAIRINGS', 'AcrossSeeds', 'middle_share_by_seed', 'middle_share_difference_over_seeds', 'image_layout',

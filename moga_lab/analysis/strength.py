@@ -16,7 +16,7 @@ distribution of dv: the U-statistic
 So the debiased strength is the **root-mean-square of I_m over pairs**, J_debiased = sqrt(max(0, mean_p U_p)). Its
 square I2 = mean_p U_p is unbiased; the root costs a downward bias of about (relative SE of I2)² / 8 of the value
 (0.03 % at a 5 % interval). Curves over several images average I2 before taking the root
-(`moga_lab.analysis.games.strength_curve`), so that bias shrinks with the number of images too.
+(`moga_lab.analysis.curves.strength_curve`), so that bias shrinks with the number of images too.
 
 **What the intervals cover.** Everything here is conditional on the image's pairs: the standard errors are the
 Monte-Carlo error of the contexts. Pair sampling and image sampling enter through the bootstrap over images that

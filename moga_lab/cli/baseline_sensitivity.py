@@ -3,7 +3,7 @@
     python analysis/baseline_sensitivity.py --checkpoint A/best.ckpt --checkpoint B/best.ckpt --num-images 8 \
         --out runs/baselines
 
-Every model gets the same images, pairs and contexts under each baseline (`moga_lab.analysis.games.BASELINES`:
+Every model gets the same images, pairs and contexts under each baseline (`moga_lab.analysis.game.BASELINES`:
 zero, pixel-mean, black, blur). Writes ``interaction.csv`` (every baseline's per-image rows), ``shares.csv`` (per
 baseline and model: the middle share under mean |I| and the RMS with 95 % bootstrap intervals over images; per
 baseline, the first model minus each other one, paired over the images), ``report.md`` and
@@ -15,8 +15,9 @@ import sys
 
 import pandas as pd
 
-from moga_lab.analysis.games import BASELINES, InteractionSettings, middle_share_difference, middle_share_interval, \
-    strength_curve
+from moga_lab.analysis.curves import middle_share_difference, middle_share_interval, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings
+from moga_lab.analysis.game import BASELINES
 from moga_lab.analysis.plots import plot_interaction_panels
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 from moga_lab.loaders import load_eval_images, load_models
@@ -42,8 +43,7 @@ def sensitivity(checkpoints, num_images: int, out: str, contexts: int = 24, pair
             for other in [m.name for m in models[1:]]:
                 d = middle_share_difference(frame, models[0].name, other, statistic)
                 rows.append(dict(baseline=baseline, statistic=statistic, model=f'{models[0].name} - {other}',
-                                 share=d['difference'], ci_low=d['ci_low'], ci_high=d['ci_high'],
-                                 num_images=d['num_images']))
+                                 share=d.difference, ci_low=d.ci_low, ci_high=d.ci_high, num_images=d.num_images))
     every = pd.concat(frames, ignore_index=True)
     shares = pd.DataFrame(rows)
     atomic_write_csv(os.path.join(out, 'interaction.csv'), every)

@@ -34,7 +34,8 @@ import os
 import sys
 from typing import List, Optional
 
-from moga_lab.analysis.games import BASELINES, STATISTICS
+from moga_lab.analysis.game import BASELINES
+from moga_lab.analysis.tables import STATISTICS
 from moga_lab.cli.common import (MIN_IMAGE_SIZE, add_model_arguments, fail, int_at_least, model_sources,
                                  positive_float, unit_fraction, user_errors)
 from moga_lab.studies.comparison import ComparisonSpec, run_comparison
@@ -98,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="order ratios m/(n-2), comma-separated (default the authors' 13)")
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the masked forward passes (2x faster on '
                    'AVX-512-bf16 / AMX CPUs; see docs/interaction.md)')
-    p.add_argument('--statistic', choices=tuple(STATISTICS) + ('debiased',), default='mean-abs',
+    p.add_argument('--statistic', choices=tuple(STATISTICS), default='mean-abs',
                    help="curve statistic: mean-abs (mean |I|, the paper's estimand, noise removed; default), rms "
-                        "(root-mean-square of I, noise removed; 'debiased' is its older name) or naive (the authors' "
+                        "(root-mean-square of I, noise removed) or naive (the authors' "
                         'mean |I| as computed); the middle share under the other noise-removed statistic is reported '
                         'beside it')
     p.add_argument('--baseline', choices=BASELINES, default='zero',

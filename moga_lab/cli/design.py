@@ -31,7 +31,7 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     Args:
         p: the parser.
     """
-    from moga_lab.analysis.games import DESIGNS
+    from moga_lab.analysis.estimate import DESIGNS
     g = p.add_argument_group('design')
     g.add_argument('--design', choices=DESIGNS, default=None,
                    help="fixed: the authors' (--contexts of its own per pair and order); shared: one drawn context "
@@ -50,7 +50,7 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def apply_design_arguments(args: argparse.Namespace, settings) -> None:
-    """Put the parsed design options into ``settings`` (an `moga_lab.analysis.games.InteractionSettings`), or a
+    """Put the parsed design options into ``settings`` (an `moga_lab.analysis.estimate.InteractionSettings`), or a
     ValueError naming the bad value.
 
     Args:
@@ -71,7 +71,7 @@ def apply_design_arguments(args: argparse.Namespace, settings) -> None:
     if args.pilot_images < 1:
         raise ValueError(f'--pilot-images={args.pilot_images} is not accepted; accepted: 1 or more')
     settings.design, settings.share = design, args.share
-    from moga_lab.analysis.games import design_name
+    from moga_lab.analysis.estimate import design_name
     design_name(settings)                      # checks the combination (e.g. two-phase needs --target-ci)
 
 
@@ -91,7 +91,7 @@ def plan_from_arguments(args: argparse.Namespace, models: Sequence, ev, settings
     """
     if args.budget is None and args.target_share_se is None:
         return settings
-    from moga_lab.analysis.games import plan_interaction
+    from moga_lab.analysis.estimate import plan_interaction
     statistic = args.statistic if getattr(args, 'statistic', 'auto') in ('rms', 'mean-abs') else 'rms'
     plan, planned = plan_interaction(models, ev.images, ev.labels, settings, budget=args.budget,
                                      target_share_se=args.target_share_se, statistic=statistic,

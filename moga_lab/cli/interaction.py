@@ -27,7 +27,9 @@ PART_GLOB = 'parts/rank*.csv'
 
 def build_parser() -> Parser:
     """The command's options (``--help`` prints them with the module docstring)."""
-    from moga_lab.analysis.games import BASELINES, ORDER_RATIOS, STATISTIC_ALIASES, STATISTICS, VALUES
+    from moga_lab.analysis.coalitions import ORDER_RATIOS
+    from moga_lab.analysis.game import BASELINES, VALUES
+    from moga_lab.analysis.tables import STATISTICS
     from moga_lab.data import DATASETS
     p = Parser(prog='python -m moga_lab.cli.interaction', description=__doc__,
                formatter_class=lambda prog: __import__('argparse').RawDescriptionHelpFormatter(prog, width=110))
@@ -53,9 +55,9 @@ def build_parser() -> Parser:
     p.add_argument('--max-forwards', type=int,
                    help='precision mode: cap on masked forward passes per image (default: the fixed design\'s cost)')
     add_design_arguments(p)
-    p.add_argument('--statistic', type=choice(('auto',) + tuple(STATISTICS) + tuple(STATISTIC_ALIASES)), default='auto',
+    p.add_argument('--statistic', type=choice(('auto',) + tuple(STATISTICS)), default='auto',
                    help="curve and plot: mean-abs (mean |I|, the paper's estimand, noise removed), rms "
-                        "(root-mean-square of I, noise removed; 'debiased' is its older name) or naive (the authors' "
+                        "(root-mean-square of I, noise removed) or naive (the authors' "
                         'mean |I| as computed, drawn with its noise floor); auto (default): mean-abs where its bias '
                         'bound is within 10 %% of its value in the middle orders, else rms (and says so); the middle '
                         'shares are printed under all')
@@ -76,7 +78,7 @@ def build_parser() -> Parser:
 
 
 def _settings(args, image_size: int):
-    from moga_lab.analysis.games import default_settings
+    from moga_lab.analysis.estimate import default_settings
     s = default_settings(image_size)
     s.grid = args.grid or s.grid
     s.num_pairs = args.pairs or s.num_pairs
@@ -121,7 +123,7 @@ def run(args, rank: int = 0, world: int = 1, barrier=None, device='cpu') -> Opti
 
 
 def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
-    from moga_lab.analysis.games import per_image_target
+    from moga_lab.analysis.estimate import per_image_target
     from moga_lab.loaders import load_eval_images, load_models, pixel_mean_image, write_image_list
     from moga_lab.utils.tracking import open_study_store
     import torch
@@ -161,7 +163,8 @@ def _compute_part(args, models, ev, settings, pixel_mean, rank: int, world: int)
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from moga_lab.analysis.games import check_design, evaluation_model, interaction_strength
+    from moga_lab.analysis.estimate import evaluation_model, interaction_strength
+    from moga_lab.analysis.tables import check_design
     from moga_lab.utils.atomic import atomic_write_csv
     part_path = os.path.join(args.out, 'parts', f'rank{rank}.csv')
     done = _read_parts(args.out)
@@ -204,7 +207,8 @@ def _merge_parts(out: str, models, ids):
 
 def _write_curve(args, models, frame, ev, settings) -> str:
     """``curve.csv`` and the figure; prints the design, the precision reached and the middle shares."""
-    from moga_lab.analysis.games import STATISTICS, describe_contexts, middle_share_interval, strength_curve
+    from moga_lab.analysis.curves import middle_share_interval, strength_curve
+    from moga_lab.analysis.tables import STATISTICS, describe_contexts
     from moga_lab.analysis.plots import plot_interaction_curves
     from moga_lab.utils.atomic import atomic_write_csv
     from moga_lab.cli.design import chosen_statistic
@@ -231,7 +235,7 @@ def _write_curve(args, models, frame, ev, settings) -> str:
 
 
 def _precision_reached(frame):
-    from moga_lab.analysis.games import image_set_precision
+    from moga_lab.analysis.tables import image_set_precision
     return image_set_precision(frame).groupby('model', sort=False).half_width_rel.max()
 
 
@@ -239,7 +243,7 @@ def _record(store, args, models, frame, ev, settings) -> None:
     """Each model an MLflow run: the design as parameters; middle share, precision reached, forwards per image."""
     if store is None:
         return
-    from moga_lab.analysis.games import middle_order_share, strength_curve
+    from moga_lab.analysis.curves import middle_order_share, strength_curve
     from moga_lab.utils.tracking import safe_record
     shares = middle_order_share(strength_curve(frame, args.statistic))
     reached = _precision_reached(frame)

@@ -15,8 +15,8 @@ import sys
 import pandas as pd
 
 
-from moga_lab.analysis.games import (InteractionSettings, default_settings, evaluation_model,
-                                     interaction_strength, middle_order_share, strength_curve)
+from moga_lab.analysis.curves import middle_order_share, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, default_settings, evaluation_model, interaction_strength
 from moga_lab.analysis.plots import save_figure
 from moga_lab.cli.common import int_at_least
 from moga_lab.loaders import load_classifier, load_eval_images
@@ -46,7 +46,7 @@ def main(argv=None):
         settings = InteractionSettings(**{**base.__dict__, 'num_contexts': K})
         frame = interaction_strength(runner, images, labels, settings, model_name=f'{K} contexts', image_ids=ids)
         frames.append(frame)
-        for statistic in ('naive', 'debiased'):
+        for statistic in ('naive', 'rms'):
             curve = strength_curve(frame, statistic)
             curve['model'] = f'{statistic}, {K} contexts'
             curves.append(curve)
@@ -71,7 +71,7 @@ def plot_two_panels(curve: pd.DataFrame, shares, path: str, title: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, statistic in zip(axes, ('naive', 'debiased')):
+    for ax, statistic in zip(axes, ('naive', 'rms')):
         ax.axvspan(0.2, 0.6, color='0.93', zorder=0)
         for color, (name, sub) in zip(('C1', 'C0'), curve[curve.statistic == statistic].groupby('model', sort=False)):
             sub = sub.sort_values('ratio')
@@ -82,7 +82,7 @@ def plot_two_panels(curve: pd.DataFrame, shares, path: str, title: str) -> None:
             if sub.noise_floor_norm.notna().any():
                 ax.plot(sub.ratio, sub.noise_floor_norm, color=color, lw=1.0, ls='--', label=f'{contexts}: noise floor')
         ax.axhline(1.0, color='0.5', lw=0.6, ls=':')
-        ax.set_title({'naive': "naive: mean |I(m)| (the authors')", 'debiased': 'debiased: RMS of I(m), noise removed'}
+        ax.set_title({'naive': "naive: mean |I(m)| (the authors')", 'rms': 'RMS of I(m), noise removed'}
                      [statistic], fontsize=10)
         ax.set_xlabel('interaction order  m / n')
         ax.set_xlim(0, 1)

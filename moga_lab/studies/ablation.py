@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from moga_lab.analysis.games import (BASELINES, STATISTIC_TEXT, InteractionSettings, describe_contexts,
-                                     describe_precision, flat_middle_share, middle_share_difference,
-                                     middle_share_interval, per_image_target, strength_curve)
+from moga_lab.analysis.curves import flat_middle_share, middle_share_difference, middle_share_interval, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, per_image_target
+from moga_lab.analysis.game import BASELINES
+from moga_lab.analysis.tables import STATISTIC_TEXT, describe_contexts, describe_precision
 from moga_lab.analysis.plots import plot_interaction_curves, plot_interaction_panels
 from moga_lab.studies.common import (Budget, check_interaction_cache, count_params_macs, interaction_of_checkpoints,
                                      load_study_config, provenance, publish_artefacts, reported_checkpoint,
@@ -401,10 +402,10 @@ def _differences(frame, table, band, seed) -> str:
             continue
         d = middle_share_difference(frame, 'full', row, 'mean-abs', *band)
         other = middle_share_difference(frame, 'full', row, 'rms', *band)
-        verdict = ('yes: full higher' if d['ci_low'] > 0 else 'yes: full lower' if d['ci_high'] < 0
+        verdict = ('yes: full higher' if d.ci_low > 0 else 'yes: full lower' if d.ci_high < 0
                    else 'no (interval contains 0)')
-        lines.append(f"| {row} | {d['difference']:+.3f} | {d['ci_low']:+.3f} to {d['ci_high']:+.3f} | {verdict} | "
-                     f"{other['difference']:+.3f} |")
+        lines.append(f"| {row} | {d.difference:+.3f} | {d.ci_low:+.3f} to {d.ci_high:+.3f} | {verdict} | "
+                     f"{other.difference:+.3f} |")
     return '\n'.join(lines) + '\n'
 
 

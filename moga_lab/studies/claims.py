@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.games import design_of, resolve_statistic, share_bias_bound
+from moga_lab.analysis.curves import share_bias_bound
+from moga_lab.analysis.tables import design_of, resolve_statistic
 from moga_lab.analysis.multiplicity import ADJUSTMENTS, benjamini_hochberg, family_level, holm
 from moga_lab.analysis.power import decidable_effect
 from moga_lab.analysis.seeds import middle_share_difference_over_seeds
@@ -121,7 +122,7 @@ def _middle_share(claim: Claim, root: str, statistic: str) -> ClaimResult:
                               for s in frame[frame.model == m].seed.unique()]) * 2)
     per_seed = ''
     if claim.pairing == 'seed' and iv.num_seeds > 1:
-        per_seed = '; per seed: ' + ', '.join(f'{d["difference"]:+.3f}' for d in result.per_seed.values())
+        per_seed = '; per seed: ' + ', '.join(f'{d.difference:+.3f}' for d in result.per_seed.values())
     note = (f'{_rule(iv, claim.pairing)} over {iv.num_seeds} seed(s) x {iv.num_images} images (df {iv.df:.1f})'
             + per_seed)
     return ClaimResult(iv, design_of(frame), note, bias)

@@ -14,7 +14,9 @@ import torch
 import yaml
 from filelock import FileLock
 
-from moga_lab.analysis.games import InteractionSettings, ORDER_RATIOS, check_design, evaluation_model, interaction_strength
+from moga_lab.analysis.coalitions import ORDER_RATIOS
+from moga_lab.analysis.estimate import InteractionSettings, evaluation_model, interaction_strength
+from moga_lab.analysis.tables import check_design
 from moga_lab.loaders import NamedModel, load_classifier, load_eval_images
 from moga_lab.utils.runtime import describe_machine
 from moga_lab.training import ModelConfig, build_model, fit, small_data_recipe
@@ -167,7 +169,7 @@ def interaction_of_checkpoints(checkpoints: Dict[str, str], num_images: int, gri
     """Per-image strength rows for every fit checkpoint (name -> path) on the same test images and pairs (drawn
     with ``seed``); see `interaction_of_models`. When ``cache`` already holds all ``num_images`` images of every
     name (in this design), they are returned without loading any checkpoint: a finished study's curves can be kept
-    (e.g. in git) without its checkpoints. ``design`` / ``share``: `moga_lab.analysis.games.InteractionSettings`'s
+    (e.g. in git) without its checkpoints. ``design`` / ``share``: `moga_lab.analysis.estimate.InteractionSettings`'s
     (the precision mode is chosen by ``target_ci``)."""
     settings = InteractionSettings(grid=grid, num_pairs=pairs, num_contexts=contexts, ratios=tuple(ratios), seed=seed,
                                    target_ci=target_ci, max_forwards=max_forwards, baseline=baseline,
@@ -251,7 +253,7 @@ def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images:
         caption: the budget as the figure's caption states it.
         noun: what the names are ('row' or 'model'), for the text.
     """
-    from moga_lab.analysis.games import describe_precision
+    from moga_lab.analysis.tables import describe_precision
     from moga_lab.analysis.plots import plot_middle_share_by_seed
     from moga_lab.analysis.seeds import middle_share_by_seed, middle_share_difference_over_seeds
     from moga_lab.utils.atomic import atomic_write_csv
@@ -294,8 +296,8 @@ def seed_tables(out: str, frame: pd.DataFrame, seeds: Sequence[int], num_images:
             if name == reference:
                 continue
             d = middle_share_difference_over_seeds(seeded, reference, name, *band)
-            cells = [f"{d.per_seed[s]['difference']:+.3f} ({d.per_seed[s]['ci_low']:+.3f} to "
-                     f"{d.per_seed[s]['ci_high']:+.3f})" if s in d.per_seed else '–' for s in used]
+            cells = [f"{d.per_seed[s].difference:+.3f} ({d.per_seed[s].ci_low:+.3f} to "
+                     f"{d.per_seed[s].ci_high:+.3f})" if s in d.per_seed else '–' for s in used]
             iv = d.interval
             if iv.num_seeds > 1:
                 across = f"{iv.estimate:+.3f} ({iv.low:+.3f} to {iv.high:+.3f})"

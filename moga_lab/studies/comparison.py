@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 import yaml
 
-from moga_lab.analysis.games import (STATISTIC_TEXT, InteractionSettings, default_settings, describe_contexts,
-                                     describe_precision, flat_middle_share, middle_share_interval, per_image_target,
-                                     resolve_statistic, strength_curve)
+from moga_lab.analysis.curves import flat_middle_share, middle_share_interval, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, default_settings, per_image_target
+from moga_lab.analysis.tables import STATISTIC_TEXT, describe_contexts, describe_precision, resolve_statistic
 from moga_lab.analysis.gradcam import explained_layer, grad_cam, mass_inside, mass_summary, plot_gradcam_grid
 from moga_lab.analysis.plots import plot_interaction_curves
 from moga_lab.loaders import load_classifier, load_eval_images, load_models, write_image_list
@@ -66,14 +66,14 @@ class ComparisonSpec:
         contexts: contexts per pair and order (None: the default).
         ratios: order ratios m/(n-2) (None: the authors' 13).
         target_ci: the precision mode's target (None: the fixed design).
-        design: the interaction design (`moga_lab.analysis.games.DESIGNS`; the precision mode is chosen by
+        design: the interaction design (`moga_lab.analysis.estimate.DESIGNS`; the precision mode is chosen by
             ``target_ci``).
         share: the shared design's pairs per group (None: all).
         target_over: ``target_ci`` per 'image' or over the 'images' of a curve.
         max_forwards: the precision mode's cap on forward passes per image.
         bf16: bf16 autocast for the masked forward passes.
         statistic: the curve statistic (mean-abs, rms or naive); the other noise-removed one is reported beside it.
-        baseline: what masked patches show (`moga_lab.analysis.games.BASELINES`).
+        baseline: what masked patches show (`moga_lab.analysis.game.BASELINES`).
         only: train and analyse only these of ``models`` now and write no report.
         quick: a few steps per model and a tiny interaction budget (a smoke test, not a measurement).
         data_dir: the Fashion-MNIST folder, or the ImageFolder of named models.

@@ -130,7 +130,6 @@ def _check(path: str, claim: Claim, seen: Dict[str, Claim]) -> None:
         raise ValueError(f'{path}: claim {cid}: alternative {claim.alternative!r} disagrees with direction '
                          f'{claim.direction!r}; accepted: two-sided, or the declared direction')
     if claim.test in INTERACTION_TESTS:
-        claim.statistic = {'debiased': 'rms'}.get(claim.statistic, claim.statistic)
         _choice(path, cid, 'statistic', claim.statistic, PRIMARY_STATISTICS)
     elif claim.statistic:
         raise ValueError(f'{path}: claim {cid}: statistic {claim.statistic!r} is given for a {claim.test} test; '

@@ -20,8 +20,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.games import (STATISTIC_TEXT, describe_contexts, describe_precision, flat_middle_share,
-                                     strength_curve)
+from moga_lab.analysis.curves import flat_middle_share, strength_curve
+from moga_lab.analysis.tables import STATISTIC_TEXT, describe_contexts, describe_precision
 from moga_lab.analysis.gradcam import mass_summary
 from moga_lab.analysis.plots import plot_curves_by_statistic, plot_middle_share_by_statistic
 from moga_lab.analysis.seeds import middle_share_by_seed

@@ -6,7 +6,8 @@ import lightning as L
 import pandas as pd
 import torch
 
-from moga_lab.analysis.games import InteractionSettings, interaction_strength, middle_order_share, strength_curve
+from moga_lab.analysis.curves import middle_order_share, strength_curve
+from moga_lab.analysis.estimate import InteractionSettings, interaction_strength
 from moga_lab.analysis.plots import plot_interaction_evolution
 from moga_lab.utils.atomic import atomic_write_csv
 from moga_lab.training.loggers import log_figure
