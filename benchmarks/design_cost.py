@@ -103,7 +103,13 @@ def _plans(games: List[Callable], grid: int, budgets: Dict[str, float], seed: in
     g = torch.Generator().manual_seed(10_000 + seed)
     pairs = [sample_pairs(grid, 40, generator=g)]
     comp = run_pilot(games[:1], n, pairs, orders, ratios=ORDER_RATIOS, generator=g)
-    return {name: plan_shared(comp, n, grid, budget=b, ratios=ORDER_RATIOS) for name, b in budgets.items()}, comp.forwards
+    plans = {}
+    for name, b in budgets.items():
+        try:
+            plans[name] = plan_shared(comp, n, grid, budget=b, ratios=ORDER_RATIOS)
+        except ValueError as e:  # the budget is below the smallest plan (8 pairs, 4 contexts): the design is not run
+            plans[name] = str(e)
+    return plans, comp.forwards
 
 
 def _covered(game, pairs, orders, stats) -> Dict[str, float]:
@@ -223,8 +229,10 @@ def main(argv=None):
         budgets = {d: authors_cost / int(d.split('/')[1]) for d in args.designs if d.startswith('shared/')}
         plans, pilot = _plans(games, grid, budgets, args.seed) if budgets else ({}, 0)
         for d, plan in plans.items():
-            plans_text[f'{target} {d}'] = plan.describe().replace('\n', ' ')
+            plans_text[f'{target} {d}'] = plan if isinstance(plan, str) else plan.describe().replace('\n', ' ')
         for design in args.designs:
+            if isinstance(plans.get(design), str):
+                continue
             for k, game in enumerate(games):
                 t0 = time.time()
                 for r in range(args.runs):

@@ -95,7 +95,7 @@ def main(argv=None):
         total[0] += 50 * minutes[0] / 60
         total[1] += 50 * minutes[1] / 60
         rows.append(f'| {name} | {authors_passes:,} | {authors_rate:.0f} | {minutes[0]:.1f} | {plan.num_pairs} pairs, '
-                    f'K {min(plan.contexts[1:-1])}-{max(plan.contexts[1:-1])}, share {plan.share or "all"} | '
+                    f'K {min(plan.contexts[1:-1])}-{max(plan.contexts[1:-1])}, share {plan.share or 16} | '
                     f'{est.forwards:,} | {est.forwards / shared_seconds:.0f} | {minutes[1]:.1f} | '
                     f'{50 * minutes[0] / 60:.1f} / {50 * minutes[1] / 60:.1f} |')
         print(rows[-1], flush=True)

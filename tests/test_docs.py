@@ -23,7 +23,8 @@ DOCUMENTED_MODULES = ['moga_lab.models', 'moga_lab.training', 'moga_lab.data', '
                       'moga_lab.analysis.shared', 'moga_lab.analysis.planner',
                       'moga_lab.studies.registry', 'moga_lab.studies.findings', 'moga_lab.studies.power',
                       'moga_lab.studies.runner',
-                      'moga_lab.studies.claims', 'moga_lab.studies.ablation', 'moga_lab.studies.comparison', 'moga_lab.studies.report',
+                      'moga_lab.studies.claims', 'moga_lab.studies.generate', 'moga_lab.studies.model_curves',
+                      'moga_lab.studies.report',
                       'moga_lab.utils.flops']
 
 

@@ -172,7 +172,7 @@ def test_pixel_mean_of_released_weights_is_the_folders_mean_image(files):
     models see them, and a study computing interactions of released weights uses it."""
     from moga_lab.analysis.estimate import InteractionSettings
     from moga_lab.loaders import eval_dataset, pixel_mean_image
-    from moga_lab.studies.common import interaction_of_models
+    from moga_lab.studies.model_curves import interaction_of_models
     models = load_models([('model', 'moganet_xtiny', str(files['dir'] / XT_FILE))])
     folder = str(files['dir'] / 'inet')
     mean = pixel_mean_image(models, data_dir=folder)
@@ -218,28 +218,16 @@ def test_gradcam_and_validate_cli_on_released_weights(files, tmp_path, capsys):
     assert 'resize 248 (bicubic)' in lines[0] and 'resize 256 (bicubic)' in lines[1]  # each model its own config
 
 
-@pytest.mark.slow  # a subprocess
-def test_compare_models_on_released_weights(files, tmp_path):
-    """The paper's comparison with nothing trained: MogaNet, ConvNeXt and Swin weights and an image folder."""
-    torch.manual_seed(2)
-    torch.save(timm.create_model('swin_tiny_patch4_window7_224').state_dict(), tmp_path / 'swin_tiny.pth')
-    out = tmp_path / 'cmp'
-    cmd = [sys.executable, os.path.join(ROOT, 'analysis', 'compare_models.py')] + _pair(
-        files, 'moganet_xtiny', 'convnext_atto') + [
-        '--model', 'swin_tiny_patch4_window7_224', '--weights', str(tmp_path / 'swin_tiny.pth'),
-        '--data-dir', str(files['dir'] / 'inet'), '--num-images', '2', '--gradcam-images', '3', '--one-per-class',
-        '--quick', '--out', str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    accuracy = pd.read_csv(out / 'accuracy.csv')
-    assert list(accuracy.model) == ['moganet_xtiny', 'convnext_atto', 'swin_tiny_patch4_window7_224']
-    assert (accuracy.images == 3).all() and accuracy.top1_on_images.between(0, 100).all()
-    assert accuracy.middle_share.between(0, 1).all() and accuracy.middle_share_95ci.str.contains('-').all()
-    report = (out / 'report.md').read_text()
-    assert 'resize 256 (bilinear) -> centre crop 224' in report and 'norm4' in report
-    for name in ('interaction_curves.png', 'gradcam_grid.png', 'curve.csv', 'images.csv'):
-        assert (out / name).stat().st_size > 0
-    assert set(pd.read_csv(out / 'interaction.csv').model) == set(accuracy.model)
+def test_compare_points_released_weights_to_the_analysis_commands(capsys):
+    """Released weights are compared by the analysis commands above (each takes several --model/--weights);
+    moga-compare writes study files of trained models and names them in one line."""
+    from moga_lab.cli import compare
+    with pytest.raises(SystemExit) as stop:
+        compare.main(['--model', 'moganet_xtiny', '--weights', 'x.pth', '--study', 'never.yaml'])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert 'moga-validate, moga-interaction and moga-gradcam take --model/--weights' in err
+    assert not os.path.exists('never.yaml')
 
 
 @pytest.mark.slow  # a subprocess

@@ -143,13 +143,13 @@ def test_clis_refuse_the_payload_in_one_line_and_run_it_only_with_trust_weights(
 
 
 def test_study_tool_refuses_the_payload(files, tmp_path):
+    """The comparison tool takes no weight files any more: it refuses before anything is read."""
     from tests.conftest import run_script
     path, marker = _evil(files, tmp_path)
     done = run_script('analysis/compare_models.py', ['--model', 'moganet_xtiny', '--weights', str(path),
-                                                     '--data-dir', str(files['dir'] / 'folder'), '--quick',
-                                                     '--out', str(tmp_path / 'cmp')], cwd=tmp_path, timeout=600)
-    assert done.returncode == 2 and '--trust-weights' in done.stderr, done.stderr[-2000:]
-    assert not marker.exists()
+                                                     '--study', str(tmp_path / 's.yaml')], cwd=tmp_path, timeout=600)
+    assert done.returncode == 2 and 'moga-interaction' in done.stderr, done.stderr[-2000:]
+    assert not marker.exists() and not (tmp_path / 's.yaml').exists()
 
 
 def test_timm_pretrained_with_a_file_overlay_never_runs_the_payload(files, tmp_path):

@@ -93,12 +93,3 @@ def test_seed_share_figure_marks_every_seed_once_and_the_mean(tmp_path, monkeypa
     monkeypatch.undo()
     plots.plot_middle_share_by_seed(shares, str(tmp_path / 's.png'))       # a real PNG
     assert (tmp_path / 's.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-
-
-def test_seed_plan_names_what_the_seeds_decide_and_what_more_would():
-    from moga_lab.studies.common import _seed_plan
-    frame = seeded_table({'full': [4.0, 4.4, 3.6, 4.2], 'row': [2.0, 2.5, 1.8, 2.1]}, noise=0.05)
-    text = _seed_plan(frame, 'full', 'row', (0.2, 0.6), 'rms')[1]
-    assert 'with 4 seeds and 16 images, a difference of rows is decided with 80 % power' in text
-    assert 'needs' in text and 'full minus row' in text
-    assert _seed_plan(frame[frame.seed == 0], 'full', 'row', (0.2, 0.6), 'rms') == []    # one seed: no plan

@@ -1,10 +1,8 @@
 """Trackers and study store (TensorBoard, MLflow) and grids as jobs (submitit), read back through the tools' own APIs."""
 import importlib.util
 import os
-import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import run_script
 import yaml
@@ -98,105 +96,20 @@ def test_missing_optional_tracker_names_the_extra(tmp_path, capsys):
     assert info.value.code == 2 and "pip install 'moga_lab[wandb]'" in err
 
 
-def test_slurm_executor_without_slurm_is_one_line(tmp_path):
-    if __import__('shutil').which('sbatch'):
-        pytest.skip('Slurm is present')
-    done = _run('experiments/ablate.py', ['--quick', '--executor', 'slurm', '--out', str(tmp_path / 'a')], tmp_path)
-    assert done.returncode == 2 and 'no Slurm on this machine' in done.stderr, done.stderr[-2000:]
-    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / 'a').exists()
-
-
-@needs_mlflow
-@needs_fmnist
-def test_ablation_grid_as_local_jobs_recorded_in_the_study_store(tmp_path):
-    """The quick grid (2 rows x 2 seeds) as four processes, two at a time; every row (and seed) in MLflow with the
-    numbers of ablation.csv; a run missing its results is reported, not invented."""
-    from mlflow import MlflowClient
-    out, uri = tmp_path / 'abl', f'sqlite:///{tmp_path}/mlflow.db'
-    args = ['--quick', '--rows', 'full', 'no_gating', '--out', str(out), '--executor', 'local', '--concurrency', '2',
-            '--tracking-uri', uri]
-    done = _run('experiments/ablate.py', args, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert '4 jobs, 2 at a time, 1 thread(s) each' in done.stdout
-    assert len(list((out / 'jobs').glob('*_log.out'))) == 4  # each (row, seed) was its own process
-    table = pd.read_csv(out / 'ablation.csv')
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name('ablation')
-    runs = client.search_runs([exp.experiment_id])
-    rows = {r.data.tags['row']: r for r in runs if 'row' in r.data.tags and 'seed' not in r.data.tags}
-    seeds = [r for r in runs if 'seed' in r.data.tags]
-    assert sorted(rows) == ['full', 'no_gating'] and len(seeds) == 4
-    for _, r in table.iterrows():
-        metrics = rows[r['row']].data.metrics
-        assert metrics['top1_mean'] == pytest.approx(r['top1_mean'], abs=1e-9)
-        assert metrics['middle_share'] == pytest.approx(r['middle_share_0.2-0.6n'], abs=1e-9)
-    for s in seeds:
-        assert s.data.tags['mlflow.parentRunId'] == rows[s.data.tags['row']].info.run_id
-        res = yaml.safe_load((out / s.data.tags['row'] / f'seed{s.data.tags["seed"]}' / 'results.yaml').read_text())
-        assert s.data.metrics['top1'] == pytest.approx(100 * res['test/acc1'], abs=1e-9)
-    # a row whose seed lost its results: the report says so, and the store is rewritten, not duplicated
-    os.remove(out / 'no_gating' / 'seed1' / 'results.yaml')
-    again = _run('experiments/ablate.py', args[:-4] + ['--tracking-uri', uri], tmp_path)  # inline: trains it again
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(client.search_runs([exp.experiment_id])) == len(runs)
-
-
-def _ablate_module():
-    import moga_lab.cli.ablate as module
-    return module
-
-
-@needs_mlflow
-@needs_fmnist
-def test_store_failing_after_the_study_loses_nothing_and_missing_runs_are_reported(tmp_path, monkeypatch):
-    from moga_lab.utils.tracking import StudyStore
-    out = tmp_path / 'abl'
-
-    def broken(self, *args, **kwargs):
-        raise RuntimeError('disk full')
-    monkeypatch.setattr(StudyStore, 'record', broken)
-    with pytest.warns(UserWarning, match='could not record .* the CSV files hold the results'):
-        _ablate_module().main(['--quick', '--rows', 'full', '--out', str(out), '--tracking-uri',
-                               f'sqlite:///{tmp_path}/m.db'])
-    assert pd.read_csv(out / 'ablation.csv').seeds.tolist() == [2]  # the study itself is complete
-    # a job that fails (its run directory made unusable: config.yaml cannot be written) while the others finish
-    seed1 = out / 'full' / 'seed1'
-    for name in ('results.yaml', 'last.ckpt', 'config.yaml'):
-        os.remove(seed1 / name)
-    (seed1 / 'config.yaml').mkdir()
-    again = _run('experiments/ablate.py', ['--quick', '--rows', 'full', '--out', str(out), '--no-tracking',
-                                           '--executor', 'local'], tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert 'not finished' in again.stderr and 'full/seed1' in again.stderr and 'failed jobs' in again.stderr
-    table = pd.read_csv(out / 'ablation.csv')
-    assert table.seeds.tolist() == [1]
-    report = (out / 'ablation.md').read_text()  # the report says which runs its tables lack
-    assert 'Not finished yet, so left out of every table and figure here: full/seed1.' in report
-    assert re.search(r'\| full +\| .* \| +1 \| ', report), report
-
-
-@needs_fmnist
-def test_no_report_lists_only_the_seeds_still_unfinished_when_it_prints(tmp_path, monkeypatch, capsys):
-    """A partial run (``--no-report --seeds 0``) prints what is not finished after the row's curves, which take
-    minutes: a seed another process finished meanwhile is not listed."""
-    ablate = _ablate_module()
-    import moga_lab.studies.ablation as grid  # where the curves are computed
-    out = tmp_path / 'abl'
-
-    def curves_while_another_job_finishes_seed1(checkpoints, cache, wall_times, **kwargs):
-        seed1 = out / 'full' / 'seed1'
-        seed1.mkdir(parents=True, exist_ok=True)
-        (seed1 / 'results.yaml').write_text(yaml.safe_dump({'test/acc1': 0.5, 'train_images_per_second': 1.0}))
-        return pd.DataFrame()
-    monkeypatch.setattr(grid, 'interaction_of_checkpoints', curves_while_another_job_finishes_seed1)
-    args = ['--quick', '--rows', 'full', '--seeds', '0', '--no-report', '--out', str(out), '--no-tracking']
-    (out / 'full').mkdir(parents=True)
-    ablate.main(args)
-    assert 'not finished' not in capsys.readouterr().err
-    os.remove(out / 'full' / 'seed1' / 'results.yaml')  # seed 1 unfinished for good: still listed
-    monkeypatch.setattr(grid, 'interaction_of_checkpoints', lambda *a, **k: pd.DataFrame())
-    ablate.main(args)
-    assert 'full/seed1' in capsys.readouterr().err
+def test_a_generated_study_s_units_record_to_the_study_store(tmp_path):
+    """A study file from moga-compare / moga-ablate with --tracking-uri: every training logs to MLflow there and every
+    curve records to it (the tools' own tracking, unit by unit, through the runner)."""
+    from moga_lab.cli.fit import build_parser as fit_parser
+    from moga_lab.cli.interaction import build_parser as interaction_parser
+    from moga_lab.studies.generate import ablation_study, write_study
+    from moga_lab.studies.runner import load_study
+    uri = f'sqlite:///{tmp_path}/mlflow.db'
+    study = load_study(write_study(ablation_study({'full': {}, 'no_ca': {'channel_aggregation': False}}, seeds=[0],
+                                                  tracking_uri=uri), str(tmp_path / 's.yaml')))
+    fit = fit_parser().parse_args(study.unit('fit-no_ca-s0').command[1:])
+    assert 'mlflow' in fit.logger and fit.tracking_uri == uri
+    curves = interaction_parser().parse_args(study.unit('curves-no_ca-s0').command[1:])
+    assert curves.tracking_uri == uri and not curves.no_tracking
 
 
 _OPEN_AT_ONCE = '''

@@ -86,7 +86,7 @@ class InteractionSettings:
             ``shared`` (`moga_lab.analysis.shared`: one drawn context serves every pair that can use it, up to
             ``share`` pairs; ``num_contexts`` per pair, or ``contexts_per_order``), ``two-phase`` (the precision mode;
             also chosen by giving ``target_ci``).
-        share: the shared design's pairs per group sharing draws (None: all the image's pairs in one group).
+        share: the shared design's pairs per group sharing draws (None: 16, `moga_lab.analysis.shared.DEFAULT_SHARE`).
         contexts_per_order: the shared design's contexts per pair at each order (a plan of
             `moga_lab.analysis.planner.plan_shared`); None = ``num_contexts`` at every order.
 

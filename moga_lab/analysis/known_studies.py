@@ -117,7 +117,7 @@ def simulate_arrays(model: StudyModel, num_seeds: int = 5, num_images: int = 32,
 def simulate_study(model: StudyModel, num_seeds: int = 5, num_images: int = 32, images: str = 'shared',
                    rng: Union[None, int, np.random.Generator] = None) -> pd.DataFrame:
     """One simulated study as a table like a published ``interaction_seeds.csv`` (``model`` a / b, ``seed``,
-    ``image_id``, ``ratio``, ``order``, ``J_abs``); see `simulate_arrays`.
+    ``image_id``, ``ratio``, ``order``, ``J_abs``, ``design``); see `simulate_arrays`.
 
     Args:
         model: the variance components.
@@ -134,7 +134,7 @@ def simulate_study(model: StudyModel, num_seeds: int = 5, num_images: int = 32, 
             ids = np.arange(n) + (0 if images == 'shared' else seed * n)
             frames.append(pd.DataFrame(dict(model=name, seed=seed, image_id=np.repeat(ids, O),
                                             ratio=np.tile(ORDER_RATIOS, n), order=np.tile(np.arange(O), n),
-                                            J_abs=values[seed].reshape(-1))))
+                                            J_abs=values[seed].reshape(-1), design='fixed')))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -30,15 +30,15 @@ import numpy as np
 import torch
 
 from moga_lab.analysis.coalitions import INTERACTION_SIGNS, ValueFn, check_pairs_orders, sample_pairs, with_pairs
-from moga_lab.analysis.shared import draw_shared_contexts, grouped_jackknife
+from moga_lab.analysis.shared import DEFAULT_SHARE, draw_shared_contexts, grouped_jackknife
 from moga_lab.analysis.strength import ABS_BIAS_FACTOR, CachedValues, PairSamples, pair_summary
 
 __all__ = ['PilotComponents', 'DesignPlan', 'run_pilot', 'plan_shared', 'PAIR_GRID', 'SHARE_GRID']
 
 PAIR_GRID = (8, 16, 24, 32, 48, 64, 96, 128)
 """Pairs per image the planner tries (for n = 49; scaled by n / 49 for other grids)."""
-SHARE_GRID = (4, 8, 16, None)
-"""Groups of pairs sharing draws that the planner tries (None: all the image's pairs one group)."""
+SHARE_GRID = (4, 8, 16)
+"""Groups of pairs sharing draws that the planner tries (no larger: see `moga_lab.analysis.shared.DEFAULT_SHARE`)."""
 
 
 @dataclass
@@ -78,7 +78,7 @@ class DesignPlan:
     Attributes:
         num_pairs: pairs per image.
         contexts: K per order.
-        share: pairs per group sharing draws (None: all the image's pairs).
+        share: pairs per group sharing draws.
         forwards: expected forward passes per image.
         share_se: expected standard error of the image's middle share under ``statistic``.
         order_rse: expected relative standard error of each order's strength (worst order: its max).
@@ -100,7 +100,7 @@ class DesignPlan:
 
     def describe(self) -> str:
         """The plan in words, as the CLI prints it."""
-        share = 'all the pairs' if self.share is None else f'groups of {self.share} pairs'
+        share = f'groups of {self.share or DEFAULT_SHARE} pairs'
         ks = '/'.join(str(k) for k in self.contexts)
         text = (f'plan ({self.statistic}): {self.num_pairs} pairs per image; contexts per pair by order {ks}; draws '
                 f'shared by {share}; ~{self.forwards:,.0f} forward passes per image (pilot {self.pilot_forwards:,} set '
@@ -138,7 +138,7 @@ def run_pilot(games: Sequence[ValueFn], n_players: int, pair_sets: Sequence[torc
         band: the middle band (order ratios).
         ratios: the order ratios of ``orders`` (default m / (n - 2)).
         contexts: K per pair in the pilot (3 at least: a variance and a jackknife need them).
-        share: pairs per group sharing draws in the pilot (None: all).
+        share: pairs per group sharing draws in the pilot (None: `DEFAULT_SHARE`).
         generator: torch random generator.
         batch_size: coalitions per call of a game.
         progress: progress callback (coalitions).
@@ -265,11 +265,11 @@ def plan_shared(comp: PilotComponents, n_players: int, grid: int, budget: Option
         P = max(8, int(round(P0 * scale)))
         pairs = sample_pairs(grid, P, radius, generator=generator)
         for share in SHARE_GRID:
-            if share is not None and share >= P:
+            if share > P:
                 continue
             per_order = _passes_per_dv(n_players, pairs, orders, share, generator)
-            pilot_others = (comp.share or P) - 1
-            rho = comp.rho * ((share or P) - 1) / max(pilot_others, 1)
+            pilot_others = min(comp.share or DEFAULT_SHARE, P) - 1
+            rho = comp.rho * (min(share, P) - 1) / max(pilot_others, 1)
             weight = np.sqrt(np.maximum(comp.b1 * (1 + rho), 1e-300) / per_order)
             root = _floored(np.sqrt(np.clip(comp.theta, 0, None)))
             weight = weight * (np.abs(_share_gradient(root, inner)) / (2 * root) + 1e-3 / root.mean())

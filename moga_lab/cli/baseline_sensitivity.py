@@ -21,7 +21,7 @@ from moga_lab.analysis.game import BASELINES
 from moga_lab.analysis.plots import plot_interaction_panels
 from moga_lab.utils.atomic import atomic_write_csv, atomic_write_text
 from moga_lab.loaders import load_eval_images, load_models
-from moga_lab.studies.common import interaction_of_models
+from moga_lab.studies.model_curves import interaction_of_models
 
 
 def sensitivity(checkpoints, num_images: int, out: str, contexts: int = 24, pairs: int = 20, seed: int = 0,

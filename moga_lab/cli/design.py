@@ -14,8 +14,8 @@ BIAS_SHARE_LIMIT = 0.10
 
 
 def _share(text: str) -> Optional[int]:
-    if text == 'all':
-        return None
+    if text == 'all':  # one group of every pair: any number at least the pairs' count
+        return 1_000_000
     try:
         value = int(text)
     except ValueError:
@@ -39,7 +39,8 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
                         '(--target-ci); default: shared when --budget or --target-share-se is given, two-phase with '
                         '--target-ci, else fixed')
     g.add_argument('--share', type=_share, default=None, metavar='N|all',
-                   help='shared design: pairs per group that share draws (default all: every pair of the image)')
+                   help='shared design: pairs per group that share draws (default 16; much larger groups leave the lowest orders '
+                        'too few distinct draws for their intervals)')
     g.add_argument('--budget', type=float, metavar='FORWARDS',
                    help='shared design: plan pairs and contexts per order for the most precise middle share within '
                         'this many forward passes per image, from a pilot on the first --pilot-images images '

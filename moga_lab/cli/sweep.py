@@ -10,8 +10,8 @@ from typing import List, Optional
 from moga_lab.cli.common import fail, user_errors
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: parse, sweep, print the validation table and the choice."""
+def build_parser():
+    """``moga-fit``'s parser (model, data, recipe) with the sweep's ``--lrs`` and ``--out``."""
     from moga_lab.cli import fit as fit_cli
     parser = fit_cli.build_parser()
     parser.prog = 'python -m moga_lab.cli.sweep'
@@ -19,6 +19,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--lrs', type=float, nargs='+', required=True, metavar='LR',
                         help='the learning rates to try (chosen by validation top-1)')
     parser.add_argument('--out', required=True, help='folder of the runs and of sweep.csv')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse, sweep, print the validation table and the choice."""
+    from moga_lab.cli import fit as fit_cli
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         from moga_lab.training.sweep import lr_sweep
