@@ -164,7 +164,7 @@ def summarise(runs: pd.DataFrame, boot: int = 400) -> pd.DataFrame:
             return float(max(np.mean([g[c].std(ddof=1) / g[c].mean() for _, g in frame.groupby('image')]) for c in cols))
 
         for design, d in sub.groupby('design', sort=False):
-            row = dict(target=target, design=design, runs=int(d.groupby('image').size().min()),
+            row = dict(target=target, design=design, runs=int(d.groupby('image').size().min()), images=d.image.nunique(),
                        forwards=float(d.forwards.mean()), sd_share_rms=np.sqrt(pooled_var(d, 'share_rms')),
                        sd_share_mean_abs=np.sqrt(pooled_var(d, 'share_mean_abs')), worst_order_rsd=worst(d),
                        share_rms=float(d.share_rms.mean()), share_mean_abs=float(d.share_mean_abs.mean()))
@@ -191,14 +191,16 @@ def markdown(table: pd.DataFrame, plans: Dict[str, str], cpu: str) -> str:
     lines = [f'Measured on {cpu}; forward passes are counted, so the ratios hold on any CPU. Passes at equal precision: '
              'the authors\' passes x variance over the design\'s (above 1: the design needs fewer passes), ± its '
              'bootstrap s.e. over runs; "worst" compares the worst order\'s relative s.d. of the RMS curve the same '
-             'way.', '',
+             'way. Designs: authors, the fixed design at 20 pairs x 24 contexts; realloc, the fixed design at 40 x 3; '
+             'shared/4 and shared/10, the shared design planned for the RMS within a quarter and a tenth of the authors\' '
+             'passes. Coverage: of each run\'s own truth by the per-image 95 % interval of I2 (known games only).', '',
              '| target | design | runs x images | passes / image | s.d. share (RMS) | s.d. share (mean \\|I\\|) | '
              'worst order r.s.d. | mean share RMS / mean \\|I\\| | equal precision, RMS | mean \\|I\\| | worst | '
              'I2 interval coverage, min / mean over orders |',
              '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for r in table.itertuples():
         coverage = '' if r.coverage_min != r.coverage_min else f'{100 * r.coverage_min:.0f} / {100 * r.coverage_mean:.0f} %'
-        lines.append(f'| {r.target} | {r.design} | {r.runs} | {r.forwards:,.0f} | {r.sd_share_rms:.4f} | '
+        lines.append(f'| {r.target} | {r.design} | {r.runs} x {r.images} | {r.forwards:,.0f} | {r.sd_share_rms:.4f} | '
                      f'{r.sd_share_mean_abs:.4f} | {100 * r.worst_order_rsd:.0f} % | {r.share_rms:.3f} / '
                      f'{r.share_mean_abs:.3f} | {r.ratio_rms:.2f}x ± {r.ratio_rms_se:.2f} | {r.ratio_mean_abs:.2f}x ± '
                      f'{r.ratio_mean_abs_se:.2f} | {r.worst_ratio:.2f}x | {coverage} |')

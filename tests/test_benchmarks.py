@@ -102,3 +102,31 @@ def test_roofline_takes_the_slower_of_compute_and_memory_per_operator():
     expected = mb / 100e9 + 8 * mb / 50e9 + 10 ** 9 / 10e9
     assert peers.roofline_seconds(rows, 10.0, curve) == pytest.approx(expected)
     assert [mb for mb, _ in peers.bandwidth_curve((1, 4), repeats=1)] == [1, 4]
+
+
+def test_design_cost_resumes_and_reports_every_design(tmp_path):
+    """Two runs per design on the local game: the table has a row per design with its equal-precision ratio; a second
+    call finds every run written and adds none; a budget below the smallest plan is named, not run."""
+    out = tmp_path / 'cost'
+    args = ['--games', 'local', '--runs', '2', '--designs', 'authors', 'realloc', 'shared/4', 'shared/1000', '--out', str(out)]
+    done = run_script('benchmarks/design_cost.py', args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pandas as pd
+    runs = pd.read_csv(out / 'runs.csv')
+    assert sorted(runs.design.unique()) == ['authors', 'realloc', 'shared/4'] and len(runs) == 6
+    text = (out / 'design_cost.md').read_text()
+    for design in ('authors', 'realloc', 'shared/4'):
+        assert re.search(rf'\| local \| {design} \| 2 x 1 \| [\d,]+ \|', text), text
+    assert 'local shared/1000: no plan reaches the request' in text, text
+    again = run_script('benchmarks/design_cost.py', args, tmp_path)
+    assert again.returncode == 0 and len(pd.read_csv(out / 'runs.csv')) == 6, again.stderr[-3000:]
+
+
+def test_design_coverage_prints_a_row_per_game_and_design(tmp_path):
+    done = run_script('benchmarks/design_coverage.py', ['--curves', '2', '--images', '3', '--out', str(tmp_path / 'c.md')],
+                      tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / 'c.md').read_text()
+    for game in ('local', 'skewed'):
+        for design in ('authors', 'shared/4'):
+            assert re.search(rf'\| {game} \| {design} \| [\d,]+ \| \d+ / \d+ % \| \d+ % \| \d+ / \d+ % \|', text), text

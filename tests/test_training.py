@@ -150,8 +150,8 @@ def test_paper_recipe_presets():
     (['--gate-act', 'tanh'], "'tanh' is not accepted; accepted: gelu, identity, sigmoid, silu"),
     (['--model', 'resnet50'], "unknown model 'resnet50'; accepted: moganet_"),
     (['--data-dir', '/nonexistent/fm'], '/nonexistent/fm does not exist: install'),
-    (['--strategy', 'magic'], "--strategy='magic' is not accepted; accepted: auto, ddp"),
-    (['--epochs', '0'], '--epochs=0 must be >= 1'),
+    (['--strategy', 'magic'], "trainer.strategy='magic' (--strategy) is not accepted; accepted: auto, ddp"),
+    (['--epochs', '0'], 'trainer.epochs=0 (--epochs) must be >= 1'),
     (['--image-size', '0'], "argument --image-size: '0' is not accepted; accepted: an integer >= 16"),
     (['--channel-split', '0:0:0'], 'channel_split=(0, 0, 0) is not valid'),
     (['--config', '/nonexistent.yaml'], "config file '/nonexistent.yaml' does not exist"),
@@ -164,6 +164,25 @@ def test_fit_argument_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys,
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize('section,field,value,needle', [
+    ('trainer', 'epochs', 0, 'trainer.epochs=0 (--epochs) must be >= 1'),
+    ('optim', 'lr', -1.0, 'optim.lr=-1.0 (--lr) must be > 0'),
+    ('model', 'drop_path_rate', 1.5, 'model.drop_path_rate=1.5 (--drop-path) must be in [0, 1)'),
+    ('trainer', 'strategy', 'magic', "trainer.strategy='magic' (--strategy) is not accepted; accepted: auto"),
+])
+def test_a_config_built_in_python_is_checked_as_the_flags_are(tmp_path, section, field, value, needle):
+    """fit(cfg) and prepare(cfg) refuse what moga-fit refuses, before any data is read or any network built."""
+    from moga_lab.training import fit
+    from moga_lab.training.config import ConfigError, small_data_recipe
+    cfg = small_data_recipe('xtiny')
+    cfg.data.name, cfg.data.data_dir, cfg.trainer.run_dir = 'fashion-mnist', str(tmp_path / 'no-data-here'), str(tmp_path)
+    setattr(getattr(cfg, section), field, value)
+    with pytest.raises(ConfigError) as info:
+        fit(cfg)
+    assert needle in str(info.value)
+    assert small_data_recipe('xtiny').validate().trainer.epochs >= 1  # a recipe passes as it is
 
 
 def test_fit_cli_subprocess_bad_variant(tmp_path):

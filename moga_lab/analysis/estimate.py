@@ -303,7 +303,7 @@ def plan_interaction(models: Sequence[nn.Module], images: torch.Tensor, labels: 
     """A shared-design plan for these models from a pilot on their first ``pilot_images`` images (one plan for every
     model, so that they are compared on the same pairs and contexts), and the settings that run it.
 
-    The pilot (`moga_lab.analysis.planner.run_pilot`: 40 pairs x 4 contexts, all sharing draws, per model and
+    The pilot (`moga_lab.analysis.planner.run_pilot`: 40 pairs x 4 contexts, sharing draws in groups of 16, per model and
     pilot image, its pairs drawn apart from the estimate's) only plans; the estimate then draws afresh
     (`interaction_strength` with the returned settings). See `moga_lab.analysis.planner` for the variance model.
 

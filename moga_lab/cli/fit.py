@@ -134,7 +134,7 @@ def resolve_config(args):
     else:
         t.run_dir = _fresh_run_dir(_default_run_dir(m.name if not m.name.startswith('moganet') else
                                                     f'moganet_{_variant(m.name)}', cfg.data.name))
-    _validate(cfg)
+    cfg.validate()
     return cfg
 
 
@@ -245,28 +245,6 @@ def _apply_runtime(cfg, args):
         t.loggers = args.logger
     if args.tracking_uri is not None:
         t.tracking_uri = args.tracking_uri
-
-
-def _validate(cfg):
-    from lightning.pytorch.strategies import StrategyRegistry
-    checks = [
-        (cfg.trainer.epochs >= 1, f'--epochs={cfg.trainer.epochs} must be >= 1'),
-        (cfg.data.image_size is None or cfg.data.image_size >= MIN_IMAGE_SIZE,  # also from a --config YAML
-         f'--image-size={cfg.data.image_size} must be >= {MIN_IMAGE_SIZE}'),
-        (cfg.data.batch_size >= 1, f'--batch-size={cfg.data.batch_size} must be >= 1'),
-        (cfg.optim.lr > 0, f'--lr={cfg.optim.lr} must be > 0'),
-        (0 <= cfg.optim.label_smoothing < 1, f'--label-smoothing={cfg.optim.label_smoothing} must be in [0, 1)'),
-        (cfg.optim.ema_decay is None or 0 < cfg.optim.ema_decay < 1, f'--ema={cfg.optim.ema_decay} must be in (0, 1)'),
-        (cfg.trainer.checkpoint_every_n_steps >= 1, '--checkpoint-every must be >= 1'),
-        (not cfg.trainer.interaction_every or cfg.trainer.interaction_every >= 1, '--interaction-every must be >= 1'),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
-    strategies = ['auto'] + StrategyRegistry.available_strategies()
-    if cfg.trainer.strategy not in strategies:
-        raise ValueError(f'--strategy={cfg.trainer.strategy!r} is not accepted; accepted: '
-                         f'{", ".join(s for s in strategies if not s.startswith(("deepspeed", "fsdp_cpu")))}')
 
 
 def main(argv: Optional[List[str]] = None) -> int:

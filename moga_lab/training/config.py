@@ -202,6 +202,38 @@ class RunConfig:
         """The config as YAML text (what ``--config`` reads)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def validate(self) -> 'RunConfig':
+        """Check the values no type can: `ConfigError` names the first bad one (its field, the ``moga-fit`` flag that
+        sets it) and what is accepted. `moga_lab.training.prepare` and so `moga_lab.training.fit` call it, so a
+        config built in Python is checked as the command's flags are; returns ``self``."""
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        from moga_lab.models.factory import MIN_IMAGE_SIZE
+        m, d, o, t = self.model, self.data, self.optim, self.trainer
+        checks = [
+            (t.epochs >= 1, f'trainer.epochs={t.epochs} (--epochs) must be >= 1'),
+            (d.image_size is None or d.image_size >= MIN_IMAGE_SIZE,
+             f'data.image_size={d.image_size} (--image-size) must be >= {MIN_IMAGE_SIZE}'),
+            (d.batch_size >= 1, f'data.batch_size={d.batch_size} (--batch-size) must be >= 1'),
+            (o.lr > 0, f'optim.lr={o.lr} (--lr) must be > 0'),
+            (0 <= o.label_smoothing < 1, f'optim.label_smoothing={o.label_smoothing} (--label-smoothing) must be in [0, 1)'),
+            (o.ema_decay is None or 0 < o.ema_decay < 1, f'optim.ema_decay={o.ema_decay} (--ema) must be in (0, 1)'),
+            (o.weight_decay >= 0, f'optim.weight_decay={o.weight_decay} (--weight-decay) must be >= 0'),
+            (0 <= m.drop_path_rate < 1, f'model.drop_path_rate={m.drop_path_rate} (--drop-path) must be in [0, 1)'),
+            (t.checkpoint_every_n_steps >= 1,
+             f'trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps} (--checkpoint-every) must be >= 1'),
+            (not t.interaction_every or t.interaction_every >= 1,
+             f'trainer.interaction_every={t.interaction_every} (--interaction-every) must be >= 1'),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        strategies = ['auto'] + StrategyRegistry.available_strategies()
+        if t.strategy not in strategies:
+            raise ConfigError(f'trainer.strategy={t.strategy!r} (--strategy) is not accepted; accepted: '
+                              f'{", ".join(s for s in strategies if not s.startswith(("deepspeed", "fsdp_cpu")))}')
+        return self
+
 
 def _build(sub_cls, values: Dict[str, Any], section: str):
     names = {f.name: f for f in dataclasses.fields(sub_cls)}

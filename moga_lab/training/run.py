@@ -170,8 +170,10 @@ def prepare(cfg: RunConfig) -> Tuple[ClassificationDataModule, ImageClassifier]:
 
     Raises:
         moga_lab.data.DataError: the data is missing or unreadable (the message says where it looked).
+        ConfigError: a config value that is not accepted (`RunConfig.validate`).
         ValueError: a model option that is not accepted.
     """
+    cfg.validate()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup('fit')
