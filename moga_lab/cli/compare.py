@@ -68,20 +68,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     refuse_removed(p.prog, argv, REMOVED)
     args = p.parse_args(argv)
-    from moga_lab.studies.generate import comparison_study, write_study
-    from moga_lab.studies.runner import StudyError, load_study, run_study
+    from moga_lab.studies.generate import comparison_study, write_and_run
+    from moga_lab.studies.runner import StudyError
     try:
         study = comparison_study(args.models, args.seeds, args.epochs, args.batch_size, args.lrs,
                                  args.limit_train_batches, args.drop_path, args.num_images, args.pairs, args.contexts,
                                  args.design, args.grid, None, args.cam_images, args.data, args.data_dir, args.name,
                                  args.units_dir or f'runs/studies/{args.name}', args.registry, args.title,
                                  tracking_uri=args.tracking_uri)
-        write_study(study, args.study)
-        print(f'wrote {args.study} ({len(load_study(args.study).units)} units); run it with: moga-study run '
-              f'{args.study} [--until HH:MM], then: moga-study publish {args.study} --to docs/studies')
-        if args.run:
-            result = run_study(load_study(args.study))
-            return 1 if result['failed'] or 'stopped' in result else 0
+        return write_and_run(study, args.study, args.run)
     except StudyError as error:
         fail(p.prog, str(error))
     return 0

@@ -12,7 +12,7 @@ import yaml
 from moga_lab.studies.spec import StudyError
 from moga_lab.utils.atomic import atomic_write_text
 
-__all__ = ['comparison_study', 'ablation_study', 'row_flags', 'write_study', 'ROW_SWITCHES']
+__all__ = ['comparison_study', 'ablation_study', 'row_flags', 'write_study', 'write_and_run', 'ROW_SWITCHES']
 
 ROW_SWITCHES = {'gating': '--no-gating', 'feat_decompose': '--no-fd', 'channel_aggregation': '--no-ca',
                 'attn_force_fp32': '--attn-force-fp32', 'gate_act': '--gate-act', 'dilations': '--dilations',
@@ -259,3 +259,20 @@ def write_study(study: Dict[str, Any], path: str) -> str:
     atomic_write_text(path, header + yaml.dump(study, Dumper=Dumper, sort_keys=False, width=110))
     load_study(path)
     return path
+
+
+def write_and_run(study: Dict[str, Any], path: str, run: bool = False) -> int:
+    """What ``moga-compare`` and ``moga-ablate`` do with the study they generate: write it (`write_study`), say how to
+    run and publish it, and with ``run`` start it here (`moga_lab.studies.runner.run_study`).
+
+    Returns:
+        The command's exit status: 1 when a unit failed or the run stopped early, else 0.
+    """
+    from moga_lab.studies.runner import load_study, run_study
+    write_study(study, path)
+    print(f'wrote {path} ({len(load_study(path).units)} units); run it with: moga-study run {path} [--until HH:MM], '
+          f'then: moga-study publish {path} --to docs/studies')
+    if not run:
+        return 0
+    result = run_study(load_study(path))
+    return 1 if result['failed'] or 'stopped' in result else 0
