@@ -265,6 +265,11 @@ def write_and_run(study: Dict[str, Any], path: str, run: bool = False) -> int:
     """What ``moga-compare`` and ``moga-ablate`` do with the study they generate: write it (`write_study`), say how to
     run and publish it, and with ``run`` start it here (`moga_lab.studies.runner.run_study`).
 
+    Args:
+        study: the study file's contents, as `comparison_study` or `ablation_study` return them.
+        path: where the ``*.yaml`` is written (atomically).
+        run: start the study's units here after writing it.
+
     Returns:
         The command's exit status: 1 when a unit failed or the run stopped early, else 0.
     """
