@@ -15,6 +15,10 @@ run in this process with
 the reference computation under it shows how much of a speed-up is the allocator and how much the code.
 Baselines run under it too.
 Each rate is the median of ``--repeats`` timed batches after two warm-up batches.
+
+``--fused-against REV`` measures only the fused inference model: this tree's against the one ``moga_lab/models/fuse.py``
+built at git revision REV (loaded from ``git show``), fp32 and bf16, their timed batches interleaved, and prints the
+ratio per variant (a change to the fused path must not make it slower).
 """
 import argparse
 import contextlib
@@ -23,13 +27,15 @@ import statistics
 import subprocess
 import sys
 import time
+import types
+from pathlib import Path
 
 import pandas as pd
 import timm
 import torch
 
 import moga_lab  # noqa: F401
-from moga_lab.models import fuse as fuse_module, moganet as moganet_module
+from moga_lab.models import fuse as fuse_module, layers
 from moga_lab.utils.flops import count_macs
 from moga_lab.utils.runtime import keep_freed_memory
 
@@ -62,12 +68,12 @@ def full_dilated_kernels():
     """The reference's computation: every tap of the dilated DW kernels, also those reading only padding."""
     def full(conv, x):
         return conv(x)
-    saved = moganet_module.same_dwconv
-    moganet_module.same_dwconv = fuse_module.same_dwconv = full
+    saved = layers.same_dwconv  # (the blocks look it up at call time)
+    layers.same_dwconv = full
     try:
         yield
     finally:
-        moganet_module.same_dwconv = fuse_module.same_dwconv = saved
+        layers.same_dwconv = saved
 
 
 def compiled(model):
@@ -119,6 +125,49 @@ def reference_in_fresh_process(name, args):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def fuse_at_revision(rev):
+    """moga_lab/models/fuse.py as it was at git revision ``rev``, loaded as a module of its own."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(['git', 'show', f'{rev}:moga_lab/models/fuse.py'], capture_output=True, text=True,
+                            check=True, cwd=root).stdout
+    module = types.ModuleType(f'fuse_at_{rev}')
+    exec(compile(source, f'{rev}:moga_lab/models/fuse.py', 'exec'), module.__dict__)
+    return module
+
+
+def interleaved_rates(fns, x, repeats):
+    """Images/s of each function, their timed batches taken in turn (so that a drift in the machine's speed
+    reaches every one alike): the median per function after two warm-up rounds."""
+    times = {name: [] for name in fns}
+    for i in range(repeats + 2):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(x)
+            if i >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: len(x) / statistics.median(t) for name, t in times.items()}
+
+
+def fused_against(rev, args, native16):
+    old = fuse_at_revision(rev)
+    xc = torch.randn(args.batch_size, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)
+    rows = []
+    for v in args.variants:
+        model = timm.create_model(f'moganet_{v}').eval()
+        new, before = model.for_inference(), old.fuse_for_inference(model)
+        with torch.inference_mode():
+            torch.testing.assert_close(new(xc), before(xc), atol=1e-4, rtol=0)  # the same function first
+        for bf16 in ([False, True] if native16 else [False]):
+            r = interleaved_rates({'this tree': inference(new, bf16), rev: inference(before, bf16)}, xc, args.repeats)
+            rows.append(dict(model=f'moganet_{v}', precision='bf16' if bf16 else 'fp32', batch=args.batch_size,
+                             size=args.size, this_tree=round(r['this tree'], 2), at_rev=round(r[rev], 2),
+                             ratio=round(r['this tree'] / r[rev], 3)))
+            print(rows[-1], flush=True)
+    print(f'\nimages/s of the fused model, this tree against fuse.py at {rev} ({torch.get_num_threads()} threads, '
+          f'{args.repeats} interleaved timed batches each)\n')
+    print(pd.DataFrame(rows).to_markdown(index=False))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--variants', nargs='+', default=['xtiny', 'tiny', 'small'])
@@ -127,6 +176,7 @@ def main():
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows (~1 min each)')
     p.add_argument('--no-train', action='store_true')
+    p.add_argument('--fused-against', metavar='REV', help='only the fused model: this tree against fuse.py at REV')
     p.add_argument('--reference-child', metavar='MODEL', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.reference_child:  # the baseline measurement, run by the parent in a fresh process
@@ -135,6 +185,9 @@ def main():
         return
     keep_freed_memory()
     torch.manual_seed(0)
+    if args.fused_against:
+        fused_against(args.fused_against, args, fuse_module.onednn_bf16())
+        return
     # bf16 rows only where the CPU has native bfloat16 (emulated, one 2048^2 bf16 product takes ~85 s on an AVX2 core)
     native16 = fuse_module.onednn_bf16()
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16) if native16 else float('nan')

@@ -130,3 +130,18 @@ def test_design_coverage_prints_a_row_per_game_and_design(tmp_path):
     for game in ('local', 'skewed'):
         for design in ('authors', 'shared/4'):
             assert re.search(rf'\| {game} \| {design} \| [\d,]+ \| \d+ / \d+ % \| \d+ % \| \d+ / \d+ % \|', text), text
+
+
+def test_throughput_prints_every_row_and_the_fused_model_against_a_revision(tmp_path):
+    done = run_script('benchmarks/throughput.py', ['--variants', 'xtiny', '--size', '32', '--batch-size', '1',
+                                                   '--repeats', '1', '--no-compile', '--no-train'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for mode in ('reference computation (fresh process)', 'reference computation, keep_freed_memory',
+                 'inference fp32 fused (for_inference)', 'inference fp32 fused, plain ops (no oneDNN post-ops)'):
+        assert re.search(rf'\| moganet_xtiny +\| [^|]*{re.escape(mode)} +\| +[\d.]+ \|', done.stdout), mode
+    assert re.search(r'\| convnext_atto +\| inference fp32 channels_last', done.stdout), done.stdout
+    # this tree's fused model against the one fuse.py built at a revision: equal first, then images/s and their ratio
+    done = run_script('benchmarks/throughput.py', ['--fused-against', 'HEAD', '--variants', 'xtiny', '--size', '32',
+                                                   '--batch-size', '1', '--repeats', '1'], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r'\| moganet_xtiny +\| fp32 +\| +1 +\| +32 +\| +[\d.]+ +\| +[\d.]+ +\| +[\d.]+ +\|', done.stdout), done.stdout

@@ -1,11 +1,14 @@
 """The inference fusion computes the same function (1e-4 absolute, fp32) as the model and the reference."""
+import copy
+import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from moga_lab.models import MogaNet
+from moga_lab.models import FusedMogaNet, MogaNet
 from moga_lab.models.fuse import onednn_bf16
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'reference-moganet'
@@ -62,10 +65,24 @@ def test_fused_equals_unfused_with_every_branch_active(options):
 
 
 def test_fused_model_refuses_training_and_keeps_the_original():
-    model = MogaNet('xtiny', num_classes=10).eval()
+    model = MogaNet('xtiny', num_classes=10).train()
     fused = model.fuse()
+    assert model.training  # the original is left as it was
+    assert type(fused) is FusedMogaNet and isinstance(fused, MogaNet) and not fused.training
+    assert fused.arch == model.arch and fused.feature_info == model.feature_info and fused.for_inference() is fused
     with pytest.raises(RuntimeError, match='for inference only'):
         fused.train()
+    with pytest.raises(TypeError, match='takes a MogaNet; got Sequential'):
+        FusedMogaNet(torch.nn.Sequential())
+    # a copy and a pickled copy compute the same logits (the weight-cast caches start empty)
+    state = torch.get_rng_state()
+    model.fuse()
+    assert torch.equal(torch.get_rng_state(), state)  # fusing draws no random numbers: a seeded script stays seeded
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = fused(x)
+        for other in (copy.deepcopy(fused), pickle.loads(pickle.dumps(fused))):
+            assert type(other) is FusedMogaNet and torch.equal(other(x), ref)
     assert isinstance(model.blocks1[0], torch.nn.Module) and type(model.blocks1[0]).__name__ == 'MogaBlock'
     assert type(fused.blocks1[0]).__name__ == 'FusedMogaBlock'
 
@@ -170,22 +187,24 @@ def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeyp
                 out = fused(x)
         return out, CountCasts.n
     cached, n_cached = run()
-    real = fuse._cast
-    monkeypatch.setattr(fuse, '_cast', lambda t, dtype: None if t is None else t.to(dtype))
+    assert len(fused.blocks1[0].casts) > 0 and len(fused.head.casts) == 2  # each module keeps its own copies
+    assert all(len(m.casts) == 0 for m in copy.deepcopy(fused).modules() if hasattr(m, 'casts'))  # copies start empty
+    real = fuse.CastCache.__call__
+    monkeypatch.setattr(fuse.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
     every_call, n_every = run()
     assert torch.equal(cached, every_call)
     assert n_cached < n_every / 3, (n_cached, n_every)
-    monkeypatch.setattr(fuse, '_cast', real)
+    monkeypatch.setattr(fuse.CastCache, '__call__', real)
     run()
     with torch.no_grad():  # changed in place, then given new data: both seen
         fused.head.weight.mul_(2)
         fused.blocks1[0].w_fc1.add_(0.5)
         fused.patch_embed2.projection.weight.data = fused.patch_embed2.projection.weight.data * 1.5
     changed, _ = run()
-    monkeypatch.setattr(fuse, '_cast', lambda t, dtype: None if t is None else t.to(dtype))
+    monkeypatch.setattr(fuse.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
     expected, _ = run()
     assert torch.equal(changed, expected) and not torch.equal(changed, cached)
-    monkeypatch.setattr(fuse, '_cast', real)
+    monkeypatch.setattr(fuse.CastCache, '__call__', real)
     # copies made under inference_mode (as the interaction game runs) serve no_grad calls too; with gradients on
     # (Grad-CAM) the weights are cast per call and backward works
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
@@ -209,3 +228,54 @@ def test_fused_model_compiles_without_graph_breaks():
     torch._dynamo.reset()
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+def _scaled_xtiny(seed):
+    torch.manual_seed(seed)
+    model = MogaNet('xtiny', num_classes=10).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if 'layer_scale' in n or 'sigma' in n:
+                p.uniform_(-0.1, 0.1)
+    return model
+
+
+class _WrongOp:
+    """A private op that still exists but computes something else (as a torch release could change it)."""
+    def __call__(self, x, weight, bias, *args):
+        return torch.zeros(x.shape[0], weight.shape[0], *x.shape[2:], dtype=x.dtype)
+
+    def binary(self, x, other, weight, *args):
+        return other
+
+
+@pytest.mark.parametrize('op', ['missing', 'wrong'])
+def test_without_a_working_onednn_op_the_fused_model_takes_the_plain_ops(monkeypatch, op):
+    """The post-op path is checked before use: where torch has no ``mkldnn._convolution_pointwise`` or it computes
+    something else, the fused model runs the plain ops (warning when the op exists but fails) and equals the eager."""
+    from moga_lab.models import fuse
+    monkeypatch.setattr(fuse, '_SUPPORTED', {})
+    monkeypatch.setattr(fuse, '_pointwise_op', (lambda: None) if op == 'missing' else (lambda: _WrongOp()))
+    model = _scaled_xtiny(4)
+    fused, x = model.for_inference(), torch.randn(2, 3, 64, 64)
+    calls = []
+    real = fuse._conv_act
+    monkeypatch.setattr(fuse, '_conv_act', lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    with warnings.catch_warnings(record=True) as seen, torch.no_grad():
+        warnings.simplefilter('always')
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=0)
+        fused(x)
+    messages = [str(w.message) for w in seen if 'post-ops' in str(w.message)]
+    assert not calls and fuse._SUPPORTED[torch.float32] is False
+    assert len(messages) == (0 if op == 'missing' else 1)  # asked once per process, not per call
+    assert op == 'missing' or 'failed its check' in messages[0] and 'same function, slower' in messages[0]
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason='PyTorch built without oneDNN')
+def test_the_onednn_check_passes_with_this_torch():
+    """With the pinned torch the private op exists and computes the plain ops' values (else the fast path would be
+    silently lost: the benchmark would show it, this test says why)."""
+    from moga_lab.models import fuse
+    fuse._SUPPORTED.clear()
+    assert fuse.onednn_post_ops_supported(torch.float32)
+    assert fuse.onednn_post_ops_supported(torch.bfloat16) == fuse.onednn_bf16()

@@ -25,39 +25,42 @@ that is most of the memory traffic left. Eager PyTorch has no other way to fuse 
 shape: benchmarks/throughput.py). Elsewhere (GPU, float16, compile, gradients enabled) the plain ops run;
 ``onednn_post_ops(False)`` forces them.
 
-Under CPU autocast each convolution and linear weight is cast to bfloat16 once and the copy reused while the weight
-is unchanged (`_cast`): autocast itself casts them again on every call (~500 casts per MogaNet-XT forward). Same
-logits bit for bit; measured side by side at batch 1 bf16 on the 2-core Xeon, XT 24.8 -> 27.2 and T 21.5 -> 24.5
-images/s.
+The post-op op is private to torch (what inductor lowers to): before the first use in a dtype it is checked on a small
+convolution against the plain ops (`onednn_post_ops_supported`); a torch without it, or where it fails or differs,
+runs the plain ops.
 
-The fused model runs channels_last; it cannot be trained (BatchNorm statistics are baked in).
+Under CPU autocast each convolution and linear weight is cast to bfloat16 once and the copy reused while the weight
+is unchanged (`CastCache`, one per module): autocast itself casts them again on every call (~500 casts per MogaNet-XT
+forward). Same logits bit for bit; measured side by side at batch 1 bf16 on the 2-core Xeon, XT 24.8 -> 27.2 and
+T 21.5 -> 24.5 images/s.
+
+The network around the blocks is `moga_lab.models.FusedMogaNet` (built by ``MogaNet.for_inference()``); the stems and
+down-sampling layers fold their BatchNorms with ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (`fold_patch_embed`).
+The blocks' folds are written here: PyTorch folds a BatchNorm only into the convolution *before* it, and these sit
+after it, next to layer scales, FD and CA. The fused model runs channels_last; it cannot be trained (BatchNorm
+statistics are baked in).
 """
 import contextlib
 import copy
+import warnings
 import weakref
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from moga_lab.models.layers import ChannelAggregationFFN, MogaBlock, MultiOrderGatedAggregation, same_dwconv, same_dwconv_args
+from moga_lab.models.layers import (ChannelAggregationFFN, ConvPatchEmbed, MogaBlock, MultiOrderGatedAggregation,
+                                    StackConvPatchEmbed, same_dwconv_args)
 
-__all__ = ['fuse_for_inference', 'FusedMogaBlock', 'onednn_post_ops', 'onednn_bf16']
+__all__ = ['CastCache', 'FusedMogaBlock', 'fold_patch_embed', 'fuse_for_inference', 'onednn_bf16', 'onednn_post_ops',
+           'onednn_post_ops_supported', 'with_cast_cache']
 
 
 def _bn_affine(bn: nn.BatchNorm2d):
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
-
-
-def _fold_bn_after_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    scale, shift = _bn_affine(bn)
-    fused = copy.deepcopy(conv)
-    fused.weight.data = conv.weight * scale.view(-1, 1, 1, 1)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-    fused.bias = nn.Parameter(bias * scale + shift)
-    return fused
 
 
 def _w(conv: nn.Conv2d) -> torch.Tensor:
@@ -76,8 +79,12 @@ _POST_OPS = {'enabled': True}
 
 @contextlib.contextmanager
 def onednn_post_ops(enabled: bool):
-    """Turn the oneDNN post-op path of fused blocks on or off inside the ``with`` (for benchmarks and debugging;
-    both paths compute the same function)."""
+    """Turn the oneDNN post-op path of fused blocks on or off inside the ``with`` (a process-wide switch for
+    benchmarks and debugging, like ``torch.backends`` flags; both paths compute the same function).
+
+    Args:
+        enabled: False runs the plain ops even where the post-op path is supported.
+    """
     before = _POST_OPS['enabled']
     _POST_OPS['enabled'] = bool(enabled)
     try:
@@ -86,7 +93,7 @@ def onednn_post_ops(enabled: bool):
         _POST_OPS['enabled'] = before
 
 
-_BF16 = {}  # asked once: whether oneDNN computes bfloat16 convolutions on this CPU
+_BF16: Dict[str, bool] = {}  # asked once: whether oneDNN computes bfloat16 convolutions on this CPU
 
 
 # what a CPU needs for bfloat16 to run natively (the one wording every warning and benchmark note uses)
@@ -98,97 +105,236 @@ def onednn_bf16() -> bool:
     CPU without them (e.g. an AVX2-only AMD EPYC) the post-op path's bfloat16 primitives raise, so under bfloat16
     autocast the fused blocks take the plain ops there, which PyTorch computes with its own (slower) kernels."""
     if 'ok' not in _BF16:
-        _BF16['ok'] = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        try:  # a private query: a torch without it counts as no
+            _BF16['ok'] = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            _BF16['ok'] = False
     return _BF16['ok']
+
+
+def _pointwise_op():
+    """torch's fused convolution + post-op (``torch.ops.mkldnn._convolution_pointwise``, what inductor lowers to on
+    CPU), or None where this torch has none. It is private: a release may rename it, change its arguments or drop it,
+    which is why `onednn_post_ops_supported` checks what it computes before the fused blocks use it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_SUPPORTED: Dict[torch.dtype, bool] = {}  # dtype -> the probe's answer, asked once per process
+
+
+def onednn_post_ops_supported(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the oneDNN post-op path works here in ``dtype``: the private op exists (`_pointwise_op`) and, on a
+    small convolution, computes what the plain ops compute for every activation the fused blocks hand it and for the
+    residual sum (float32). Asked once per process and dtype; where the answer is no, the fused blocks run the plain
+    ops (the same function, slower), with a warning when the op exists but fails or differs.
+
+    Args:
+        dtype: float32, or bfloat16 (under CPU autocast; also needs `onednn_bf16`).
+    """
+    if dtype not in _SUPPORTED:
+        _SUPPORTED[dtype] = _probe(dtype)
+    return _SUPPORTED[dtype]
+
+
+def _probe(dtype: torch.dtype) -> bool:
+    op = _pointwise_op()
+    if op is None or dtype not in (torch.float32, torch.bfloat16) or (dtype == torch.bfloat16 and not onednn_bf16()):
+        return False
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
+    w, b, other = torch.randn(8, 8, 3, 3, generator=g) / 5, torch.randn(8, generator=g), torch.randn(2, 8, 6, 6, generator=g)
+    acts = {('gelu', 'none'): lambda t: F.gelu(t), ('gelu', 'tanh'): lambda t: F.gelu(t, approximate='tanh'),
+            ('swish', None): F.silu, ('sigmoid', None): torch.sigmoid, ('none', None): lambda t: t}
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    try:
+        with torch.no_grad():
+            xd, wd, bd = x.to(dtype), w.to(dtype), b.to(dtype)
+            plain = F.conv2d(xd.float(), wd.float(), bd.float(), padding=1)
+            for (name, algorithm), act in acts.items():
+                got = op(xd, wd, bd, [1, 1], [1, 1], [1, 1], 1, name, [], algorithm)
+                if got.shape != plain.shape or (got.float() - act(plain)).abs().max() > tol * (1 + plain.abs().max()):
+                    raise RuntimeError(f'{name} differs from the plain ops')
+            if dtype == torch.float32:
+                w1 = w[:, :, 1:2, 1:2].contiguous()
+                got = op.binary(x, other, w1, b, [0, 0], [1, 1], [1, 1], 1, 'add', 1.0, None, [], None)
+                if (got - (other + F.conv2d(x, w1, b))).abs().max() > tol * 10:
+                    raise RuntimeError('the residual sum differs from the plain ops')
+    except Exception as error:  # a private op: whatever it raises means "not here"
+        warnings.warn(f'the fused MogaNet runs without oneDNN post-ops in {dtype} (same function, slower): '
+                      f'torch.ops.mkldnn._convolution_pointwise failed its check on torch {torch.__version__}: '
+                      f'{type(error).__name__}: {error}', RuntimeWarning, stacklevel=3)
+        return False
+    return True
 
 
 def _onednn_dtype(x: torch.Tensor):
     """The dtype the oneDNN post-op path computes in for ``x`` here (float32, or bfloat16 under CPU autocast), or
-    None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN, bfloat16 on a
-    CPU without oneDNN's bfloat16 (`onednn_bf16`), and with gradients enabled (the fused ops have no backward;
-    Grad-CAM through a fused model takes the plain ops)."""
+    None where it does not apply: GPU, float16, torch.compile / TorchScript, PyTorch without oneDNN or whose private
+    op fails `onednn_post_ops_supported`, bfloat16 on a CPU without oneDNN's bfloat16 (`onednn_bf16`), and with
+    gradients enabled (the fused ops have no backward; Grad-CAM through a fused model takes the plain ops)."""
     # is_compiling() first: dynamo cannot trace mkldnn.is_available() and would break the graph at every block
     if torch.compiler.is_compiling() or torch.jit.is_scripting():
         return None
-    if (not _POST_OPS['enabled'] or x.device.type != 'cpu' or torch.is_grad_enabled()
-            or not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, '_convolution_pointwise')):
+    if not _POST_OPS['enabled'] or x.device.type != 'cpu' or torch.is_grad_enabled():
         return None
     if torch.is_autocast_enabled('cpu'):
-        bf16 = torch.get_autocast_dtype('cpu') == torch.bfloat16
-        return torch.bfloat16 if bf16 and onednn_bf16() else None
-    return torch.float32 if x.dtype == torch.float32 else None
+        if torch.get_autocast_dtype('cpu') != torch.bfloat16 or not onednn_bf16():
+            return None
+        dtype = torch.bfloat16
+    elif x.dtype == torch.float32:
+        dtype = torch.float32
+    else:
+        return None
+    return dtype if onednn_post_ops_supported(dtype) else None
 
 
-_CASTS = {}  # id(weight) -> (weak reference to it, its version, dtype, data address, storage, its copy in dtype)
-
-
-def _cast(t: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
-    """``t.to(dtype)``, made once per weight and reused while the weight is unchanged (its version counter).
+class CastCache:
+    """One module's weights cast to a low precision, each made once and reused while the weight is unchanged.
 
     Under CPU autocast every convolution casts its float32 weight and bias to bfloat16 again on every call (~500
     casts per MogaNet-XT forward, 15 % of its time at batch 1: the folded weights are buffers, which autocast never
-    caches). The copy is the same cast, so the outputs are bit-identical. Not used with gradients enabled (the copy
-    would cut the weight out of the graph) nor for inference-mode tensors (no version counter to tell an in-place
-    change)."""
-    if t is None or t.dtype == dtype:
+    caches). The copy is the same cast, so the outputs are bit-identical. A copy is valid while its weight is the same
+    tensor (a weak reference), neither changed in place (its version counter) nor given new data (``.data =``,
+    ``.to()``: the entry holds the old storage, so no other tensor can take its address). Not used with gradients
+    enabled (the copy would cut the weight out of the graph), for inference-mode tensors (no version counter) nor
+    under torch.compile. The cache belongs to its module; copies and pickles of the module start empty."""
+
+    def __init__(self):
+        self._entries: Dict[int, tuple] = {}
+
+    def __call__(self, t: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """``t.to(dtype)``, from the cache where it is still valid."""
+        if t is None or t.dtype == dtype:
+            return t
+        if torch.is_grad_enabled() or t.is_inference() or torch.compiler.is_compiling():
+            return t.to(dtype)
+        key, entries = id(t), self._entries
+        hit = entries.get(key)
+        if hit is not None and hit[0]() is t and hit[1:4] == (t._version, dtype, t.data_ptr()):
+            return hit[5]
+        copy_ = t.to(dtype)
+        entries[key] = (weakref.ref(t, lambda _, k=key: entries.pop(k, None)), t._version, dtype, t.data_ptr(),
+                        t.untyped_storage(), copy_)
+        return copy_
+
+    def lowp(self, t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """A weight as CPU autocast would cast it for a convolution or linear layer here (from the cache); the weight
+        itself outside autocast."""
+        if t is not None and t.dtype == torch.float32 and torch.is_autocast_enabled('cpu'):
+            return self(t, torch.get_autocast_dtype('cpu'))
         return t
-    if torch.is_grad_enabled() or t.is_inference() or torch.compiler.is_compiling():
-        return t.to(dtype)
-    key = id(t)
-    hit = _CASTS.get(key)
-    # valid while it is the same tensor (a weak reference: ids are reused), neither changed in place (version) nor
-    # given new data (``.data =``, ``.to()``: the entry holds the old storage, so no other can take its address)
-    if hit is not None and hit[0]() is t and hit[1:4] == (t._version, dtype, t.data_ptr()):
-        return hit[5]
-    copy_ = t.to(dtype)
-    _CASTS[key] = (weakref.ref(t, lambda _, k=key: _CASTS.pop(k, None)), t._version, dtype, t.data_ptr(),
-                   t.untyped_storage(), copy_)
-    return copy_
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __deepcopy__(self, memo) -> 'CastCache':
+        return CastCache()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state) -> None:
+        self._entries = {}
 
 
-def _lowp(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """A weight as CPU autocast would cast it for a convolution or linear layer here (cached, see `_cast`); the
-    weight itself outside autocast."""
-    if t is not None and t.dtype == torch.float32 and torch.is_autocast_enabled('cpu'):
-        return _cast(t, torch.get_autocast_dtype('cpu'))
-    return t
+class CastCachedConv2d(nn.Conv2d):
+    """nn.Conv2d whose weight and bias reach autocast already cast (`CastCache`): the fused model's convolutions."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.casts = CastCache()
 
-def _same_dwconv_cast(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`same_dwconv` with the weight and bias cast once under autocast (`_lowp`)."""
-    x, weight, padding = same_dwconv_args(conv, x)
-    if weight is conv.weight:  # (a cropped kernel is a new view every call: nothing to keep)
-        weight = _lowp(weight)
-    return F.conv2d(x, weight, _lowp(conv.bias), 1, padding, conv.dilation, conv.groups)
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> 'CastCachedConv2d':
+        """The same convolution (hyperparameters, weights, device and dtype)."""
+        # made on the meta device (as nn.utils.skip_init): the weights come from ``conv``, and drawing fresh ones
+        # would move the caller's random stream
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                  conv.groups, conv.bias is not None, conv.padding_mode, device='meta', dtype=conv.weight.dtype)
+        new = new.to_empty(device=conv.weight.device)
+        new.load_state_dict(conv.state_dict())
+        return new
 
-
-class _CastCachedConv2d(nn.Conv2d):
-    """nn.Conv2d whose weight and bias reach autocast already cast (`_lowp`): the fused model's stems."""
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, _lowp(self.weight), _lowp(self.bias))
+        return self._conv_forward(x, self.casts.lowp(self.weight), self.casts.lowp(self.bias))
 
 
-class _CastCachedLinear(nn.Linear):
-    """nn.Linear whose weight and bias reach autocast already cast (`_lowp`): the fused model's head."""
+class CastCachedLinear(nn.Linear):
+    """nn.Linear whose weight and bias reach autocast already cast (`CastCache`): the fused model's head."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.casts = CastCache()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> 'CastCachedLinear':
+        """The same linear layer (sizes, weights, device and dtype)."""
+        new = cls(linear.in_features, linear.out_features, linear.bias is not None, device='meta',
+                  dtype=linear.weight.dtype).to_empty(device=linear.weight.device)
+        new.load_state_dict(linear.state_dict())
+        return new
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, _lowp(self.weight), _lowp(self.bias))
+        return F.linear(x, self.casts.lowp(self.weight), self.casts.lowp(self.bias))
 
 
-def _conv_act(x, weight, bias, act, dtype, padding=(0, 0), dilation=(1, 1), groups=1):
+def with_cast_cache(module: Optional[nn.Module]) -> Optional[nn.Module]:
+    """A deep copy of ``module`` in which every plain nn.Conv2d and nn.Linear is its cast-caching twin (same weights).
+
+    Args:
+        module: any module (a block's gate, value, depth-wise conv, a stem, the head), or None (kept).
+    """
+    if module is None:
+        return None
+    if type(module) is nn.Conv2d:
+        return CastCachedConv2d.from_conv(module)
+    if type(module) is nn.Linear:
+        return CastCachedLinear.from_linear(module)
+    module = copy.deepcopy(module)
+    for name, child in list(module.named_children()):
+        setattr(module, name, with_cast_cache(child))
+    return module
+
+
+def fold_patch_embed(embed: nn.Module) -> nn.Module:
+    """A copy of a stem or down-sampling layer with each BatchNorm folded into the convolution before it
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and left as nn.Identity, its convolutions cast-caching.
+
+    Args:
+        embed: a `StackConvPatchEmbed` (conv, BN, GELU, conv, BN) or a `ConvPatchEmbed` (conv, BN), in eval mode.
+    """
+    folded = copy.deepcopy(embed)
+    if isinstance(embed, StackConvPatchEmbed):
+        p = folded.projection
+        p[0], p[1] = with_cast_cache(fuse_conv_bn_eval(p[0], p[1])), nn.Identity()
+        p[3], p[4] = with_cast_cache(fuse_conv_bn_eval(p[3], p[4])), nn.Identity()
+    elif isinstance(embed, ConvPatchEmbed):
+        folded.projection = with_cast_cache(fuse_conv_bn_eval(folded.projection, folded.norm))
+        folded.norm = nn.Identity()
+    else:
+        raise TypeError(f'fold_patch_embed takes a StackConvPatchEmbed or ConvPatchEmbed; got {type(embed).__name__}')
+    return folded
+
+
+def _conv_act(x, weight, bias, act, dtype, casts: CastCache, padding=(0, 0), dilation=(1, 1), groups=1):
     """act(conv2d(x)) (stride 1) in one oneDNN primitive, computed in ``dtype`` (the activation is applied to the
     float32 accumulator before any rounding to bfloat16)."""
-    return torch.ops.mkldnn._convolution_pointwise(
-        x.to(dtype).contiguous(memory_format=torch.channels_last), _cast(weight, dtype), _cast(bias, dtype),
+    return _pointwise_op()(
+        x.to(dtype).contiguous(memory_format=torch.channels_last), casts(weight, dtype), casts(bias, dtype),
         list(padding), [1, 1], list(dilation), groups, act[0], [], act[1])
 
 
-def _conv_add(x, other, weight, bias, dtype):
+def _conv_add(x, other, weight, bias, dtype, casts: CastCache):
     """other + conv2d(x) (1x1); one oneDNN primitive in float32. Under bfloat16 autocast the residual stream stays
     float32 (as in the plain path), which the fused sum cannot mix with a bfloat16 convolution."""
     if dtype != torch.float32:
-        return other + F.conv2d(x, _lowp(weight), _lowp(bias))
-    return torch.ops.mkldnn._convolution_pointwise.binary(x, other, weight, bias, [0, 0], [1, 1], [1, 1], 1, 'add',
-                                                          1.0, None, [], None)
+        return other + F.conv2d(x, casts.lowp(weight), casts.lowp(bias))
+    return _pointwise_op().binary(x, other, weight, bias, [0, 0], [1, 1], [1, 1], 1, 'add', 1.0, None, [], None)
 
 
 class FusedMogaBlock(nn.Module):
@@ -214,8 +360,8 @@ class FusedMogaBlock(nn.Module):
             self.register_buffer('b_in', beta.clone())
             self.act_value = attn.act_value
             self.act_gate = attn.act_gate
-            self.gate = copy.deepcopy(attn.gate)
-            self.value = copy.deepcopy(attn.value)
+            self.gate = with_cast_cache(attn.gate)
+            self.value = with_cast_cache(attn.value)
             self.gating = attn.gating
             self.force_fp32 = attn.attn_force_fp32
             ls1 = block.layer_scale_1.view(-1)
@@ -227,7 +373,7 @@ class FusedMogaBlock(nn.Module):
             a2, b2 = _bn_affine(block.norm2)
             self.register_buffer('w_fc1', (mlp.fc1.weight * a2.view(1, -1, 1, 1)).clone())
             self.register_buffer('b_fc1', (_w(mlp.fc1) @ b2 + mlp.fc1.bias).clone())
-            self.dwconv = copy.deepcopy(mlp.dwconv)
+            self.dwconv = with_cast_cache(mlp.dwconv)
             self.act = mlp.act
             ls2 = block.layer_scale_2.view(-1, 1)
             W2 = _w(mlp.fc2) * ls2                                    # [C, Ch]
@@ -244,16 +390,26 @@ class FusedMogaBlock(nn.Module):
             else:
                 self.register_buffer('w_fc2', W2.view(C, -1, 1, 1).clone())
                 self.register_buffer('b_fc2', b_fc2.clone())
+        self.casts = CastCache()  # this block's folded weights, cast once under autocast
         self.gate_post_op = _onednn_act(self.act_gate)
         self.ffn_post_op = _onednn_act(self.act)
         self.onednn = self.gate_post_op is not None and self.ffn_post_op is not None and not self.force_fp32
 
     def value_input(self, x: torch.Tensor) -> torch.Tensor:
         """act_value(FD(proj_1(BN(x)))), folded: one 1x1 conv minus a per-image bias from GAP(x)."""
-        y = F.conv2d(x, _lowp(self.w_in), _lowp(self.b_in))
+        lowp = self.casts.lowp
+        y = F.conv2d(x, lowp(self.w_in), lowp(self.b_in))
         if self.use_fd:
-            y = y - F.linear(x.mean((2, 3)), _lowp(self.w_mean)).unsqueeze(-1).unsqueeze(-1)
+            y = y - F.linear(x.mean((2, 3)), lowp(self.w_mean)).unsqueeze(-1).unsqueeze(-1)
         return self.act_value(y)
+
+    def _dwconv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """`moga_lab.models.layers.same_dwconv` with the weight and bias cast once under autocast."""
+        x, weight, padding = same_dwconv_args(conv, x)
+        lowp = self.casts.lowp
+        if weight is conv.weight:  # (a cropped kernel is a new view every call: nothing to keep)
+            weight = lowp(weight)
+        return F.conv2d(x, weight, lowp(conv.bias), 1, padding, conv.dilation, conv.groups)
 
     def ca_residual(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x + fc2'(h) - u * act(decompose(h)) from ``t`` = [fc2'(h), decompose(h)]: [B, C + 1, H, W]."""
@@ -265,26 +421,27 @@ class FusedMogaBlock(nn.Module):
     def forward_onednn(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """`forward` with activations and residual sums as oneDNN post-ops (CPU; ``dtype`` float32 or the
         bfloat16 of autocast)."""
+        casts = self.casts
         y = self.value_input(x)
         pw = self.value.PW_conv
-        z = _conv_act(self.value.multi_order(y, _same_dwconv_cast), pw.weight, pw.bias, self.gate_post_op, dtype)
+        z = _conv_act(self.value.multi_order(y, self._dwconv), pw.weight, pw.bias, self.gate_post_op, dtype, casts)
         if self.gating:
-            z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype)
-        x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype)
-        h = F.conv2d(x, _lowp(self.w_fc1), _lowp(self.b_fc1))
+            z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype, casts)
+        x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype, casts)
+        h = F.conv2d(x, casts.lowp(self.w_fc1), casts.lowp(self.b_fc1))
         h, weight, padding = same_dwconv_args(self.dwconv, h)
-        h = _conv_act(h, weight, self.dwconv.bias, self.ffn_post_op, dtype, padding, self.dwconv.dilation,
+        h = _conv_act(h, weight, self.dwconv.bias, self.ffn_post_op, dtype, casts, padding, self.dwconv.dilation,
                       self.dwconv.groups)
         if self.use_ca:
-            return self.ca_residual(x, F.conv2d(h, _lowp(self.w_fc2), _lowp(self.b_fc2)))
-        return _conv_add(h, x, self.w_fc2, self.b_fc2, dtype)
+            return self.ca_residual(x, F.conv2d(h, casts.lowp(self.w_fc2), casts.lowp(self.b_fc2)))
+        return _conv_add(h, x, self.w_fc2, self.b_fc2, dtype, casts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = _onednn_dtype(x) if self.onednn else None
         if dtype is not None:
             return self.forward_onednn(x, dtype)
         y = self.value_input(x)
-        v = self.act_gate(self.value(y))
+        v = self.act_gate(self.value.PW_conv(self.value.multi_order(y, self._dwconv)))
         if self.gating:
             g = self.act_gate(self.gate(y))
             if self.force_fp32:  # the reference's flag: the activation is applied a second time
@@ -296,47 +453,18 @@ class FusedMogaBlock(nn.Module):
             z = v
         x = torch.addcmul(F.conv2d(z.to(self.w_out.dtype) if self.force_fp32 else z, self.w_out, self.b_out),
                           x, self.s_res)
-        h = self.act(same_dwconv(self.dwconv, F.conv2d(x, self.w_fc1, self.b_fc1)))
+        h = self.act(self._dwconv(self.dwconv, F.conv2d(x, self.w_fc1, self.b_fc1)))
         out = F.conv2d(h, self.w_fc2, self.b_fc2)
         return self.ca_residual(x, out) if self.use_ca else x + out
 
 
-class _EvalOnly:
-    def train(self, mode: bool = True):
-        if mode:
-            raise RuntimeError('a fused MogaNet is for inference only (BatchNorm statistics are folded into its '
-                               'convolutions); train the unfused model')
-        return super().train(False)
-
-
 def fuse_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """An eval-only copy of ``model`` (a `moga_lab.models.MogaNet`) computing the same function with the folds
-    described above. The network is recognised by its parts (``num_stages`` stages of `MogaBlock`), so this file
-    needs only the blocks and the network can call it without an import circle."""
-    if not (hasattr(model, 'num_stages') and hasattr(model, 'patch_embed1')
-            and any(isinstance(m, MogaBlock) for m in model.modules())):
+    """``model.for_inference(channels_last)``: the `moga_lab.models.FusedMogaNet` of a MogaNet.
+
+    Args:
+        model: a `moga_lab.models.MogaNet`.
+        channels_last: store the fused model's weights channels_last (the layout its convolutions run fastest in).
+    """
+    if not callable(getattr(model, 'for_inference', None)) or not any(isinstance(m, MogaBlock) for m in model.modules()):
         raise TypeError(f'fuse_for_inference takes a MogaNet; got {type(model).__name__}')
-    fused = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        stem = fused.patch_embed1.projection
-        stem[0] = _fold_bn_after_conv(stem[0], stem[1])
-        stem[1] = nn.Identity()
-        stem[3] = _fold_bn_after_conv(stem[3], stem[4])
-        stem[4] = nn.Identity()
-        for i in range(2, fused.num_stages + 1):
-            pe = getattr(fused, f'patch_embed{i}')
-            pe.projection = _fold_bn_after_conv(pe.projection, pe.norm)
-            pe.norm = nn.Identity()
-        for i in range(1, fused.num_stages + 1):
-            blocks = getattr(fused, f'blocks{i}')
-            for j, block in enumerate(blocks):
-                blocks[j] = FusedMogaBlock(block)
-        for module in fused.modules():  # stems, down-sampling and head: weights cast once under autocast
-            if type(module) is nn.Conv2d:
-                module.__class__ = _CastCachedConv2d
-            elif type(module) is nn.Linear:
-                module.__class__ = _CastCachedLinear
-    fused.__class__ = type('FusedMogaNet', (_EvalOnly, type(model)), {})
-    if channels_last:
-        fused = fused.to(memory_format=torch.channels_last)
-    return fused
+    return model.for_inference(channels_last=channels_last)

@@ -17,9 +17,10 @@ second time, ``proj_2(act(act(g)) * act(act(v)))``. The authors' XT/T checkpoint
 depend on it. The reference only leaves *CUDA* autocast inside that region; here autocast is left on
 whatever device the tensor lives, so under CPU bf16 autocast the gating product really is float32.
 """
+import copy
+import math
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-import math
 
 import torch
 import torch.nn as nn
@@ -29,10 +30,10 @@ from timm.layers import trunc_normal_
 from timm.models import build_model_with_cfg, register_model, generate_default_cfgs
 from timm.models._features import feature_take_indices
 
-from moga_lab.models.fuse import fuse_for_inference
+from moga_lab.models.fuse import FusedMogaBlock, fold_patch_embed, with_cast_cache
 from moga_lab.models.layers import GATE_ACTIVATIONS, STEM_STRIDES, ConvPatchEmbed, MogaBlock, StackConvPatchEmbed, make_activation
 
-__all__ = ['MogaNet', 'MOGANET_ARCHS', 'GATE_ACTIVATIONS', 'resolve_variant']
+__all__ = ['MogaNet', 'FusedMogaNet', 'MOGANET_ARCHS', 'GATE_ACTIVATIONS', 'resolve_variant']
 
 
 def _check_image_input(x: torch.Tensor, in_chans: int) -> None:
@@ -368,7 +369,7 @@ class MogaNet(nn.Module):
         freezing; needs a C++ compiler, compiles on the first call and again per new input shape or autocast dtype,
         ~1 min each). Measured on a 2-core AMD EPYC (``benchmarks/throughput.py``): compiled 1.05-1.2x faster than the
         eager fused model (fp32 and bf16); the eager model, with its oneDNN post-ops, needs no compile time."""
-        fused = fuse_for_inference(self, channels_last=channels_last)
+        fused = FusedMogaNet(self, channels_last=channels_last)
         if compile:
             return torch.compile(fused, options={'freezing': True})
         return fused
@@ -396,6 +397,57 @@ class MogaNet(nn.Module):
 
 # The authors' release (github.com/Westlake-AI/MogaNet, README "ImageNet-1K"); timm downloads them to its cache.
 RELEASE_URL = 'https://github.com/Westlake-AI/MogaNet/releases/download/moganet-in1k-weights/'
+
+
+class FusedMogaNet(MogaNet):
+    """A trained MogaNet for inference: the same function with BatchNorms, layer scales, FD and CA folded into its
+    convolutions (`moga_lab.models.fuse`), built by `MogaNet.for_inference`. Every MogaNet method that does not train
+    works (``forward``, ``forward_features``, ``forward_intermediates``, ``forward_head``); it cannot be trained.
+
+    Args:
+        model: the trained network (left unchanged; its configuration is copied, its parts folded).
+        channels_last: store the weights channels_last (the layout the fused convolutions run fastest in).
+    """
+
+    def __init__(self, model: MogaNet, channels_last: bool = True):
+        nn.Module.__init__(self)  # not MogaNet.__init__: the parts come folded from ``model``, not freshly drawn
+        if not isinstance(model, MogaNet):
+            raise TypeError(f'FusedMogaNet takes a MogaNet; got {type(model).__name__}')
+        for key, value in vars(model).items():  # the configuration: arch, widths, feature_info, pretrained_cfg, ...
+            if not key.startswith('_') and key != 'training':
+                setattr(self, key, copy.deepcopy(value))
+        self.grad_checkpointing = False
+        was_training = model.training
+        model.eval()  # the folds read the BatchNorms' running statistics
+        try:
+            with torch.no_grad():
+                for name, child in model.named_children():
+                    if name.startswith('patch_embed'):
+                        child = fold_patch_embed(child)
+                    elif name.startswith('blocks'):
+                        child = nn.ModuleList(FusedMogaBlock(block) for block in child)
+                    else:  # stage norms, head dropout, head
+                        child = with_cast_cache(child)
+                    self.add_module(name, child)
+        finally:
+            model.train(was_training)
+        super().train(False)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def train(self, mode: bool = True) -> 'FusedMogaNet':
+        if mode:
+            raise RuntimeError('a fused MogaNet is for inference only (BatchNorm statistics are folded into its '
+                               'convolutions); train the unfused model')
+        return super().train(False)
+
+    def set_grad_checkpointing(self, enable: bool = True):
+        if enable:
+            raise RuntimeError('a fused MogaNet is for inference only; gradient checkpointing is for training')
+
+    def for_inference(self, channels_last: bool = True, compile: bool = False) -> nn.Module:
+        """Itself (already folded), or compiled with ``compile=True``."""
+        return torch.compile(self, options={'freezing': True}) if compile else self
 
 
 def _cfg(file: str = '', **kwargs: Any):
