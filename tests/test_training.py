@@ -206,6 +206,41 @@ def test_config_file_and_flags_precedence(tmp_path, monkeypatch):
         fit_cli.resolve_config(fit_cli.build_parser().parse_args(['--config', str(path)]))
 
 
+def test_every_flag_of_moga_fit_is_a_config_field_and_sets_it(tmp_path, monkeypatch):
+    """moga-fit's parser is generated from the RunConfig fields (config_flags): each flag parses a value of its field's
+    type and sets exactly that field; a switch sets its value; --resume applies only the runtime flags."""
+    from moga_lab.training.config import RunConfig, apply_flags, config_flags
+    monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)
+    parser = fit_cli.build_parser()
+    samples = {int: '3', float: '0.25', str: 'x'}
+    flags = config_flags()
+    assert len(flags) >= 30 and len({c.flag for c in flags}) == len(flags)
+    for c in flags:
+        default = RunConfig()
+        if c.set_to is not None:
+            argv, expected = [c.flag], c.set_to
+        elif c.choices is not None:
+            argv, expected = [c.flag, str(list(c.choices)[-1])], list(c.choices)[-1]
+        elif c.name in ('dilations', 'channel_split'):
+            argv, expected = [c.flag, '2,2,2'], (2, 2, 2)
+        else:
+            inner = next((a for a in getattr(c.type, '__args__', ()) if a is not type(None)), str)  # Optional[X]
+            text = {'devices': '2', 'loggers': 'mlflow', 'limit_train_batches': '0.5', 'image_size': '32'}.get(
+                c.name, samples.get(c.type, samples.get(inner, 'x')))
+            argv = [c.flag, text]
+            expected = {'devices': 2, 'loggers': ('csv', 'mlflow')}.get(c.name, parser.parse_args(argv).__dict__[c.dest])
+        cfg = apply_flags(RunConfig(), vars(parser.parse_args(argv)))
+        changed = {(s, k) for s in ('model', 'data', 'optim', 'trainer')
+                   for k, v in vars(getattr(cfg, s)).items() if v != getattr(getattr(default, s), k)}
+        assert getattr(getattr(cfg, c.section), c.name) == expected, (c.flag, expected)
+        assert changed <= {(c.section, c.name)}, (c.flag, changed)
+        assert f'config: {c.section}.{c.name}' in ' '.join(parser.format_help().split())
+    resumed = apply_flags(RunConfig(), vars(parser.parse_args(['--lr', '0.5', '--precision', 'bf16-mixed',
+                                                               '--no-progress'])), runtime_only=True)
+    assert resumed.optim.lr == RunConfig().optim.lr and resumed.trainer.precision == 'bf16-mixed'
+    assert resumed.trainer.progress_bar is False
+
+
 def test_resume_after_sigkill_ends_with_the_same_number_of_steps(tmp_path):
     run = tmp_path / 'run'
     args = ['moga_lab.cli.fit'] + SYN + ['--epochs', '3', '--checkpoint-every', '4', '--run-dir', str(run)]

@@ -5,19 +5,57 @@ from it. Everything here is plain types, so it round-trips through YAML and Ligh
 checkpoint loading.
 """
 import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import yaml
 
-from moga_lab.models import resolve_variant
+from moga_lab.data import DATASETS
+from moga_lab.models import GATE_ACTIVATIONS, resolve_variant
+from moga_lab.models.factory import MIN_IMAGE_SIZE
 
-__all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConfig', 'paper_recipe',
-           'small_data_recipe', 'load_yaml', 'ConfigError']
+__all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConfig', 'ConfigFlag', 'config_flags',
+           'apply_flags', 'paper_recipe', 'small_data_recipe', 'load_yaml', 'ConfigError', 'PRECISIONS']
 
 
 class ConfigError(ValueError):
     """A config value or file that cannot be used; the message names it and what is accepted."""
+
+
+PRECISIONS = ('32-true', '32', 'bf16-mixed', 'bf16-true', '16-mixed', '64-true')
+
+
+def _opt(default: Any = dataclasses.MISSING, *, flag: str, help: str = '', set_to: Any = None, parse: Any = None,
+         choices: Optional[Sequence[Any]] = None, minimum: Optional[int] = None, runtime: bool = False) -> Any:
+    """A field that ``moga-fit`` sets with ``flag``: its parser is generated from these (`config_flags`).
+
+    ``set_to``: the flag takes no value and sets the field to this (``--no-gating``); ``parse``: how the flag's text
+    becomes the value (a ValueError names what is accepted), else the field's type; ``runtime``: where and how a run
+    executes, the only flags ``--resume`` applies to a saved run.
+    """
+    return field(default=default, metadata=dict(flag=flag, help=help, set_to=set_to, parse=parse, choices=choices,
+                                                minimum=minimum, runtime=runtime))
+
+
+def _batches(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f'{text!r} is not accepted; accepted: a fraction in (0, 1] or a number of batches')
+    return int(value) if value > 1 else value
+
+
+def _devices(text: str) -> Any:
+    if text == 'auto':
+        return text
+    if re.fullmatch(r'\d+', text):
+        return int(text)
+    raise ValueError(f'--devices={text!r} is not accepted; accepted: a positive integer or auto')
+
+
+def _loggers(text: str) -> Tuple[str, ...]:
+    from moga_lab.training.loggers import parse_loggers
+    return tuple(parse_loggers(text))
 
 
 @dataclass
@@ -37,17 +75,23 @@ class ModelConfig:
         attn_force_fp32: the reference's flag (gating product in float32, activation applied twice).
         extra: keyword arguments passed to ``timm.create_model`` as they are.
     """
-    name: str = 'moganet_small'          # moganet_<variant> or a timm ConvNeXt / Swin name
-    drop_path_rate: float = 0.1
-    stem_stride: Optional[int] = None    # MogaNet only; None = 4 for >64 px inputs, 2 for small images
+    name: str = _opt('moganet_small', flag='--model', help='a baseline instead of MogaNet: convnext_atto ... convnext_tiny, '
+                     'swin_tiny_patch4_window7_224, swin_femto, swin_pico')
+    drop_path_rate: float = _opt(0.1, flag='--drop-path', help='stochastic depth rate')
+    stem_stride: Optional[int] = _opt(None, flag='--stem-stride', choices=(1, 2, 4),
+                                      help='MogaNet stem stride (default: 2 for <=64 px)')
     # MogaNet ablation switches (paper defaults)
-    gating: bool = True
-    gate_act: str = 'silu'
-    dilations: Tuple[int, int, int] = (1, 2, 3)
-    channel_split: Tuple[int, int, int] = (1, 3, 4)
-    feat_decompose: bool = True
-    channel_aggregation: bool = True
-    attn_force_fp32: bool = False
+    gating: bool = _opt(True, flag='--no-gating', set_to=False, help='ablation: remove the gating branch')
+    gate_act: str = _opt('silu', flag='--gate-act', choices=sorted(GATE_ACTIVATIONS),
+                         help='gating activation (default silu)')
+    dilations: Tuple[int, int, int] = _opt((1, 2, 3), flag='--dilations', help='multi-order DW dilations, default 1,2,3')
+    channel_split: Tuple[int, int, int] = _opt((1, 3, 4), flag='--channel-split',
+                                               help='multi-order channel split, default 1:3:4')
+    feat_decompose: bool = _opt(True, flag='--no-fd', set_to=False,
+                                help='ablation: no feature decomposition in the spatial block')
+    channel_aggregation: bool = _opt(True, flag='--no-ca', set_to=False,
+                                     help='ablation: no channel aggregation (plain DW-conv FFN)')
+    attn_force_fp32: bool = _opt(False, flag='--attn-force-fp32', set_to=True, help="the reference's attn_force_fp32 flag")
     extra: Dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model as-is
 
 
@@ -67,15 +111,16 @@ class DataConfig:
         download: CIFAR only, opt-in (nothing downloads otherwise).
         auto_augment: ImageFolder only: a timm RandAugment string such as ``rand-m9-mstd0.5-inc1``.
     """
-    name: str = 'fashion-mnist'
-    data_dir: Optional[str] = None
-    batch_size: int = 64
-    num_workers: int = 0
-    val_size: Optional[int] = None       # None = the dataset default (5000 of the 60k for Fashion-MNIST)
-    image_size: Optional[int] = None     # None = the dataset's native size
+    name: str = _opt('fashion-mnist', flag='--data', choices=DATASETS, help='dataset (default fashion-mnist)')
+    data_dir: Optional[str] = _opt(None, flag='--data-dir',
+                                   help='dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist)')
+    batch_size: int = _opt(64, flag='--batch-size')
+    num_workers: int = _opt(0, flag='--num-workers')
+    val_size: Optional[int] = _opt(None, flag='--val-size', help='images held out of the training set for validation')
+    image_size: Optional[int] = _opt(None, flag='--image-size', minimum=MIN_IMAGE_SIZE)
     augment: bool = True
     reprob: float = 0.0                  # random erasing
-    download: bool = False               # CIFAR only, opt-in
+    download: bool = _opt(False, flag='--download', set_to=True, help='CIFAR only: fetch the archive if it is missing')
     auto_augment: Optional[str] = None   # ImageFolder only: timm RandAugment string, e.g. rand-m9-mstd0.5-inc1
 
 
@@ -95,16 +140,16 @@ class OptimConfig:
         ema_decay: EMA decay of the weights; None = no EMA.
         grad_clip: gradient-norm clipping; None = off.
     """
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.2
+    lr: float = _opt(1e-3, flag='--lr')
+    weight_decay: float = _opt(0.05, flag='--weight-decay')
+    warmup_epochs: float = _opt(0.2, flag='--warmup-epochs')
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    ema_decay: Optional[float] = None    # None = no EMA
-    grad_clip: Optional[float] = 5.0
+    label_smoothing: float = _opt(0.1, flag='--label-smoothing')
+    mixup: float = _opt(0.0, flag='--mixup')
+    cutmix: float = _opt(0.0, flag='--cutmix')
+    ema_decay: Optional[float] = _opt(None, flag='--ema', help='EMA decay of the weights, evaluated alongside (e.g. 0.999)')
+    grad_clip: Optional[float] = _opt(5.0, flag='--grad-clip')
 
 
 @dataclass
@@ -132,24 +177,32 @@ class TrainerConfig:
         tracking_uri: MLflow store of the 'mlflow' logger; None = ``sqlite:///runs/mlflow.db`` or
             ``$MLFLOW_TRACKING_URI``.
     """
-    epochs: int = 1
-    limit_train_batches: Optional[float] = None  # fraction (<=1) or number of batches per epoch
+    epochs: int = _opt(1, flag='--epochs')
+    limit_train_batches: Optional[float] = _opt(None, flag='--limit-train-batches', parse=_batches,
+                                                help='fraction (<=1) or number of training batches per epoch')
     limit_val_batches: Optional[float] = None    # same, for validation (quick runs)
     limit_test_batches: Optional[float] = None   # same, for the final test
-    devices: Any = 1
-    strategy: str = 'auto'
-    accelerator: str = 'auto'
-    precision: str = '32-true'
-    seed: int = 0
+    devices: Any = _opt(1, flag='--devices', parse=_devices, runtime=True, help='number of devices (or "auto")')
+    strategy: str = _opt('auto', flag='--strategy', runtime=True, help='Lightning strategy: auto, ddp, ddp_spawn, ...')
+    accelerator: str = _opt('auto', flag='--accelerator', runtime=True, help='cpu, gpu, auto')
+    precision: str = _opt('32-true', flag='--precision', choices=PRECISIONS, runtime=True,
+                          help='32-true (default), bf16-mixed (CPU and GPU), ...')
+    seed: int = _opt(0, flag='--seed')
     run_dir: str = 'runs/latest'
-    checkpoint_every_n_steps: int = 100
+    checkpoint_every_n_steps: int = _opt(100, flag='--checkpoint-every', runtime=True,
+                                         help='write last.ckpt every N optimizer steps')
     log_every_n_steps: int = 20
-    progress_bar: bool = True
+    progress_bar: bool = _opt(True, flag='--no-progress', set_to=False, runtime=True, help='no progress bar (logs only)')
     val_check_interval: Optional[float] = None  # fraction of an epoch between validations (None = once per epoch)
-    interaction_every: Optional[int] = None  # compute the interaction curve every k epochs (InteractionCurveCallback)
-    interaction_images: int = 4
-    loggers: Tuple[str, ...] = ('csv', 'tensorboard')  # + mlflow, wandb (moga_lab.training.loggers)
-    tracking_uri: Optional[str] = None   # MLflow store for the mlflow logger (default sqlite:///runs/mlflow.db)
+    interaction_every: Optional[int] = _opt(None, flag='--interaction-every',
+                                            help='compute the interaction curve on a few validation images every K '
+                                                 'epochs (interaction_by_epoch.csv/png in the run directory)')
+    interaction_images: int = _opt(4, flag='--interaction-images', help='images for --interaction-every (default 4)')
+    loggers: Tuple[str, ...] = _opt(('csv', 'tensorboard'), flag='--logger', parse=_loggers, runtime=True,
+                                    help='trackers, comma-separated: csv (always on), tensorboard (default), mlflow, wandb '
+                                         '(optional extras: pip install "moga_lab[tracking]" / "moga_lab[wandb]")')
+    tracking_uri: Optional[str] = _opt(None, flag='--tracking-uri', runtime=True,
+                                       help='MLflow store for --logger mlflow (default sqlite:///runs/mlflow.db)')
 
 
 @dataclass
@@ -194,8 +247,7 @@ class RunConfig:
             raise ConfigError(f'unknown config sections {sorted(unknown)}; accepted: model, data, optim, trainer')
         parts = {}
         for f in dataclasses.fields(cls):
-            sub_cls = {'model': ModelConfig, 'data': DataConfig, 'optim': OptimConfig, 'trainer': TrainerConfig}[f.name]
-            parts[f.name] = _build(sub_cls, d.get(f.name) or {}, f.name)
+            parts[f.name] = _build(SECTIONS[f.name], d.get(f.name) or {}, f.name)
         return cls(**parts)
 
     def to_yaml(self) -> str:
@@ -207,32 +259,85 @@ class RunConfig:
         sets it) and what is accepted. `moga_lab.training.prepare` and so `moga_lab.training.fit` call it, so a
         config built in Python is checked as the command's flags are; returns ``self``."""
         from lightning.pytorch.strategies import StrategyRegistry
-
-        from moga_lab.models.factory import MIN_IMAGE_SIZE
         m, d, o, t = self.model, self.data, self.optim, self.trainer
-        checks = [
-            (t.epochs >= 1, f'trainer.epochs={t.epochs} (--epochs) must be >= 1'),
-            (d.image_size is None or d.image_size >= MIN_IMAGE_SIZE,
-             f'data.image_size={d.image_size} (--image-size) must be >= {MIN_IMAGE_SIZE}'),
-            (d.batch_size >= 1, f'data.batch_size={d.batch_size} (--batch-size) must be >= 1'),
-            (o.lr > 0, f'optim.lr={o.lr} (--lr) must be > 0'),
-            (0 <= o.label_smoothing < 1, f'optim.label_smoothing={o.label_smoothing} (--label-smoothing) must be in [0, 1)'),
-            (o.ema_decay is None or 0 < o.ema_decay < 1, f'optim.ema_decay={o.ema_decay} (--ema) must be in (0, 1)'),
-            (o.weight_decay >= 0, f'optim.weight_decay={o.weight_decay} (--weight-decay) must be >= 0'),
-            (0 <= m.drop_path_rate < 1, f'model.drop_path_rate={m.drop_path_rate} (--drop-path) must be in [0, 1)'),
-            (t.checkpoint_every_n_steps >= 1,
-             f'trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps} (--checkpoint-every) must be >= 1'),
-            (not t.interaction_every or t.interaction_every >= 1,
-             f'trainer.interaction_every={t.interaction_every} (--interaction-every) must be >= 1'),
+        checks = [  # (holds, field, what is accepted)
+            (t.epochs >= 1, 'trainer.epochs', 'must be >= 1'),
+            (d.image_size is None or d.image_size >= MIN_IMAGE_SIZE, 'data.image_size', f'must be >= {MIN_IMAGE_SIZE}'),
+            (d.batch_size >= 1, 'data.batch_size', 'must be >= 1'),
+            (o.lr > 0, 'optim.lr', 'must be > 0'),
+            (0 <= o.label_smoothing < 1, 'optim.label_smoothing', 'must be in [0, 1)'),
+            (o.ema_decay is None or 0 < o.ema_decay < 1, 'optim.ema_decay', 'must be in (0, 1)'),
+            (o.weight_decay >= 0, 'optim.weight_decay', 'must be >= 0'),
+            (0 <= m.drop_path_rate < 1, 'model.drop_path_rate', 'must be in [0, 1)'),
+            (t.checkpoint_every_n_steps >= 1, 'trainer.checkpoint_every_n_steps', 'must be >= 1'),
+            (not t.interaction_every or t.interaction_every >= 1, 'trainer.interaction_every', 'must be >= 1'),
         ]
-        for ok, message in checks:
+        for ok, name, accepted in checks:
             if not ok:
-                raise ConfigError(message)
+                section, key = name.split('.')
+                raise ConfigError(f'{name}={getattr(getattr(self, section), key)} ({flag_of(section, key)}) {accepted}')
         strategies = ['auto'] + StrategyRegistry.available_strategies()
         if t.strategy not in strategies:
-            raise ConfigError(f'trainer.strategy={t.strategy!r} (--strategy) is not accepted; accepted: '
+            raise ConfigError(f'trainer.strategy={t.strategy!r} ({flag_of("trainer", "strategy")}) is not accepted; accepted: '
                               f'{", ".join(s for s in strategies if not s.startswith(("deepspeed", "fsdp_cpu")))}')
         return self
+
+
+SECTIONS = {'model': ModelConfig, 'data': DataConfig, 'optim': OptimConfig, 'trainer': TrainerConfig}
+
+
+class ConfigFlag(NamedTuple):
+    """A ``moga-fit`` flag and the `RunConfig` field it sets (from the field's metadata, see `_opt`)."""
+    section: str
+    name: str
+    flag: str
+    dest: str
+    type: Any
+    help: str
+    set_to: Any
+    parse: Any
+    choices: Optional[Sequence[Any]]
+    minimum: Optional[int]
+    runtime: bool
+
+
+def config_flags() -> List[ConfigFlag]:
+    """Every `RunConfig` field that a ``moga-fit`` flag sets, in section order: what the command's parser is built
+    from and what `apply_flags` applies, so a field, its flag and its help live in one place."""
+    out = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if 'flag' in f.metadata:
+                md = f.metadata
+                out.append(ConfigFlag(section, f.name, md['flag'], md['flag'][2:].replace('-', '_'), f.type, md['help'],
+                                      md['set_to'], md['parse'], md['choices'], md['minimum'], md['runtime']))
+    return out
+
+
+def flag_of(section: str, name: str) -> str:
+    """The ``moga-fit`` flag of a field (for messages), or '' where it has none."""
+    return next((c.flag for c in config_flags() if (c.section, c.name) == (section, name)), '')
+
+
+def apply_flags(cfg: 'RunConfig', values: Dict[str, Any], runtime_only: bool = False) -> 'RunConfig':
+    """Set the fields whose flags were given: ``values`` maps a flag's ``dest`` to its parsed value, None (or False
+    for a switch) meaning "not given", which keeps the config's value.
+
+    Args:
+        cfg: the config to change (in place; also returned).
+        values: parsed flags, e.g. ``vars(argparse_namespace)``.
+        runtime_only: only where and how the run executes (``--resume`` keeps the saved recipe).
+    """
+    for c in config_flags():
+        if runtime_only and not c.runtime:
+            continue
+        value = values.get(c.dest)
+        if c.set_to is not None:
+            if value:
+                setattr(getattr(cfg, c.section), c.name, c.set_to)
+        elif value is not None:
+            setattr(getattr(cfg, c.section), c.name, value)
+    return cfg
 
 
 def _build(sub_cls, values: Dict[str, Any], section: str):
