@@ -39,6 +39,7 @@ from typing import Any, Dict
 
 from moga_lab.analysis.seeds import PAIRINGS
 from moga_lab.analysis.uncertainty import ALTERNATIVES
+from moga_lab.utils.schema import check_choice, check_mapping
 
 __all__ = ['Claim', 'load_registry', 'TESTS', 'INTERACTION_TESTS', 'CORRECTIONS', 'DIRECTIONS', 'PRIMARY_STATISTICS',
            'ZERO_MAPS', 'PAIRINGS', 'ALTERNATIVES']
@@ -111,9 +112,7 @@ class Claim:
 
 
 def _choice(path: str, cid: str, name: str, value: Any, accepted) -> None:
-    if value not in accepted:
-        shown = 'missing' if value in ('', None) else f'{value!r} is not accepted'
-        raise ValueError(f'{path}: claim {cid}: {name} {shown}; accepted: {", ".join(accepted)}')
+    check_choice(value, f'{path}: claim {cid}', name, accepted)
 
 
 def _check(path: str, claim: Claim, seen: Dict[str, Claim]) -> None:
@@ -157,15 +156,8 @@ def load_registry(path: str) -> Dict[str, Any]:
         raise FileNotFoundError(f'claims registry {path!r} does not exist')
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
-    correction = str(raw.get('correction', 'holm')).lower()
-    if correction not in CORRECTIONS:
-        raise ValueError(f'{path}: correction {correction!r} is not accepted; accepted: {", ".join(CORRECTIONS)}')
-    if not raw.get('family') or not raw.get('claims'):
-        raise ValueError(f'{path}: needs a family name and a list of claims')
-    unknown = set(raw) - {'family', 'correction', 'alpha', 'claims'}
-    if unknown:
-        raise ValueError(f'{path}: unknown key(s) {", ".join(sorted(unknown))}; accepted: family, correction, alpha, '
-                         'claims')
+    check_mapping(raw, path, ('family', 'correction', 'alpha', 'claims'), required=('family', 'claims'))
+    correction = check_choice(str(raw.get('correction', 'holm')).lower(), path, 'correction', CORRECTIONS)
     known = {f for f in Claim.__dataclass_fields__ if f != 'extra'}
     claims, seen = [], {}
     for entry in raw['claims']:

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from moga_lab.utils.schema import check_mapping
+
 __all__ = ['StudyError', 'Unit', 'Study', 'load_study', 'executable', 'select_units', 'DONE_FILE', 'LOG_FILE',
            'SLURM_JOB_FILE', 'COMMAND_FILE', 'TABLE_SUFFIXES', 'CHECKPOINT_SUFFIXES']
 
@@ -114,9 +116,7 @@ def executable(argv: List[str]) -> List[str]:
 
 
 def _expand(entry: Dict[str, Any], out: str, where: str, index: int = 0) -> List[Unit]:
-    unknown = sorted(set(entry) - _UNIT_KEYS)
-    if unknown:
-        raise StudyError(f'{where}: unknown keys {unknown}; accepted: {", ".join(sorted(_UNIT_KEYS))}')
+    check_mapping(entry, where, _UNIT_KEYS, error=StudyError)
     for key in ('name', 'command'):
         if not entry.get(key):
             raise StudyError(f'{where}: no {key!r}; every unit needs a name and a command')
@@ -171,9 +171,7 @@ def load_study(path: str, out: Optional[str] = None) -> Study:
         raise StudyError(f'{path} is not valid YAML: {str(error).splitlines()[0]}') from None
     if not isinstance(raw, dict) or not isinstance(raw.get('units'), list) or not raw['units']:
         raise StudyError(f'{path}: a study file needs a list "units:" (see moga_lab.studies.runner)')
-    unknown = sorted(set(raw) - _STUDY_KEYS)
-    if unknown:
-        raise StudyError(f'{path}: unknown keys {unknown}; accepted: {", ".join(sorted(_STUDY_KEYS))}')
+    check_mapping(raw, path, _STUDY_KEYS, error=StudyError)
     out = out or raw.get('out') or os.path.join('runs', raw.get('name') or os.path.splitext(os.path.basename(path))[0])
     units = [u for k, entry in enumerate(raw['units'])
              for u in _expand(entry if isinstance(entry, dict) else {}, out, f'{path}: unit {k + 1}', k)]
@@ -211,9 +209,7 @@ def _section(raw: Dict[str, Any], path: str, name: str, required: Sequence[str],
     for entry, spec in section.items():
         if not isinstance(spec, dict) or not all(spec.get(k) for k in required):
             raise StudyError(f'{path}: {name}.{entry} needs {needs}')
-        unknown = sorted(set(spec) - keys)
-        if unknown:
-            raise StudyError(f'{path}: {name}.{entry}: unknown keys {unknown}; accepted: {", ".join(sorted(keys))}')
+        check_mapping(spec, f'{path}: {name}.{entry}', keys, error=StudyError)
     return section
 
 

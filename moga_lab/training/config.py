@@ -14,6 +14,7 @@ import yaml
 from moga_lab.data import DATASETS
 from moga_lab.models import GATE_ACTIVATIONS, resolve_variant
 from moga_lab.models.factory import MIN_IMAGE_SIZE
+from moga_lab.utils.schema import check_mapping
 
 __all__ = ['ModelConfig', 'DataConfig', 'OptimConfig', 'TrainerConfig', 'RunConfig', 'ConfigFlag', 'config_flags',
            'apply_flags', 'paper_recipe', 'small_data_recipe', 'load_yaml', 'ConfigError', 'PRECISIONS']
@@ -241,10 +242,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'RunConfig':
         """Build from a nested dict; unknown sections or keys raise `ConfigError` naming the accepted ones."""
-        d = d or {}
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f'unknown config sections {sorted(unknown)}; accepted: model, data, optim, trainer')
+        d = check_mapping(d or {}, 'config', SECTIONS, error=ConfigError)
         parts = {}
         for f in dataclasses.fields(cls):
             parts[f.name] = _build(SECTIONS[f.name], d.get(f.name) or {}, f.name)
@@ -341,10 +339,8 @@ def apply_flags(cfg: 'RunConfig', values: Dict[str, Any], runtime_only: bool = F
 
 
 def _build(sub_cls, values: Dict[str, Any], section: str):
-    names = {f.name: f for f in dataclasses.fields(sub_cls)}
-    unknown = set(values) - set(names)
-    if unknown:
-        raise ConfigError(f'unknown keys in config section {section!r}: {sorted(unknown)}; accepted: {sorted(names)}')
+    check_mapping(values, f'config section {section!r}', [f.name for f in dataclasses.fields(sub_cls)],
+                  error=ConfigError)
     values = dict(values)
     for key in ('dilations', 'channel_split', 'loggers'):
         if key in values and values[key] is not None:
