@@ -167,7 +167,7 @@ def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeyp
     (or given new data) afterwards is cast again."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from moga_lab.models import fuse
+    from moga_lab.models import casts
     torch.manual_seed(2)
     fused = MogaNet('xtiny', num_classes=10).eval().for_inference()
     x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
@@ -189,22 +189,22 @@ def test_bf16_weights_cast_once_same_logits_and_a_changed_weight_is_seen(monkeyp
     cached, n_cached = run()
     assert len(fused.blocks1[0].casts) > 0 and len(fused.head.casts) == 2  # each module keeps its own copies
     assert all(len(m.casts) == 0 for m in copy.deepcopy(fused).modules() if hasattr(m, 'casts'))  # copies start empty
-    real = fuse.CastCache.__call__
-    monkeypatch.setattr(fuse.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
+    real = casts.CastCache.__call__
+    monkeypatch.setattr(casts.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
     every_call, n_every = run()
     assert torch.equal(cached, every_call)
     assert n_cached < n_every / 3, (n_cached, n_every)
-    monkeypatch.setattr(fuse.CastCache, '__call__', real)
+    monkeypatch.setattr(casts.CastCache, '__call__', real)
     run()
     with torch.no_grad():  # changed in place, then given new data: both seen
         fused.head.weight.mul_(2)
         fused.blocks1[0].w_fc1.add_(0.5)
         fused.patch_embed2.projection.weight.data = fused.patch_embed2.projection.weight.data * 1.5
     changed, _ = run()
-    monkeypatch.setattr(fuse.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
+    monkeypatch.setattr(casts.CastCache, '__call__', lambda self, t, dtype: None if t is None else t.to(dtype))
     expected, _ = run()
     assert torch.equal(changed, expected) and not torch.equal(changed, cached)
-    monkeypatch.setattr(fuse.CastCache, '__call__', real)
+    monkeypatch.setattr(casts.CastCache, '__call__', real)
     # copies made under inference_mode (as the interaction game runs) serve no_grad calls too; with gradients on
     # (Grad-CAM) the weights are cast per call and backward works
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):

@@ -30,7 +30,8 @@ from timm.layers import trunc_normal_
 from timm.models import build_model_with_cfg, register_model, generate_default_cfgs
 from timm.models._features import feature_take_indices
 
-from moga_lab.models.fuse import FusedMogaBlock, fold_patch_embed, with_cast_cache
+from moga_lab.models.casts import with_cast_cache
+from moga_lab.models.fuse import FusedMogaBlock, fold_patch_embed
 from moga_lab.models.layers import GATE_ACTIVATIONS, STEM_STRIDES, ConvPatchEmbed, MogaBlock, StackConvPatchEmbed, make_activation
 
 __all__ = ['MogaNet', 'FusedMogaNet', 'MOGANET_ARCHS', 'GATE_ACTIVATIONS', 'resolve_variant']
