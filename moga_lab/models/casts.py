@@ -6,7 +6,7 @@ weights are buffers), so every forward casts ~500 weights again; these modules k
 """
 import copy
 import weakref
-from typing import Dict, Optional
+from typing import Dict, Optional, overload
 
 import torch
 import torch.nn as nn
@@ -26,8 +26,14 @@ class CastCache:
     enabled (the copy would cut the weight out of the graph), for inference-mode tensors (no version counter) nor
     under torch.compile. The cache belongs to its module; copies and pickles of the module start empty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._entries: Dict[int, tuple] = {}
+
+    @overload
+    def __call__(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor: ...
+
+    @overload
+    def __call__(self, t: None, dtype: torch.dtype) -> None: ...
 
     def __call__(self, t: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
         """``t.to(dtype)``, from the cache where it is still valid."""
@@ -40,9 +46,17 @@ class CastCache:
         if hit is not None and hit[0]() is t and hit[1:4] == (t._version, dtype, t.data_ptr()):
             return hit[5]
         copy_ = t.to(dtype)
-        entries[key] = (weakref.ref(t, lambda _, k=key: entries.pop(k, None)), t._version, dtype, t.data_ptr(),
-                        t.untyped_storage(), copy_)
+
+        def forget(_: object, k: int = key) -> None:  # the weight is gone: so is its copy
+            entries.pop(k, None)
+        entries[key] = (weakref.ref(t, forget), t._version, dtype, t.data_ptr(), t.untyped_storage(), copy_)
         return copy_
+
+    @overload
+    def lowp(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def lowp(self, t: None) -> None: ...
 
     def lowp(self, t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """A weight as CPU autocast would cast it for a convolution or linear layer here (from the cache); the weight
@@ -105,14 +119,12 @@ class CastCachedLinear(nn.Linear):
         return F.linear(x, self.casts.lowp(self.weight), self.casts.lowp(self.bias))
 
 
-def with_cast_cache(module: Optional[nn.Module]) -> Optional[nn.Module]:
+def with_cast_cache(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` in which every plain nn.Conv2d and nn.Linear is its cast-caching twin (same weights).
 
     Args:
-        module: any module (a block's gate, value, depth-wise conv, a stem, the head), or None (kept).
+        module: any module (a block's gate, value, depth-wise conv, a stem, the head).
     """
-    if module is None:
-        return None
     if type(module) is nn.Conv2d:
         return CastCachedConv2d.from_conv(module)
     if type(module) is nn.Linear:

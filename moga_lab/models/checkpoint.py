@@ -23,7 +23,7 @@ import pickle
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,8 @@ EMA_KEYS = ('state_dict_ema', 'model_ema')
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint's keys or shapes do not fit the model."""
+    """The checkpoint's keys or shapes do not fit the model (``report``: the `LoadReport`, where one was made)."""
+    report: Optional['LoadReport'] = None
 
 
 @dataclass

@@ -43,7 +43,7 @@ statistics are baked in).
 import contextlib
 import copy
 import warnings
-from typing import Dict
+from typing import Dict, Optional, Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -51,16 +51,23 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from moga_lab.models.casts import CastCache, with_cast_cache
-from moga_lab.models.layers import (ChannelAggregationFFN, ConvPatchEmbed, MogaBlock, MultiOrderGatedAggregation,
-                                    StackConvPatchEmbed, same_dwconv_args)
+from moga_lab.models.layers import (ChannelAggregationFFN, ConvPatchEmbed, MogaBlock, MultiOrderDWConv,
+                                    MultiOrderGatedAggregation, StackConvPatchEmbed, same_dwconv_args)
 
 __all__ = ['FusedMogaBlock', 'fold_patch_embed', 'fuse_for_inference', 'onednn_bf16', 'onednn_post_ops',
            'onednn_post_ops_supported']
 
 
-def _bn_affine(bn: nn.BatchNorm2d):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    weight, bias, mean, var = bn.weight, bn.bias, bn.running_mean, bn.running_var
+    assert weight is not None and bias is not None and mean is not None and var is not None  # affine, with statistics
+    scale = weight / torch.sqrt(var + bn.eps)
+    return scale, bias - mean * scale
+
+
+def _b(conv: nn.Conv2d) -> torch.Tensor:
+    assert conv.bias is not None  # (every convolution of a MogaBlock has one)
+    return conv.bias
 
 
 def _w(conv: nn.Conv2d) -> torch.Tensor:
@@ -201,12 +208,13 @@ def fold_patch_embed(embed: nn.Module) -> nn.Module:
         embed: a `StackConvPatchEmbed` (conv, BN, GELU, conv, BN) or a `ConvPatchEmbed` (conv, BN), in eval mode.
     """
     folded = copy.deepcopy(embed)
+    conv_bn = lambda conv, bn: with_cast_cache(fuse_conv_bn_eval(cast(nn.Conv2d, conv), cast(nn.BatchNorm2d, bn)))  # noqa: E731
     if isinstance(embed, StackConvPatchEmbed):
-        p = folded.projection
-        p[0], p[1] = with_cast_cache(fuse_conv_bn_eval(p[0], p[1])), nn.Identity()
-        p[3], p[4] = with_cast_cache(fuse_conv_bn_eval(p[3], p[4])), nn.Identity()
+        p = cast(nn.Sequential, folded.projection)
+        p[0], p[1] = conv_bn(p[0], p[1]), nn.Identity()
+        p[3], p[4] = conv_bn(p[3], p[4]), nn.Identity()
     elif isinstance(embed, ConvPatchEmbed):
-        folded.projection = with_cast_cache(fuse_conv_bn_eval(folded.projection, folded.norm))
+        folded.projection = conv_bn(folded.projection, folded.norm)
         folded.norm = nn.Identity()
     else:
         raise TypeError(f'fold_patch_embed takes a StackConvPatchEmbed or ConvPatchEmbed; got {type(embed).__name__}')
@@ -231,6 +239,21 @@ def _conv_add(x, other, weight, bias, dtype, casts: CastCache):
 
 class FusedMogaBlock(nn.Module):
     """Eval-only MogaBlock with its linear parts folded (see the module docstring). [B, C, H, W] -> same."""
+    # the folded weights (buffers) and the parts kept as they are
+    w_in: torch.Tensor
+    w_mean: torch.Tensor
+    b_in: torch.Tensor
+    w_out: torch.Tensor
+    b_out: torch.Tensor
+    s_res: torch.Tensor
+    w_fc1: torch.Tensor
+    b_fc1: torch.Tensor
+    w_fc2: torch.Tensor
+    b_fc2: torch.Tensor
+    u: torch.Tensor
+    gate: Optional[nn.Conv2d]
+    value: MultiOrderDWConv
+    dwconv: nn.Conv2d
 
     def __init__(self, block: MogaBlock):
         super().__init__()
@@ -241,7 +264,7 @@ class FusedMogaBlock(nn.Module):
             # ---- spatial block -----------------------------------------------------------------
             a1, b1 = _bn_affine(block.norm1)
             A = _w(attn.proj_1) * a1.view(1, -1)                     # proj_1(BN(x)) = A x + beta
-            beta = _w(attn.proj_1) @ b1 + attn.proj_1.bias
+            beta = _w(attn.proj_1) @ b1 + _b(attn.proj_1)
             self.use_fd = attn.use_feat_decompose
             if self.use_fd:
                 sigma = attn.sigma.scale.view(-1, 1)
@@ -252,24 +275,24 @@ class FusedMogaBlock(nn.Module):
             self.register_buffer('b_in', beta.clone())
             self.act_value = attn.act_value
             self.act_gate = attn.act_gate
-            self.gate = with_cast_cache(attn.gate)
-            self.value = with_cast_cache(attn.value)
+            self.gate = None if attn.gate is None else cast(nn.Conv2d, with_cast_cache(attn.gate))
+            self.value = cast(MultiOrderDWConv, with_cast_cache(attn.value))
             self.gating = attn.gating
             self.force_fp32 = attn.attn_force_fp32
             ls1 = block.layer_scale_1.view(-1)
             self.register_buffer('w_out', (_w(attn.proj_2) * ls1.view(-1, 1)).view(C, C, 1, 1).clone())
             # x + ls1 * (proj_2(z) + BN(x)) = x * (1 + ls1 a1) + [ls1 (b_p2 + b1)] + (ls1 W_p2) z
-            self.register_buffer('b_out', (ls1 * (attn.proj_2.bias + b1)).clone())
+            self.register_buffer('b_out', (ls1 * (_b(attn.proj_2) + b1)).clone())
             self.register_buffer('s_res', (1 + ls1 * a1).view(1, C, 1, 1).clone())
             # ---- channel block -----------------------------------------------------------------
             a2, b2 = _bn_affine(block.norm2)
             self.register_buffer('w_fc1', (mlp.fc1.weight * a2.view(1, -1, 1, 1)).clone())
-            self.register_buffer('b_fc1', (_w(mlp.fc1) @ b2 + mlp.fc1.bias).clone())
-            self.dwconv = with_cast_cache(mlp.dwconv)
+            self.register_buffer('b_fc1', (_w(mlp.fc1) @ b2 + _b(mlp.fc1)).clone())
+            self.dwconv = cast(nn.Conv2d, with_cast_cache(mlp.dwconv))
             self.act = mlp.act
             ls2 = block.layer_scale_2.view(-1, 1)
             W2 = _w(mlp.fc2) * ls2                                    # [C, Ch]
-            b_fc2 = ls2.view(-1) * mlp.fc2.bias
+            b_fc2 = ls2.view(-1) * _b(mlp.fc2)
             self.use_ca = mlp.channel_aggregation
             if self.use_ca:
                 sig = mlp.sigma.scale.view(1, -1)                     # [1, Ch]
@@ -277,7 +300,7 @@ class FusedMogaBlock(nn.Module):
                 # decompose (Ch -> 1) is one more output row of fc2: [C + 1, Ch], so the 8C-wide hidden tensor is
                 # read once (by one conv) instead of twice
                 self.register_buffer('w_fc2', torch.cat([(W2 * (1 + sig)).view(C, -1, 1, 1), mlp.decompose.weight]))
-                self.register_buffer('b_fc2', torch.cat([b_fc2, mlp.decompose.bias]))
+                self.register_buffer('b_fc2', torch.cat([b_fc2, _b(mlp.decompose)]))
                 self.register_buffer('u', (W2 @ sig.view(-1)).view(1, C, 1, 1).clone())
             else:
                 self.register_buffer('w_fc2', W2.view(C, -1, 1, 1).clone())
@@ -317,7 +340,7 @@ class FusedMogaBlock(nn.Module):
         y = self.value_input(x)
         pw = self.value.PW_conv
         z = _conv_act(self.value.multi_order(y, self._dwconv), pw.weight, pw.bias, self.gate_post_op, dtype, casts)
-        if self.gating:
+        if self.gate is not None:
             z = z * _conv_act(y, self.gate.weight, self.gate.bias, self.gate_post_op, dtype, casts)
         x = _conv_add(z, x * self.s_res, self.w_out, self.b_out, dtype, casts)
         h = F.conv2d(x, casts.lowp(self.w_fc1), casts.lowp(self.b_fc1))
@@ -334,7 +357,7 @@ class FusedMogaBlock(nn.Module):
             return self.forward_onednn(x, dtype)
         y = self.value_input(x)
         v = self.act_gate(self.value.PW_conv(self.value.multi_order(y, self._dwconv)))
-        if self.gating:
+        if self.gate is not None:
             g = self.act_gate(self.gate(y))
             if self.force_fp32:  # the reference's flag: the activation is applied a second time
                 with torch.autocast(device_type=x.device.type, enabled=False):
@@ -357,6 +380,7 @@ def fuse_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Modul
         model: a `moga_lab.models.MogaNet`.
         channels_last: store the fused model's weights channels_last (the layout its convolutions run fastest in).
     """
-    if not callable(getattr(model, 'for_inference', None)) or not any(isinstance(m, MogaBlock) for m in model.modules()):
+    for_inference = getattr(model, 'for_inference', None)
+    if not callable(for_inference) or not any(isinstance(m, MogaBlock) for m in model.modules()):
         raise TypeError(f'fuse_for_inference takes a MogaNet; got {type(model).__name__}')
-    return model.for_inference(channels_last=channels_last)
+    return cast(nn.Module, for_inference(channels_last=channels_last))

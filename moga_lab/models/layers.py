@@ -227,7 +227,8 @@ class MultiOrderGatedAggregation(nn.Module):
         # the reference's force-fp32 path: note the second activation (see module docstring)
         with torch.autocast(device_type=g.device.type, enabled=False):
             gv = self.act_gate(g.float()) * self.act_gate(v.float())
-            return F.conv2d(gv, self.proj_2.weight.float(), self.proj_2.bias.float())
+            bias = self.proj_2.bias
+            return F.conv2d(gv, self.proj_2.weight.float(), None if bias is None else bias.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -235,6 +236,7 @@ class MultiOrderGatedAggregation(nn.Module):
         v = self.value(x)
         if not self.gating:
             return self.proj_2(self.act_gate(v)) + shortcut
+        assert self.gate is not None  # (gating on)
         g = self.gate(x)
         if self.attn_force_fp32:
             x = self.forward_gating(self.act_gate(g), self.act_gate(v))

@@ -19,7 +19,7 @@ whatever device the tensor lives, so under CPU bf16 autocast the gating product 
 """
 import copy
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union, cast
 
 
 import torch
@@ -95,7 +95,7 @@ def _check_triple(value, name: str, minimum: int) -> Tuple[int, int, int]:
         ok = False
     if not ok:
         raise ValueError(f'{name}={value!r} is not valid; accepted: three integers >= {minimum}, e.g. (1, 2, 3)')
-    return triple
+    return triple[0], triple[1], triple[2]
 
 
 class MogaNet(nn.Module):
@@ -203,6 +203,7 @@ class MogaNet(nn.Module):
         self.feature_info = []
         reduction = stem_stride
         for i, depth in enumerate(self.depths):
+            patch_embed: nn.Module
             if i == 0:
                 patch_embed = StackConvPatchEmbed(in_chans, self.embed_dims[0], stride=stem_stride)
             else:
@@ -372,7 +373,7 @@ class MogaNet(nn.Module):
         eager fused model (fp32 and bf16); the eager model, with its oneDNN post-ops, needs no compile time."""
         fused = FusedMogaNet(self, channels_last=channels_last)
         if compile:
-            return torch.compile(fused, options={'freezing': True})
+            return cast(nn.Module, torch.compile(fused, options={'freezing': True}))
         return fused
 
     fuse = for_inference
@@ -386,7 +387,7 @@ class MogaNet(nn.Module):
         from timm.models import adapt_input_conv
         from moga_lab.models.checkpoint import load_checkpoint, read_weights
         state, entry = read_weights(checkpoint_path, use_ema=use_ema)
-        first = self.pretrained_cfg.get('first_conv', 'patch_embed1.projection.0') + '.weight'
+        first = cast(dict, getattr(self, 'pretrained_cfg', {})).get('first_conv', 'patch_embed1.projection.0') + '.weight'
         own = self.state_dict().get(first)
         if own is not None and first in state and state[first].shape[1] != own.shape[1]:
             state[first] = adapt_input_conv(own.shape[1], state[first])
@@ -424,12 +425,12 @@ class FusedMogaNet(MogaNet):
             with torch.no_grad():
                 for name, child in model.named_children():
                     if name.startswith('patch_embed'):
-                        child = fold_patch_embed(child)
+                        folded = fold_patch_embed(child)
                     elif name.startswith('blocks'):
-                        child = nn.ModuleList(FusedMogaBlock(block) for block in child)
+                        folded = nn.ModuleList(FusedMogaBlock(cast(MogaBlock, block)) for block in cast(nn.ModuleList, child))
                     else:  # stage norms, head dropout, head
-                        child = with_cast_cache(child)
-                    self.add_module(name, child)
+                        folded = with_cast_cache(child)
+                    self.add_module(name, folded)
         finally:
             model.train(was_training)
         super().train(False)
@@ -448,7 +449,7 @@ class FusedMogaNet(MogaNet):
 
     def for_inference(self, channels_last: bool = True, compile: bool = False) -> nn.Module:
         """Itself (already folded), or compiled with ``compile=True``."""
-        return torch.compile(self, options={'freezing': True}) if compile else self
+        return cast(nn.Module, torch.compile(self, options={'freezing': True})) if compile else self
 
 
 def _cfg(file: str = '', **kwargs: Any):
