@@ -5,7 +5,7 @@ masking baseline (0 in normalised input space = the dataset's mean colour, the a
 (`moga_lab.analysis.coalitions.ValueFn`)."""
 import math
 import warnings
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union, cast
 
 import torch
 import torch.nn as nn
@@ -85,7 +85,7 @@ class ImageGame:
         pad_to: pad every batch to this size (one shape for ``torch.compile``).
     """
 
-    def __init__(self, model: nn.Module, image: torch.Tensor, label: int, grid: int, baseline: float = 0.0,
+    def __init__(self, model: nn.Module, image: torch.Tensor, label: int, grid: int, baseline: Union[float, torch.Tensor] = 0.0,
                  value: str = 'log-odds', bf16: bool = False, pad_to: Optional[int] = None):
         if value not in VALUES:
             raise ValueError(f'value={value!r} is not supported; accepted: {", ".join(VALUES)}')
@@ -124,10 +124,11 @@ class ImageGame:
         if self.bf16 and hasattr(self.model, 'forward_features') and hasattr(self.model, 'forward_head'):
             # bf16 for the trunk only: logits rounded to bf16 (8-bit mantissa) would be off by ~0.04 at |logit| ~ 10,
             # more than a trained model's typical interaction; the head (pool + norm + linear) is cheap in fp32
+            net = cast(Any, self.model)  # (a timm-style classifier: checked above)
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                features = self.model.forward_features(x)
+                features = net.forward_features(x)
             with torch.autocast(x.device.type, enabled=False):
-                logits = self.model.forward_head(features.float())
+                logits = net.forward_head(features.float())
         else:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(x)

@@ -5,7 +5,7 @@ Default layers (overridable with ``layer=``): MogaNet ``norm4`` (as the authors'
 assumes channels in dim 1; without it the maps are silently wrong).
 """
 import contextlib
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import torch
@@ -53,13 +53,13 @@ def default_layer(model: nn.Module) -> nn.Module:
     Raises:
         ValueError: another kind of model; pass ``layer=`` to `grad_cam`.
     """
-    family = _family(model)
+    family, net = _family(model), cast(Any, model)  # (attributes of the model families named below)
     if family == 'moganet':
-        return getattr(model, f'norm{model.num_stages}')
+        return getattr(net, f'norm{net.num_stages}')
     if family == 'convnext':
-        return model.stages[-1]
+        return net.stages[-1]
     if family == 'swin':
-        return model.layers[-1]
+        return net.layers[-1]
     raise ValueError(f'grad_cam has no default layer for {type(model).__name__}; pass layer=<the module whose output '
                      f'is the feature map [B, C, h, w] to explain>, e.g. the last convolutional stage')
 
@@ -67,7 +67,7 @@ def default_layer(model: nn.Module) -> nn.Module:
 def _stage_candidates(model: nn.Module):
     """(name, module) of each family's stage outputs Grad-CAM can explain, deepest first."""
     if hasattr(model, 'norm1') and hasattr(model, 'num_stages'):                # MogaNet: the stage norms
-        return [(f'norm{i}', getattr(model, f'norm{i}')) for i in range(model.num_stages, 0, -1)]
+        return [(f'norm{i}', getattr(model, f'norm{i}')) for i in range(int(getattr(model, 'num_stages')), 0, -1)]
     for attr in ('stages', 'layers'):                                         # timm ConvNeXt / Swin
         if isinstance(getattr(model, attr, None), torch.nn.Sequential):
             seq = getattr(model, attr)
@@ -87,7 +87,7 @@ def explained_layer(model: nn.Module, images: torch.Tensor) -> Tuple[str, nn.Mod
         images: a batch of the inputs to explain (one image is run to read the maps' sizes).
     """
     candidates = _stage_candidates(model)
-    shapes = {}
+    shapes: Dict[str, Tuple[int, ...]] = {}
     handles = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape)))
                for n, m in candidates]
     try:
@@ -110,16 +110,17 @@ def explained_layer(model: nn.Module, images: torch.Tensor) -> Tuple[str, nn.Mod
 def _nchw_view(model: nn.Module, layer: nn.Module):
     """For a Swin stage (any of ``model.layers``): temporarily follow it by NHWC->NCHW->NHWC and yield the NCHW
     module to hook."""
-    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if _family(model) == 'swin' else None
+    stages = cast(Any, model).layers if _family(model) == 'swin' else []
+    index = next((i for i, m in enumerate(stages) if m is layer), None)
     if index is None:
         yield layer
         return
     to_nchw = _ToNCHW()
-    model.layers[index] = nn.Sequential(layer, to_nchw, _ToNHWC())
+    stages[index] = nn.Sequential(layer, to_nchw, _ToNHWC())
     try:
         yield to_nchw
     finally:
-        model.layers[index] = layer
+        stages[index] = layer
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,

@@ -14,13 +14,13 @@ def holm(p: Sequence[float]) -> np.ndarray:
     Args:
         p: the family's p-values.
     """
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(p)
-    m = len(p)
+    values = np.asarray(p, dtype=float)
+    order = np.argsort(values)
+    m = len(values)
     adjusted = np.empty(m)
     running = 0.0
     for rank, k in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[k]))
+        running = max(running, min(1.0, (m - rank) * values[k]))
         adjusted[k] = running
     return adjusted
 

@@ -24,7 +24,7 @@ error, mean |I| cannot be estimated within its bias at the budget, and the plan 
 """
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import torch
@@ -145,8 +145,8 @@ def run_pilot(games: Sequence[ValueFn], n_players: int, pair_sets: Sequence[torc
     """
     if contexts < 3:
         raise ValueError(f'pilot contexts={contexts} is not accepted; accepted: 3 or more')
-    ratios = np.asarray(ratios if ratios is not None else [m / (n_players - 2) for m in orders])
-    inner = (ratios >= band[0]) & (ratios <= band[1])
+    ratio = np.asarray(ratios if ratios is not None else [m / (n_players - 2) for m in orders])
+    inner: np.ndarray = (ratio >= band[0]) & (ratio <= band[1])
     per_image = []
     forwards = 0
     for game, pairs in zip(games, pair_sets):
@@ -256,8 +256,8 @@ def plan_shared(comp: PilotComponents, n_players: int, grid: int, budget: Option
     if statistic not in ('rms', 'mean-abs'):
         raise ValueError(f'statistic {statistic!r} is not accepted; accepted: rms, mean-abs')
     orders = comp.orders
-    ratios = np.asarray(ratios if ratios is not None else [m / (n_players - 2) for m in orders])
-    inner = (ratios >= band[0]) & (ratios <= band[1])
+    ratio = np.asarray(ratios if ratios is not None else [m / (n_players - 2) for m in orders])
+    inner: np.ndarray = (ratio >= band[0]) & (ratio <= band[1])
     generator = generator or torch.Generator().manual_seed(0)
     scale = n_players / 49
     best = None
@@ -294,7 +294,7 @@ def plan_shared(comp: PilotComponents, n_players: int, grid: int, budget: Option
                 for _ in range(40):
                     mid = (lo + hi) / 2
                     v, _, _ = _variance(comp, statistic, P, contexts_at(mid), rho, inner)
-                    lo, hi = (lo, mid) if math.sqrt(v) <= target_share_se else (mid, hi)
+                    lo, hi = (lo, mid) if math.sqrt(v) <= cast(float, target_share_se) else (mid, hi)
                 K = contexts_at(hi)
             var, rse, bias = _variance(comp, statistic, P, K, rho, inner)
             objective = var + bias ** 2 if budget is not None else cost_of(K)

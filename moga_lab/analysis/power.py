@@ -9,7 +9,7 @@ Holm's first step, alpha at its last). ``tests/test_power.py`` checks the answer
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -65,6 +65,7 @@ def planned_se(components: Components, seeds: int, images: int):
         images: n.
     """
     c, S, n = components, seeds, images
+    terms: List[Tuple[float, float]]
     if c.layout == 'images':   # one seed: the seed term is unknown, the image term scales with n
         terms = [(c.image / n, n - 1)]
     elif c.layout in ('nested', 'seeds'):

@@ -14,7 +14,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from moga_lab.analysis.curves import middle_share_difference, middle_share_interval, middle_share_of
+from moga_lab.analysis.curves import ShareDifference, middle_share_difference, middle_share_interval, middle_share_of
 from moga_lab.analysis.tables import per_image_table
 from moga_lab.analysis.uncertainty import SeedImageInterval, jackknife_pseudo_values, seeds_by_images
 
@@ -32,14 +32,14 @@ class AcrossSeeds:
 
     Attributes:
         interval: the estimate with its interval over seeds and images (`SeedImageInterval`).
-        per_seed: ``{seed: dict(difference, ci_low, ci_high, num_images)}`` for the seeds both models have (a paired
-            bootstrap over that seed's images).
+        per_seed: ``{seed: ShareDifference}`` for the seeds both models have (a paired bootstrap over that seed's
+            images).
         pairing: one of `PAIRINGS`.
         seeds_a: model a's seeds.
         seeds_b: model b's seeds.
     """
     interval: SeedImageInterval
-    per_seed: Dict[int, Dict[str, float]]
+    per_seed: Dict[int, ShareDifference]
     pairing: str
     seeds_a: Tuple[int, ...]
     seeds_b: Tuple[int, ...]
@@ -85,7 +85,7 @@ def image_layout(frame: pd.DataFrame, models: Sequence[str]) -> str:
         frame: per-image rows with ``model``, ``seed`` and ``image_id``.
         models: the models compared.
     """
-    sets = {}
+    sets: Dict[int, set] = {}
     for (model, seed), sub in frame[frame.model.isin(list(models))].groupby(['model', 'seed']):
         sets.setdefault(int(seed), set()).update(sub.image_id)
     if len(sets) < 2 or all(s == next(iter(sets.values())) for s in sets.values()):

@@ -385,7 +385,8 @@ def estimate_strength(value_fn: ValueFn, n_players: int, pairs: torch.Tensor, or
         if pilot is not None:
             summary['var_U'] = _pooled_plugin_variance(pilot, samples, summary['count'])
         stats = order_statistics(summary, deterministic)
-        if converged is None:
+        if converged is None:  # (the precision mode: a target was given)
+            assert target_ci is not None
             converged = stats['I2_se'] <= _tolerance(stats, target_ci, ci_floor, Z95)
         return StrengthEstimate(stats, summary['count'], summary['mean'], summary['var'], values.forwards, rounds,
                                 converged, target_ci, pilot_contexts)

@@ -36,7 +36,7 @@ simulated studies with known components (`moga_lab.analysis.known_studies`, ``te
 """
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -180,9 +180,11 @@ def seeds_by_images(per_seed: ArrayLike, pseudo: Optional[ArrayLike] = None, lay
     _check_alternative(alternative)
     if layout not in LAYOUTS:
         raise ValueError(f'layout {layout!r} is not accepted; accepted: {", ".join(LAYOUTS)}')
-    groups = [(1.0, per_seed, pseudo)] + ([(-1.0, minus[0], minus[1])] if minus is not None else [])
-    groups = [(sign, np.asarray(d, dtype=float), None if psi is None else np.asarray(psi, dtype=float))
-              for sign, d, psi in groups]
+    given = [(1.0, per_seed, pseudo)] + ([(-1.0, minus[0], minus[1])] if minus is not None else [])
+    # (sign, per-seed differences [S], pseudo-values [S, n] or None: checked against the layout below)
+    groups: List[Tuple[float, np.ndarray, Any]] = [
+        (sign, np.asarray(d, dtype=float), None if psi is None else np.asarray(psi, dtype=float))
+        for sign, d, psi in given]
     if any(len(d) < 1 for _, d, _ in groups):
         raise ValueError('no seed to estimate from')
     estimate = float(sum(sign * d.mean() for sign, d, _ in groups))
@@ -199,7 +201,7 @@ def seeds_by_images(per_seed: ArrayLike, pseudo: Optional[ArrayLike] = None, lay
         raise ValueError(f'layout {layout!r} needs 2 or more seeds per group to estimate their spread; got '
                          f'{", ".join(map(str, seeds))}')
     components: Dict[str, float] = {}
-    seed_terms = [(d.var(ddof=1) / len(d), len(d) - 1) for _, d, _ in groups] if layout != 'images' else []
+    seed_terms: List[Tuple[float, float]] = [(d.var(ddof=1) / len(d), len(d) - 1) for _, d, _ in groups] if layout != 'images' else []
     if seed_terms:
         components['seeds'] = float(sum(v for v, _ in seed_terms))
     terms = list(seed_terms)

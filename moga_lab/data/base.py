@@ -1,6 +1,6 @@
 """Shared pieces of the classification DataModules: in-memory tensor datasets, split, loaders."""
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import lightning as L
 import torch
@@ -109,7 +109,7 @@ class ClassificationDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f'batch_size={batch_size} must be >= 1')
-        self.data_dir = data_dir
+        self.data_dir: str = data_dir or ''  # ('' = none given: each dataset says what it needs)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.num_workers = num_workers
@@ -118,7 +118,9 @@ class ClassificationDataModule(L.LightningDataModule):
         self.reprob = reprob
         self.split_seed = split_seed
         self._image_size = image_size
-        self.train_set = self.val_set = self.test_set = None
+        self.train_set: Optional[Dataset] = None
+        self.val_set: Optional[Dataset] = None
+        self.test_set: Any = None
 
     # subclasses -----------------------------------------------------------------------------------
     info: DatasetInfo

@@ -1,7 +1,7 @@
 """CIFAR-10 / CIFAR-100 from the standard python-pickle batches on disk (``cifar-10-batches-py``)."""
 import os
 import pickle
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -10,7 +10,7 @@ from moga_lab.data.base import ClassificationDataModule, DataError, DatasetInfo,
 
 __all__ = ['CIFARDataModule']
 
-_SPEC = {
+_SPEC: Dict[int, Dict[str, Any]] = {
     10: dict(folder='cifar-10-batches-py', train=[f'data_batch_{i}' for i in range(1, 6)], test=['test_batch'],
              label='labels', meta=('batches.meta', 'label_names'),
              mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),

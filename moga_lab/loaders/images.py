@@ -41,7 +41,7 @@ def transform_config(models: Sequence[NamedModel], choice: str = 'auto') -> Dict
         raise ValueError(f'--eval-transform {choice!r} is not accepted; accepted: {", ".join(EVAL_TRANSFORMS)}')
     if choice == 'auto':
         choice = 'model' if len(models) == 1 else 'paper'
-    cfg = dict(models[0].data_config) if choice == 'model' else dict(PAPER_TRANSFORM)
+    cfg = dict(models[0].data_config or {}) if choice == 'model' else dict(PAPER_TRANSFORM)
     return cfg
 
 
@@ -106,7 +106,7 @@ def eval_dataset(models: Sequence[NamedModel], data_dir: Optional[str], transfor
         raise DataError(f'no images in the class folders of {root}: expected {root}/<class>/<name>.jpg '
                         f'(or .png, .jpeg, .bmp, .webp, ...)') from None
     size = int(cfg['input_size'][-1])
-    info = DatasetInfo(os.path.basename(os.path.normpath(data_dir)), ref.num_classes, 3, size, tuple(cfg['mean']),
+    info = DatasetInfo(os.path.basename(os.path.normpath(str(data_dir))), ref.num_classes, 3, size, tuple(cfg['mean']),
                        tuple(cfg['std']), tuple(names), transform=describe_transform(cfg))
     return ds, info
 
@@ -174,7 +174,7 @@ def load_eval_images(models: Union[NamedModel, Sequence[NamedModel]], num_images
     models = [models] if isinstance(models, NamedModel) else list(models)
     ref = models[0]
     if ref.is_fit_checkpoint:
-        d = ref.run_data
+        d: Dict[str, Any] = ref.run_data or {}
         name = data or d.get('name', 'fashion-mnist')
         kwargs: Dict[str, Any] = dict(data_dir=data_dir or d.get('data_dir'))
         if d.get('image_size'):
@@ -184,7 +184,8 @@ def load_eval_images(models: Union[NamedModel, Sequence[NamedModel]], num_images
             raise ValueError(f'{ref.name} was trained for {ref.num_classes} classes of {ref.in_chans}-channel images; '
                              f'{name} has {dm.num_classes} classes and {dm.in_chans} channels')
         dm.setup('test')
-        ds, info, paths = dm.test_set, replace(dm.info, transform='the run\'s eval transform'), None
+        ds: Any = dm.test_set
+        info, paths = replace(dm.info, transform='the run\'s eval transform'), None
         targets = ds.labels.tolist() if hasattr(ds, 'labels') else list(getattr(ds, 'targets', []))
     else:
         if data not in (None, 'imagefolder'):
@@ -224,7 +225,7 @@ def pixel_mean_image(models: Union[NamedModel, Sequence[NamedModel]], data: Opti
     models = [models] if isinstance(models, NamedModel) else list(models)
     ref = models[0]
     if ref.is_fit_checkpoint:
-        d = ref.run_data
+        d: Dict[str, Any] = ref.run_data or {}
         kwargs: Dict[str, Any] = dict(data_dir=data_dir or d.get('data_dir'))
         if d.get('image_size'):
             kwargs['image_size'] = d['image_size']
@@ -237,11 +238,14 @@ def pixel_mean_image(models: Union[NamedModel, Sequence[NamedModel]], data: Opti
         ds = Subset(full, list(dm._split(len(full))[0]))
     else:
         ds, _ = eval_dataset(models, data_dir, transform)
-    total, count = None, 0
+    total: Optional[torch.Tensor] = None
+    count = 0
     for x, _ in DataLoader(ds, batch_size=batch_size):
         x = x.to(torch.float64)
         total = x.sum(0) if total is None else total + x.sum(0)
         count += len(x)
+    if total is None:
+        raise DataError('no training images to average for the pixel-mean baseline')
     return (total / count).to(torch.float32)
 
 

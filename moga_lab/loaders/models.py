@@ -189,7 +189,7 @@ def load_pretrained(model_name: str, weights: str, label: Optional[str] = None, 
     if not timm.is_model(model_name.split('.')[0]):
         raise ValueError(f'unknown --model {model_name!r}; accepted: moganet_xtiny ... moganet_xlarge or any timm '
                          f'model name, e.g. convnext_tiny, swin_tiny_patch4_window7_224')
-    model = timm.create_model(model_name, pretrained=False)
+    model: Any = timm.create_model(model_name, pretrained=False)  # (a timm model: its attributes are timm's)
     state, entry = read_weights(weights, use_ema=use_ema, trust=trust)
     raw = dict(state)
     if not isinstance(model, MogaNet):
@@ -247,12 +247,14 @@ def load_models(sources: Sequence[Source], labels: Optional[Sequence[str]] = Non
     models = []
     for k, src in enumerate(sources):
         label = labels[k] if labels else None
-        models.append(load_classifier(src[1], label, trust) if src[0] == 'checkpoint'
-                      else load_pretrained(src[1], src[2], label, use_ema, trust))
+        if src[0] == 'checkpoint':
+            models.append(load_classifier(src[1], label, trust))
+        else:
+            models.append(load_pretrained(src[1], src[-1], label, use_ema, trust))  # ('model', name, weights)
     names = [m.name for m in models]
     if len(set(names)) < len(names):
         for m, src in zip(models, sources):
-            where = src[1] if src[0] == 'checkpoint' else src[2]
+            where = src[1] if src[0] == 'checkpoint' else src[-1]
             m.name = f'{m.name} ({os.path.basename(os.path.dirname(os.path.abspath(where))) or where})'
     kinds = {m.is_fit_checkpoint for m in models}
     if len(kinds) > 1:
