@@ -55,7 +55,7 @@ def components_of(result: SeedImageInterval) -> Components:
                       num_seeds=result.num_seeds, num_images=n)
 
 
-def planned_se(components: Components, seeds: int, images: int):
+def planned_se(components: Components, seeds: int, images: int) -> Tuple[float, float]:
     """``(se, df)`` of the mean difference with ``seeds`` seeds and ``images`` images per seed, from the expected mean
     squares of the fitted layout (a nested study's images are inside its seed term; the extra term as measured).
 

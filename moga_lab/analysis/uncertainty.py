@@ -88,7 +88,7 @@ class SeedImageInterval:
         return t_interval(self.estimate, self.se, self.df, level)
 
 
-def t_interval(estimate: float, se: float, df: float, level: float = 0.95):
+def t_interval(estimate: float, se: float, df: float, level: float = 0.95) -> Tuple[float, float]:
     """``(low, high)``: estimate ± t_df se at two-sided ``level`` (normal when ``df`` is infinite).
 
     Args:

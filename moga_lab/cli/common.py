@@ -1,7 +1,7 @@
 """Shared command-line plumbing: one-line errors with exit status 2, value parsers."""
 import argparse
 import sys
-from typing import Callable, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 from moga_lab.models.factory import MIN_IMAGE_SIZE  # (the models' limit, stated where the options are parsed)
 
@@ -132,7 +132,8 @@ def model_sources(args) -> list:
     if len(names) != len(weights):
         raise ValueError(f'{len(names)} --model for {len(weights)} --weights: give each --model NAME its --weights FILE '
                          f'(a local file; nothing is downloaded)')
-    out, k = [], 0
+    out: List[tuple] = []
+    k = 0
     for kind, value in sources:
         if kind == 'checkpoint':
             out.append(('checkpoint', value))

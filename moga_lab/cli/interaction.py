@@ -17,7 +17,7 @@ part file, and rank 0 merges them once at the end.
 import glob
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from moga_lab.cli.common import Parser, add_model_arguments, choice, fail, model_sources, user_errors
 from moga_lab.cli.design import add_design_arguments, apply_design_arguments, plan_from_arguments
@@ -137,7 +137,7 @@ def _run(args, rank: int, world: int, barrier, device) -> Optional[str]:
     pixel_mean = (pixel_mean_image(models, args.data, args.data_dir, args.eval_transform)
                   if settings.baseline == 'pixel-mean' else None)
     for m in models:
-        m.model.to(device=device, memory_format=torch.channels_last)
+        m.model.to(device).to(memory_format=torch.channels_last)
     settings = plan_from_arguments(args, [m.model for m in models], ev, settings, pixel_mean, args.out,
                                    say=rank == 0)
     os.makedirs(os.path.join(args.out, 'parts'), exist_ok=True)
@@ -180,7 +180,7 @@ def _compute_part(args, models, ev, settings, pixel_mean, rank: int, world: int)
         print(f'resuming: {len(done_keys)} (model, image) results already in {args.out}', file=sys.stderr)
     bar = tqdm(total=len(work), desc=f'interaction (rank {rank})' if world > 1 else 'interaction',
                unit='model-image', disable=args.no_progress)
-    runners = {}  # fused (and compiled) once per model, not per image
+    runners: Dict[str, Any] = {}  # fused (and compiled) once per model, not per image
     for k, image_id, m in work:
         runner = runners.setdefault(m.name, evaluation_model(m.model, settings))
         df = interaction_strength(runner, ev.images[k:k + 1], ev.labels[k:k + 1], settings, model_name=m.name,

@@ -21,7 +21,7 @@ __all__ = ['build_parser', 'main']
 def build_parser() -> Parser:
     p = Parser(prog='moga-study', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='action', required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument('study', help='the study file (YAML: units with their commands, see moga_lab.studies.runner)')
     common.add_argument('--out', help="the units' root folder (default: the study file's out)")
     r = sub.add_parser('run', parents=[common], help='run unfinished units (finished ones are skipped)')
@@ -81,8 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{len(names)} unit(s) packed into {args.archive}: {", ".join(names) or "none"}')
             return 0
         if args.action == 'publish':
-            for name, rows in publish_study(study, args.to, args.only, tables=not args.reports_only).items():
-                print(f'{args.to}/{name}' + (f': {rows} rows' if name.endswith('.csv') else ''))
+            for name, count in publish_study(study, args.to, args.only, tables=not args.reports_only).items():
+                print(f'{args.to}/{name}' + (f': {count} rows' if name.endswith('.csv') else ''))
             return 0
         if args.action == 'reset':
             reset = reset_units(study, args.patterns)
@@ -105,6 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1 if result['failed'] or 'stopped' in result else 0
     except StudyError as error:
         fail(p.prog, str(error))
+        raise  # (fail exits)
 
 
 if __name__ == '__main__':

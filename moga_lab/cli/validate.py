@@ -10,7 +10,7 @@
 """
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional, cast
 
 from moga_lab.cli.common import Parser, add_model_arguments, choice, fail, model_sources, user_errors
 
@@ -58,16 +58,17 @@ def _validate_fit_checkpoint(args, path: str) -> str:
 
     from moga_lab.training import ImageClassifier, RunConfig, build_datamodule
     module = ImageClassifier.load_from_checkpoint(path, map_location='cpu', weights_only=not args.trust_weights)
-    cfg = RunConfig.from_dict(module.hparams.config)
+    hp = cast(Any, module.hparams)  # (the fit run's saved arguments: config, num_classes, in_chans)
+    cfg = RunConfig.from_dict(hp.config)
     if args.data:
         cfg.data.name = args.data
     if args.data_dir:
         cfg.data.data_dir = args.data_dir
     cfg.data.batch_size = args.batch_size
     dm = build_datamodule(cfg)
-    if (dm.num_classes, dm.in_chans) != (module.hparams.num_classes, module.hparams.in_chans):
-        raise ValueError(f'the checkpoint was trained for {module.hparams.num_classes} classes and '
-                         f'{module.hparams.in_chans} channels; {cfg.data.name} has {dm.num_classes} and {dm.in_chans}')
+    if (dm.num_classes, dm.in_chans) != (hp.num_classes, hp.in_chans):
+        raise ValueError(f'the checkpoint was trained for {hp.num_classes} classes and '
+                         f'{hp.in_chans} channels; {cfg.data.name} has {dm.num_classes} and {dm.in_chans}')
     dm.setup('fit' if args.split == 'val' else 'test')
     loader = dm.val_dataloader() if args.split == 'val' else dm.test_dataloader()
     trainer = L.Trainer(accelerator='auto', devices=1, precision=args.precision, logger=False,

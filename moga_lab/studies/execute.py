@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, cast
 
 from moga_lab.studies.spec import COMMAND_FILE, LOG_FILE, SLURM_JOB_FILE, Study, StudyError, Unit, executable, select_units
 from moga_lab.studies.state import (paced_minutes, portable_command, queued_slurm_job, read_record, recorded_command,
@@ -164,14 +164,17 @@ class _Done:
     """A job that has already run (inline, or a dry run): its result, or the exception it raised."""
 
     def __init__(self, run: Callable[[], int]):
+        self.code: Optional[int] = None
+        self.error: Optional[Exception] = None
         try:
-            self.code, self.error = run(), None
+            self.code = run()
         except Exception as error:  # noqa: BLE001 - reported by the loop, like a submitit job's
-            self.code, self.error = None, error
+            self.error = error
 
     def result(self) -> int:
         if self.error is not None:
             raise self.error
+        assert self.code is not None
         return self.code
 
 
@@ -204,6 +207,7 @@ class _Submitit:
         import submitit
         self.folder = os.path.join(study.out, '.submitit')
         self.kind, self.threads = executor, threads
+        self.ex: Any
         if executor == 'local':
             self.ex = submitit.LocalExecutor(folder=self.folder)
             self.ex.update_parameters(timeout_min=int(max(u.minutes for u in todo) * 3 + 10) if todo else 60)
@@ -289,10 +293,11 @@ def run_study(study: Study, executor: str = 'inline', until: Optional[dt.datetim
               _Submitit(study, executor, todo, concurrency, threads, slurm or {}))
     result: Dict[str, List[str]] = {'done': [], 'failed': [], 'skipped': []}
     stops: List[int] = []
-    handler = (lambda signum: (stops.append(signum), runner.stop(running))) if executor == 'local' and not dry_run \
-        else None
+    def handler(signum: int) -> None:  # forward a stop to the local workers
+        stops.append(signum)
+        cast(_Submitit, runner).stop(running)  # (installed for the local executor only)
     running: List[tuple] = []
-    with _on_stop_signals(handler) if handler else contextlib.nullcontext():
+    with _on_stop_signals(handler) if executor == 'local' and not dry_run else contextlib.nullcontext():
         _schedule(study, todo, done, runner, until, executor, dry_run, stops, running, result, log, plan)
     if stops and executor != 'inline':
         result.setdefault('stopped', [])

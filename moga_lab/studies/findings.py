@@ -166,7 +166,7 @@ def report_claims_section(claims: pd.DataFrame) -> str:
         claims: one study's rows of `evaluate_registry`'s table (its ``claims.csv``).
     """
     family = claims[claims.role == 'claim']
-    carried = {}
+    carried: Dict[str, Any] = {}
     for r in claims.itertuples():
         if isinstance(r.sources, str) and r.sources:
             carried.setdefault(r.sources, []).append(r.claim_id)

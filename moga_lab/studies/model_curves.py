@@ -38,7 +38,7 @@ def interaction_of_models(models: Sequence[NamedModel], images: torch.Tensor, la
     """
     from tqdm.auto import tqdm
     done = pd.read_csv(cache) if cache and os.path.isfile(cache) else None
-    if done is not None:
+    if done is not None and cache:
         check_design(done, settings, cache)
     frames = [done] if done is not None else []
     pixel_mean = None

@@ -35,7 +35,7 @@ other key (``caveat``: a sentence every row of the claim carries; ``test_images`
 """
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from moga_lab.analysis.seeds import PAIRINGS
 from moga_lab.analysis.uncertainty import ALTERNATIVES
@@ -157,9 +157,10 @@ def load_registry(path: str) -> Dict[str, Any]:
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
     check_mapping(raw, path, ('family', 'correction', 'alpha', 'claims'), required=('family', 'claims'))
-    correction = check_choice(str(raw.get('correction', 'holm')).lower(), path, 'correction', CORRECTIONS)
+    correction = check_choice(str(raw.get('correction', 'holm')).lower(), path, 'correction', list(CORRECTIONS))
     known = {f for f in Claim.__dataclass_fields__ if f != 'extra'}
-    claims, seen = [], {}
+    claims: List[Claim] = []
+    seen: Dict[str, Claim] = {}
     for entry in raw['claims']:
         entry = dict(entry)
         cid = entry.get('id')

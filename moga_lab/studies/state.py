@@ -6,7 +6,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, cast
 
 import yaml
 
@@ -96,7 +96,7 @@ def paced_minutes(study: Study) -> Dict[str, float]:
     Args:
         study: from `load_study`.
     """
-    machine, ratios = describe_machine(), {}
+    machine, ratios = describe_machine(), cast(Dict[int, List[float]], {})
     for u in study.units:
         record = read_record(u) if unit_state(u) == 'done' and u.minutes > 0 else {}
         if record.get('machine') == machine and not record.get('resumed') and record.get('minutes'):
@@ -181,7 +181,7 @@ def reset_units(study: Study, patterns: Sequence[str]) -> Dict[str, List[str]]:
     for u in chosen:
         if os.path.isdir(u.dir):
             shutil.rmtree(u.dir)
-    users, grew = set(), True
+    users, grew = cast(Set[str], set()), True
     while grew:  # everything downstream, not only direct users
         grew = False
         for u in study.units:

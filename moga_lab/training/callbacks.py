@@ -1,10 +1,11 @@
 """Lightning callbacks: the interaction-strength curve on a fixed image set during training."""
 import os
-from typing import Optional
+from typing import Optional, cast
 
 import lightning as L
 import pandas as pd
 import torch
+import torch.nn as nn
 
 from moga_lab.analysis.curves import middle_order_share, strength_curve
 from moga_lab.analysis.estimate import InteractionSettings, interaction_strength
@@ -35,7 +36,7 @@ class InteractionCurveCallback(L.Callback):
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every:
             return
         if trainer.is_global_zero:
-            model = pl_module.model if hasattr(pl_module, 'model') else pl_module
+            model = cast(nn.Module, getattr(pl_module, 'model', pl_module))
             images = self.images.to(pl_module.device)
             frame = interaction_strength(model, images, self.labels, self.settings, model_name='model')
             curve = strength_curve(frame, num_bootstrap=200)

@@ -242,7 +242,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'RunConfig':
         """Build from a nested dict; unknown sections or keys raise `ConfigError` naming the accepted ones."""
-        d = check_mapping(d or {}, 'config', SECTIONS, error=ConfigError)
+        d = dict(check_mapping(d or {}, 'config', SECTIONS, error=ConfigError))
         parts = {}
         for f in dataclasses.fields(cls):
             parts[f.name] = _build(SECTIONS[f.name], d.get(f.name) or {}, f.name)

@@ -65,7 +65,7 @@ def build_loggers(names: Sequence[str], run_dir: str, run_name: str, tracking_ur
                               artifact_location=mlflow_artifact_location(uri), log_model=False)
         if int(os.environ.get('LOCAL_RANK', 0)) == 0:
             with open(id_file, 'w') as f:
-                f.write(logger.run_id)
+                f.write(str(logger.run_id))
         loggers.append(logger)
     if 'wandb' in names:
         from lightning.pytorch.loggers import WandbLogger

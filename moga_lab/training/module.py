@@ -72,7 +72,7 @@ class ImageClassifier(L.LightningModule):
         if opt.mixup > 0 or opt.cutmix > 0:
             self.mixup = Mixup(mixup_alpha=opt.mixup, cutmix_alpha=opt.cutmix, label_smoothing=opt.label_smoothing,
                                num_classes=num_classes)
-            self.train_criterion = SoftTargetCrossEntropy()
+            self.train_criterion: nn.Module = SoftTargetCrossEntropy()
         else:
             self.train_criterion = nn.CrossEntropyLoss(label_smoothing=opt.label_smoothing)
         self.ema = ModelEmaV3(self.model, decay=opt.ema_decay) if opt.ema_decay else None

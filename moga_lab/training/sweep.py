@@ -7,7 +7,7 @@ learning rate; the chosen model is then trained and tested once, by the study th
 import copy
 import math
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Sized, Union, cast
 
 import pandas as pd
 import yaml
@@ -58,17 +58,18 @@ def lr_sweep(base: RunConfig, lrs: Sequence[float], out: str,
             datamodule, module = prepare(cfg)
             fit(cfg, resume=os.path.isfile(os.path.join(cfg.trainer.run_dir, 'last.ckpt')), test=False,
                 prepared=(datamodule, module))
-            val_images = len(datamodule.val_set)
+            val_images = len(cast(Sized, datamodule.val_set)) if datamodule.val_set is not None else None
         else:
             val_images = None
         with open(results) as f:
             summary = yaml.safe_load(f)
         if 'val/acc1_best' not in summary:
             raise ValueError(f'{results} holds no validation top-1 (a run without a validation split?)')
-        rows.append(dict(model=cfg.model.name, lr=float(lr), val_top1=round(100 * float(summary['val/acc1_best']), 2),
+        top1 = round(100 * float(summary['val/acc1_best']), 2)
+        rows.append(dict(model=cfg.model.name, lr=float(lr), val_top1=top1,
                          val_images=val_images, epochs=cfg.trainer.epochs, seed=cfg.trainer.seed, chosen=False))
         if on_run is not None:
-            on_run(float(lr), rows[-1]['val_top1'])
+            on_run(float(lr), top1)
         table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
         best = table.sort_values(['val_top1', 'lr'], ascending=[False, True]).index[0]
         table['chosen'] = table.index == best
