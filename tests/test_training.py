@@ -39,6 +39,19 @@ def _module(**optim):
     return ImageClassifier(cfg.to_dict(), num_classes=4, in_chans=1, image_size=16)
 
 
+def test_image_classifier_takes_the_typed_config_or_its_dict_and_saves_a_plain_dict():
+    from moga_lab.training.config import ConfigError
+    cfg = small_data_recipe('xtiny')
+    typed = ImageClassifier(cfg, num_classes=4, in_chans=1, image_size=16)
+    plain = _module()
+    assert typed.hparams['config'] == plain.hparams['config'] == cfg.to_dict()
+    assert isinstance(typed.hparams['config'], dict) and typed.cfg == cfg
+    bad = cfg.to_dict()
+    bad['optim']['learning_rate'] = 1.0
+    with pytest.raises(ConfigError, match=r"config section 'optim': unknown keys \['learning_rate'\]"):
+        ImageClassifier(bad, num_classes=4, in_chans=1, image_size=16)
+
+
 def test_fit_end_to_end_writes_the_run_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv('MOGA_LAB_RUN_DIR', raising=False)

@@ -1,7 +1,7 @@
 """The LightningModule for image classification: any model by name, the paper's recipe pieces from timm."""
 import math
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import lightning as L
 import torch
@@ -43,7 +43,8 @@ class ImageClassifier(L.LightningModule):
     with EMA), ``test/acc1``, ``test/acc5``.
 
     Args:
-        config: the resolved `RunConfig` as a nested dict (``cfg.to_dict()``).
+        config: the resolved `RunConfig` (or its nested dict, ``cfg.to_dict()``, as checkpoints hold it); unknown keys
+            are refused (`moga_lab.training.config.ConfigError`).
         num_classes: classifier size.
         in_chans: input channels.
         image_size: input side in pixels (decides the small-image stems).
@@ -54,15 +55,17 @@ class ImageClassifier(L.LightningModule):
     Example:
         ```python
         dm, module = prepare(small_data_recipe('xtiny'))          # or build both yourself:
-        module = ImageClassifier(cfg.to_dict(), num_classes=10, in_chans=1, image_size=28)
+        module = ImageClassifier(cfg, num_classes=10, in_chans=1, image_size=28)
         lightning.Trainer(max_epochs=1).fit(module, dm)
         ```
     """
 
-    def __init__(self, config: Dict[str, Any], num_classes: int, in_chans: int, image_size: int,
+    def __init__(self, config: Union[RunConfig, Dict[str, Any]], num_classes: int, in_chans: int, image_size: int,
                  class_names: Optional[Sequence[str]] = None, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None):
         super().__init__()
+        # saved as a plain nested dict (weights_only checkpoints), read back through the typed RunConfig
+        config = config.to_dict() if isinstance(config, RunConfig) else RunConfig.from_dict(config).to_dict()
         self.save_hyperparameters()
         self.cfg = RunConfig.from_dict(config)
         self.model = build_model(self.cfg.model, num_classes, in_chans, image_size)

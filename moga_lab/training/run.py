@@ -178,7 +178,7 @@ def prepare(cfg: RunConfig) -> Tuple[ClassificationDataModule, ImageClassifier]:
     dm = build_datamodule(cfg)
     dm.setup('fit')
     info = dm.info
-    module = ImageClassifier(cfg.to_dict(), num_classes=info.num_classes, in_chans=info.in_chans,
+    module = ImageClassifier(cfg, num_classes=info.num_classes, in_chans=info.in_chans,
                              image_size=dm.image_size, class_names=list(info.class_names), mean=list(info.mean),
                              std=list(info.std))
     return dm, module
