@@ -128,8 +128,12 @@ def reference_in_fresh_process(name, args):
 def fuse_at_revision(rev):
     """moga_lab/models/fuse.py as it was at git revision ``rev``, loaded as a module of its own."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(['git', 'show', f'{rev}:moga_lab/models/fuse.py'], capture_output=True, text=True,
-                            check=True, cwd=root).stdout
+    done = subprocess.run(['git', 'show', f'{rev}:moga_lab/models/fuse.py'], capture_output=True, text=True, cwd=root)
+    if done.returncode != 0:
+        raise SystemExit(f'--fused-against {rev}: no moga_lab/models/fuse.py at that revision here '
+                         f'({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "git failed"}); '
+                         'accepted: a commit, tag or branch of this repository')
+    source = done.stdout
     module = types.ModuleType(f'fuse_at_{rev}')
     exec(compile(source, f'{rev}:moga_lab/models/fuse.py', 'exec'), module.__dict__)
     return module
