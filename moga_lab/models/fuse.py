@@ -207,7 +207,7 @@ def fold_patch_embed(embed: nn.Module) -> nn.Module:
     Args:
         embed: a `StackConvPatchEmbed` (conv, BN, GELU, conv, BN) or a `ConvPatchEmbed` (conv, BN), in eval mode.
     """
-    folded = copy.deepcopy(embed)
+    folded = copy.deepcopy(embed).eval()  # (fuse_conv_bn_eval folds eval-mode layers: the running statistics)
     conv_bn = lambda conv, bn: with_cast_cache(fuse_conv_bn_eval(cast(nn.Conv2d, conv), cast(nn.BatchNorm2d, bn)))  # noqa: E731
     if isinstance(embed, StackConvPatchEmbed):
         p = cast(nn.Sequential, folded.projection)

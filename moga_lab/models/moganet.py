@@ -21,7 +21,6 @@ import copy
 import math
 from typing import Any, List, Optional, Sequence, Tuple, Union, cast
 
-
 import torch
 import torch.nn as nn
 
@@ -419,20 +418,15 @@ class FusedMogaNet(MogaNet):
             if not key.startswith('_') and key != 'training':
                 setattr(self, key, copy.deepcopy(value))
         self.grad_checkpointing = False
-        was_training = model.training
-        model.eval()  # the folds read the BatchNorms' running statistics
-        try:
-            with torch.no_grad():
-                for name, child in model.named_children():
-                    if name.startswith('patch_embed'):
-                        folded = fold_patch_embed(child)
-                    elif name.startswith('blocks'):
-                        folded = nn.ModuleList(FusedMogaBlock(cast(MogaBlock, block)) for block in cast(nn.ModuleList, child))
-                    else:  # stage norms, head dropout, head
-                        folded = with_cast_cache(child)
-                    self.add_module(name, folded)
-        finally:
-            model.train(was_training)
+        with torch.no_grad():  # (the folds read the BatchNorms' running statistics, whatever ``model``'s mode)
+            for name, child in model.named_children():
+                if name.startswith('patch_embed'):
+                    folded = fold_patch_embed(child)
+                elif name.startswith('blocks'):
+                    folded = nn.ModuleList(FusedMogaBlock(cast(MogaBlock, block)) for block in cast(nn.ModuleList, child))
+                else:  # stage norms, head dropout, head
+                    folded = with_cast_cache(child)
+                self.add_module(name, folded)
         super().train(False)
         if channels_last:
             self.to(memory_format=torch.channels_last)
