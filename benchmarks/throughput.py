@@ -167,9 +167,16 @@ def fused_against(rev, args, native16):
                              size=args.size, this_tree=round(r['this tree'], 2), at_rev=round(r[rev], 2),
                              ratio=round(r['this tree'] / r[rev], 3)))
             print(rows[-1], flush=True)
-    print(f'\nimages/s of the fused model, this tree against fuse.py at {rev} ({torch.get_num_threads()} threads, '
-          f'{args.repeats} interleaved timed batches each)\n')
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    from moga_lab.utils.runtime import describe_machine
+    text = (f'Images/s of the fused model, this tree against `moga_lab/models/fuse.py` at `{rev}`, measured side by side '
+            f'on {describe_machine()} ({torch.get_num_threads()} threads, {args.repeats} interleaved timed batches each; '
+            f'`python benchmarks/throughput.py --fused-against {rev} --variants {" ".join(args.variants)} --batch-size '
+            f'{args.batch_size} --size {args.size} --repeats {args.repeats}`); ratio above 1: this tree is faster.\n\n'
+            + pd.DataFrame(rows).to_markdown(index=False) + '\n')
+    print('\n' + text)
+    if args.out:
+        from moga_lab.utils.atomic import atomic_write_text
+        atomic_write_text(args.out, text)
 
 
 def main():
@@ -181,6 +188,7 @@ def main():
     p.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows (~1 min each)')
     p.add_argument('--no-train', action='store_true')
     p.add_argument('--fused-against', metavar='REV', help='only the fused model: this tree against fuse.py at REV')
+    p.add_argument('--out', help='with --fused-against: also write its table (markdown) here')
     p.add_argument('--reference-child', metavar='MODEL', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.reference_child:  # the baseline measurement, run by the parent in a fresh process

@@ -142,6 +142,8 @@ def test_throughput_prints_every_row_and_the_fused_model_against_a_revision(tmp_
     assert re.search(r'\| convnext_atto +\| inference fp32 channels_last', done.stdout), done.stdout
     # this tree's fused model against the one fuse.py built at a revision: equal first, then images/s and their ratio
     done = run_script('benchmarks/throughput.py', ['--fused-against', 'HEAD', '--variants', 'xtiny', '--size', '32',
-                                                   '--batch-size', '1', '--repeats', '1'], tmp_path)
+                                                   '--batch-size', '1', '--repeats', '1', '--out', str(tmp_path / 'f.md')],
+                      tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / 'f.md').read_text().strip() in done.stdout and 'measured side by side on' in done.stdout
     assert re.search(r'\| moganet_xtiny +\| fp32 +\| +1 +\| +32 +\| +[\d.]+ +\| +[\d.]+ +\| +[\d.]+ +\|', done.stdout), done.stdout
