@@ -147,3 +147,18 @@ def test_throughput_prints_every_row_and_the_fused_model_against_a_revision(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / 'f.md').read_text().strip() in done.stdout and 'measured side by side on' in done.stdout
     assert re.search(r'\| moganet_xtiny +\| fp32 +\| +1 +\| +32 +\| +[\d.]+ +\| +[\d.]+ +\| +[\d.]+ +\|', done.stdout), done.stdout
+
+
+def test_planner_calibration_prints_expected_against_measured(tmp_path):
+    measured = tmp_path / 'design_cost.csv'
+    measured.write_text('target,design,sd_share_rms\nlocal,shared/4,0.08\nlocal,shared/10,0.1\n')
+    done = run_script('benchmarks/planner_calibration.py', ['--games', 'local', '--measured', str(measured),
+                                                            '--out', str(tmp_path / 'c.md')], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / 'c.md').read_text()
+    row = re.search(r'\| local +\| shared/4 +\| +(\d+) \| +([\d.]+) \| +([\d.]+) \| +([\d.]+) \| +([\d.]+) \| +0\.08 +\| +'
+                    r'([\d.]+) \|', text)
+    assert row, text
+    expected, pairs_term, contexts_term = (float(row.group(k)) for k in (2, 3, 4))
+    assert abs(expected ** 2 - pairs_term ** 2 - contexts_term ** 2) < 2e-3 * expected ** 2 + 1e-6  # the two terms
+    assert abs(float(row.group(6)) - expected / 0.08) < 0.01
