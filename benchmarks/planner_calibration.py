@@ -12,7 +12,6 @@ afresh (``design_cost.csv``'s ``sd_share_rms``). Ratio = expected / measured (1 
 """
 import argparse
 import importlib.util
-import inspect
 import os
 import sys
 
@@ -33,19 +32,6 @@ def _design_cost():
     return module
 
 
-def _pilot_with_pairs(games, n, pairs, orders, ratios, generator):
-    """`planner.run_pilot`, also returning each pilot pair's U and plug-in variance (the pilot keeps only their
-    summaries): its own source, run with one capture line added."""
-    src = inspect.getsource(planner.run_pilot)
-    anchor = '    det = np.array([m in (0, n_players - 2) for m in orders])\n    return PilotComponents'
-    if anchor not in src:
-        raise SystemExit('planner.run_pilot changed: update the capture in benchmarks/planner_calibration.py')
-    namespace = dict(vars(planner), _CAPTURE={})
-    exec(src.replace(anchor, '    _CAPTURE.update(u=u, s2=s2, g=g, contexts=contexts)\n' + anchor), namespace)
-    comp = namespace['run_pilot'](games, n, pairs, orders, ratios=ratios, generator=generator)
-    return comp, namespace['_CAPTURE']
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--games', nargs='*', default=['local', 'skewed', 'cnn', 'gated-cnn'])
@@ -64,11 +50,8 @@ def main(argv=None):
         orders = dc.order_grid(n, dc.ORDER_RATIOS)
         g = torch.Generator().manual_seed(10_000 + args.seed)           # as design_cost._plans
         pairs = [dc.sample_pairs(grid, 40, generator=g)]
-        comp, c = _pilot_with_pairs(games[:1], n, pairs, orders, dc.ORDER_RATIOS, g)
-        K, u, s2, grad = c['contexts'], c['u'], c['s2'], c['g']
-        noise = float(((grad[:, None] ** 2) * (4 * np.clip(u, 0, None) * s2 / K + 2 * s2 ** 2 / (K * (K - 1)))).sum(0)
-                      .mean())
-        a_raw = comp.pair_share_var['rms']
+        comp = planner.run_pilot(games[:1], n, pairs, orders, ratios=dc.ORDER_RATIOS, generator=g)
+        a_raw, noise = comp.pair_share_var['rms'], comp.pair_share_noise
         ratio = np.asarray(dc.ORDER_RATIOS)
         inner = (ratio >= 0.2) & (ratio <= 0.6)
         authors = 4 * dc.AUTHORS['pairs'] * dc.AUTHORS['contexts'] * (len(dc.ORDER_RATIOS) - 2) + 4 * dc.AUTHORS['pairs']

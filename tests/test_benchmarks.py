@@ -162,3 +162,5 @@ def test_planner_calibration_prints_expected_against_measured(tmp_path):
     expected, pairs_term, contexts_term = (float(row.group(k)) for k in (2, 3, 4))
     assert abs(expected ** 2 - pairs_term ** 2 - contexts_term ** 2) < 2e-3 * expected ** 2 + 1e-6  # the two terms
     assert abs(float(row.group(6)) - expected / 0.08) < 0.01
+    noise_share = float(text.split('| local ', 2)[1].split('\n')[0].rstrip(' |').split('|')[-1])
+    assert noise_share > 0  # the pilot's own noise in its pairs' term, measured (PilotComponents.pair_share_noise)

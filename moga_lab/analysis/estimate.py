@@ -352,7 +352,8 @@ def plan_interaction(models: Sequence[nn.Module], images: torch.Tensor, labels: 
                              {s: float(np.mean([c.pair_share_var[s] for c in components])) for s in c0.pair_share_var},
                              np.mean([c.b1 for c in components], 0), np.mean([c.b2 for c in components], 0),
                              np.mean([c.se_unit for c in components], 0), np.max([c.rho for c in components], 0),
-                             c0.share, sum(c.forwards for c in components), c0.deterministic)
+                             c0.share, sum(c.forwards for c in components), c0.deterministic,
+                             float(np.mean([c.pair_share_noise for c in components])))
     plan = plan_shared(pooled, n, settings.grid, budget=budget, target_share_se=target_share_se, statistic=statistic,
                        ratios=settings.ratios, radius=settings.neighbour_radius)
     planned = replace(settings, design=SHARED_DESIGN, num_pairs=plan.num_pairs, contexts_per_order=plan.contexts,

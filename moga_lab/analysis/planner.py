@@ -57,6 +57,9 @@ class PilotComponents:
         share: the pilot's pairs per draw.
         forwards: the pilot's forward passes.
         deterministic: the orders with a single context (m = 0, n - 2).
+        pair_share_noise: the part of ``pair_share_var['rms']`` that is the pilot's own Monte-Carlo noise (each
+            pilot pair's plug-in variance of its U at the pilot's contexts, through the share): at 1 x A or more, the
+            pairs' spread cannot be told from noise (`benchmarks/planner_calibration.py`). Reported, not used.
     """
     orders: List[int]
     theta: np.ndarray
@@ -69,6 +72,7 @@ class PilotComponents:
     share: Optional[int]
     forwards: int
     deterministic: np.ndarray
+    pair_share_noise: float = float('nan')
 
 
 @dataclass
@@ -182,10 +186,12 @@ def run_pilot(games: Sequence[ValueFn], n_players: int, pair_sets: Sequence[torc
     curve = _floored(np.sqrt(np.clip(theta, 0, None)))
     g = _share_gradient(curve, inner) / (2 * curve)                                # d share / d theta_m (RMS)
     pair_var['rms'] = float((g[:, None] * u).sum(0).var(ddof=1))
+    noise = float(((g[:, None] ** 2) * (4 * np.clip(u, 0, None) * s2 / contexts
+                                        + 2 * s2 ** 2 / (contexts * (contexts - 1)))).sum(0).mean())
     pair_var['mean-abs'] = float((_share_gradient(_floored(a.mean(1)), inner)[:, None] * a).sum(0).var(ddof=1))
     det = np.array([m in (0, n_players - 2) for m in orders])
     return PilotComponents(list(orders), theta, a.mean(1), pair_var, b1, b2, np.sqrt(s2).mean(1), rho, share, forwards,
-                           det)
+                           det, noise)
 
 
 def _variance(comp: PilotComponents, statistic: str, P: int, K: np.ndarray, rho: np.ndarray, inner: np.ndarray):
